@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs every external tool encblk's tests and benchmarks use, from
+# Debian's packages. Idempotent: packages already installed cost nothing, and
+# `apt-get update` runs only when something is missing. Needs root.
+set -euo pipefail
+
+packages=(
+	# NBD peers and clients
+	nbdkit libnbd-bin fuse3 qemu-utils fio
+	# LUKS2 interop and filesystems
+	cryptsetup-bin e2fsprogs util-linux
+	# independent crypto (OpenSSL via python3-cryptography) and KMIP server
+	openssl python3 python3-cryptography python3-pykmip
+	# kernel VM harness (test/vm)
+	qemu-system-x86 linux-image-amd64 busybox-static nbd-client kmod cpio
+)
+
+missing=()
+for p in "${packages[@]}"; do
+	if ! dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$'; then
+		missing+=("$p")
+	fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+	exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "deps.sh: missing packages (${missing[*]}); run as root to install them" >&2
+	exit 1
+fi
+
+echo "deps.sh: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "deps.sh: done" >&2
