@@ -1,0 +1,60 @@
+package nbd
+
+import "sync"
+
+// budget is a connection's in-flight allowance: bytes of payload buffers
+// and a number of requests. Only the connection's reader acquires (so
+// waiters never starve one another); replies release. This is the
+// backpressure: a client that sends faster than the backend or its own
+// reading of replies allows finds the server no longer reading.
+type budget struct {
+	mu       sync.Mutex
+	bytes    int64 // available
+	reqs     int   // available
+	maxBytes int64
+	waiting  bool
+	wake     chan struct{}
+}
+
+func newBudget(maxBytes int64, maxReqs int) *budget {
+	return &budget{bytes: maxBytes, reqs: maxReqs, maxBytes: maxBytes, wake: make(chan struct{})}
+}
+
+// charge is what a request of n payload bytes costs: a request larger than
+// the whole budget is let through alone.
+func (b *budget) charge(n int64) int64 { return min(n, b.maxBytes) }
+
+// acquire takes n bytes (from charge) and one request slot, waiting until
+// they are free or stop is closed; it reports whether it got them.
+func (b *budget) acquire(n int64, stop <-chan struct{}) bool {
+	for {
+		b.mu.Lock()
+		if b.bytes >= n && b.reqs > 0 {
+			b.bytes -= n
+			b.reqs--
+			b.mu.Unlock()
+			return true
+		}
+		b.waiting = true
+		w := b.wake
+		b.mu.Unlock()
+		select {
+		case <-w:
+		case <-stop:
+			return false
+		}
+	}
+}
+
+// release gives back what acquire took.
+func (b *budget) release(n int64) {
+	b.mu.Lock()
+	b.bytes += n
+	b.reqs++
+	if b.waiting {
+		b.waiting = false
+		close(b.wake)
+		b.wake = make(chan struct{})
+	}
+	b.mu.Unlock()
+}

@@ -1,0 +1,103 @@
+package nbd_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/encblk/encblk/internal/nbdtest"
+	"github.com/encblk/encblk/pkg/nbd"
+)
+
+// testServer is a pkg/nbd server on a unix socket in a temporary directory,
+// stopped when the test ends.
+type testServer struct {
+	sock string
+	srv  *nbd.Server
+	done chan error
+}
+
+// newFileExport creates a file of size bytes (sparse) and opens it as a
+// Backend with info.
+func newFileExport(t testing.TB, size int64, info nbd.Info) (*nbdtest.File, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "disk.img")
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, size); err != nil {
+		t.Fatal(err)
+	}
+	b, err := nbdtest.OpenFile(path, info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	return b, path
+}
+
+// startServer serves exports on a fresh unix socket; configure may adjust
+// the server before it starts.
+func startServer(t testing.TB, exports nbd.Exports, configure func(*nbd.Server)) *testServer {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "nbdt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	sock := filepath.Join(dir, "s")
+	ctx, cancel := context.WithCancel(context.Background())
+	l, err := nbd.ListenUnix(ctx, sock, -1)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	level := slog.LevelInfo
+	if os.Getenv("NBD_TEST_DEBUG") != "" {
+		level = slog.LevelDebug
+	}
+	srv := &nbd.Server{
+		Exports: exports,
+		Logger:  slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level})),
+	}
+	if configure != nil {
+		configure(srv)
+	}
+	ts := &testServer{sock: sock, srv: srv, done: make(chan error, 1)}
+	go func() { ts.done <- srv.Serve(ctx, l) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-ts.done; !errors.Is(err, nbd.ErrServerClosed) {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return ts
+}
+
+// uri is the NBD URI of an export, for libnbd tools.
+func (s *testServer) uri(export string) string {
+	return "nbd+unix:///" + export + "?socket=" + s.sock
+}
+
+func (s *testServer) dial(t testing.TB) net.Conn {
+	t.Helper()
+	c, err := net.Dial("unix", s.sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// testWriter sends log output to t.Log, so it shows with -v or on failure.
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(string(p[:len(p)-1]))
+	return len(p), nil
+}

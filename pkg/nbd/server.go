@@ -1,0 +1,214 @@
+package nbd
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+)
+
+// Server serves Exports over NBD. The zero value is not usable: Exports must
+// be set. Fields must not change once Serve or ServeConn has been called.
+type Server struct {
+	// Exports are the backends served, by export name ("" is the default).
+	Exports Exports
+
+	// TLS, when not nil, lets clients upgrade with NBD_OPT_STARTTLS. Use
+	// TLSConfig to build one (TLS 1.3, optional client-certificate
+	// verification). Without it STARTTLS is refused with NBD_REP_ERR_UNSUP.
+	TLS *tls.Config
+	// RequireTLS refuses every option but NBD_OPT_STARTTLS and NBD_OPT_ABORT
+	// until TLS is up (the spec's FORCEDTLS mode). It needs TLS.
+	RequireTLS bool
+
+	// Logger receives connection events at info level and every option and
+	// command, named as in the spec, at debug level. nil discards.
+	Logger *slog.Logger
+
+	// MaxInFlightBytes bounds the payload bytes one connection holds in
+	// buffers at once (requests read but not yet answered); the server
+	// stops reading from a client that is past it. 0 means 64 MiB. One
+	// request larger than the bound is still served, alone.
+	MaxInFlightBytes int64
+	// MaxInFlightRequests bounds the requests of one connection being
+	// processed at once. 0 means 128.
+	MaxInFlightRequests int
+
+	// HandshakeTimeout bounds option haggling (and the TLS handshake); 0
+	// means one minute. Transmission has no timeout.
+	HandshakeTimeout time.Duration
+	// ShutdownTimeout is how long a shutdown waits for a connection's
+	// in-flight requests and replies before closing it hard; 0 means 30 s.
+	ShutdownTimeout time.Duration
+}
+
+// ErrServerClosed is returned by Serve and ServeConn when ctx was cancelled
+// and the server shut down gracefully.
+var ErrServerClosed = errors.New("nbd: server closed")
+
+const (
+	defaultMaxInFlightBytes    = 64 << 20
+	defaultMaxInFlightRequests = 128
+	defaultHandshakeTimeout    = time.Minute
+	defaultShutdownTimeout     = 30 * time.Second
+)
+
+func (s *Server) logger() *slog.Logger {
+	if s.Logger != nil {
+		return s.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func (s *Server) maxInFlightBytes() int64 {
+	if s.MaxInFlightBytes > 0 {
+		return s.MaxInFlightBytes
+	}
+	return defaultMaxInFlightBytes
+}
+
+func (s *Server) maxInFlightRequests() int {
+	if s.MaxInFlightRequests > 0 {
+		return s.MaxInFlightRequests
+	}
+	return defaultMaxInFlightRequests
+}
+
+func (s *Server) handshakeTimeout() time.Duration {
+	if s.HandshakeTimeout > 0 {
+		return s.HandshakeTimeout
+	}
+	return defaultHandshakeTimeout
+}
+
+func (s *Server) shutdownTimeout() time.Duration {
+	if s.ShutdownTimeout > 0 {
+		return s.ShutdownTimeout
+	}
+	return defaultShutdownTimeout
+}
+
+func (s *Server) check() error {
+	if s.Exports == nil {
+		return errors.New("nbd: Server.Exports is nil")
+	}
+	if s.RequireTLS && s.TLS == nil {
+		return errors.New("nbd: Server.RequireTLS without a TLS config")
+	}
+	return nil
+}
+
+// Serve accepts connections on every listener and serves each until ctx is
+// cancelled. Then it shuts down gracefully: it stops accepting (closing the
+// listeners), lets every connection finish its in-flight requests, flushes
+// and closes it, and returns ErrServerClosed once all are gone. An accept
+// error other than a temporary one stops Serve the same way and is returned.
+func (s *Server) Serve(ctx context.Context, listeners ...net.Listener) error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	if len(listeners) == 0 {
+		return errors.New("nbd: Serve with no listener")
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	log := s.logger()
+
+	var (
+		conns     sync.WaitGroup
+		accepts   sync.WaitGroup
+		errOnce   sync.Once
+		acceptErr error
+	)
+	for _, l := range listeners {
+		accepts.Add(1)
+		go func() {
+			defer accepts.Done()
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					if ctx.Err() != nil {
+						return
+					}
+					var ne net.Error
+					if errors.As(err, &ne) && ne.Timeout() {
+						time.Sleep(10 * time.Millisecond)
+						continue
+					}
+					errOnce.Do(func() { acceptErr = fmt.Errorf("nbd: accept on %s: %w", l.Addr(), err) })
+					cancel()
+					return
+				}
+				if tc, ok := c.(*net.TCPConn); ok {
+					_ = tc.SetNoDelay(true)
+				}
+				conns.Add(1)
+				go func() {
+					defer conns.Done()
+					if err := s.ServeConn(ctx, c); err != nil && !errors.Is(err, ErrServerClosed) {
+						log.Info("nbd connection ended", "remote", c.RemoteAddr().String(), "err", err)
+					}
+				}()
+			}
+		}()
+	}
+	<-ctx.Done()
+	for _, l := range listeners {
+		_ = l.Close()
+	}
+	accepts.Wait()
+	conns.Wait()
+	if acceptErr != nil {
+		return acceptErr
+	}
+	return ErrServerClosed
+}
+
+// ServeConn runs the NBD protocol on one connection until the client
+// disconnects or ctx is cancelled, and closes c. It returns nil after a
+// clean disconnect (NBD_OPT_ABORT, NBD_CMD_DISC), ErrServerClosed after a
+// graceful shutdown, and otherwise the error that ended the connection.
+func (s *Server) ServeConn(ctx context.Context, c net.Conn) error {
+	if err := s.check(); err != nil {
+		_ = c.Close()
+		return err
+	}
+	log := s.logger().With("remote", remoteName(c))
+	sess := &session{srv: s, conn: c, log: log}
+	defer func() { _ = sess.conn.Close() }()
+
+	// Option haggling under a deadline; a shutdown interrupts it.
+	_ = c.SetDeadline(time.Now().Add(s.handshakeTimeout()))
+	stop := context.AfterFunc(ctx, func() { _ = sess.conn.SetDeadline(time.Now()) })
+	exp, err := sess.negotiate(ctx)
+	stopped := !stop()
+	if err != nil {
+		if stopped || ctx.Err() != nil {
+			return ErrServerClosed
+		}
+		if errors.Is(err, errAbort) {
+			return nil
+		}
+		return err
+	}
+	if stopped {
+		return ErrServerClosed
+	}
+	_ = sess.conn.SetDeadline(time.Time{})
+	log.Debug("nbd transmission", "export", exp.name, "size", exp.size, "structured", sess.structured)
+	return newTransmission(sess, exp).run(ctx, s.shutdownTimeout())
+}
+
+func remoteName(c net.Conn) string {
+	if a := c.RemoteAddr(); a != nil && a.String() != "" {
+		return a.String()
+	}
+	return "local"
+}
+
+// errAbort ends negotiation on the client's NBD_OPT_ABORT.
+var errAbort = errors.New("nbd: client aborted negotiation")

@@ -1,0 +1,403 @@
+package nbd
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// transmission is the transmission phase of one connection. Its data path:
+//
+//   - one reader goroutine decodes request headers from a buffered reader
+//     (a burst of headers costs one read), validates them, takes the
+//     request's payload bytes from the connection's budget (waiting when
+//     the client is too far ahead: backpressure), reads WRITE payloads
+//     straight into a pooled buffer and hands the request to a goroutine of
+//     its own; the budget bounds how many run at once;
+//   - handlers call the Backend concurrently and queue their reply; replies
+//     go out in completion order, not request order;
+//   - one writer goroutine sends every queued reply, header and payload,
+//     with one writev per batch, then recycles buffers and budget.
+//
+// No lock is held across I/O; the only shared state on the hot path is the
+// reply channel and the budget's mutex.
+type transmission struct {
+	conn       net.Conn
+	br         *bufio.Reader
+	exp        *export
+	log        *slog.Logger
+	debug      bool
+	structured bool
+	meta       bool
+
+	ctx    context.Context // passed to the Backend
+	cancel context.CancelFunc
+
+	budget   *budget
+	replies  chan *request
+	inflight sync.WaitGroup
+
+	stop     chan struct{} // closed when the connection is going down
+	stopOnce sync.Once
+	shutdown atomic.Bool
+
+	writerDone chan struct{}
+	writeErr   error // written by the writer only, read after writerDone
+
+	hdr [requestHeaderLen]byte
+}
+
+func newTransmission(s *session, exp *export) *transmission {
+	maxReqs := s.srv.maxInFlightRequests()
+	return &transmission{
+		conn:       s.conn,
+		br:         s.br,
+		exp:        exp,
+		log:        s.log.With("export", exp.name),
+		debug:      s.log.Enabled(context.Background(), slog.LevelDebug),
+		structured: s.structured,
+		meta:       s.metaSet && s.metaExport == exp.name,
+		budget:     newBudget(s.srv.maxInFlightBytes(), maxReqs),
+		replies:    make(chan *request, maxReqs+1),
+		stop:       make(chan struct{}),
+		writerDone: make(chan struct{}),
+	}
+}
+
+func (t *transmission) closeStop() { t.stopOnce.Do(func() { close(t.stop) }) }
+
+// errDisconnect is the client's NBD_CMD_DISC.
+var errDisconnect = errors.New("nbd: client disconnected")
+
+// run serves requests until the client leaves or ctx is cancelled, then
+// drains: every request read is answered (if the connection still works),
+// the backend is flushed after a clean end, and the connection is closed by
+// the caller.
+func (t *transmission) run(ctx context.Context, grace time.Duration) error {
+	t.ctx, t.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	defer t.cancel()
+	go t.writer()
+
+	var hard *time.Timer
+	var hardMu sync.Mutex
+	stopWatch := context.AfterFunc(ctx, func() {
+		// Graceful shutdown: read nothing more, let in-flight requests
+		// finish, and close hard if that takes longer than grace.
+		t.shutdown.Store(true)
+		t.cancel()
+		t.closeStop()
+		_ = t.conn.SetReadDeadline(time.Now())
+		hardMu.Lock()
+		hard = time.AfterFunc(grace, func() { _ = t.conn.Close() })
+		hardMu.Unlock()
+	})
+	defer func() {
+		stopWatch()
+		hardMu.Lock()
+		if hard != nil {
+			hard.Stop()
+		}
+		hardMu.Unlock()
+	}()
+
+	err := t.readLoop()
+	clean := errors.Is(err, errDisconnect)
+	if t.shutdown.Load() {
+		err = ErrServerClosed
+		clean = true
+	}
+	if !clean {
+		// The client is gone or broke the protocol: abandon waits.
+		t.cancel()
+	}
+	t.inflight.Wait()
+	close(t.replies)
+	<-t.writerDone
+	if clean && t.exp.info.CanFlush && !t.exp.info.ReadOnly {
+		// Graceful end: make what was acknowledged durable before closing.
+		if ferr := t.exp.backend.Flush(context.WithoutCancel(ctx)); ferr != nil {
+			t.log.Warn("nbd flush at disconnect failed", "err", ferr)
+		}
+	}
+	if errors.Is(err, errDisconnect) {
+		return nil
+	}
+	if err == nil && t.writeErr != nil {
+		err = t.writeErr
+	}
+	return err
+}
+
+// readLoop reads and dispatches requests until the client disconnects, an
+// error occurs or the server shuts down.
+func (t *transmission) readLoop() error {
+	for {
+		if _, err := io.ReadFull(t.br, t.hdr[:]); err != nil {
+			if errors.Is(err, io.EOF) {
+				return fmt.Errorf("nbd: client closed the connection without NBD_CMD_DISC: %w", err)
+			}
+			return fmt.Errorf("nbd: read request: %w", err)
+		}
+		r := getRequest()
+		if !decodeRequest(t.hdr[:], r) {
+			putRequest(r)
+			return fmt.Errorf("%w: bad request magic %#x", errProtocol, binary.BigEndian.Uint32(t.hdr[:]))
+		}
+		if t.debug {
+			t.log.Debug("nbd request", "command", cmdName(r.typ), "flags", r.flags, "offset", r.off, "length", r.count, "cookie", r.cookie)
+		}
+		if r.typ == cmdDisc {
+			putRequest(r)
+			return errDisconnect
+		}
+
+		errno, msg := r.validate(t.exp, t.structured, t.meta)
+		if errno != 0 {
+			if r.typ == cmdWrite {
+				// The payload follows whatever we think of the request. Skip
+				// it if that is reasonable, else hang up (spec: DoS).
+				if r.count > 2*maxPayload {
+					putRequest(r)
+					return fmt.Errorf("%w: NBD_CMD_WRITE of %d bytes", errProtocol, r.count)
+				}
+				if _, err := t.br.Discard(int(r.count)); err != nil {
+					putRequest(r)
+					return fmt.Errorf("nbd: skip write payload: %w", err)
+				}
+			}
+			if !t.budget.acquire(0, t.stop) {
+				putRequest(r)
+				return errServerStopping
+			}
+			if t.debug {
+				t.log.Debug("nbd request refused", "command", cmdName(r.typ), "errno", errno, "msg", msg)
+			}
+			r.errorReply(t.structured, errno, msg)
+			t.inflight.Add(1)
+			t.queue(r)
+			continue
+		}
+
+		var n int64
+		if r.typ == cmdRead || r.typ == cmdWrite {
+			n = int64(r.count)
+		}
+		r.charge = t.budget.charge(n)
+		if !t.budget.acquire(r.charge, t.stop) {
+			putRequest(r)
+			return errServerStopping
+		}
+		if n > 0 {
+			r.buf = getBuf(int(n))
+		}
+		if r.typ == cmdWrite {
+			if _, err := io.ReadFull(t.br, r.data()); err != nil {
+				t.budget.release(r.charge)
+				putRequest(r)
+				return fmt.Errorf("nbd: read write payload: %w", err)
+			}
+		}
+		t.inflight.Add(1)
+		go t.handle(r)
+	}
+}
+
+// errServerStopping ends the read loop when the connection is going down.
+var errServerStopping = errors.New("nbd: connection stopping")
+
+// queue hands a finished request to the writer.
+func (t *transmission) queue(r *request) {
+	t.replies <- r
+	t.inflight.Done()
+}
+
+// handle runs one request against the backend and queues its reply.
+func (t *transmission) handle(r *request) {
+	b := t.exp.backend
+	fua := r.flags&cmdFlagFUA != 0
+	var err error
+	switch r.typ {
+	case cmdRead:
+		if r.count > 0 {
+			err = b.ReadAt(t.ctx, r.data(), int64(r.off))
+		}
+		if err == nil {
+			if t.structured {
+				r.readReply(r.data())
+			} else {
+				r.simpleReply(0, r.data())
+			}
+			t.queue(r)
+			return
+		}
+	case cmdWrite:
+		if r.count > 0 {
+			err = b.WriteAt(t.ctx, r.data(), int64(r.off), fua)
+		}
+	case cmdFlush:
+		err = b.Flush(t.ctx)
+	case cmdTrim:
+		if r.count > 0 {
+			err = b.Trim(t.ctx, int64(r.off), int64(r.count), fua)
+		}
+	case cmdWriteZeroes:
+		var zf ZeroFlags
+		if fua {
+			zf |= ZeroFUA
+		}
+		if r.flags&cmdFlagNoHole != 0 {
+			zf |= ZeroNoHole
+		}
+		if r.flags&cmdFlagFastZero != 0 {
+			zf |= ZeroFast
+		}
+		if r.count > 0 {
+			err = b.Zero(t.ctx, int64(r.off), int64(r.count), zf)
+		}
+	case cmdCache:
+		if t.exp.cacher != nil && r.count > 0 {
+			err = t.exp.cacher.Cache(t.ctx, int64(r.off), int64(r.count))
+		}
+	case cmdBlockStatus:
+		if err = t.blockStatus(r); err == nil {
+			r.blockStatusReply()
+			t.queue(r)
+			return
+		}
+	}
+	if err != nil {
+		errno := nbdErrno(err)
+		level := slog.LevelWarn
+		if errno == errNotSup || errno == errShutdown {
+			level = slog.LevelDebug
+		}
+		t.log.Log(t.ctx, level, "nbd request failed", "command", cmdName(r.typ), "offset", r.off, "length", r.count, "err", err)
+		r.errorReply(t.structured, errno, err.Error())
+	} else {
+		r.simpleReply(0, nil)
+	}
+	t.queue(r)
+}
+
+// blockStatus fills r.scratch with a base:allocation chunk payload (context
+// ID slot, then descriptors) for the request's range.
+func (t *transmission) blockStatus(r *request) error {
+	length := int64(r.count)
+	exts := r.extents[:0]
+	if t.exp.statuser != nil {
+		var err error
+		exts, err = t.exp.statuser.BlockStatus(t.ctx, exts, int64(r.off), length)
+		if err != nil {
+			return err
+		}
+	}
+	r.extents = exts
+	if len(exts) == 0 {
+		// No BlockStatuser (or nothing said): all allocated, not known zero.
+		exts = append(exts, Extent{Length: length})
+		r.extents = exts
+	}
+	p := append(r.scratch[:0], 0, 0, 0, 0)
+	var sum int64
+	var last uint32
+	n := 0
+	for _, e := range exts {
+		if e.Length <= 0 || sum >= length {
+			break
+		}
+		l := min(e.Length, length-sum)
+		var st uint32
+		if e.Hole {
+			st |= stateHole
+		}
+		if e.Zero {
+			st |= stateZero
+		}
+		if n > 0 && st == last {
+			// Merge runs with the same status into one descriptor.
+			i := len(p) - 8
+			binary.BigEndian.PutUint32(p[i:], binary.BigEndian.Uint32(p[i:])+uint32(l))
+		} else {
+			if n == maxExtents {
+				break
+			}
+			p = binary.BigEndian.AppendUint32(p, uint32(l))
+			p = binary.BigEndian.AppendUint32(p, st)
+			n++
+			last = st
+		}
+		sum += l
+		if r.flags&cmdFlagReqOne != 0 {
+			break
+		}
+	}
+	r.scratch = p
+	if n == 0 {
+		return fmt.Errorf("nbd: backend returned no usable extent at offset %d: %w", r.off, errBadExtents)
+	}
+	return nil
+}
+
+// errBadExtents is a BlockStatuser breaking its contract.
+var errBadExtents = errors.New("invalid extents from backend")
+
+// maxBatchBytes and maxBatch bound one writev.
+const (
+	maxBatch      = 64
+	maxBatchBytes = 8 << 20
+)
+
+// writer sends replies as they are queued, batching whatever is ready into
+// one writev, and recycles each request after its reply is out.
+func (t *transmission) writer() {
+	defer close(t.writerDone)
+	batch := make([]*request, 0, maxBatch)
+	vec := make([][]byte, 0, 2*maxBatch)
+	for r := range t.replies {
+		batch = append(batch[:0], r)
+		size := r.wireLen()
+	more:
+		for len(batch) < maxBatch && size < maxBatchBytes {
+			select {
+			case r2, ok := <-t.replies:
+				if !ok {
+					break more
+				}
+				batch = append(batch, r2)
+				size += r2.wireLen()
+			default:
+				break more
+			}
+		}
+		if t.writeErr == nil {
+			vec = vec[:0]
+			for _, r := range batch {
+				vec = append(vec, r.hdr[:r.hdrLen])
+				if len(r.payload) > 0 {
+					vec = append(vec, r.payload)
+				}
+			}
+			bufs := net.Buffers(vec)
+			if _, err := bufs.WriteTo(t.conn); err != nil {
+				t.writeErr = fmt.Errorf("nbd: send reply: %w", err)
+				// Nothing more can reach the client: stop everything.
+				t.cancel()
+				t.closeStop()
+				_ = t.conn.Close()
+			}
+		}
+		for i, r := range batch {
+			t.budget.release(r.charge)
+			putRequest(r)
+			batch[i] = nil
+		}
+	}
+}
