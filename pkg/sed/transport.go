@@ -1,0 +1,71 @@
+package sed
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// SecurityProtocol is the Security Protocol field of SCSI SECURITY
+// PROTOCOL IN/OUT (SPC-4 table 265), ATA TRUSTED RECEIVE/SEND and NVMe
+// Security Receive/Send.
+type SecurityProtocol uint8
+
+// Security protocols used here.
+const (
+	// ProtocolInfo (0x00) lists the supported protocols.
+	ProtocolInfo SecurityProtocol = 0x00
+	// ProtocolTCG (0x01) carries Level 0 Discovery and ComPackets.
+	ProtocolTCG SecurityProtocol = 0x01
+	// ProtocolTCGManagement (0x02) carries ComID management and TPer reset.
+	ProtocolTCGManagement SecurityProtocol = 0x02
+	// ProtocolATASecurity (0xEF) is the ATA Device Server Password
+	// Security protocol of SAT.
+	ProtocolATASecurity SecurityProtocol = 0xEF
+)
+
+// Transport moves security-protocol buffers to and from one device. The
+// spSpecific field is the ComID for TCG protocols. Implementations: the
+// SCSI, ATA and NVMe transports of this package and sedsim's simulated
+// drive.
+type Transport interface {
+	// IFRecv reads len(buf) bytes of protocol data into buf (IF-RECV).
+	// A device that has less to say pads with zeros.
+	IFRecv(ctx context.Context, proto SecurityProtocol, spSpecific uint16, buf []byte) error
+	// IFSend sends data (IF-SEND). The length is a multiple of 512 for
+	// ATA and SCSI transports; callers pad.
+	IFSend(ctx context.Context, proto SecurityProtocol, spSpecific uint16, data []byte) error
+}
+
+// ErrNotSupported is returned when a device answers no TCG or ATA
+// security protocol: it is not a self-encrypting drive, or its transport
+// does not pass the commands through.
+var ErrNotSupported = errors.New("no TCG/ATA security support")
+
+// Discover performs Level 0 Discovery. A device that rejects the command
+// or returns no feature descriptors yields an error wrapping
+// ErrNotSupported; nothing else is sent to it.
+func Discover(ctx context.Context, t Transport) (*Discovery, error) {
+	buf := make([]byte, defaultDiscoveryBytes)
+	if err := t.IFRecv(ctx, ProtocolTCG, discoveryComID, buf); err != nil {
+		return nil, fmt.Errorf("%w: level 0 discovery: %v", ErrNotSupported, err)
+	}
+	if allZero(buf) {
+		return nil, fmt.Errorf("%w: empty level 0 discovery response", ErrNotSupported)
+	}
+	// A response longer than the first buffer: read it again whole.
+	if n := int(uint32(buf[0])<<24|uint32(buf[1])<<16|uint32(buf[2])<<8|uint32(buf[3])) + 4; n > len(buf) && n <= maxDiscoveryLen {
+		buf = make([]byte, (n+511)&^511)
+		if err := t.IFRecv(ctx, ProtocolTCG, discoveryComID, buf); err != nil {
+			return nil, fmt.Errorf("%w: level 0 discovery: %v", ErrNotSupported, err)
+		}
+	}
+	d, err := ParseDiscovery(buf)
+	if err != nil {
+		return nil, fmt.Errorf("level 0 discovery: %w", err)
+	}
+	if len(d.Features) == 0 {
+		return nil, fmt.Errorf("%w: level 0 discovery lists no features", ErrNotSupported)
+	}
+	return d, nil
+}
