@@ -10,9 +10,10 @@ package xts
 import (
 	"crypto/aes"
 	"crypto/cipher"
-	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"github.com/encblk/encblk/internal/secmem"
 )
 
 // Errors returned for bad arguments; the cipher never panics on them.
@@ -27,15 +28,34 @@ var (
 // Cipher is an AES-XTS cipher with a fixed key. It is safe for concurrent
 // use until Close.
 type Cipher struct {
+	path path
+	// Assembly paths: the expanded keys, in protected memory.
+	ks  *schedule
+	mem *secmem.Buffer
+	// Pure-Go path.
 	data, tweak cipher.Block
 	closed      bool
 }
 
 // New returns a Cipher for key, which is the data key followed by the
-// tweak key (32 bytes for AES-128-XTS, 64 for AES-256-XTS).
+// tweak key (32 bytes for AES-128-XTS, 64 for AES-256-XTS). It uses the
+// fastest implementation the CPU supports (see Implementation). New does
+// not keep key; the caller wipes it.
 func New(key []byte) (*Cipher, error) {
+	return newPath(key, paths[0])
+}
+
+// newPath is New with a given implementation, which the CPU must support.
+func newPath(key []byte, p path) (*Cipher, error) {
 	if len(key) != 32 && len(key) != 64 {
 		return nil, ErrKeySize
+	}
+	c := &Cipher{path: p}
+	if p != pathGeneric {
+		if err := c.initSchedule(key); err != nil {
+			return nil, err
+		}
+		return c, nil
 	}
 	half := len(key) / 2
 	d, err := aes.NewCipher(key[:half])
@@ -46,8 +66,13 @@ func New(key []byte) (*Cipher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("xts: %w", err)
 	}
-	return &Cipher{data: d, tweak: t}, nil
+	c.data, c.tweak = d, t
+	return c, nil
 }
+
+// Implementation names the code path the cipher runs: "vaes-avx512",
+// "vaes-avx2", "aesni" (amd64 assembly) or "generic" (pure Go).
+func (c *Cipher) Implementation() string { return c.path.String() }
 
 // EncryptSectors encrypts the consecutive sectors of src into dst. The
 // first sector has tweak firstTweak, each next one the previous plus
@@ -62,12 +87,17 @@ func (c *Cipher) DecryptSectors(dst, src []byte, sectorSize int, firstTweak, twe
 	return c.crypt(dst, src, sectorSize, firstTweak, tweakStep, false)
 }
 
-// Close forgets the key. Later calls fail with ErrClosed.
-//
-// The standard library's AES key schedule cannot be wiped from here; the
-// assembly paths keep their own schedules, which Close zeroes.
+// Close forgets the key: the assembly paths' round keys live in locked,
+// non-dumpable memory that Close wipes and unmaps. The pure-Go path (used
+// only on CPUs without AES-NI) holds crypto/aes ciphers, whose schedules
+// cannot be wiped from here; Close drops them for the garbage collector.
+// Later calls fail with ErrClosed. Close must not run concurrently with
+// other methods; calling it twice is harmless.
 func (c *Cipher) Close() error {
-	c.data, c.tweak, c.closed = nil, nil, true
+	if c.mem != nil {
+		c.mem.Destroy()
+	}
+	c.ks, c.mem, c.data, c.tweak, c.closed = nil, nil, nil, nil, true
 	return nil
 }
 
@@ -96,37 +126,10 @@ func (c *Cipher) crypt(dst, src []byte, sectorSize int, tweak, step uint64, encr
 	if err := checkArgs(dst, src, sectorSize); err != nil {
 		return err
 	}
-	var t [16]byte
-	for off := 0; off < len(src); off += sectorSize {
-		binary.LittleEndian.PutUint64(t[:8], tweak)
-		clear(t[8:])
-		c.tweak.Encrypt(t[:], t[:])
-		cryptSectorGeneric(c.data, dst[off:off+sectorSize], src[off:off+sectorSize], &t, encrypt)
-		tweak += step
+	if c.path == pathGeneric {
+		c.cryptGeneric(dst, src, sectorSize, tweak, step, encrypt)
+	} else {
+		c.cryptAsm(dst, src, sectorSize, tweak, step, encrypt)
 	}
 	return nil
-}
-
-// cryptSectorGeneric runs XTS over one sector with the encrypted tweak t,
-// one block at a time.
-func cryptSectorGeneric(b cipher.Block, dst, src []byte, t *[16]byte, encrypt bool) {
-	var x [16]byte
-	lo := binary.LittleEndian.Uint64(t[:8])
-	hi := binary.LittleEndian.Uint64(t[8:])
-	for i := 0; i < len(src); i += 16 {
-		binary.LittleEndian.PutUint64(x[:8], binary.LittleEndian.Uint64(src[i:])^lo)
-		binary.LittleEndian.PutUint64(x[8:], binary.LittleEndian.Uint64(src[i+8:])^hi)
-		if encrypt {
-			b.Encrypt(x[:], x[:])
-		} else {
-			b.Decrypt(x[:], x[:])
-		}
-		binary.LittleEndian.PutUint64(dst[i:], binary.LittleEndian.Uint64(x[:8])^lo)
-		binary.LittleEndian.PutUint64(dst[i+8:], binary.LittleEndian.Uint64(x[8:])^hi)
-		// Multiply the tweak by x in GF(2^128), little-endian bit order.
-		carry := hi >> 63
-		hi = hi<<1 | lo>>63
-		lo = lo<<1 ^ carry*0x87
-	}
-	clear(x[:])
 }

@@ -1,0 +1,16 @@
+//go:build !amd64
+
+package xts
+
+// paths lists the implementations this CPU runs: without amd64 assembly,
+// only the pure-Go one.
+var paths = []path{pathGeneric}
+
+// schedule is empty without the assembly paths.
+type schedule struct{}
+
+func (c *Cipher) initSchedule([]byte) error { return nil }
+
+func (c *Cipher) cryptAsm(dst, src []byte, sectorSize int, tweak, step uint64, encrypt bool) {
+	c.cryptGeneric(dst, src, sectorSize, tweak, step, encrypt)
+}
