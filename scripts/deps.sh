@@ -11,8 +11,8 @@ packages=(
 	cryptsetup-bin e2fsprogs util-linux
 	# independent crypto (OpenSSL via python3-cryptography) and KMIP server
 	openssl python3 python3-cryptography python3-pykmip
-	# kernel VM harness (test/vm)
-	qemu-system-x86 linux-image-amd64 busybox-static nbd-client kmod cpio
+	# kernel VM harness (test/vm); 6.12 (bookworm-security) has ublk too
+	qemu-system-x86 linux-image-6.12-amd64 busybox-static nbd-client kmod cpio
 )
 
 missing=()

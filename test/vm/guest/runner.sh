@@ -1,0 +1,59 @@
+#!/bin/bash
+# Runs one scenario inside the test/vm guest (in the chroot on the host's
+# root) and prints the marker line run.sh reads:
+#   ENCBLK-VM-RESULT <scenario> <sector> PASS|FAIL <details>
+# Environment from job.sh: ENCBLK_VM_SCENARIO, ENCBLK_VM_SECTOR,
+# ENCBLK_VM_TIMEOUT.
+set -u
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export HOME=/tmp LC_ALL=C
+share=/run/encblk-vm
+name=$ENCBLK_VM_SCENARIO
+sector=$ENCBLK_VM_SECTOR
+script=$share/scenarios/$name.sh
+
+# The chroot has no module auto-loading: load everything a scenario may use.
+# Missing crypto accelerators are not fatal (aesni_intel needs AES-NI, which
+# qemu -cpu max provides); the rest are.
+modules=(loop nbd dm-mod dm-crypt xts ecb aes_generic ext4 crc32c_generic)
+optional=(aesni_intel crc32c_intel)
+for m in "${modules[@]}"; do
+	if ! modprobe "$m"; then
+		echo "ENCBLK-VM-RESULT $name $sector FAIL modprobe $m"
+		exit 1
+	fi
+done
+for m in "${optional[@]}"; do
+	modprobe "$m" 2>/dev/null || echo "runner: optional module $m not loaded"
+done
+ip link set lo up 2>/dev/null || true
+echo "runner: kernel $(uname -r), $(nproc) cpus, aes: $(grep -c -w aes /proc/cpuinfo) cpus," \
+	"xts driver: $(grep -A3 'name *: xts(aes)' /proc/crypto | sed -n 's/driver *: //p' | head -1)"
+
+dmesg -c >/dev/null
+start=$(date +%s.%N)
+echo "ENCBLK-VM-START $name $sector"
+ENCBLK_VM_LIB=$share/guest/lib.sh ENCBLK=$share/encblk SECTOR=$sector \
+	timeout -k 10 "$ENCBLK_VM_TIMEOUT" bash -euo pipefail "$script"
+rc=$?
+secs=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
+
+# Kernel complaints fail a scenario even if its own checks passed, unless the
+# scenario provokes I/O errors on purpose (# allow-io-errors: yes).
+kerrs=$(dmesg | grep -E 'EXT4-fs error|Buffer I/O error|I/O error, dev|BUG:|WARNING:|Call Trace|hung_task|blocked for more than' || true)
+if grep -q '^# allow-io-errors: yes' "$script"; then
+	kerrs=$(printf '%s\n' "$kerrs" | grep -E 'EXT4-fs error|BUG:|WARNING:|Call Trace' || true)
+fi
+if [ "$rc" -eq 0 ] && [ -n "$kerrs" ]; then
+	echo "runner: kernel log has errors:"
+	printf '%s\n' "$kerrs" | head -40
+	rc=99
+fi
+if [ "$rc" -ne 0 ]; then
+	[ "$rc" -eq 124 ] && echo "runner: scenario timed out after ${ENCBLK_VM_TIMEOUT}s"
+	echo "runner: last kernel messages:"
+	dmesg | tail -40
+	echo "ENCBLK-VM-RESULT $name $sector FAIL rc=$rc secs=$secs"
+	exit 1
+fi
+echo "ENCBLK-VM-RESULT $name $sector PASS secs=$secs"

@@ -1,0 +1,262 @@
+#!/usr/bin/env bash
+# test/vm/run.sh — encblk's real-kernel end-to-end suite.
+#
+# The host's kernel has neither nbd nor dm-crypt, so this boots Debian's
+# kernel under qemu (software emulation, no KVM needed) once per scenario.
+# The guest's root is the host's root, shared read-only over virtio-9p, so the
+# host's binaries (nbd-client, cryptsetup, mkfs.ext4, fio, encblk) run inside
+# unchanged. A tiny initramfs (static busybox plus the virtio-9p modules)
+# mounts it, puts tmpfs on /tmp and /run, mounts a second, writable 9p export
+# (the "share": scenario scripts, the encblk binary, results) on
+# /run/encblk-vm and runs the scenario in a chroot. The guest prints marker
+# lines on the serial console; this script turns them into an exit status.
+#
+# Usage: test/vm/run.sh [scenario[:sector]...]
+#   scenario  a script name under test/vm/scenarios (without .sh); with no
+#             :sector it runs at every sector size its "# sectors:" line lists.
+#   With no arguments it runs the quick subset, or everything under
+#   ENCBLK_VM_FULL=1.
+#
+# Environment:
+#   ENCBLK_VM_FULL=1        run every scenario at every sector size
+#   ENCBLK_REQUIRE_TOOLS=1  a missing qemu, kernel or tool fails instead of skipping
+#   ENCBLK_VM_KERNEL=ver    kernel version under /lib/modules (default: newest with a /boot/vmlinuz-ver)
+#   ENCBLK_VM_TIMEOUT=secs  per-boot limit before the guest is killed (default: the scenario's "# timeout:" line)
+#   ENCBLK_VM_CACHE=dir     where built initramfs images are cached (default ~/.cache/encblk/vm)
+#   ENCBLK_VM_MEM, ENCBLK_VM_SMP  guest memory (default 1G) and CPUs (default 2)
+#
+# Console logs go to test/vm/out/<scenario>-<sector>.log (gitignored); on a
+# failure the share directory is kept beside it and the log's tail is printed.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+out=$here/out
+export PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin
+
+quick=(nbd-attach:4096 dm-crypt-compat:4096)
+
+log() { printf 'test/vm: %s\n' "$*" >&2; }
+die() { log "FAIL: $*"; exit 1; }
+
+# --- tools -----------------------------------------------------------------
+
+missing=()
+# need NAME PACKAGE: NAME is a command on PATH or an absolute path.
+need() {
+	if [[ $1 == /* ]]; then
+		[ -e "$1" ] && return 0
+	else
+		command -v "$1" >/dev/null 2>&1 && return 0
+	fi
+	missing+=("$1 (Debian package $2)")
+}
+
+# newest_kernel prints the newest kernel version that has both an image in
+# /boot and modules under /lib/modules.
+newest_kernel() {
+	local d v best=
+	for d in /lib/modules/*/; do
+		v=$(basename "$d")
+		[ -e "/boot/vmlinuz-$v" ] && [ -e "$d/modules.dep" ] || continue
+		best=$(printf '%s\n%s\n' "$best" "$v" | sed '/^$/d' | sort -V | tail -1)
+	done
+	printf '%s' "$best"
+}
+
+need qemu-system-x86_64 qemu-system-x86
+need cpio cpio
+need modprobe kmod
+need nbd-client nbd-client
+need cryptsetup cryptsetup-bin
+need mkfs.ext4 e2fsprogs
+need losetup mount
+if [ -x /bin/busybox ] && [[ $(ldd /bin/busybox 2>&1 || true) == *"not a dynamic executable"* ]]; then
+	:
+else
+	missing+=("a static /bin/busybox (Debian package busybox-static)")
+fi
+kver=${ENCBLK_VM_KERNEL:-$(newest_kernel)}
+if [ -z "$kver" ]; then
+	missing+=("a kernel in /boot with modules in /lib/modules (Debian package linux-image-6.12-amd64)")
+else
+	need "/boot/vmlinuz-$kver" linux-image-6.12-amd64
+	need "/lib/modules/$kver/modules.dep" linux-image-6.12-amd64
+fi
+if [ "$(id -u)" -ne 0 ]; then
+	missing+=("root (the 9p export of / and loop devices in the guest need it)")
+fi
+
+if [ ${#missing[@]} -gt 0 ]; then
+	msg="missing: $(printf '%s; ' "${missing[@]}")run scripts/deps.sh"
+	if [ "${ENCBLK_REQUIRE_TOOLS:-}" = 1 ]; then
+		die "$msg [ENCBLK_REQUIRE_TOOLS=1]"
+	fi
+	log "SKIP: $msg"
+	exit 0
+fi
+
+# --- scenarios -------------------------------------------------------------
+
+# header FILE KEY prints the value of a "# KEY: value" line in a scenario.
+header() { sed -n "s/^# $2: *//p" "$1" | head -1; }
+
+all_scenarios() {
+	local f
+	for f in "$here"/scenarios/*.sh; do
+		printf '%s %s\n' "$(header "$f" order)" "$(basename "$f" .sh)"
+	done | sort -n | cut -d' ' -f2
+}
+
+# expand SPEC prints scenario:sector pairs for one argument.
+expand() {
+	local name=${1%%:*} sector= f s
+	[[ $1 == *:* ]] && sector=${1#*:}
+	f=$here/scenarios/$name.sh
+	if [ -n "$sector" ]; then
+		printf '%s:%s\n' "$name" "$sector"
+		return
+	fi
+	for s in $(header "$f" sectors); do
+		printf '%s:%s\n' "$name" "$s"
+	done
+}
+
+specs=()
+if [ $# -gt 0 ]; then
+	for a in "$@"; do
+		[ -f "$here/scenarios/${a%%:*}.sh" ] ||
+			die "no scenario ${a%%:*} (have: $(all_scenarios | tr '\n' ' '))"
+		mapfile -t -O ${#specs[@]} specs < <(expand "$a")
+	done
+elif [ "${ENCBLK_VM_FULL:-}" = 1 ]; then
+	for n in $(all_scenarios); do
+		mapfile -t -O ${#specs[@]} specs < <(expand "$n")
+	done
+else
+	specs=("${quick[@]}")
+fi
+
+# --- encblk ----------------------------------------------------------------
+
+# The encblk binary is built once per run and handed to the guest in each
+# share. Static (no cgo), so it runs in the guest whatever the host's libc.
+mkdir -p "$out"
+encblk_bin=
+if [ -d "$repo/cmd/encblk" ] && command -v go >/dev/null 2>&1; then
+	encblk_bin=$out/encblk
+	log "building encblk (CGO_ENABLED=0)"
+	(cd "$repo" && CGO_ENABLED=0 go build -o "$encblk_bin" ./cmd/encblk) ||
+		die "go build ./cmd/encblk failed"
+elif [ -d "$repo/cmd/encblk" ]; then
+	log "go not found: scenarios that need encblk will fail"
+fi
+
+# --- initramfs -------------------------------------------------------------
+
+# Only what it takes to mount the host's root: the rest (nbd, dm-crypt, ext4,
+# ...) is loaded by the guest's own modprobe from the shared /lib/modules.
+boot_modules=(virtio_pci 9pnet_virtio 9p)
+cache=${ENCBLK_VM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/encblk/vm}
+key=$({
+	printf '%s\n' "$kver" "${boot_modules[*]}"
+	cat "$here/initramfs/init" "$0"
+	sha256sum /bin/busybox
+} | sha256sum | cut -c1-16)
+initrd=$cache/initramfs-$kver-$key.cpio.gz
+
+build_initramfs() {
+	local root m path name list=
+	root=$(mktemp -d)
+	mkdir -p "$root"/{bin,dev,proc,sys,newroot,lib/modules}
+	cp /bin/busybox "$root/bin/busybox"
+	cp "$here/initramfs/init" "$root/init"
+	chmod 755 "$root/init"
+	# modprobe --show-depends lists a module's dependencies in load order
+	# (from modules.dep) and marks built-in ones.
+	for m in "${boot_modules[@]}"; do
+		while read -r kind path _; do
+			[ "$kind" = insmod ] || continue
+			name=$(basename "$path")
+			case $name in
+			*.ko.xz) xz -dc "$path" >"$root/lib/modules/${name%.xz}"; name=${name%.xz} ;;
+			*.ko.zst) zstd -qdc "$path" >"$root/lib/modules/${name%.zst}"; name=${name%.zst} ;;
+			*.ko) cp "$path" "$root/lib/modules/$name" ;;
+			*) die "unexpected module file $path" ;;
+			esac
+			case " $list " in *" $name "*) ;; *) list="$list $name" ;; esac
+		done < <(modprobe --set-version "$kver" --show-depends "$m")
+	done
+	printf '%s\n' $list >"$root/modules"
+	mkdir -p "$cache"
+	(cd "$root" && find . | LC_ALL=C sort | cpio --quiet -o -H newc | gzip -1) >"$initrd.tmp"
+	mv "$initrd.tmp" "$initrd"
+	rm -rf "$root"
+	# Older images for this kernel are stale.
+	find "$cache" -name "initramfs-$kver-*.cpio.gz" ! -name "$(basename "$initrd")" -delete
+}
+
+if [ ! -s "$initrd" ]; then
+	log "building initramfs for $kver"
+	build_initramfs
+fi
+
+# --- boot ------------------------------------------------------------------
+
+# run_one NAME SECTOR boots the guest for one scenario and reports the result.
+run_one() {
+	local name=$1 sector=$2 f tmo share logf start rc=0 result
+	f=$here/scenarios/$name.sh
+	tmo=${ENCBLK_VM_TIMEOUT:-$(header "$f" timeout)}
+	tmo=${tmo:-300}
+	share=$out/$name-$sector
+	logf=$out/$name-$sector.log
+	rm -rf "$share" "$logf"
+	mkdir -p "$share"
+	cp -r "$here/guest" "$here/scenarios" "$share/"
+	[ -n "$encblk_bin" ] && cp "$encblk_bin" "$share/encblk"
+	cat >"$share/job.sh" <<-EOF
+		export ENCBLK_VM_SCENARIO=$name ENCBLK_VM_SECTOR=$sector ENCBLK_VM_TIMEOUT=$((tmo > 60 ? tmo - 30 : tmo * 3 / 4))
+		exec /bin/bash /run/encblk-vm/guest/runner.sh
+	EOF
+	start=$(date +%s)
+	timeout --kill-after=10 "$tmo" qemu-system-x86_64 \
+		-machine q35 -cpu max -smp "${ENCBLK_VM_SMP:-2}" -m "${ENCBLK_VM_MEM:-1G}" \
+		-display none -monitor none -serial "file:$logf" -no-reboot \
+		-nic none \
+		-kernel "/boot/vmlinuz-$kver" -initrd "$initrd" \
+		-append "console=ttyS0 panic=-1 loglevel=4 rdinit=/init" \
+		-virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
+		-virtfs "local,path=$share,mount_tag=results,security_model=none,multidevs=remap" \
+		>"$out/$name-$sector.qemu" 2>&1 || rc=$?
+	local secs=$(($(date +%s) - start))
+	result=$(grep -ao "ENCBLK-VM-RESULT $name $sector [A-Z]*" "$logf" 2>/dev/null | tail -1 | awk '{print $4}')
+	local boot
+	boot=$(grep -ao 'ENCBLK-VM-BOOTED [0-9.]*' "$logf" 2>/dev/null | awk '{print $2}' | head -1)
+	if [ "$result" = PASS ]; then
+		log "PASS $name sector=$sector (${secs}s, guest up at ${boot:-?}s)"
+		rm -rf "$share" "$out/$name-$sector.qemu"
+		return 0
+	fi
+	if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+		log "FAIL $name sector=$sector: guest killed after ${tmo}s timeout"
+	else
+		log "FAIL $name sector=$sector (${secs}s, qemu exit $rc, result ${result:-none})"
+	fi
+	[ -s "$out/$name-$sector.qemu" ] && sed 's/^/  qemu: /' "$out/$name-$sector.qemu" >&2
+	log "console log: $logf (share kept in $share); last lines:"
+	tail -n 60 "$logf" | tr -d '\r' | sed 's/^/  | /' >&2
+	return 1
+}
+
+log "kernel $kver, initramfs $initrd, scenarios: ${specs[*]}"
+failed=()
+suite_start=$(date +%s)
+for spec in "${specs[@]}"; do
+	run_one "${spec%%:*}" "${spec#*:}" || failed+=("$spec")
+done
+log "suite took $(($(date +%s) - suite_start))s"
+if [ ${#failed[@]} -gt 0 ]; then
+	die "${#failed[@]} of ${#specs[@]} failed: ${failed[*]}"
+fi
+log "all ${#specs[@]} passed"
