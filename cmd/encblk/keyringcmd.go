@@ -1,0 +1,74 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/spf13/pflag"
+
+	"github.com/encblk/encblk/pkg/keyring"
+)
+
+// Exit statuses for the keyring's sentinel errors.
+func init() {
+	exitCodeMappers = append(exitCodeMappers, func(err error) (int, bool) {
+		switch {
+		case errors.Is(err, keyring.ErrNoMatchingKeyslot):
+			return exitWrongKey, true
+		case errors.Is(err, keyring.ErrIO):
+			return exitIO, true
+		case errors.Is(err, keyring.ErrCorrupt), errors.Is(err, keyring.ErrUnsupported), errors.Is(err, keyring.ErrNotLUKS):
+			return exitCorrupt, true
+		}
+		return 0, false
+	})
+}
+
+// headerFlag is cryptsetup's --header: the LUKS header lives in FILE, not
+// on the device.
+type headerFlag struct{ path string }
+
+func (h *headerFlag) register(fs *pflag.FlagSet) {
+	fs.StringVar(&h.path, "header", "", "the LUKS header is in this file (detached header), not on the device")
+}
+
+// location is where the header of device is.
+func (h *headerFlag) location(device string) string {
+	if h.path != "" {
+		return h.path
+	}
+	return device
+}
+
+// openKeyring opens the header of device (or of --header).
+func (h *headerFlag) open(device string, readOnly bool) (*keyring.Keyring, error) {
+	return keyring.Open(h.location(device), &keyring.Options{ReadOnly: readOnly})
+}
+
+// confirm asks for an explicit YES, as cryptsetup does before destroying
+// something, unless batch is set.
+func confirm(in io.Reader, out io.Writer, batch bool, warning string) error {
+	if batch {
+		return nil
+	}
+	fmt.Fprintf(out, "WARNING!\n========\n%s\n\nAre you sure? (Type 'yes' in capital letters): ", warning)
+	// Byte by byte, so a passphrase that follows on stdin stays unread.
+	var line []byte
+	var c [1]byte
+	for len(line) < 64 {
+		n, err := in.Read(c[:])
+		if n == 1 && c[0] != '\n' {
+			line = append(line, c[0])
+			continue
+		}
+		if n == 1 || err != nil {
+			break
+		}
+	}
+	if strings.TrimSpace(string(line)) != "YES" {
+		return withExit(exitUsage, errors.New("operation aborted (not confirmed with YES)"))
+	}
+	return nil
+}

@@ -1,0 +1,36 @@
+package keyring
+
+import "errors"
+
+// Sentinel errors. Callers test them with errors.Is; the messages wrapping
+// them say which copy, keyslot or field is at fault, never a secret.
+var (
+	// ErrNoMatchingKeyslot means no keyslot opened with the given KEK: a
+	// wrong passphrase or key file, or a KEK that belongs to another
+	// volume. An Identity returns it (wrapped) for "not mine, try the next".
+	ErrNoMatchingKeyslot = errors.New("no key slot matches")
+
+	// ErrNotLUKS means neither header copy carries a LUKS magic.
+	ErrNotLUKS = errors.New("not a LUKS volume")
+
+	// ErrCorrupt means the metadata is damaged or inconsistent: bad
+	// checksum, malformed JSON, fields out of range.
+	ErrCorrupt = errors.New("corrupt LUKS metadata")
+
+	// ErrUnsupported means the metadata is valid but uses something encblk
+	// does not serve: a cipher, KDF, segment type or mandatory requirement.
+	ErrUnsupported = errors.New("unsupported LUKS feature")
+
+	// ErrIO wraps read, write and sync failures of the header device.
+	ErrIO = errors.New("I/O error")
+
+	// ErrKeyslotNotFound means a keyslot number names no keyslot.
+	ErrKeyslotNotFound = errors.New("keyslot not found")
+
+	// ErrNoSpace means the keyslots area (or the JSON area) is full.
+	ErrNoSpace = errors.New("no space left in LUKS2 metadata")
+
+	// ErrReadOnly means the keyring was opened read-only, or the volume's
+	// metadata (LUKS1) is one encblk only reads.
+	ErrReadOnly = errors.New("metadata is read-only")
+)

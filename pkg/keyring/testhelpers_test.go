@@ -1,0 +1,141 @@
+package keyring
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/encblk/encblk/internal/testutil"
+)
+
+// fastKDF keeps crypto-heavy tests quick on a 2-core CI box.
+var fastKDF = KDFParams{Type: "pbkdf2", Hash: "sha256", Iterations: 1000}
+
+var fastArgon = KDFParams{Type: "argon2id", Iterations: 4, MemoryKiB: 32, Parallel: 1}
+
+func passphrase(t testing.TB, s string) *Passphrase {
+	t.Helper()
+	p, err := NewPassphrase([]byte(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Destroy)
+	return p
+}
+
+// newBacking creates a sparse file of size bytes.
+func newBacking(t testing.TB, size int64) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "backing.img")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	return path
+}
+
+// formatPath formats the file at path and returns the keyring and DEK.
+func formatPath(t testing.TB, path string, r Recipient, opts *FormatOptions) (*Keyring, []byte) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	k, dek, err := Format(context.Background(), f, r, opts)
+	if err != nil {
+		t.Fatalf("Format: %v", err)
+	}
+	defer dek.Destroy()
+	return k, bytes.Clone(dek.Bytes())
+}
+
+func openPath(t testing.TB, path string) *Keyring {
+	t.Helper()
+	k, err := Open(path, nil)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { k.Close() })
+	return k
+}
+
+func unlockBytes(t testing.TB, k *Keyring, id Identity) []byte {
+	t.Helper()
+	dek, err := k.Unlock(context.Background(), id)
+	if err != nil {
+		t.Fatalf("Unlock: %v", err)
+	}
+	defer dek.Destroy()
+	return bytes.Clone(dek.Bytes())
+}
+
+// cryptsetup runs cryptsetup with args and stdin, failing the test on error.
+func cryptsetup(t testing.TB, stdin string, args ...string) string {
+	t.Helper()
+	out, err := cryptsetupErr(t, stdin, args...)
+	if err != nil {
+		t.Fatalf("cryptsetup %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+func cryptsetupErr(t testing.TB, stdin string, args ...string) (string, error) {
+	t.Helper()
+	bin := testutil.RequireTool(t, "cryptsetup", "cryptsetup-bin")
+	cmd := exec.Command(bin, args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// dumpVolumeKey asks cryptsetup for the volume key, opening it with the
+// key file at keyFile.
+func dumpVolumeKey(t testing.TB, path, keyFile string, extra ...string) []byte {
+	t.Helper()
+	args := append([]string{"luksDump", "--dump-volume-key", "--batch-mode", "--key-file", keyFile}, extra...)
+	out := cryptsetup(t, "", append(args, path)...)
+	return parseMKDump(t, out)
+}
+
+// parseMKDump extracts the hex bytes after "MK dump:" in luksDump output.
+func parseMKDump(t testing.TB, out string) []byte {
+	t.Helper()
+	i := strings.Index(out, "MK dump:")
+	if i < 0 {
+		t.Fatalf("no MK dump in cryptsetup output:\n%s", out)
+	}
+	var key []byte
+	for _, line := range strings.Split(out[i+len("MK dump:"):], "\n") {
+		fields := strings.Fields(line)
+		if len(fields) == 0 {
+			continue
+		}
+		for _, f := range fields {
+			b, err := hex.DecodeString(f)
+			if err != nil || len(b) != 1 {
+				return key
+			}
+			key = append(key, b...)
+		}
+	}
+	return key
+}
+
+func writeFile(t testing.TB, data []byte) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "key")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
