@@ -1,14 +1,19 @@
 #include "textflag.h"
 #include "schedule_amd64.h"
+#include "batch_amd64.h"
 
 // XTS with AES-NI on xmm registers, eight blocks in flight. Needs only
 // SSE2 and AES-NI.
 //
-// Registers: AX schedule, SI src, DI dst, R9 tweaks, R10 sectors left,
-// R11 rounds, R8 16*(14-rounds) (offset of round key 0), R12 sector size,
-// R13 bytes left in the sector; X0-X7 blocks, X8 round key, X9 running
+// Sectors go in batches of up to 32 (see FILLTWEAKS), tweaks in the frame
+// at 128(SP).
+//
+// Registers: AX schedule, SI src, DI dst, R9 the sector's tweak, R10
+// sectors left, R11 sectors in the batch, R8 16*(14-rounds) (offset of
+// round key 0), R12 sector size, R13 bytes left in the sector, R14 next
+// sector number, DX step; X0-X7 blocks, X8 round key, X9 running
 // tweak, X10-X11 scratch, X12 the reduction mask. The eight tweaks of an
-// iteration wait in the 128-byte frame.
+// iteration wait at 0(SP).
 
 // {0x87, 1}: the feedback of x^128 and the carry from the low quadword.
 DATA gfmask<>+0(SB)/8, $0x87
@@ -36,7 +41,7 @@ GLOBL gfmask<>(SB), RODATA|NOPTR, $16
 // All rounds after the first key addition. Round keys are right-aligned,
 // so AES-128 starts at slot 5 and both end at slot 14.
 #define ROUNDS8(op, last, base, short) \
-	CMPQ  R11, $14; \
+	CMPQ  KS_ROUNDS(AX), $14; \
 	JNE   short; \
 	MOVOU base+16(AX), X8; AES8(op); \
 	MOVOU base+32(AX), X8; AES8(op); \
@@ -55,7 +60,7 @@ short: \
 	MOVOU base+224(AX), X8; AES8(last)
 
 #define ROUNDS1(op, last, base, short) \
-	CMPQ  R11, $14; \
+	CMPQ  KS_ROUNDS(AX), $14; \
 	JNE   short; \
 	MOVOU base+16(AX), X8; op X8, X0; \
 	MOVOU base+32(AX), X8; op X8, X0; \
@@ -91,16 +96,18 @@ short: \
 	MOVQ ks+0(FP), AX; \
 	MOVQ dst+8(FP), DI; \
 	MOVQ src+16(FP), SI; \
-	MOVQ tweaks+24(FP), R9; \
-	MOVQ n+32(FP), R10; \
-	MOVQ sectorSize+40(FP), R12; \
-	MOVQ KS_ROUNDS(AX), R11; \
+	MOVQ n+24(FP), R10; \
+	MOVQ sectorSize+32(FP), R12; \
+	MOVQ tweak+40(FP), R14; \
+	MOVQ step+48(FP), DX; \
 	MOVQ $14, R8; \
-	SUBQ R11, R8; \
+	SUBQ KS_ROUNDS(AX), R8; \
 	SHLQ $4, R8; \
 	MOVOU gfmask<>(SB), X12; \
-	MOVQ R9, BX; \
-	MOVQ R10, CX; \
+batch: \
+	FILLTWEAKS(R11, 128); \
+	LEAQ 128(SP), BX; \
+	MOVQ R11, CX; \
 tweak1: \
 	MOVOU (BX), X0; \
 	MOVOU KS_TWEAK(AX)(R8*1), X8; \
@@ -110,6 +117,8 @@ tweak1: \
 	ADDQ  $16, BX; \
 	DECQ  CX; \
 	JNZ   tweak1; \
+	LEAQ 128(SP), R9; \
+	MOVQ R11, CX; \
 sector: \
 	MOVOU (R9), X9; \
 	MOVQ  R12, R13; \
@@ -138,8 +147,10 @@ blocks: \
 	SUBQ $128, R13; \
 	JNZ  blocks; \
 	ADDQ $16, R9; \
-	DECQ R10; \
+	DECQ CX; \
 	JNZ  sector; \
+	SUBQ R11, R10; \
+	JNZ  batch; \
 	PXOR X0, X0; \
 	PXOR X1, X1; \
 	PXOR X2, X2; \
@@ -151,20 +162,19 @@ blocks: \
 	PXOR X8, X8; \
 	PXOR X9, X9; \
 	PXOR X10, X10; \
-	MOVOU X10, 0(SP); \
-	MOVOU X10, 16(SP); \
-	MOVOU X10, 32(SP); \
-	MOVOU X10, 48(SP); \
-	MOVOU X10, 64(SP); \
-	MOVOU X10, 80(SP); \
-	MOVOU X10, 96(SP); \
-	MOVOU X10, 112(SP); \
+	LEAQ 0(SP), BX; \
+	MOVQ $40, CX; \
+wipe: \
+	MOVOU X0, (BX); \
+	ADDQ  $16, BX; \
+	DECQ  CX; \
+	JNZ   wipe; \
 	RET
 
-// func encryptAESNI(ks *schedule, dst, src *byte, tweaks *[16]byte, n, sectorSize int)
-TEXT ·encryptAESNI(SB), NOSPLIT, $128-48
+// func encryptAESNI(ks *schedule, dst, src *byte, n, sectorSize int, tweak, step uint64)
+TEXT ·encryptAESNI(SB), 0, $640-56
 	XTS_AESNI(KS_ENC, AESENC, AESENCLAST)
 
-// func decryptAESNI(ks *schedule, dst, src *byte, tweaks *[16]byte, n, sectorSize int)
-TEXT ·decryptAESNI(SB), NOSPLIT, $128-48
+// func decryptAESNI(ks *schedule, dst, src *byte, n, sectorSize int, tweak, step uint64)
+TEXT ·decryptAESNI(SB), 0, $640-56
 	XTS_AESNI(KS_DEC, AESDEC, AESDECLAST)

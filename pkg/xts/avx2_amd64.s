@@ -1,13 +1,16 @@
 #include "textflag.h"
 #include "schedule_amd64.h"
+#include "batch_amd64.h"
 
 // XTS with VAES on ymm registers (AVX2, no AVX-512): eight blocks in flight,
 // two per register, tweaks moved on by x^8 with byte shifts and one
 // carry-less multiplication per register.
 //
-// Registers: AX schedule, SI src, DI dst, R9 tweaks, R10 sectors left,
-// R11 rounds, R8 16*(14-rounds), R12 sector size, R13 bytes left in the
-// sector; Y0-Y3 blocks, Y4-Y7 tweaks, Y8 round key, Y9 the reduction
+// Sectors go in batches of up to 32 (see FILLTWEAKS), tweaks in the frame.
+//
+// Registers: AX schedule, SI src, DI dst, R9 the sector's tweak, R10
+// sectors left, R11 sectors in the batch, R8 16*(14-rounds), R12 sector
+// size, R13 bytes left in the sector, R14 next sector number, DX step; Y0-Y3 blocks, Y4-Y7 tweaks, Y8 round key, Y9 the reduction
 // polynomial, Y10-Y12 scratch, Y13 round key 0.
 
 DATA gfpoly2<>+0(SB)/8, $0x87
@@ -21,7 +24,7 @@ GLOBL gfpoly2<>(SB), RODATA|NOPTR, $16
 	op Y8, Y3, Y3
 
 #define ROUNDS4Y(op, last, base, short) \
-	CMPQ R11, $14; \
+	CMPQ KS_ROUNDS(AX), $14; \
 	JNE  short; \
 	VBROADCASTI128 base+16(AX), Y8; AES4Y(op); \
 	VBROADCASTI128 base+32(AX), Y8; AES4Y(op); \
@@ -40,7 +43,7 @@ short: \
 	VBROADCASTI128 base+224(AX), Y8; AES4Y(last)
 
 #define ROUNDS1Y(op, last, base, short) \
-	CMPQ R11, $14; \
+	CMPQ KS_ROUNDS(AX), $14; \
 	JNE  short; \
 	VBROADCASTI128 base+16(AX), Y8; op Y8, Y0, Y0; \
 	VBROADCASTI128 base+32(AX), Y8; op Y8, Y0, Y0; \
@@ -87,16 +90,19 @@ short: \
 	MOVQ ks+0(FP), AX; \
 	MOVQ dst+8(FP), DI; \
 	MOVQ src+16(FP), SI; \
-	MOVQ tweaks+24(FP), R9; \
-	MOVQ n+32(FP), R10; \
-	MOVQ sectorSize+40(FP), R12; \
-	MOVQ KS_ROUNDS(AX), R11; \
+	MOVQ n+24(FP), R10; \
+	MOVQ sectorSize+32(FP), R12; \
+	MOVQ tweak+40(FP), R14; \
+	MOVQ step+48(FP), DX; \
 	MOVQ $14, R8; \
-	SUBQ R11, R8; \
+	SUBQ KS_ROUNDS(AX), R8; \
 	SHLQ $4, R8; \
+	VBROADCASTI128 gfpoly2<>(SB), Y9; \
+batch: \
+	FILLTWEAKS(R11, 0); \
 	VBROADCASTI128 KS_TWEAK(AX)(R8*1), Y13; \
-	MOVQ R9, BX; \
-	MOVQ R10, CX; \
+	LEAQ 0(SP), BX; \
+	MOVQ R11, CX; \
 tweak8: \
 	CMPQ CX, $8; \
 	JB   tweak2; \
@@ -128,7 +134,8 @@ tweak2: \
 	JMP  tweak2; \
 tweaksdone: \
 	VBROADCASTI128 keys(AX)(R8*1), Y13; \
-	VBROADCASTI128 gfpoly2<>(SB), Y9; \
+	LEAQ 0(SP), R9; \
+	MOVQ R11, CX; \
 sector: \
 	VBROADCASTI128 (R9), Y10; \
 	INITTW2(Y4, 0); \
@@ -155,17 +162,20 @@ blocks: \
 	SUBQ $128, R13; \
 	JNZ  blocks; \
 	ADDQ $16, R9; \
-	DECQ R10; \
+	DECQ CX; \
 	JNZ  sector; \
+	SUBQ R11, R10; \
+	JNZ  batch; \
 	VZEROALL; \
+	WIPETWEAKS(Y0, 0); \
 	RET
 
-// func encryptAVX2(ks *schedule, dst, src *byte, tweaks *[16]byte, n, sectorSize int)
-TEXT ·encryptAVX2(SB), NOSPLIT, $0-48
+// func encryptAVX2(ks *schedule, dst, src *byte, n, sectorSize int, tweak, step uint64)
+TEXT ·encryptAVX2(SB), 0, $512-56
 	XTS_AVX2(KS_ENC, VAESENC, VAESENCLAST)
 
-// func decryptAVX2(ks *schedule, dst, src *byte, tweaks *[16]byte, n, sectorSize int)
-TEXT ·decryptAVX2(SB), NOSPLIT, $0-48
+// func decryptAVX2(ks *schedule, dst, src *byte, n, sectorSize int, tweak, step uint64)
+TEXT ·decryptAVX2(SB), 0, $512-56
 	XTS_AVX2(KS_DEC, VAESDEC, VAESDECLAST)
 
 DATA tw256shl<>+0(SB)/8, $0

@@ -1,5 +1,6 @@
 #include "textflag.h"
 #include "schedule_amd64.h"
+#include "batch_amd64.h"
 
 // XTS with VAES and AVX-512: 32 blocks (a whole 512-byte sector) in flight,
 // four per zmm register. The technique follows the Linux kernel's
@@ -7,8 +8,12 @@
 // register of four consecutive tweaks moves on by x^32 with byte shifts and
 // one carry-less multiplication instead of 32 sequential doublings.
 //
-// Registers: AX schedule, SI src, DI dst, R9 tweaks, R10 sectors left,
-// R11 rounds, R12 sector size, R13 bytes left in the sector; Z0-Z7 blocks,
+// Sectors go in batches of up to 32: their tweaks are written to the
+// 512-byte frame, encrypted together with the tweak key, then the sectors.
+//
+// Registers: AX schedule, SI src, DI dst, R8 sectors in the batch, R9 the
+// sector's tweak, R10 sectors left, R11 rounds, R12 sector size, R13 bytes
+// left in the sector, R14 next sector number, DX step, BX/CX counters; Z0-Z7 blocks,
 // Z8-Z15 tweaks, Z16-Z29 round keys 1..14 of the right-aligned schedule
 // (AES-128 uses Z20-Z29), Z30 the reduction polynomial, Z31 scratch. Round
 // key 0 is read from memory, replicated to 64 bytes.
@@ -113,13 +118,17 @@ short: \
 	MOVQ ks+0(FP), AX; \
 	MOVQ dst+8(FP), DI; \
 	MOVQ src+16(FP), SI; \
-	MOVQ tweaks+24(FP), R9; \
-	MOVQ n+32(FP), R10; \
-	MOVQ sectorSize+40(FP), R12; \
+	MOVQ n+24(FP), R10; \
+	MOVQ sectorSize+32(FP), R12; \
+	MOVQ tweak+40(FP), R14; \
+	MOVQ step+48(FP), DX; \
 	MOVQ KS_ROUNDS(AX), R11; \
+	VBROADCASTI32X4 gfpoly<>(SB), Z30; \
+batch: \
+	FILLTWEAKS(R8, 0); \
 	LOADKEYS(KS_TWEAK); \
-	MOVQ R9, BX; \
-	MOVQ R10, CX; \
+	LEAQ 0(SP), BX; \
+	MOVQ R8, CX; \
 tweak32: \
 	CMPQ CX, $32; \
 	JB   tweak4; \
@@ -163,7 +172,8 @@ tweak4: \
 	JMP  tweak4; \
 tweaksdone: \
 	LOADKEYS(keys); \
-	VBROADCASTI32X4 gfpoly<>(SB), Z30; \
+	LEAQ 0(SP), R9; \
+	MOVQ R8, CX; \
 sector: \
 	VBROADCASTI32X4 (R9), Z0; \
 	INITTW(Z8, 0); \
@@ -208,9 +218,19 @@ blocks: \
 	JMP  blocks; \
 sectordone: \
 	ADDQ $16, R9; \
-	DECQ R10; \
+	DECQ CX; \
 	JNZ  sector; \
+	SUBQ R8, R10; \
+	JNZ  batch; \
 	VZEROALL; \
+	VMOVDQU64 Z0, 0(SP); \
+	VMOVDQU64 Z0, 64(SP); \
+	VMOVDQU64 Z0, 128(SP); \
+	VMOVDQU64 Z0, 192(SP); \
+	VMOVDQU64 Z0, 256(SP); \
+	VMOVDQU64 Z0, 320(SP); \
+	VMOVDQU64 Z0, 384(SP); \
+	VMOVDQU64 Z0, 448(SP); \
 	VPXORQ Z16, Z16, Z16; \
 	VPXORQ Z17, Z17, Z17; \
 	VPXORQ Z18, Z18, Z18; \
@@ -228,12 +248,12 @@ sectordone: \
 	VPXORQ Z31, Z31, Z31; \
 	RET
 
-// func encryptAVX512(ks *schedule, dst, src *byte, tweaks *[16]byte, n, sectorSize int)
-TEXT ·encryptAVX512(SB), NOSPLIT, $0-48
+// func encryptAVX512(ks *schedule, dst, src *byte, n, sectorSize int, tweak, step uint64)
+TEXT ·encryptAVX512(SB), 0, $512-56
 	XTS_AVX512(KS_ENC, KS_ENC0, VAESENC, VAESENCLAST)
 
-// func decryptAVX512(ks *schedule, dst, src *byte, tweaks *[16]byte, n, sectorSize int)
-TEXT ·decryptAVX512(SB), NOSPLIT, $0-48
+// func decryptAVX512(ks *schedule, dst, src *byte, n, sectorSize int, tweak, step uint64)
+TEXT ·decryptAVX512(SB), 0, $512-56
 	XTS_AVX512(KS_DEC, KS_DEC0, VAESDEC, VAESDECLAST)
 
 DATA tw512shl<>+0(SB)/8, $0

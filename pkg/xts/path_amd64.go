@@ -1,7 +1,7 @@
 package xts
 
 import (
-	"encoding/binary"
+	"math/bits"
 
 	"golang.org/x/sys/cpu"
 )
@@ -36,64 +36,51 @@ func hasVAES() bool {
 	return ecx&(1<<9) != 0 && ecx&(1<<10) != 0
 }
 
-// tweakBatch is how many sectors' tweaks are encrypted in one go before
-// their sectors; the kernels may encrypt up to 3 padding entries past n.
-const tweakBatch = 32
-
 // cryptAsm runs the assembly path c.path over whole sectors.
 func (c *Cipher) cryptAsm(dst, src []byte, sectorSize int, tweak, step uint64, encrypt bool) {
-	var tw [tweakBatch][16]byte
-	n := len(src) / sectorSize
-	for off := 0; n > 0; {
-		k := min(n, tweakBatch)
-		for i := range k {
-			binary.LittleEndian.PutUint64(tw[i][:8], tweak)
-			binary.LittleEndian.PutUint64(tw[i][8:], 0)
-			tweak += step
-		}
-		d, s := &dst[off], &src[off]
-		switch {
-		case c.path == pathAVX512 && encrypt:
-			encryptAVX512(c.ks, d, s, &tw[0], k, sectorSize)
-		case c.path == pathAVX512:
-			decryptAVX512(c.ks, d, s, &tw[0], k, sectorSize)
-		case c.path == pathAVX2 && encrypt:
-			encryptAVX2(c.ks, d, s, &tw[0], k, sectorSize)
-		case c.path == pathAVX2:
-			decryptAVX2(c.ks, d, s, &tw[0], k, sectorSize)
-		case encrypt:
-			encryptAESNI(c.ks, d, s, &tw[0], k, sectorSize)
-		default:
-			decryptAESNI(c.ks, d, s, &tw[0], k, sectorSize)
-		}
-		off += k * sectorSize
-		n -= k
+	n := len(src) >> bits.TrailingZeros(uint(sectorSize))
+	if n == 0 {
+		return
 	}
-	// The encrypted tweaks are plaintext/ciphertext pairs of the tweak key.
-	clear(tw[:])
+	d, s := &dst[0], &src[0]
+	switch {
+	case c.path == pathAVX512 && encrypt:
+		encryptAVX512(c.ks, d, s, n, sectorSize, tweak, step)
+	case c.path == pathAVX512:
+		decryptAVX512(c.ks, d, s, n, sectorSize, tweak, step)
+	case c.path == pathAVX2 && encrypt:
+		encryptAVX2(c.ks, d, s, n, sectorSize, tweak, step)
+	case c.path == pathAVX2:
+		decryptAVX2(c.ks, d, s, n, sectorSize, tweak, step)
+	case encrypt:
+		encryptAESNI(c.ks, d, s, n, sectorSize, tweak, step)
+	default:
+		decryptAESNI(c.ks, d, s, n, sectorSize, tweak, step)
+	}
 }
 
-// The kernels encrypt tweaks[0:n] in place with the tweak key (and up to
-// three entries past n; tweaks must have room), then process n sectors of
-// sectorSize bytes (a multiple of 512) from src to dst, sector i with
-// tweak i. dst and src are equal or do not overlap.
+// The kernels process n > 0 sectors of sectorSize bytes (a multiple of
+// 512) from src to dst, sector i with tweak tweak+i*step (mod 2^64). dst
+// and src are equal or do not overlap. They work in batches of up to 32
+// sectors: write the batch's tweaks to their frame, encrypt them together
+// with the tweak key, then run the sectors; the frame is wiped on return.
 
 //go:noescape
-func encryptAVX512(ks *schedule, dst, src *byte, tweaks *[16]byte, n, sectorSize int)
+func encryptAVX512(ks *schedule, dst, src *byte, n, sectorSize int, tweak, step uint64)
 
 //go:noescape
-func decryptAVX512(ks *schedule, dst, src *byte, tweaks *[16]byte, n, sectorSize int)
+func decryptAVX512(ks *schedule, dst, src *byte, n, sectorSize int, tweak, step uint64)
 
 //go:noescape
-func encryptAVX2(ks *schedule, dst, src *byte, tweaks *[16]byte, n, sectorSize int)
+func encryptAVX2(ks *schedule, dst, src *byte, n, sectorSize int, tweak, step uint64)
 
 //go:noescape
-func decryptAVX2(ks *schedule, dst, src *byte, tweaks *[16]byte, n, sectorSize int)
+func decryptAVX2(ks *schedule, dst, src *byte, n, sectorSize int, tweak, step uint64)
 
 //go:noescape
-func encryptAESNI(ks *schedule, dst, src *byte, tweaks *[16]byte, n, sectorSize int)
+func encryptAESNI(ks *schedule, dst, src *byte, n, sectorSize int, tweak, step uint64)
 
 //go:noescape
-func decryptAESNI(ks *schedule, dst, src *byte, tweaks *[16]byte, n, sectorSize int)
+func decryptAESNI(ks *schedule, dst, src *byte, n, sectorSize int, tweak, step uint64)
 
 func cpuid(leaf, sub uint32) (a, b, c, d uint32)

@@ -107,7 +107,7 @@ func checkArgs(dst, src []byte, sectorSize int) error {
 	default:
 		return ErrSectorSize
 	}
-	if len(src)%sectorSize != 0 {
+	if len(src)&(sectorSize-1) != 0 { // a power of two: no division
 		return ErrLength
 	}
 	if len(dst) < len(src) {
