@@ -23,9 +23,10 @@ import (
 //     straight into a pooled buffer and hands the request to a goroutine of
 //     its own; the budget bounds how many run at once;
 //   - handlers call the Backend concurrently and queue their reply; replies
-//     go out in completion order, not request order;
-//   - one writer goroutine sends every queued reply, header and payload,
-//     with one writev per batch, then recycles buffers and budget.
+//     go out in completion order, not request order, each batch of ready
+//     replies with one writev, written by whichever handler finds the
+//     connection idle (flat combining, see queue), so no goroutine handoff
+//     sits between a completion and its reply.
 //
 // No lock is held across I/O; the only shared state on the hot path is the
 // reply channel and the budget's mutex.
@@ -42,15 +43,20 @@ type transmission struct {
 	cancel context.CancelFunc
 
 	budget   *budget
-	replies  chan *request
 	inflight sync.WaitGroup
+
+	// The reply path (see queue): wmu guards pending, spare and writing;
+	// vec and writeErr belong to the goroutine that is writing.
+	wmu      sync.Mutex
+	pending  []*request
+	spare    []*request
+	writing  bool
+	vec      [][]byte
+	writeErr error
 
 	stop     chan struct{} // closed when the connection is going down
 	stopOnce sync.Once
 	shutdown atomic.Bool
-
-	writerDone chan struct{}
-	writeErr   error // written by the writer only, read after writerDone
 
 	hdr [requestHeaderLen]byte
 }
@@ -66,9 +72,9 @@ func newTransmission(s *session, exp *export) *transmission {
 		structured: s.structured,
 		meta:       s.metaSet && s.metaExport == exp.name,
 		budget:     newBudget(s.srv.maxInFlightBytes(), maxReqs),
-		replies:    make(chan *request, maxReqs+1),
+		pending:    make([]*request, 0, maxReqs),
+		spare:      make([]*request, 0, maxReqs),
 		stop:       make(chan struct{}),
-		writerDone: make(chan struct{}),
 	}
 }
 
@@ -84,8 +90,6 @@ var errDisconnect = errors.New("nbd: client disconnected")
 func (t *transmission) run(ctx context.Context, grace time.Duration) error {
 	t.ctx, t.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	defer t.cancel()
-	go t.writer()
-
 	var hard *time.Timer
 	var hardMu sync.Mutex
 	stopWatch := context.AfterFunc(ctx, func() {
@@ -119,8 +123,6 @@ func (t *transmission) run(ctx context.Context, grace time.Duration) error {
 		t.cancel()
 	}
 	t.inflight.Wait()
-	close(t.replies)
-	<-t.writerDone
 	if clean && t.exp.info.CanFlush && !t.exp.info.ReadOnly {
 		// Graceful end: make what was acknowledged durable before closing.
 		if ferr := t.exp.backend.Flush(context.WithoutCancel(ctx)); ferr != nil {
@@ -212,12 +214,6 @@ func (t *transmission) readLoop() error {
 
 // errServerStopping ends the read loop when the connection is going down.
 var errServerStopping = errors.New("nbd: connection stopping")
-
-// queue hands a finished request to the writer.
-func (t *transmission) queue(r *request) {
-	t.replies <- r
-	t.inflight.Done()
-}
 
 // handle runs one request against the backend and queues its reply.
 func (t *transmission) handle(r *request) {
@@ -349,55 +345,59 @@ func (t *transmission) blockStatus(r *request) error {
 // errBadExtents is a BlockStatuser breaking its contract.
 var errBadExtents = errors.New("invalid extents from backend")
 
-// maxBatchBytes and maxBatch bound one writev.
-const (
-	maxBatch      = 64
-	maxBatchBytes = 8 << 20
-)
+// queue hands a finished request to the reply path and retires it from
+// the in-flight count. Replies are written by flat combining: the first
+// handler to find nobody writing becomes the writer and sends everything
+// queued, its own reply and those queued meanwhile, in one writev per
+// batch; the others just append and leave. So a reply costs no goroutine
+// handoff, and under load replies coalesce.
+func (t *transmission) queue(r *request) {
+	t.wmu.Lock()
+	t.pending = append(t.pending, r)
+	if t.writing {
+		t.wmu.Unlock()
+		t.inflight.Done()
+		return
+	}
+	t.writing = true
+	for len(t.pending) > 0 {
+		batch := t.pending
+		t.pending = t.spare[:0]
+		t.wmu.Unlock()
+		t.send(batch)
+		t.wmu.Lock()
+		clear(batch)
+		t.spare = batch[:0]
+	}
+	t.writing = false
+	t.wmu.Unlock()
+	t.inflight.Done()
+}
 
-// writer sends replies as they are queued, batching whatever is ready into
-// one writev, and recycles each request after its reply is out.
-func (t *transmission) writer() {
-	defer close(t.writerDone)
-	batch := make([]*request, 0, maxBatch)
-	vec := make([][]byte, 0, 2*maxBatch)
-	for r := range t.replies {
-		batch = append(batch[:0], r)
-		size := r.wireLen()
-	more:
-		for len(batch) < maxBatch && size < maxBatchBytes {
-			select {
-			case r2, ok := <-t.replies:
-				if !ok {
-					break more
-				}
-				batch = append(batch, r2)
-				size += r2.wireLen()
-			default:
-				break more
+// send writes a batch of replies and recycles the requests. It runs in one
+// goroutine at a time (the combiner in queue).
+func (t *transmission) send(batch []*request) {
+	if t.writeErr == nil {
+		vec := t.vec[:0]
+		for _, r := range batch {
+			vec = append(vec, r.hdr[:r.hdrLen])
+			if len(r.payload) > 0 {
+				vec = append(vec, r.payload)
 			}
 		}
-		if t.writeErr == nil {
-			vec = vec[:0]
-			for _, r := range batch {
-				vec = append(vec, r.hdr[:r.hdrLen])
-				if len(r.payload) > 0 {
-					vec = append(vec, r.payload)
-				}
-			}
-			bufs := net.Buffers(vec)
-			if _, err := bufs.WriteTo(t.conn); err != nil {
-				t.writeErr = fmt.Errorf("nbd: send reply: %w", err)
-				// Nothing more can reach the client: stop everything.
-				t.cancel()
-				t.closeStop()
-				_ = t.conn.Close()
-			}
+		t.vec = vec
+		bufs := net.Buffers(vec)
+		if _, err := bufs.WriteTo(t.conn); err != nil {
+			t.writeErr = fmt.Errorf("nbd: send reply: %w", err)
+			// Nothing more can reach the client: stop everything.
+			t.cancel()
+			t.closeStop()
+			_ = t.conn.Close()
 		}
-		for i, r := range batch {
-			t.budget.release(r.charge)
-			putRequest(r)
-			batch[i] = nil
-		}
+		clear(t.vec[:cap(t.vec)])
+	}
+	for _, r := range batch {
+		t.budget.release(r.charge)
+		putRequest(r)
 	}
 }

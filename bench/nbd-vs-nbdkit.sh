@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Compares pkg/nbd (bench/nbdserve, plain file) with nbdkit's file plugin:
+# the four fio jobs of the performance issue, fio's nbd engine over a unix
+# socket, a 1 GiB backing file of random data in the page cache. Each job
+# runs against each server in turn, in the same run; the table shows
+# absolute figures and pkg/nbd / nbdkit.
+#
+#   bench/nbd-vs-nbdkit.sh [--quick] [--runtime S] [--size MiB] [--rounds N]
+#
+# Needs fio and nbdkit (Debian: fio, nbdkit). Nothing asserts a timing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+runtime=6 ramp=1 size_mib=1024 rounds=1
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--quick) runtime=2 ramp=1 size_mib=256 ;;
+	--runtime) runtime=$2; shift ;;
+	--size) size_mib=$2; shift ;;
+	--rounds) rounds=$2; shift ;;
+	*) echo "usage: $0 [--quick] [--runtime S] [--size MiB] [--rounds N]" >&2; exit 2 ;;
+	esac
+	shift
+done
+for t in fio nbdkit go; do
+	command -v "$t" >/dev/null || { echo "$0: $t not found (scripts/deps.sh)" >&2; exit 1; }
+done
+
+work=$(mktemp -d /tmp/nbdbench.XXXXXX)
+pid=""
+cleanup() {
+	if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+	rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+go build -o "$work/nbdserve" ./bench/nbdserve
+img=$work/disk.img
+head -c $((size_mib << 20)) /dev/urandom >"$img"
+sock=$work/nbd.sock
+
+start() { # server
+	rm -f "$sock"
+	case "$1" in
+	nbdkit) nbdkit --foreground --exit-with-parent -U "$sock" file "$img" & pid=$! ;;
+	pkg/nbd) "$work/nbdserve" -socket "$sock" -file "$img" & pid=$! ;;
+	esac
+	for _ in $(seq 100); do [ -S "$sock" ] && return; sleep 0.05; done
+	echo "$0: $1 did not start" >&2; exit 1
+}
+stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""; }
+
+# name rw bs iodepth metric
+jobs=(
+	"seqread-1M-qd16 read 1M 16 bw"
+	"seqwrite-1M-qd16 write 1M 16 bw"
+	"randread-4k-qd32 randread 4k 32 iops"
+	"randwrite-4k-qd32 randwrite 4k 32 iops"
+)
+
+fiojob() { # rw bs iodepth metric -> number (MiB/s or IOPS)
+	local out
+	out=$(fio --name=j --ioengine=nbd --uri="nbd+unix:///?socket=$sock" \
+		--rw="$1" --bs="$2" --iodepth="$3" --time_based --runtime="$runtime" \
+		--ramp_time="$ramp" --output-format=json 2>/dev/null | sed -n '/^{/,$p')
+	python3 -c '
+import json,sys
+j=json.load(sys.stdin)["jobs"][0]
+d=j["read"] if j["read"]["io_bytes"]>0 else j["write"]
+print(round(d["bw_bytes"]/1048576) if sys.argv[1]=="bw" else round(d["iops"]))
+' "$4" <<<"$out"
+}
+
+declare -A res
+cat "$img" >/dev/null # into the page cache
+for ((r = 0; r < rounds; r++)); do
+	for j in "${jobs[@]}"; do
+		read -r name rw bs qd metric <<<"$j"
+		for srv in nbdkit pkg/nbd; do
+			start "$srv"
+			v=$(fiojob "$rw" "$bs" "$qd" "$metric")
+			stop
+			res[$name,$srv]=$(( ${res[$name,$srv]:-0} + v ))
+		done
+	done
+done
+
+printf '%-20s %14s %14s %8s\n' job nbdkit pkg/nbd ratio
+for j in "${jobs[@]}"; do
+	read -r name rw bs qd metric <<<"$j"
+	unit=MiB/s; [ "$metric" = iops ] && unit=IOPS
+	a=$(( ${res[$name,nbdkit]} / rounds )) b=$(( ${res[$name,pkg/nbd]} / rounds ))
+	printf '%-20s %9s %-4s %9s %-4s %8s\n' "$name" "$a" "$unit" "$b" "$unit" \
+		"$(python3 -c "print(f'{$b/$a:.2f}x' if $a else 'n/a')")"
+done
+echo "($(date -u +%F), $(nproc) CPUs, runtime ${runtime}s, ${size_mib} MiB file, $rounds round(s))"

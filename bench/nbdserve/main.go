@@ -1,0 +1,89 @@
+// Command nbdserve serves a plain file over NBD with pkg/nbd, for
+// benchmarks (bench/nbd-vs-nbdkit.sh) and manual testing. It is not a
+// product command: no encryption, no locking of the file.
+//
+//	nbdserve -socket /tmp/nbd.sock -file disk.img [-cpuprofile cpu.out]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"runtime/pprof"
+	"syscall"
+
+	"github.com/encblk/encblk/internal/nbdtest"
+	"github.com/encblk/encblk/pkg/nbd"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "nbdserve:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	sock := flag.String("socket", "", "unix socket path to listen on")
+	tcp := flag.String("tcp", "", "TCP address to listen on")
+	file := flag.String("file", "", "file to serve")
+	ro := flag.Bool("readonly", false, "serve read-only")
+	debug := flag.Bool("debug", false, "log every option and command")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile here until exit")
+	flag.Parse()
+	if *file == "" || (*sock == "" && *tcp == "") {
+		return errors.New("need -file and -socket or -tcp")
+	}
+	info := nbdtest.AllCaps()
+	info.ReadOnly = *ro
+	b, err := nbdtest.OpenFile(*file, info)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	var ls []net.Listener
+	if *sock != "" {
+		l, err := nbd.ListenUnix(ctx, *sock, -1)
+		if err != nil {
+			return err
+		}
+		ls = append(ls, l)
+	}
+	if *tcp != "" {
+		l, err := nbd.ListenTCP(ctx, *tcp)
+		if err != nil {
+			return err
+		}
+		ls = append(ls, l)
+	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
+	}
+	level := slog.LevelInfo
+	if *debug {
+		level = slog.LevelDebug
+	}
+	srv := &nbd.Server{
+		Exports: nbd.StaticExports{"": b},
+		Logger:  slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
+	}
+	if err := srv.Serve(ctx, ls...); !errors.Is(err, nbd.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
