@@ -22,6 +22,7 @@ const (
 	AttrUniqueIdentifier       = "Unique Identifier"
 	AttrActivationDate         = "Activation Date"
 	AttrInitialDate            = "Initial Date"
+	AttrSensitive              = "Sensitive"
 )
 
 // Algorithm is the Cryptographic Algorithm attribute.
@@ -43,6 +44,12 @@ func Usage(m UsageMask) Attribute {
 func Name(name string) Attribute {
 	return Attribute{Name: AttrName, Value: Struct(TagAttributeValue,
 		Text(TagNameValue, name), Enum(TagNameType, uint32(NameUninterpretedText)))}
+}
+
+// Sensitive is the Sensitive attribute (KMIP 1.4 §3.53): a sensitive key's
+// material is not returned by Get unless wrapped by another key.
+func Sensitive(v bool) Attribute {
+	return Attribute{Name: AttrSensitive, Value: Bool(TagAttributeValue, v)}
 }
 
 // ObjectTypeAttr is the Object Type attribute, for Locate.

@@ -1,0 +1,270 @@
+package kmip
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/encblk/encblk/internal/secmem"
+	"github.com/encblk/encblk/pkg/keyring"
+)
+
+// ErrStillLocked is wrapped when a volume has KMIP keyslots but no key
+// server released a secret for any of them; the error joins, per keyslot,
+// what each server answered (a *ResultError with the KMIP reason, or an
+// error wrapping ErrUnavailable).
+var ErrStillLocked = errors.New("kmip: volume stays locked")
+
+// KEK is the "kmip" key-encryption-key source: a keyring.Recipient that
+// makes a keyslot whose secret only a KMIP server can recover, and a
+// keyring.Identity that recovers it.
+//
+// Wrap draws a 32-byte random secret for the new keyslot and has the
+// server encrypt it with an AES-256 key that never leaves the server
+// (KMIP Encrypt, AES-GCM, additional data binding it to the volume UUID
+// and the key). The result goes into an encblk-kmip token bound to the
+// keyslot. Unwrap has the server decrypt it again (KMIP Decrypt). Revoking
+// or destroying the key on the server therefore makes every later unlock
+// through these keyslots fail: crypto-lock.
+//
+// The secret is high-entropy, so keyslots made for it need no expensive
+// KDF; KeyslotOptions gives the cheap one.
+type KEK struct {
+	cfg        *FileConfig
+	volumeUUID string
+	keyUID     string
+	log        *slog.Logger
+
+	mu       sync.Mutex
+	created  string
+	failures []error
+}
+
+// NewKEK returns the KMIP KEK for the volume with the given LUKS UUID,
+// using cfg's client credentials. New keyslots use cfg.KeyUID, or a key
+// created and activated on cfg.Servers when that is empty.
+func NewKEK(cfg *FileConfig, volumeUUID string, log *slog.Logger) (*KEK, error) {
+	if cfg == nil {
+		return nil, errors.New("kmip: no client configuration")
+	}
+	if volumeUUID == "" {
+		return nil, errors.New("kmip: the volume has no UUID")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &KEK{cfg: cfg, volumeUUID: volumeUUID, keyUID: cfg.KeyUID, log: log}, nil
+}
+
+// KeyslotOptions are the keyslot options for KMIP keyslots: PBKDF2 with
+// the minimum iteration count, as the secret is 256 random bits (a slow
+// KDF would protect nothing and only delay unlocking).
+func KeyslotOptions() *keyring.KeyslotOptions {
+	return &keyring.KeyslotOptions{KDF: keyring.KDFParams{Type: "pbkdf2", Hash: "sha256", Iterations: 1000}}
+}
+
+// Created returns the Unique Identifier of the key Wrap created on the
+// server, or "" if it used an existing key.
+func (k *KEK) Created() string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.created
+}
+
+// Wrap implements keyring.Recipient.
+func (k *KEK) Wrap(ctx context.Context) (*secmem.Buffer, []json.RawMessage, error) {
+	if len(k.cfg.Servers) == 0 {
+		return nil, nil, errors.New("kmip: the client configuration names no servers")
+	}
+	c, err := k.cfg.Client(nil, k.log)
+	if err != nil {
+		return nil, nil, err
+	}
+	uid := k.keyUID
+	if uid == "" {
+		uid, err = createKEK(ctx, c, k.volumeUUID, k.log)
+		if err != nil {
+			return nil, nil, fmt.Errorf("creating the key: %w", err)
+		}
+		k.mu.Lock()
+		k.created = uid
+		k.mu.Unlock()
+		k.log.Info("created and activated a KMIP key", "uid", uid)
+	}
+	secret, err := secmem.New(secretLen)
+	if err != nil {
+		return nil, nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			secret.Destroy()
+		}
+	}()
+	nonce := make([]byte, 12)
+	if _, err := rand.Read(secret.Bytes()); err != nil {
+		return nil, nil, err
+	}
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, nil, err
+	}
+	aad := tokenAAD(k.volumeUUID, uid)
+	ct, err := c.Encrypt(ctx, uid, AESGCM, secret.Bytes(), nonce, aad)
+	if err != nil {
+		return nil, nil, fmt.Errorf("wrapping the keyslot secret: %w", err)
+	}
+	if !bytes.Equal(ct.IV, nonce) || len(ct.Data) != secretLen {
+		return nil, nil, fmt.Errorf("%w: the server changed the nonce or the length", ErrUnexpectedResponse)
+	}
+	// Before a keyslot depends on it, check the server can undo it.
+	pt, err := c.Decrypt(ctx, uid, AESGCM, ct, aad)
+	if err != nil {
+		return nil, nil, fmt.Errorf("checking the wrapped keyslot secret: %w", err)
+	}
+	same := bytes.Equal(pt, secret.Bytes())
+	secmem.Wipe(pt)
+	if !same {
+		return nil, nil, fmt.Errorf("%w: the server's decryption does not give back the secret", ErrUnexpectedResponse)
+	}
+	raw, err := json.Marshal(Token{
+		Type: TokenType, Keyslots: []string{}, Version: tokenVersion, Servers: c.Servers(), KeyUID: uid,
+		Cipher: CipherAES256GCM, Nonce: ct.IV, Tag: ct.Tag, Ciphertext: ct.Data, Config: k.cfg.Path,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	ok = true
+	return secret, []json.RawMessage{raw}, nil
+}
+
+// createKEK creates and activates an AES-256 encrypt/decrypt key named
+// after the volume, marked Sensitive (never handed out by Get) where the
+// server accepts that attribute.
+func createKEK(ctx context.Context, c *Client, volumeUUID string, log *slog.Logger) (string, error) {
+	attrs := append(AES256EncryptDecrypt(), Name("encblk "+volumeUUID))
+	uid, err := c.CreateActive(ctx, append(attrs, Sensitive(true))...)
+	if r, ok := Reason(err); ok && (r == ReasonInvalidField || r == ReasonFeatureNotSupported || r == ReasonOperationNotSupported) {
+		log.Warn("the KMIP server refused the Sensitive attribute; creating the key without it", "err", err)
+		uid, err = c.CreateActive(ctx, attrs...)
+	}
+	return uid, err
+}
+
+// Unwrap implements keyring.Identity: it asks the servers of ks's
+// encblk-kmip tokens to decrypt the keyslot secret. A keyslot without such
+// a token is not ours (keyring.ErrNoMatchingKeyslot). A keyslot whose
+// server refuses or cannot be reached is skipped too, so other keyslots
+// are tried; the refusals are kept and Unlock reports them.
+func (k *KEK) Unwrap(ctx context.Context, ks *keyring.Keyslot) (*secmem.Buffer, error) {
+	var errs []error
+	for _, t := range ks.Tokens {
+		if t.Type != TokenType {
+			continue
+		}
+		secret, err := k.unwrapToken(ctx, t)
+		if err == nil {
+			return secret, nil
+		}
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		err = fmt.Errorf("keyslot %d (token %d): %w", ks.ID, t.ID, err)
+		k.log.Warn("KMIP unlock failed", "keyslot", ks.ID, "token", t.ID, "err", err)
+		errs = append(errs, err)
+	}
+	if len(errs) == 0 {
+		return nil, fmt.Errorf("%w: keyslot %d has no %s token", keyring.ErrNoMatchingKeyslot, ks.ID, TokenType)
+	}
+	k.mu.Lock()
+	k.failures = append(k.failures, errs...)
+	k.mu.Unlock()
+	return nil, fmt.Errorf("%w: %w", keyring.ErrNoMatchingKeyslot, errors.Join(errs...))
+}
+
+func (k *KEK) unwrapToken(ctx context.Context, t keyring.Token) (*secmem.Buffer, error) {
+	tok, err := ParseToken(t.Raw)
+	if err != nil {
+		return nil, err
+	}
+	c, err := k.cfg.Client(tok.Servers, k.log)
+	if err != nil {
+		return nil, err
+	}
+	pt, err := c.Decrypt(ctx, tok.KeyUID, AESGCM, &Ciphertext{Data: tok.Ciphertext, IV: tok.Nonce, Tag: tok.Tag},
+		tokenAAD(k.volumeUUID, tok.KeyUID))
+	if err != nil {
+		return nil, err
+	}
+	if len(pt) != secretLen {
+		secmem.Wipe(pt)
+		return nil, fmt.Errorf("%w: decrypted secret is %d bytes", ErrUnexpectedResponse, len(pt))
+	}
+	return secmem.FromBytes(pt)
+}
+
+// Unlock opens kr through its KMIP keyslots and returns the keyslot that
+// opened and the DEK (the caller destroys it). If KMIP keyslots exist but
+// no server released a secret, the error wraps ErrStillLocked and says,
+// per keyslot, which server answered what (KMIP result reason) or could
+// not be reached; it does not wrap keyring.ErrNoMatchingKeyslot, since the
+// key is not wrong, only withheld.
+func (k *KEK) Unlock(ctx context.Context, kr *keyring.Keyring) (int, *secmem.Buffer, error) {
+	k.mu.Lock()
+	k.failures = nil
+	k.mu.Unlock()
+	slot, dek, err := kr.Match(ctx, k)
+	if err == nil {
+		return slot, dek, nil
+	}
+	k.mu.Lock()
+	failures := k.failures
+	k.mu.Unlock()
+	if errors.Is(err, keyring.ErrNoMatchingKeyslot) && len(failures) > 0 {
+		return -1, nil, fmt.Errorf("%w: %w", ErrStillLocked, errors.Join(failures...))
+	}
+	return -1, nil, err
+}
+
+// SlotStatus describes one KMIP keyslot.
+type SlotStatus struct {
+	Keyslot int
+	Token   int
+	Servers []string
+	KeyUID  string
+	State   State // 0 if it could not be read
+	Err     error // why State could not be read
+}
+
+// Status lists kr's KMIP keyslots and asks their servers for each key's
+// state (Get Attributes). Keyslots whose server cannot be asked are listed
+// with Err set.
+func (k *KEK) Status(ctx context.Context, kr *keyring.Keyring) []SlotStatus {
+	var out []SlotStatus
+	for _, t := range kr.Tokens() {
+		if t.Type != TokenType {
+			continue
+		}
+		for _, slot := range t.Keyslots {
+			st := SlotStatus{Keyslot: slot, Token: t.ID}
+			tok, err := ParseToken(t.Raw)
+			if err != nil {
+				st.Err = err
+				out = append(out, st)
+				continue
+			}
+			st.Servers, st.KeyUID = tok.Servers, tok.KeyUID
+			c, err := k.cfg.Client(tok.Servers, k.log)
+			if err == nil {
+				st.State, err = c.KeyState(ctx, tok.KeyUID)
+			}
+			st.Err = err
+			out = append(out, st)
+		}
+	}
+	return out
+}

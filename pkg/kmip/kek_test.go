@@ -1,0 +1,312 @@
+package kmip_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/encblk/encblk/internal/testutil"
+	"github.com/encblk/encblk/pkg/keyring"
+	"github.com/encblk/encblk/pkg/kmip"
+	"github.com/encblk/encblk/pkg/kmip/kmiptest"
+)
+
+// writeConfig writes a client configuration for srv's CA with the given
+// client certificate and returns it loaded.
+func writeConfig(t *testing.T, srv *kmiptest.Server, client *kmiptest.Leaf, servers ...string) *kmip.FileConfig {
+	t.Helper()
+	dir := t.TempDir()
+	client.WriteFiles(t, dir, "client")
+	if err := os.WriteFile(filepath.Join(dir, "ca.pem"), srv.CA.PEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(map[string]any{"servers": servers, "ca": "ca.pem", "cert": "client.crt", "key": "client.key", "timeout": "5s"})
+	path := filepath.Join(dir, "kmip.json")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := kmip.LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// newVolume formats a small LUKS2 volume with a passphrase keyslot (cheap
+// KDF) and returns its path and DEK.
+func newVolume(t *testing.T) (string, []byte) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "backing.img")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Truncate(17 << 20); err != nil {
+		t.Fatal(err)
+	}
+	pass, err := keyring.NewPassphrase([]byte("correct horse"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pass.Destroy()
+	kr, dek, err := keyring.Format(context.Background(), f, pass, &keyring.FormatOptions{
+		KDF: keyring.KDFParams{Type: "pbkdf2", Iterations: 1000},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dek.Destroy()
+	kr.Close()
+	return path, bytes.Clone(dek.Bytes())
+}
+
+func openKeyring(t *testing.T, path string) *keyring.Keyring {
+	t.Helper()
+	kr, err := keyring.Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { kr.Close() })
+	return kr
+}
+
+func fileHash(t *testing.T, path string) [32]byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sha256.Sum256(b)
+}
+
+// unlock opens the volume at path through its KMIP keyslots.
+func unlock(t *testing.T, path string, cfg *kmip.FileConfig) (int, []byte, error) {
+	t.Helper()
+	kr := openKeyring(t, path)
+	kek, err := kmip.NewKEK(cfg, kr.UUID(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slot, dek, err := kek.Unlock(context.Background(), kr)
+	if err != nil {
+		return slot, nil, err
+	}
+	defer dek.Destroy()
+	return slot, bytes.Clone(dek.Bytes()), nil
+}
+
+// TestKEK is the KMIP KEK source end to end against PyKMIP: add a slot,
+// unlock through it, rotate, refusals (other CA, revoked key, server down)
+// leave the volume locked and the header untouched.
+func TestKEK(t *testing.T) {
+	srv := kmiptest.Start(t)
+	cfg := writeConfig(t, srv, srv.Client, srv.Addr)
+	ctx := context.Background()
+	path, wantDEK := newVolume(t)
+
+	var slot int
+	var keyUID string
+	t.Run("AddKeyslot", func(t *testing.T) {
+		kr := openKeyring(t, path)
+		kek, err := kmip.NewKEK(cfg, kr.UUID(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pass, _ := keyring.NewPassphrase([]byte("correct horse"))
+		defer pass.Destroy()
+		dek, err := kr.Unlock(ctx, pass)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer dek.Destroy()
+		if slot, err = kr.AddKeyslot(ctx, dek, kek, kmip.KeyslotOptions()); err != nil {
+			t.Fatal(err)
+		}
+		keyUID = kek.Created()
+		if keyUID == "" {
+			t.Fatal("no key was created")
+		}
+		var found bool
+		for _, tok := range kr.Tokens() {
+			if tok.Type == kmip.TokenType && len(tok.Keyslots) == 1 && tok.Keyslots[0] == slot {
+				found = true
+				pt, err := kmip.ParseToken(tok.Raw)
+				if err != nil || pt.KeyUID != keyUID || pt.Servers[0] != srv.Addr || pt.Config != cfg.Path {
+					t.Fatalf("token %+v, %v", pt, err)
+				}
+			}
+		}
+		if !found {
+			t.Fatalf("no %s token bound to keyslot %d: %+v", kmip.TokenType, slot, kr.Tokens())
+		}
+		c, err := cfg.Client(nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		as, err := c.GetAttributes(ctx, keyUID, kmip.AttrSensitive)
+		if a, ok := as.Get(kmip.AttrSensitive); err != nil || !ok || a.Value.Value != true {
+			t.Fatalf("the key is not marked Sensitive: %+v, %v", as, err)
+		}
+		st := kek.Status(ctx, kr)
+		if len(st) != 1 || st[0].Keyslot != slot || st[0].KeyUID != keyUID || st[0].State != kmip.StateActive || st[0].Err != nil {
+			t.Fatalf("Status = %+v", st)
+		}
+	})
+
+	t.Run("CryptsetupKeepsToken", func(t *testing.T) {
+		cs := testutil.RequireTool(t, "cryptsetup", "cryptsetup-bin")
+		out, err := exec.Command(cs, "luksDump", path).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), kmip.TokenType) {
+			t.Fatalf("cryptsetup luksDump: %v\n%s", err, out)
+		}
+	})
+
+	t.Run("Unlock", func(t *testing.T) {
+		got, dek, err := unlock(t, path, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != slot || !bytes.Equal(dek, wantDEK) {
+			t.Fatalf("unlocked keyslot %d (want %d), DEK match %v", got, slot, bytes.Equal(dek, wantDEK))
+		}
+	})
+
+	t.Run("TokenBoundToVolume", func(t *testing.T) {
+		// The token copied into another volume's header does not open it.
+		other, _ := newVolume(t)
+		var raw json.RawMessage
+		for _, tok := range openKeyring(t, path).Tokens() {
+			if tok.Type == kmip.TokenType {
+				raw = tok.Raw
+			}
+		}
+		var m map[string]any
+		json.Unmarshal(raw, &m)
+		m["keyslots"] = []string{"0"}
+		raw, _ = json.Marshal(m)
+		if _, err := openKeyring(t, other).AddToken(raw); err != nil {
+			t.Fatal(err)
+		}
+		_, _, err := unlock(t, other, cfg)
+		if !errors.Is(err, kmip.ErrStillLocked) || !errors.Is(err, kmip.ErrOperationFailed) {
+			t.Fatalf("token in another volume: err = %v, want a server refusal", err)
+		}
+	})
+
+	t.Run("Rotate", func(t *testing.T) {
+		kr := openKeyring(t, path)
+		old, _ := kmip.NewKEK(cfg, kr.UUID(), nil)
+		next, _ := kmip.NewKEK(cfg, kr.UUID(), nil)
+		oldSlot, newSlot, err := kr.RotateKEK(ctx, old, next, kmip.KeyslotOptions())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if oldSlot != slot || newSlot == slot || next.Created() == "" || next.Created() == keyUID {
+			t.Fatalf("rotated %d -> %d, key %q -> %q", oldSlot, newSlot, keyUID, next.Created())
+		}
+		for _, ks := range kr.Keyslots() {
+			if ks.ID == oldSlot {
+				t.Fatalf("old keyslot %d still there", oldSlot)
+			}
+		}
+		// The old key can go now; the volume opens with the new one.
+		c, err := cfg.Client(nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.RevokeDestroy(ctx, keyUID, kmip.RevocationSuperseded, "rotated"); err != nil {
+			t.Fatal(err)
+		}
+		got, dek, err := unlock(t, path, cfg)
+		if err != nil || got != newSlot || !bytes.Equal(dek, wantDEK) {
+			t.Fatalf("unlock after rotation: slot %d, %v", got, err)
+		}
+		slot, keyUID = newSlot, next.Created()
+	})
+
+	t.Run("ClientFromOtherCARefused", func(t *testing.T) {
+		intruder := writeConfig(t, srv, kmiptest.NewCA(t, "other CA").Issue(t, "intruder", false), srv.Addr)
+		before := fileHash(t, path)
+		_, _, err := unlock(t, path, intruder)
+		if !errors.Is(err, kmip.ErrStillLocked) || !errors.Is(err, kmip.ErrUnavailable) || !strings.Contains(err.Error(), srv.Addr) {
+			t.Fatalf("client from another CA: err = %v", err)
+		}
+		if fileHash(t, path) != before {
+			t.Fatal("a refused unlock changed the volume")
+		}
+	})
+
+	t.Run("RevokeLocks", func(t *testing.T) {
+		c, err := cfg.Client(nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Revoke(ctx, keyUID, kmip.RevocationCessationOfOperation, "crypto-lock"); err != nil {
+			t.Fatal(err)
+		}
+		before := fileHash(t, path)
+		_, _, err = unlock(t, path, cfg)
+		var re *kmip.ResultError
+		if !errors.Is(err, kmip.ErrStillLocked) || !errors.As(err, &re) || re.Reason != kmip.ReasonPermissionDenied ||
+			!strings.Contains(err.Error(), srv.Addr) || !strings.Contains(err.Error(), "Permission Denied") {
+			t.Fatalf("revoked key: err = %v", err)
+		}
+		t.Logf("revoked key: %v", err)
+		if errors.Is(err, keyring.ErrNoMatchingKeyslot) {
+			t.Fatalf("revoked key reported as a wrong key: %v", err)
+		}
+		if fileHash(t, path) != before {
+			t.Fatal("a refused unlock changed the volume")
+		}
+		kr := openKeyring(t, path)
+		kek, _ := kmip.NewKEK(cfg, kr.UUID(), nil)
+		if st := kek.Status(ctx, kr); len(st) != 1 || st[0].State != kmip.StateDeactivated {
+			t.Fatalf("Status after revoke = %+v", st)
+		}
+		// The passphrase keyslot is unaffected.
+		pass, _ := keyring.NewPassphrase([]byte("correct horse"))
+		defer pass.Destroy()
+		dek, err := kr.Unlock(ctx, pass)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dek.Destroy()
+	})
+
+	t.Run("ServerDown", func(t *testing.T) {
+		srv.Stop()
+		before := fileHash(t, path)
+		_, _, err := unlock(t, path, cfg)
+		if !errors.Is(err, kmip.ErrStillLocked) || !errors.Is(err, kmip.ErrUnavailable) || !strings.Contains(err.Error(), srv.Addr) {
+			t.Fatalf("server down: err = %v", err)
+		}
+		t.Logf("server down: %v", err)
+		if fileHash(t, path) != before {
+			t.Fatal("a failed unlock changed the volume")
+		}
+		// Adding a KMIP keyslot fails cleanly too, leaving the header alone.
+		kr := openKeyring(t, path)
+		pass, _ := keyring.NewPassphrase([]byte("correct horse"))
+		defer pass.Destroy()
+		dek, err := kr.Unlock(ctx, pass)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer dek.Destroy()
+		kek, _ := kmip.NewKEK(cfg, kr.UUID(), nil)
+		if _, err := kr.AddKeyslot(ctx, dek, kek, kmip.KeyslotOptions()); !errors.Is(err, kmip.ErrUnavailable) {
+			t.Fatalf("AddKeyslot with the server down: err = %v", err)
+		}
+		if fileHash(t, path) != before {
+			t.Fatal("a failed AddKeyslot changed the volume")
+		}
+	})
+}
