@@ -1,0 +1,62 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/encblk/encblk/pkg/sed"
+	"github.com/encblk/encblk/pkg/sed/sedsim"
+)
+
+// TestSedInfoOutput prints the discovery of a simulated Opal 2 drive in
+// both forms.
+func TestSedInfoOutput(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "disk.img")
+	if err := os.WriteFile(path, make([]byte, 1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sim, err := sedsim.New(path, sedsim.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	d, err := sed.Discover(context.Background(), sim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ssc, comID, _ := d.SSC()
+	r := sed.ScanResult{Name: "sdz", Kind: sed.KindSCSI, SSC: ssc, ComID: comID, Discovery: d, Status: "Opal 2, locking not enabled"}
+	var out bytes.Buffer
+	printSedInfo(&out, r)
+	for _, want := range []string{
+		"Device:   sdz (scsi)",
+		"SSC:      Opal 2, base ComID 0x07fe",
+		"Locking (v1): supported yes, enabled no, locked no, media encryption yes",
+		"Opal 2 (v1): base ComID 0x07fe, 1 ComIDs, range crossing no, 4 admins, 8 users",
+		"Data Removal (v1): crypto erase",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("missing %q in\n%s", want, out.String())
+		}
+	}
+	out.Reset()
+	if err := writeJSON(&out, r); err != nil {
+		t.Fatal(err)
+	}
+	var back struct {
+		SSC       string `json:"ssc"`
+		Discovery struct {
+			OpalV2 struct {
+				BaseComID uint16 `json:"base_comid"`
+			} `json:"opal_v2"`
+		} `json:"discovery"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &back); err != nil || back.SSC != "Opal 2" || back.Discovery.OpalV2.BaseComID != 0x07FE {
+		t.Fatalf("%v %+v\n%s", err, back, out.String())
+	}
+}
