@@ -3,30 +3,21 @@
 #include "batch_amd64.h"
 
 // XTS with AES-NI on xmm registers, eight blocks in flight. Needs only
-// SSE2 and AES-NI.
+// SSE2, AES-NI and PCLMULQDQ.
 //
-// Sectors go in batches of up to 32 (see FILLTWEAKS), tweaks in the frame
-// at 128(SP).
+// Sectors go in batches of up to 32 (see FILLTWEAKS), tweaks in the frame.
 //
-// Registers: AX schedule, SI src, DI dst, R9 the sector's tweak, R10
-// sectors left, R11 sectors in the batch, R8 16*(14-rounds) (offset of
-// round key 0), R12 sector size, R13 bytes left in the sector, R14 next
-// sector number, DX step; X0-X7 blocks, X8 round key, X9 running
-// tweak, X10-X11 scratch, X12 the reduction mask. The eight tweaks of an
-// iteration wait at 0(SP).
+// Registers: AX schedule, BX the data schedule, SI src, DI dst, R9 the
+// sector's tweak, R10 sectors left, R11 sectors in the batch, R8
+// 16*(14-rounds) (offset of round key 0), R12 sector size, R13 bytes left
+// in the sector, R14 next sector number, DX step; X0-X7 blocks, X8-X15
+// their tweaks. Round keys are memory operands: the schedule is
+// page-aligned, as legacy SSE memory operands must be.
 
 // {0x87, 1}: the feedback of x^128 and the carry from the low quadword.
 DATA gfmask<>+0(SB)/8, $0x87
 DATA gfmask<>+8(SB)/8, $1
 GLOBL gfmask<>(SB), RODATA|NOPTR, $16
-
-// t *= x in GF(2^128), XTS (little-endian) bit order.
-#define MULX(t) \
-	PSHUFD $0x13, t, X11; \
-	PSRAL  $31, X11; \
-	PAND   X12, X11; \
-	PADDQ  t, t; \
-	PXOR   X11, t
 
 #define AES8(op) \
 	op X8, X0; \
@@ -78,15 +69,61 @@ short: \
 	MOVOU base+208(AX), X8; op X8, X0; \
 	MOVOU base+224(AX), X8; last X8, X0
 
-#define LOADX(i, x) \
-	MOVOU X9, (16*i)(SP); \
-	MOVOU (16*i)(SI), x; \
-	PXOR  X9, x; \
-	MULX(X9)
+// dst = src * x, with X0 as scratch and the mask in X1.
+#define MULX2(src, dst) \
+	PSHUFD $0x13, src, X0; \
+	PSRAL  $31, X0; \
+	PAND   X1, X0; \
+	MOVOU  src, dst; \
+	PADDQ  dst, dst; \
+	PXOR   X0, dst
 
-#define STOREX(i, x) \
-	MOVOU (16*i)(SP), X10; \
-	PXOR  X10, x; \
+// t *= x^8: shift left by a byte and fold the byte shifted out back in
+// with one carry-less multiplication by 0x87 (the low quadword of X1).
+#define NEXT8X(t) \
+	MOVOU     t, X0; \
+	PSRLO     $15, X0; \
+	PCLMULQDQ $0x00, X1, X0; \
+	PSLLO     $1, t; \
+	PXOR      X0, t
+
+// One round on all eight blocks, the round key at off(AX).
+#define AESM(op, off) \
+	op off(AX), X0; \
+	op off(AX), X1; \
+	op off(AX), X2; \
+	op off(AX), X3; \
+	op off(AX), X4; \
+	op off(AX), X5; \
+	op off(AX), X6; \
+	op off(AX), X7
+
+#define ROUNDS8M(op, last, base, short) \
+	CMPQ KS_ROUNDS(AX), $14; \
+	JNE  short; \
+	AESM(op, base+16); \
+	AESM(op, base+32); \
+	AESM(op, base+48); \
+	AESM(op, base+64); \
+short: \
+	AESM(op, base+80); \
+	AESM(op, base+96); \
+	AESM(op, base+112); \
+	AESM(op, base+128); \
+	AESM(op, base+144); \
+	AESM(op, base+160); \
+	AESM(op, base+176); \
+	AESM(op, base+192); \
+	AESM(op, base+208); \
+	AESM(last, base+224)
+
+#define LOADX(i, x, t) \
+	MOVOU (16*i)(SI), x; \
+	PXOR  t, x; \
+	PXOR  0(BX)(R8*1), x
+
+#define STOREX(i, x, t) \
+	PXOR  t, x; \
 	MOVOU x, (16*i)(DI)
 
 // The body of encryptAESNI and decryptAESNI: first the tweaks are
@@ -103,10 +140,9 @@ short: \
 	MOVQ $14, R8; \
 	SUBQ KS_ROUNDS(AX), R8; \
 	SHLQ $4, R8; \
-	MOVOU gfmask<>(SB), X12; \
 batch: \
-	FILLTWEAKS(R11, 128); \
-	LEAQ 128(SP), BX; \
+	FILLTWEAKS(R11, 0); \
+	LEAQ 0(SP), BX; \
 	MOVQ R11, CX; \
 tweak1: \
 	MOVOU (BX), X0; \
@@ -117,35 +153,53 @@ tweak1: \
 	ADDQ  $16, BX; \
 	DECQ  CX; \
 	JNZ   tweak1; \
-	LEAQ 128(SP), R9; \
+	LEAQ 0(SP), R9; \
 	MOVQ R11, CX; \
+	LEAQ keys(AX), BX; \
 sector: \
-	MOVOU (R9), X9; \
+	MOVOU (R9), X8; \
+	MOVOU gfmask<>(SB), X1; \
+	MULX2(X8, X9); \
+	MULX2(X9, X10); \
+	MULX2(X10, X11); \
+	MULX2(X11, X12); \
+	MULX2(X12, X13); \
+	MULX2(X13, X14); \
+	MULX2(X14, X15); \
 	MOVQ  R12, R13; \
 blocks: \
-	LOADX(0, X0); \
-	LOADX(1, X1); \
-	LOADX(2, X2); \
-	LOADX(3, X3); \
-	LOADX(4, X4); \
-	LOADX(5, X5); \
-	LOADX(6, X6); \
-	LOADX(7, X7); \
-	MOVOU keys(AX)(R8*1), X8; \
-	AES8(PXOR); \
-	ROUNDS8(op, last, keys, datashort); \
-	STOREX(0, X0); \
-	STOREX(1, X1); \
-	STOREX(2, X2); \
-	STOREX(3, X3); \
-	STOREX(4, X4); \
-	STOREX(5, X5); \
-	STOREX(6, X6); \
-	STOREX(7, X7); \
+	LOADX(0, X0, X8); \
+	LOADX(1, X1, X9); \
+	LOADX(2, X2, X10); \
+	LOADX(3, X3, X11); \
+	LOADX(4, X4, X12); \
+	LOADX(5, X5, X13); \
+	LOADX(6, X6, X14); \
+	LOADX(7, X7, X15); \
+	ROUNDS8M(op, last, keys, datashort); \
+	STOREX(0, X0, X8); \
+	STOREX(1, X1, X9); \
+	STOREX(2, X2, X10); \
+	STOREX(3, X3, X11); \
+	STOREX(4, X4, X12); \
+	STOREX(5, X5, X13); \
+	STOREX(6, X6, X14); \
+	STOREX(7, X7, X15); \
 	ADDQ $128, SI; \
 	ADDQ $128, DI; \
 	SUBQ $128, R13; \
-	JNZ  blocks; \
+	JZ   sectordone; \
+	MOVOU gfmask<>(SB), X1; \
+	NEXT8X(X8); \
+	NEXT8X(X9); \
+	NEXT8X(X10); \
+	NEXT8X(X11); \
+	NEXT8X(X12); \
+	NEXT8X(X13); \
+	NEXT8X(X14); \
+	NEXT8X(X15); \
+	JMP  blocks; \
+sectordone: \
 	ADDQ $16, R9; \
 	DECQ CX; \
 	JNZ  sector; \
@@ -162,8 +216,13 @@ blocks: \
 	PXOR X8, X8; \
 	PXOR X9, X9; \
 	PXOR X10, X10; \
+	PXOR X11, X11; \
+	PXOR X12, X12; \
+	PXOR X13, X13; \
+	PXOR X14, X14; \
+	PXOR X15, X15; \
 	LEAQ 0(SP), BX; \
-	MOVQ $40, CX; \
+	MOVQ $32, CX; \
 wipe: \
 	MOVOU X0, (BX); \
 	ADDQ  $16, BX; \
@@ -172,9 +231,9 @@ wipe: \
 	RET
 
 // func encryptAESNI(ks *schedule, dst, src *byte, n, sectorSize int, tweak, step uint64)
-TEXT ·encryptAESNI(SB), 0, $640-56
+TEXT ·encryptAESNI(SB), 0, $512-56
 	XTS_AESNI(KS_ENC, AESENC, AESENCLAST)
 
 // func decryptAESNI(ks *schedule, dst, src *byte, n, sectorSize int, tweak, step uint64)
-TEXT ·decryptAESNI(SB), 0, $640-56
+TEXT ·decryptAESNI(SB), 0, $512-56
 	XTS_AESNI(KS_DEC, AESDEC, AESDECLAST)

@@ -13,7 +13,7 @@ var paths = supportedPaths()
 func supportedPaths() []path {
 	var ps []path
 	x := &cpu.X86
-	if x.HasAES {
+	if x.HasAES && x.HasPCLMULQDQ {
 		if x.HasAVX512F && x.HasAVX512VL && x.HasAVX512BW && x.HasAVX512VAES && x.HasAVX512VPCLMULQDQ {
 			ps = append(ps, pathAVX512)
 		}
