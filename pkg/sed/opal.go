@@ -170,9 +170,9 @@ type RangeConfig struct {
 	WriteLockEnabled bool
 }
 
-// SetupRange configures a locking range's bounds and which locks apply.
+// SetupLockingRange configures a locking range's bounds and which locks apply.
 // Overlapping another range fails with StatusInvalidParameter.
-func (d *Device) SetupRange(ctx context.Context, admin Credential, rc RangeConfig) error {
+func (d *Device) SetupLockingRange(ctx context.Context, admin Credential, rc RangeConfig) error {
 	vals := []Name{Col(ColReadLockEnabled, Bool(rc.ReadLockEnabled)), Col(ColWriteLockEnabled, Bool(rc.WriteLockEnabled))}
 	if rc.Range != 0 {
 		vals = append([]Name{Col(ColRangeStart, Uint(rc.Start)), Col(ColRangeLength, Uint(rc.Length))}, vals...)

@@ -152,7 +152,7 @@ func TestOpalLifecycle(t *testing.T) {
 	noSecret(t, err, sid.PIN)
 
 	// Range 1: LBAs 1024..1535, read and write locking enabled.
-	must(t, dev.SetupRange(ctx, admin, sed.RangeConfig{Range: 1, Start: 1024, Length: 512, ReadLockEnabled: true, WriteLockEnabled: true}))
+	must(t, dev.SetupLockingRange(ctx, admin, sed.RangeConfig{Range: 1, Start: 1024, Length: 512, ReadLockEnabled: true, WriteLockEnabled: true}))
 	data := bytes.Repeat([]byte("encblk-sed-range"), 64) // 1024 bytes
 	off := int64(1024 * 512)
 	if _, err := sim.WriteAt(data, off); err != nil {
@@ -205,7 +205,7 @@ func TestOpalLifecycle(t *testing.T) {
 		t.Fatalf("read after user unlock: %v", err)
 	}
 	wantStatus(t, dev.SetLock(ctx, user, 2, sed.Unlocked), sed.StatusNotAuthorized)
-	wantStatus(t, dev.SetupRange(ctx, user, sed.RangeConfig{Range: 1, Start: 0, Length: 8}), sed.StatusNotAuthorized)
+	wantStatus(t, dev.SetupLockingRange(ctx, user, sed.RangeConfig{Range: 1, Start: 0, Length: 8}), sed.StatusNotAuthorized)
 	// A user rotates its own PIN.
 	newUser := sed.Credential{Authority: sed.AuthorityUser1, PIN: pin(t)}
 	must(t, dev.SetPIN(ctx, user, sed.AuthorityUser1, newUser.PIN))
@@ -281,15 +281,15 @@ func TestOpalRangeOverlap(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	_, dev, _, admin := owned(t, sedsim.Options{})
-	must(t, dev.SetupRange(ctx, admin, sed.RangeConfig{Range: 1, Start: 100, Length: 100}))
-	wantStatus(t, dev.SetupRange(ctx, admin, sed.RangeConfig{Range: 2, Start: 150, Length: 100}), sed.StatusInvalidParameter)
-	wantStatus(t, dev.SetupRange(ctx, admin, sed.RangeConfig{Range: 2, Start: 50, Length: 51}), sed.StatusInvalidParameter)
-	must(t, dev.SetupRange(ctx, admin, sed.RangeConfig{Range: 2, Start: 200, Length: 100}))
-	wantStatus(t, dev.SetupRange(ctx, admin, sed.RangeConfig{Range: 3, Start: simSectors - 10, Length: 11}), sed.StatusInvalidParameter)
-	wantStatus(t, dev.SetupRange(ctx, admin, sed.RangeConfig{Range: 9, Start: 0, Length: 1}), sed.StatusInvalidParameter)
+	must(t, dev.SetupLockingRange(ctx, admin, sed.RangeConfig{Range: 1, Start: 100, Length: 100}))
+	wantStatus(t, dev.SetupLockingRange(ctx, admin, sed.RangeConfig{Range: 2, Start: 150, Length: 100}), sed.StatusInvalidParameter)
+	wantStatus(t, dev.SetupLockingRange(ctx, admin, sed.RangeConfig{Range: 2, Start: 50, Length: 51}), sed.StatusInvalidParameter)
+	must(t, dev.SetupLockingRange(ctx, admin, sed.RangeConfig{Range: 2, Start: 200, Length: 100}))
+	wantStatus(t, dev.SetupLockingRange(ctx, admin, sed.RangeConfig{Range: 3, Start: simSectors - 10, Length: 11}), sed.StatusInvalidParameter)
+	wantStatus(t, dev.SetupLockingRange(ctx, admin, sed.RangeConfig{Range: 9, Start: 0, Length: 1}), sed.StatusInvalidParameter)
 	// Shrinking range 1 and moving range 2 into the gap is fine.
-	must(t, dev.SetupRange(ctx, admin, sed.RangeConfig{Range: 1, Start: 100, Length: 50}))
-	must(t, dev.SetupRange(ctx, admin, sed.RangeConfig{Range: 2, Start: 150, Length: 100}))
+	must(t, dev.SetupLockingRange(ctx, admin, sed.RangeConfig{Range: 1, Start: 100, Length: 50}))
+	must(t, dev.SetupLockingRange(ctx, admin, sed.RangeConfig{Range: 2, Start: 150, Length: 100}))
 }
 
 func TestOpalShadowMBR(t *testing.T) {
