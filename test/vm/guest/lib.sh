@@ -41,8 +41,8 @@ make_tree() {
 	for s in 1 511 512 513 4095 4096 4097 65537; do
 		head -c "$s" /dev/urandom >"$dir/a/size-$s"
 	done
-	head -c $((3 * 1024 * 1024 + 7)) /dev/urandom >"$dir/a/b/three-mib-plus-7"
-	head -c $((8 * 1024 * 1024)) /dev/urandom >"$dir/a/b/c/eight-mib"
+	head -c $((1024 * 1024 + 7)) /dev/urandom >"$dir/a/b/one-mib-plus-7"
+	head -c $((2 * 1024 * 1024)) /dev/urandom >"$dir/a/b/c/two-mib"
 	awk 'BEGIN { for (i = 0; i < 25000; i++) print "encblk plaintext line", i }' >"$dir/a/text"
 	for i in $(seq 1 200); do
 		printf 'file %d\n' "$i" >"$dir/many/f$i"
@@ -124,3 +124,26 @@ key_file() {
 # Fast key derivation: the point here is the data path, not the KDF, and
 # argon2 under software emulation costs seconds per keyslot.
 cryptsetup_fast=(--pbkdf pbkdf2 --pbkdf-force-iterations 1000)
+
+# serve_start BACKING SOCK starts the NBD server for BACKING on the unix
+# socket SOCK in the background and waits for the socket; serve_pid is its
+# process id.
+serve_start() {
+	rm -f "$2" # a killed server leaves its socket behind
+	nbdkit -f --unix "$2" file "$1" &
+	serve_pid=$!
+	at_exit "kill $serve_pid"
+	local i
+	for i in $(seq 1 100); do
+		[ -S "$2" ] && return 0
+		kill -0 "$serve_pid" 2>/dev/null || fail "server exited before listening on $2"
+		sleep 0.1
+	done
+	fail "server not listening on $2"
+}
+
+# serve_stop stops the server started by serve_start and waits for it.
+serve_stop() {
+	kill "$serve_pid"
+	wait "$serve_pid" || true
+}
