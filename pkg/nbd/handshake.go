@@ -37,6 +37,8 @@ type session struct {
 // enough to take a burst of request headers in one read.
 const readBufferSize = 128 << 10
 
+func newReader(c net.Conn) *bufio.Reader { return bufio.NewReaderSize(c, readBufferSize) }
+
 // errProtocol is a client breaking a MUST of the protocol; the server
 // disconnects.
 var errProtocol = errors.New("nbd: protocol violation")
@@ -44,7 +46,7 @@ var errProtocol = errors.New("nbd: protocol violation")
 // negotiate runs the fixed newstyle handshake and option haggling until
 // the client picks an export (NBD_OPT_GO, NBD_OPT_EXPORT_NAME).
 func (s *session) negotiate(ctx context.Context) (*export, error) {
-	s.br = bufio.NewReaderSize(s.conn, readBufferSize)
+	s.br = newReader(s.conn)
 	var hello [18]byte
 	binary.BigEndian.PutUint64(hello[0:], nbdMagic)
 	binary.BigEndian.PutUint64(hello[8:], ihaveOpt)

@@ -67,8 +67,14 @@ func decodeRequest(b []byte, r *request) bool {
 	return true
 }
 
-// data is the request's payload buffer trimmed to its length.
-func (r *request) data() []byte { return (*r.buf)[:r.count] }
+// data is the request's payload buffer trimmed to its length (nil for a
+// request of length 0, which has no buffer).
+func (r *request) data() []byte {
+	if r.buf == nil {
+		return nil
+	}
+	return (*r.buf)[:r.count]
+}
 
 // writes reports whether the command changes the export.
 func (r *request) writes() bool {

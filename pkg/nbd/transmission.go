@@ -80,6 +80,9 @@ func newTransmission(s *session, exp *export) *transmission {
 
 func (t *transmission) closeStop() { t.stopOnce.Do(func() { close(t.stop) }) }
 
+// errClientGone is the client closing the connection between requests.
+var errClientGone = errors.New("nbd: client closed the connection")
+
 // errDisconnect is the client's NBD_CMD_DISC.
 var errDisconnect = errors.New("nbd: client disconnected")
 
@@ -129,7 +132,7 @@ func (t *transmission) run(ctx context.Context, grace time.Duration) error {
 			t.log.Warn("nbd flush at disconnect failed", "err", ferr)
 		}
 	}
-	if errors.Is(err, errDisconnect) {
+	if errors.Is(err, errDisconnect) || errors.Is(err, errClientGone) {
 		return nil
 	}
 	if err == nil && t.writeErr != nil {
@@ -143,8 +146,10 @@ func (t *transmission) run(ctx context.Context, grace time.Duration) error {
 func (t *transmission) readLoop() error {
 	for {
 		if _, err := io.ReadFull(t.br, t.hdr[:]); err != nil {
-			if errors.Is(err, io.EOF) {
-				return fmt.Errorf("nbd: client closed the connection without NBD_CMD_DISC: %w", err)
+			if err == io.EOF {
+				// Hung up between requests without NBD_CMD_DISC: libnbd
+				// clients (fio, nbdfuse) commonly do. Not an error.
+				return errClientGone
 			}
 			return fmt.Errorf("nbd: read request: %w", err)
 		}
