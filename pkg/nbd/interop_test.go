@@ -81,10 +81,17 @@ func TestFioVerify(t *testing.T) {
 	const jobs, per = 4, 8 << 20
 	b, _ := newFileExport(t, jobs*per, nbdtest.AllCaps())
 	s := startServer(t, nbd.StaticExports{"": b}, nil)
-	out := run(t, fio, "--name=verify", "--ioengine=nbd", "--uri="+s.uri(""),
+	// fio keeps verify state files in its working directory: use a temporary one.
+	cmd := exec.Command(fio, "--name=verify", "--ioengine=nbd", "--uri="+s.uri(""),
 		"--rw=randwrite", "--bs=4k", "--bsrange=4k-64k", "--iodepth=64",
 		fmt.Sprint("--numjobs=", jobs), fmt.Sprint("--size=", per), fmt.Sprint("--offset_increment=", per),
-		"--verify=crc32c", "--do_verify=1", "--verify_fatal=1", "--group_reporting")
+		"--verify=crc32c", "--do_verify=1", "--verify_fatal=1", "--verify_state_save=0", "--group_reporting")
+	cmd.Dir = t.TempDir()
+	outb, err := cmd.CombinedOutput()
+	out := string(outb)
+	if err != nil {
+		t.Fatalf("fio: %v\n%s", err, out)
+	}
 	// fio exits non-zero on a verify error (verify_fatal); also insist that
 	// the verify pass read everything back.
 	if !strings.Contains(out, "READ: bw=") || !strings.Contains(out, "WRITE: bw=") {
