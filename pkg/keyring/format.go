@@ -38,6 +38,33 @@ type FormatOptions struct {
 	Subsystem     string
 	UUID          string // default: random
 	AllowDiscards bool   // sets the persistent "allow-discards" flag
+
+	// Opal makes the data segment a self-encrypting drive's locking range,
+	// as cryptsetup 2.7 does: "hw-opal-crypt" (dm-crypt on top, the
+	// default) or "hw-opal". The volume key is then the range key
+	// (Opal.KeySize bytes) followed by the KeySize-byte crypt key (none
+	// for hw-opal). pkg/sed sets the drive up.
+	Opal *OpalSegment
+}
+
+// OpalSegment describes the locking range behind a hw-opal segment. The
+// range starts at the data offset.
+type OpalSegment struct {
+	Number  int    // opal_segment_number: the locking range, 1..8
+	KeySize int    // opal_key_size: bytes of the range key, 1..32
+	Size    uint64 // opal_segment_size: bytes in the range (the segment's size)
+	Only    bool   // "hw-opal": the drive's encryption alone, no dm-crypt
+}
+
+// dekSize is the size of the volume key the options call for.
+func (o *FormatOptions) dekSize() int {
+	switch {
+	case o.Opal == nil:
+		return o.KeySize
+	case o.Opal.Only:
+		return o.Opal.KeySize
+	}
+	return o.Opal.KeySize + o.KeySize
 }
 
 const defaultDataOffset = 16 << 20
@@ -73,6 +100,19 @@ func (o *FormatOptions) layout() (FormatOptions, error) {
 	if c.KeySize != 32 && c.KeySize != 64 {
 		return c, fmt.Errorf("key size %d bits: want 256 or 512", c.KeySize*8)
 	}
+	if op := c.Opal; op != nil {
+		switch {
+		case op.Number < 1 || op.Number > 8:
+			return c, fmt.Errorf("opal segment number %d: want 1..8", op.Number)
+		case op.KeySize < 1 || op.KeySize > 32:
+			return c, fmt.Errorf("opal key size %d: want 1..32 bytes", op.KeySize)
+		case op.Size == 0 || op.Size%uint64(max(c.SectorSize, 512)) != 0:
+			return c, fmt.Errorf("opal segment size %d: want a positive multiple of the sector size", op.Size)
+		}
+		if c.Subsystem == "" {
+			c.Subsystem = "HW-OPAL" // as cryptsetup marks OPAL volumes
+		}
+	}
 	if c.SectorSize == 0 {
 		c.SectorSize = 512
 	}
@@ -101,8 +141,8 @@ func (o *FormatOptions) layout() (FormatOptions, error) {
 			c.KeyslotsSize = min(c.DataOffset-2*c.MetadataSize, maxKeyslotsSize) / 4096 * 4096
 		}
 	}
-	if c.KeyslotsSize%4096 != 0 || c.KeyslotsSize > maxKeyslotsSize || c.KeyslotsSize < keyslotAreaSize(c.KeySize) {
-		return c, fmt.Errorf("keyslots area of %d bytes: want a multiple of 4096 from %d to 128 MiB", c.KeyslotsSize, keyslotAreaSize(c.KeySize))
+	if c.KeyslotsSize%4096 != 0 || c.KeyslotsSize > maxKeyslotsSize || c.KeyslotsSize < keyslotAreaSize(c.dekSize()) {
+		return c, fmt.Errorf("keyslots area of %d bytes: want a multiple of 4096 from %d to 128 MiB", c.KeyslotsSize, keyslotAreaSize(c.dekSize()))
 	}
 	if !c.Detached && c.DataOffset < 2*c.MetadataSize+c.KeyslotsSize {
 		return c, fmt.Errorf("data offset %d is inside the header area (%d bytes)", c.DataOffset, 2*c.MetadataSize+c.KeyslotsSize)
@@ -133,6 +173,8 @@ func formatDevice(ctx context.Context, dev sizedDevice, r Recipient, opts *Forma
 		return nil, nil, fmt.Errorf("header device is %d bytes, the header needs %d", size, hdrArea)
 	case !o.Detached && size <= o.DataOffset:
 		return nil, nil, fmt.Errorf("device is %d bytes; with data at offset %d it needs at least %d", size, o.DataOffset, o.DataOffset+uint64(o.SectorSize))
+	case !o.Detached && o.Opal != nil && size < o.DataOffset+o.Opal.Size:
+		return nil, nil, fmt.Errorf("device is %d bytes; the opal segment needs %d", size, o.DataOffset+o.Opal.Size)
 	}
 
 	kdf, err := o.KDF.resolve(ctx, 64)
@@ -159,7 +201,7 @@ func formatDevice(ctx context.Context, dev sizedDevice, r Recipient, opts *Forma
 		return nil, nil, err
 	}
 
-	dek, err := secmem.New(o.KeySize)
+	dek, err := secmem.New(o.dekSize())
 	if err != nil {
 		return nil, nil, err
 	}
@@ -181,7 +223,7 @@ func formatDevice(ctx context.Context, dev sizedDevice, r Recipient, opts *Forma
 	if err != nil {
 		return fail(fmt.Errorf("KEK: %w", err))
 	}
-	areaOff, areaSize := 2*o.MetadataSize, keyslotAreaSize(o.KeySize)
+	areaOff, areaSize := 2*o.MetadataSize, keyslotAreaSize(o.dekSize())
 	ks, err := newKeyslot(ctx, dev, dek.Bytes(), secret.Bytes(), kdf, areaOff, areaSize, 1)
 	secret.Destroy()
 	if err != nil {
@@ -205,6 +247,17 @@ func formatDevice(ctx context.Context, dev sizedDevice, r Recipient, opts *Forma
 	}
 	if o.AllowDiscards {
 		cfg["flags"] = []string{"allow-discards"}
+	}
+	if op := o.Opal; op != nil {
+		seg["type"], seg["size"] = "hw-opal-crypt", strconv.FormatUint(op.Size, 10)
+		seg["opal_segment_number"], seg["opal_key_size"], seg["opal_segment_size"] = op.Number, op.KeySize, strconv.FormatUint(op.Size, 10)
+		if op.Only {
+			seg["type"] = "hw-opal"
+			delete(seg, "iv_tweak")
+			delete(seg, "encryption")
+			delete(seg, "sector_size")
+		}
+		cfg["requirements"] = map[string][]string{"mandatory": {"opal"}}
 	}
 	top := map[string]any{
 		"keyslots": map[string]json.RawMessage{"0": ks},
