@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 
 	"github.com/encblk/encblk/internal/secmem"
@@ -26,8 +28,7 @@ var ErrStillLocked = errors.New("kmip: volume stays locked")
 //
 // Wrap draws a 32-byte random secret for the new keyslot and has the
 // server encrypt it with an AES-256 key that never leaves the server
-// (KMIP Encrypt, AES-GCM, additional data binding it to the volume UUID
-// and the key). The result goes into an encblk-kmip token bound to the
+// (KMIP Encrypt, AES-GCM, additional data naming the format and the key). The result goes into an encblk-kmip token bound to the
 // keyslot. Unwrap has the server decrypt it again (KMIP Decrypt). Revoking
 // or destroying the key on the server therefore makes every later unlock
 // through these keyslots fail: crypto-lock.
@@ -35,31 +36,31 @@ var ErrStillLocked = errors.New("kmip: volume stays locked")
 // The secret is high-entropy, so keyslots made for it need no expensive
 // KDF; KeyslotOptions gives the cheap one.
 type KEK struct {
-	cfg        *FileConfig
-	volumeUUID string
-	keyUID     string
-	log        *slog.Logger
+	cfg    *FileConfig
+	keyUID string
+	log    *slog.Logger
 
-	mu       sync.Mutex
-	created  string
-	failures []error
+	mu      sync.Mutex
+	created string
 }
 
-// NewKEK returns the KMIP KEK for the volume with the given LUKS UUID,
-// using cfg's client credentials. New keyslots use cfg.KeyUID, or a key
-// created and activated on cfg.Servers when that is empty.
-func NewKEK(cfg *FileConfig, volumeUUID string, log *slog.Logger) (*KEK, error) {
+// NewKEK returns the KMIP KEK that uses cfg's client credentials. New
+// keyslots use the key cfg.KeyUID, or a key created and activated on
+// cfg.Servers when that is empty. Unlocking asks the servers each token
+// lists.
+func NewKEK(cfg *FileConfig, log *slog.Logger) (*KEK, error) {
 	if cfg == nil {
 		return nil, errors.New("kmip: no client configuration")
-	}
-	if volumeUUID == "" {
-		return nil, errors.New("kmip: the volume has no UUID")
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &KEK{cfg: cfg, volumeUUID: volumeUUID, keyUID: cfg.KeyUID, log: log}, nil
+	return &KEK{cfg: cfg, keyUID: cfg.KeyUID, log: log}, nil
 }
+
+// Destroy is a no-op: a KEK holds no secret, only the path to the
+// client's credentials. It lets KEK stand wherever a passphrase would.
+func (k *KEK) Destroy() {}
 
 // KeyslotOptions are the keyslot options for KMIP keyslots: PBKDF2 with
 // the minimum iteration count, as the secret is 256 random bits (a slow
@@ -87,7 +88,7 @@ func (k *KEK) Wrap(ctx context.Context) (*secmem.Buffer, []json.RawMessage, erro
 	}
 	uid := k.keyUID
 	if uid == "" {
-		uid, err = createKEK(ctx, c, k.volumeUUID, k.log)
+		uid, err = createKEK(ctx, c, k.log)
 		if err != nil {
 			return nil, nil, fmt.Errorf("creating the key: %w", err)
 		}
@@ -113,7 +114,7 @@ func (k *KEK) Wrap(ctx context.Context) (*secmem.Buffer, []json.RawMessage, erro
 	if _, err := rand.Read(nonce); err != nil {
 		return nil, nil, err
 	}
-	aad := tokenAAD(k.volumeUUID, uid)
+	aad := tokenAAD(uid)
 	ct, err := c.Encrypt(ctx, uid, AESGCM, secret.Bytes(), nonce, aad)
 	if err != nil {
 		return nil, nil, fmt.Errorf("wrapping the keyslot secret: %w", err)
@@ -142,11 +143,15 @@ func (k *KEK) Wrap(ctx context.Context) (*secmem.Buffer, []json.RawMessage, erro
 	return secret, []json.RawMessage{raw}, nil
 }
 
-// createKEK creates and activates an AES-256 encrypt/decrypt key named
-// after the volume, marked Sensitive (never handed out by Get) where the
-// server accepts that attribute.
-func createKEK(ctx context.Context, c *Client, volumeUUID string, log *slog.Logger) (string, error) {
-	attrs := append(AES256EncryptDecrypt(), Name("encblk "+volumeUUID))
+// createKEK creates and activates an AES-256 encrypt/decrypt key, marked
+// Sensitive (never handed out by Get) where the server accepts that
+// attribute, and named "encblk-kek-" and 16 random hex digits.
+func createKEK(ctx context.Context, c *Client, log *slog.Logger) (string, error) {
+	var id [8]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return "", err
+	}
+	attrs := append(AES256EncryptDecrypt(), Name(fmt.Sprintf("encblk-kek-%x", id)))
 	uid, err := c.CreateActive(ctx, append(attrs, Sensitive(true))...)
 	if r, ok := Reason(err); ok && (r == ReasonInvalidField || r == ReasonFeatureNotSupported || r == ReasonOperationNotSupported) {
 		log.Warn("the KMIP server refused the Sensitive attribute; creating the key without it", "err", err)
@@ -158,8 +163,9 @@ func createKEK(ctx context.Context, c *Client, volumeUUID string, log *slog.Logg
 // Unwrap implements keyring.Identity: it asks the servers of ks's
 // encblk-kmip tokens to decrypt the keyslot secret. A keyslot without such
 // a token is not ours (keyring.ErrNoMatchingKeyslot). A keyslot whose
-// server refuses or cannot be reached is skipped too, so other keyslots
-// are tried; the refusals are kept and Unlock reports them.
+// servers refuse or cannot be reached stops the unlock with an error
+// wrapping ErrStillLocked that names, per token, the server and what it
+// answered; Unlock instead goes on to the volume's other KMIP keyslots.
 func (k *KEK) Unwrap(ctx context.Context, ks *keyring.Keyslot) (*secmem.Buffer, error) {
 	var errs []error
 	for _, t := range ks.Tokens {
@@ -170,21 +176,32 @@ func (k *KEK) Unwrap(ctx context.Context, ks *keyring.Keyslot) (*secmem.Buffer, 
 		if err == nil {
 			return secret, nil
 		}
-		if ctx.Err() != nil {
-			return nil, err
-		}
 		err = fmt.Errorf("keyslot %d (token %d): %w", ks.ID, t.ID, err)
 		k.log.Warn("KMIP unlock failed", "keyslot", ks.ID, "token", t.ID, "err", err)
 		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
 	}
 	if len(errs) == 0 {
 		return nil, fmt.Errorf("%w: keyslot %d has no %s token", keyring.ErrNoMatchingKeyslot, ks.ID, TokenType)
 	}
-	k.mu.Lock()
-	k.failures = append(k.failures, errs...)
-	k.mu.Unlock()
-	return nil, fmt.Errorf("%w: %w", keyring.ErrNoMatchingKeyslot, errors.Join(errs...))
+	return nil, &lockedError{errs}
 }
+
+// lockedError wraps ErrStillLocked and why each KMIP keyslot failed, on
+// one line.
+type lockedError struct{ errs []error }
+
+func (e *lockedError) Error() string {
+	msg := make([]string, len(e.errs))
+	for i, err := range e.errs {
+		msg[i] = err.Error()
+	}
+	return ErrStillLocked.Error() + ": " + strings.Join(msg, "; ")
+}
+
+func (e *lockedError) Unwrap() []error { return append([]error{ErrStillLocked}, e.errs...) }
 
 func (k *KEK) unwrapToken(ctx context.Context, t keyring.Token) (*secmem.Buffer, error) {
 	tok, err := ParseToken(t.Raw)
@@ -196,7 +213,7 @@ func (k *KEK) unwrapToken(ctx context.Context, t keyring.Token) (*secmem.Buffer,
 		return nil, err
 	}
 	pt, err := c.Decrypt(ctx, tok.KeyUID, AESGCM, &Ciphertext{Data: tok.Ciphertext, IV: tok.Nonce, Tag: tok.Tag},
-		tokenAAD(k.volumeUUID, tok.KeyUID))
+		tokenAAD(tok.KeyUID))
 	if err != nil {
 		return nil, err
 	}
@@ -207,27 +224,50 @@ func (k *KEK) unwrapToken(ctx context.Context, t keyring.Token) (*secmem.Buffer,
 	return secmem.FromBytes(pt)
 }
 
-// Unlock opens kr through its KMIP keyslots and returns the keyslot that
-// opened and the DEK (the caller destroys it). If KMIP keyslots exist but
-// no server released a secret, the error wraps ErrStillLocked and says,
-// per keyslot, which server answered what (KMIP result reason) or could
-// not be reached; it does not wrap keyring.ErrNoMatchingKeyslot, since the
-// key is not wrong, only withheld.
+// HasTokens reports whether kr has a KMIP keyslot (an encblk-kmip token
+// bound to a keyslot).
+func HasTokens(kr *keyring.Keyring) bool {
+	for _, t := range kr.Tokens() {
+		if t.Type == TokenType && len(t.Keyslots) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// Unlock opens kr through its KMIP keyslots, trying each in the keyring's
+// order (preferred first, "ignore" never) until a server releases a
+// secret, and returns the keyslot that opened and the DEK (the caller
+// destroys it). If every KMIP keyslot fails, the error wraps
+// ErrStillLocked and joins, per keyslot, which server answered what (the
+// KMIP result reason) or could not be reached; it does not wrap
+// keyring.ErrNoMatchingKeyslot, since the key is not wrong, only withheld.
+// A volume without KMIP keyslots gives keyring.ErrNoMatchingKeyslot.
 func (k *KEK) Unlock(ctx context.Context, kr *keyring.Keyring) (int, *secmem.Buffer, error) {
-	k.mu.Lock()
-	k.failures = nil
-	k.mu.Unlock()
-	slot, dek, err := kr.Match(ctx, k)
-	if err == nil {
-		return slot, dek, nil
+	slots := slices.DeleteFunc(kr.Keyslots(), func(ks keyring.Keyslot) bool {
+		return ks.Priority == 0 || !slices.ContainsFunc(ks.Tokens, func(t keyring.Token) bool { return t.Type == TokenType })
+	})
+	slices.SortStableFunc(slots, func(a, b keyring.Keyslot) int { return b.Priority - a.Priority })
+	var errs []error
+	for _, ks := range slots {
+		dek, err := kr.UnlockKeyslot(ctx, k, ks.ID)
+		if err == nil {
+			return ks.ID, dek, nil
+		}
+		var le *lockedError
+		if errors.As(err, &le) {
+			errs = append(errs, le.errs...)
+		} else {
+			errs = append(errs, fmt.Errorf("keyslot %d: %w", ks.ID, err))
+		}
+		if ctx.Err() != nil {
+			break
+		}
 	}
-	k.mu.Lock()
-	failures := k.failures
-	k.mu.Unlock()
-	if errors.Is(err, keyring.ErrNoMatchingKeyslot) && len(failures) > 0 {
-		return -1, nil, fmt.Errorf("%w: %w", ErrStillLocked, errors.Join(failures...))
+	if len(errs) == 0 {
+		return -1, nil, fmt.Errorf("%w: the volume has no %s keyslot", keyring.ErrNoMatchingKeyslot, TokenType)
 	}
-	return -1, nil, err
+	return -1, nil, &lockedError{errs}
 }
 
 // SlotStatus describes one KMIP keyslot.

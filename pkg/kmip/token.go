@@ -111,8 +111,10 @@ func (t *Token) check() error {
 }
 
 // tokenAAD is the additional data the key server authenticates with the
-// secret: it ties the ciphertext to this volume and this key, so a token
-// copied into another volume's header does not decrypt there.
-func tokenAAD(volumeUUID, keyUID string) []byte {
-	return []byte("encblk-kmip/v1\x00" + volumeUUID + "\x00" + keyUID)
+// secret: the format version and the key, so a ciphertext cannot be
+// presented as another format's or another key's. (It is not bound to the
+// volume: the secret opens only the keyslot it was made for, so a token
+// moved to another header opens nothing there.)
+func tokenAAD(keyUID string) []byte {
+	return []byte("encblk-kmip/v1\x00" + keyUID)
 }
