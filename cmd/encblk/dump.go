@@ -76,7 +76,7 @@ func dumpVolumeKey(cmd *cobra.Command, k *keyring.Keyring, kek *kekFlags, batch 
 	if err := secmem.SetNonDumpable(); err != nil {
 		return err
 	}
-	key, err := kek.read(cmd.InOrStdin(), cmd.ErrOrStderr(), false)
+	key, err := kek.readFor(k, cmd.InOrStdin(), cmd.ErrOrStderr(), false)
 	if err != nil {
 		return err
 	}

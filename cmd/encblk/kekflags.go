@@ -28,11 +28,13 @@ type kek interface {
 //
 //	--key-file F         raw bytes of F, a trailing newline included ("-": stdin)
 //	--passphrase-file F  first line of F, like a typed passphrase ("-": stdin)
+//	--kmip CONFIG        a KMIP key server holds it (CONFIG: client configuration)
 //	(neither)            prompt on the terminal without echo; if stdin is not
 //	                     a terminal, read one line from it as cryptsetup does
 type kekFlags struct {
 	keyFile        string
 	passphraseFile string
+	kmipConfig     string
 	what           string // "" for the volume's KEK, "new " for a new one
 }
 
@@ -46,6 +48,7 @@ func (f *kekFlags) register(fs *pflag.FlagSet, prefix string) {
 	}
 	fs.StringVar(&f.keyFile, prefix+"key-file", "", "read "+what+" from this key file, every byte counts (- for stdin)")
 	fs.StringVar(&f.passphraseFile, prefix+"passphrase-file", "", "read "+what+" passphrase from the first line of this file (- for stdin)")
+	fs.StringVar(&f.kmipConfig, prefix+"kmip", "", what+" is held by a KMIP key server; this file is the client configuration (see encblk kmip --help)")
 }
 
 // read returns the KEK. verify asks twice when prompting (new KEKs).
@@ -53,6 +56,14 @@ func (f *kekFlags) read(stdin io.Reader, stderr io.Writer, verify bool) (kek, er
 	switch {
 	case f.keyFile != "" && f.passphraseFile != "":
 		return nil, withExit(exitUsage, fmt.Errorf("--%skey-file and --%spassphrase-file are exclusive", f.prefix(), f.prefix()))
+	case f.kmipConfig != "" && (f.keyFile != "" || f.passphraseFile != ""):
+		return nil, withExit(exitUsage, fmt.Errorf("--%skmip excludes --%skey-file and --%spassphrase-file", f.prefix(), f.prefix(), f.prefix()))
+	case f.kmipConfig != "":
+		k, err := kmipKEK(f.kmipConfig, nil)
+		if err != nil {
+			return nil, err
+		}
+		return k, nil
 	case f.keyFile == "-":
 		return keyring.ReadKeyFile(stdin)
 	case f.keyFile != "":
@@ -81,7 +92,9 @@ func (f *kekFlags) prefix() string {
 }
 
 // given reports whether a file source was named.
-func (f *kekFlags) given() bool { return f.keyFile != "" || f.passphraseFile != "" }
+func (f *kekFlags) given() bool {
+	return f.keyFile != "" || f.passphraseFile != "" || f.kmipConfig != ""
+}
 
 // readPassphraseLine reads one line (without its newline) of at most
 // keyring.MaxPassphraseLen bytes.

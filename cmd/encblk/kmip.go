@@ -1,0 +1,347 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/encblk/encblk/internal/secmem"
+	"github.com/encblk/encblk/pkg/keyring"
+	"github.com/encblk/encblk/pkg/kmip"
+)
+
+func init() {
+	subcommands = append(subcommands, newKMIPCmd)
+	exitCodeMappers = append(exitCodeMappers, func(err error) (int, bool) {
+		// The key server withheld the key: the volume stays locked.
+		if errors.Is(err, kmip.ErrStillLocked) {
+			return exitBusy, true
+		}
+		return 0, false
+	})
+}
+
+// kmipKEK loads the KMIP client configuration at path as a KEK.
+func kmipKEK(path string, log *slog.Logger) (*kmip.KEK, error) {
+	cfg, err := kmip.LoadConfig(path)
+	if err != nil {
+		return nil, withExit(exitUsage, err)
+	}
+	return kmip.NewKEK(cfg, log)
+}
+
+// tokenConfig loads the client configuration for kr's KMIP keyslots: the
+// file at path if given, else the one the tokens recorded when they were
+// made.
+func tokenConfig(kr *keyring.Keyring, path string) (*kmip.FileConfig, error) {
+	if path == "" {
+		for _, t := range kr.Tokens() {
+			if tok, err := kmip.ParseToken(t.Raw); err == nil && tok.Config != "" {
+				path = tok.Config
+				break
+			}
+		}
+	}
+	if path == "" {
+		return nil, withExit(exitUsage, errors.New("the volume's KMIP tokens name no client configuration; give one with --config"))
+	}
+	cfg, err := kmip.LoadConfig(path)
+	if err != nil {
+		return nil, withExit(exitUsage, err)
+	}
+	return cfg, nil
+}
+
+// tokenKEK is the KEK for kr's KMIP keyslots (see tokenConfig).
+func tokenKEK(kr *keyring.Keyring, path string, log *slog.Logger) (*kmip.KEK, error) {
+	cfg, err := tokenConfig(kr, path)
+	if err != nil {
+		return nil, err
+	}
+	return kmip.NewKEK(cfg, log)
+}
+
+// readFor is read for an open volume: with no KEK named on the command
+// line and KMIP keyslots in the volume, their tokens are used (as
+// cryptsetup tries tokens before asking for a passphrase).
+func (f *kekFlags) readFor(kr *keyring.Keyring, stdin io.Reader, stderr io.Writer, verify bool) (kek, error) {
+	if !f.given() && kmip.HasTokens(kr) {
+		k, err := tokenKEK(kr, "", nil)
+		if err != nil {
+			return nil, err
+		}
+		return k, nil
+	}
+	return f.read(stdin, stderr, verify)
+}
+
+func newKMIPCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "kmip",
+		Short: "Keyslots whose key is held by a KMIP key server",
+		Long: `A KMIP keyslot's secret is random and stored only encrypted by an AES-256
+key that never leaves the key server (KMIP Encrypt/Decrypt), in an
+encblk-kmip LUKS2 token. Unlocking asks the server to decrypt it; revoking the
+key on the server locks the volume for good (crypto-lock).
+
+The client configuration (--config, or --kmip where a command takes a KEK) is
+a JSON file:
+  {"servers": ["kms1:5696", "kms2:5696"], "ca": "ca.pem",
+   "cert": "client.pem", "key": "client.key", "key_uid": "", "timeout": "10s"}
+Servers are tried in order. key_uid names an existing Active AES-256 key;
+empty means a new one is created and activated.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+	}
+	cmd.AddCommand(newKMIPAddCmd(a), newKMIPStatusCmd(a), newKMIPRotateCmd(a), newKMIPRevokeCmd(a))
+	return cmd
+}
+
+func newKMIPAddCmd(a *app) *cobra.Command {
+	var (
+		hdr    headerFlag
+		kek    kekFlags
+		config string
+	)
+	cmd := &cobra.Command{
+		Use:   "add DEVICE --config CONFIG",
+		Short: "Add a keyslot that the KMIP key server unlocks",
+		Long: `Add opens the volume with an existing KEK (--key-file, --passphrase-file,
+--kmip, the volume's KMIP tokens, or a prompt) and adds a keyslot whose
+secret the key server encrypts, with the key_uid of CONFIG or a new key.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if config == "" {
+				return withExit(exitUsage, errors.New("--config is required"))
+			}
+			if err := secmem.SetNonDumpable(); err != nil {
+				return err
+			}
+			recipient, err := kmipKEK(config, a.log)
+			if err != nil {
+				return err
+			}
+			kr, err := hdr.open(args[0], false)
+			if err != nil {
+				return err
+			}
+			defer kr.Close()
+			old, err := kek.readFor(kr, cmd.InOrStdin(), cmd.ErrOrStderr(), false)
+			if err != nil {
+				return err
+			}
+			defer old.Destroy()
+			dek, err := kr.Unlock(cmd.Context(), old)
+			if err != nil {
+				return err
+			}
+			defer dek.Destroy()
+			slot, err := kr.AddKeyslot(cmd.Context(), dek, recipient, kmip.KeyslotOptions())
+			if err != nil {
+				if uid := recipient.Created(); uid != "" {
+					return fmt.Errorf("adding the KMIP keyslot: %w (the key %s created for it on the server is unused)", err, uid)
+				}
+				return fmt.Errorf("adding the KMIP keyslot: %w", err)
+			}
+			for _, st := range recipient.Status(cmd.Context(), kr) {
+				if st.Keyslot == slot {
+					fmt.Fprintf(cmd.OutOrStdout(), "Added KMIP keyslot %d: key %s on %s\n", slot, st.KeyUID, strings.Join(st.Servers, ", "))
+				}
+			}
+			return nil
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&config, "config", "", "KMIP client configuration (JSON) for the new keyslot")
+	kek.register(fs, "")
+	hdr.register(fs)
+	return cmd
+}
+
+func newKMIPStatusCmd(a *app) *cobra.Command {
+	var (
+		hdr    headerFlag
+		config string
+	)
+	cmd := &cobra.Command{
+		Use:   "status DEVICE",
+		Short: "Show the volume's KMIP keyslots and the state of their keys on the server",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			kr, err := hdr.open(args[0], true)
+			if err != nil {
+				return err
+			}
+			defer kr.Close()
+			if !kmip.HasTokens(kr) {
+				fmt.Fprintln(cmd.OutOrStdout(), "no KMIP keyslots")
+				return nil
+			}
+			k, err := tokenKEK(kr, config, a.log)
+			if err != nil {
+				return err
+			}
+			printKMIPStatus(cmd.OutOrStdout(), k.Status(cmd.Context(), kr))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&config, "config", "", "KMIP client configuration (default: the one recorded in the tokens)")
+	hdr.register(cmd.Flags())
+	return cmd
+}
+
+// printKMIPStatus prints one line per KMIP keyslot: its key, servers and
+// the key's state on the server (or why it could not be read).
+func printKMIPStatus(w io.Writer, sts []kmip.SlotStatus) {
+	for _, st := range sts {
+		state := st.State.String()
+		if st.Err != nil {
+			state = "unknown (" + st.Err.Error() + ")"
+		}
+		fmt.Fprintf(w, "keyslot %d: key %s on %s: %s\n", st.Keyslot, st.KeyUID, strings.Join(st.Servers, ", "), state)
+	}
+}
+
+func newKMIPRotateCmd(a *app) *cobra.Command {
+	var (
+		hdr       headerFlag
+		config    string
+		revokeOld bool
+	)
+	cmd := &cobra.Command{
+		Use:   "rotate DEVICE",
+		Short: "Move a KMIP keyslot to a new key on the server",
+		Long: `Rotate creates and activates a new key on the server, adds a keyslot for it,
+then removes the old KMIP keyslot (crash-safe: at every point one of them
+opens the volume). The data and its key do not change. --revoke-old then
+revokes the old key on the server, unless another keyslot still uses it.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := secmem.SetNonDumpable(); err != nil {
+				return err
+			}
+			kr, err := hdr.open(args[0], false)
+			if err != nil {
+				return err
+			}
+			defer kr.Close()
+			if !kmip.HasTokens(kr) {
+				return withExit(exitUsage, errors.New("the volume has no KMIP keyslot to rotate"))
+			}
+			cfg, err := tokenConfig(kr, config)
+			if err != nil {
+				return err
+			}
+			old, err := kmip.NewKEK(cfg, a.log)
+			if err != nil {
+				return err
+			}
+			before := old.Status(cmd.Context(), kr)
+			fresh := *cfg
+			fresh.KeyUID = "" // always a new key
+			next, err := kmip.NewKEK(&fresh, a.log)
+			if err != nil {
+				return err
+			}
+			oldSlot, newSlot, err := kr.RotateKEK(cmd.Context(), old, next, kmip.KeyslotOptions())
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Rotated KMIP keyslot %d -> %d: new key %s\n", oldSlot, newSlot, next.Created())
+			if !revokeOld {
+				return nil
+			}
+			for _, st := range before {
+				if st.Keyslot != oldSlot || st.KeyUID == "" {
+					continue
+				}
+				if slices.ContainsFunc(next.Status(cmd.Context(), kr), func(s kmip.SlotStatus) bool { return s.KeyUID == st.KeyUID }) {
+					fmt.Fprintf(cmd.OutOrStdout(), "Old key %s is still used by another keyslot; not revoked\n", st.KeyUID)
+					continue
+				}
+				c, err := cfg.Client(st.Servers, a.log)
+				if err != nil {
+					return err
+				}
+				if err := c.Revoke(cmd.Context(), st.KeyUID, kmip.RevocationSuperseded, "encblk kmip rotate"); err != nil {
+					return fmt.Errorf("rotation done, but revoking the old key %s failed: %w", st.KeyUID, err)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "Revoked old key %s\n", st.KeyUID)
+			}
+			return nil
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&config, "config", "", "KMIP client configuration (default: the one recorded in the tokens)")
+	fs.BoolVar(&revokeOld, "revoke-old", false, "revoke the old key on the server after rotating")
+	hdr.register(fs)
+	return cmd
+}
+
+func newKMIPRevokeCmd(a *app) *cobra.Command {
+	var (
+		hdr    headerFlag
+		config string
+		batch  bool
+	)
+	cmd := &cobra.Command{
+		Use:   "revoke DEVICE",
+		Short: "Crypto-lock: revoke the volume's KMIP keys on the server",
+		Long: `Revoke deactivates, on the key server, every key the volume's KMIP keyslots
+use. From then on no unlock through them succeeds; a volume that has only
+KMIP keyslots cannot be opened again (unless someone kept its data key or a
+header backup together with another KEK). The volume itself is not changed.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			kr, err := hdr.open(args[0], true)
+			if err != nil {
+				return err
+			}
+			defer kr.Close()
+			if !kmip.HasTokens(kr) {
+				return withExit(exitUsage, errors.New("the volume has no KMIP keyslot"))
+			}
+			cfg, err := tokenConfig(kr, config)
+			if err != nil {
+				return err
+			}
+			k, err := kmip.NewKEK(cfg, a.log)
+			if err != nil {
+				return err
+			}
+			sts := k.Status(cmd.Context(), kr)
+			if err := confirm(cmd.InOrStdin(), cmd.ErrOrStderr(), batch,
+				fmt.Sprintf("This revokes the key server's keys of %d KMIP keyslot(s) of %s.\nUnlocking through them will fail from now on.", len(sts), args[0])); err != nil {
+				return err
+			}
+			var errs []error
+			done := map[string]bool{}
+			for _, st := range sts {
+				if st.KeyUID == "" || done[st.KeyUID] {
+					continue
+				}
+				done[st.KeyUID] = true
+				c, err := cfg.Client(st.Servers, a.log)
+				if err == nil {
+					err = c.Revoke(cmd.Context(), st.KeyUID, kmip.RevocationCessationOfOperation, "encblk kmip revoke")
+				}
+				if err != nil {
+					errs = append(errs, fmt.Errorf("revoking key %s: %w", st.KeyUID, err))
+					continue
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "Revoked key %s (keyslot %d)\n", st.KeyUID, st.Keyslot)
+			}
+			return errors.Join(errs...)
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&config, "config", "", "KMIP client configuration (default: the one recorded in the tokens)")
+	fs.BoolVarP(&batch, "batch-mode", "q", false, "do not ask for confirmation")
+	hdr.register(fs)
+	return cmd
+}
