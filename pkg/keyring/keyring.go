@@ -176,12 +176,9 @@ func (k *Keyring) MetadataSize() uint64 {
 // its device: both copies and the keyslots area (LUKS1: up to the end of
 // the last keyslot's key material). Header backups have this size.
 func (k *Keyring) HeaderAreaSize() uint64 {
-	if k.v1 != nil {
-		return k.v1.areaSize()
-	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	return 2*k.bin.HdrSize + k.meta.Config.KeyslotsSize
+	return k.headerAreaSizeLocked()
 }
 
 // HeaderStatus reports, for the primary and the secondary copy, why it is

@@ -1,0 +1,139 @@
+package keyring
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+var errCrash = errors.New("simulated crash")
+
+// crashDevice passes reads through and lets budget writes and syncs
+// happen; the next write is torn (only the first tornFraction of it
+// reaches the file) and everything after it fails, as if the machine had
+// lost power at that point.
+type crashDevice struct {
+	f            *os.File
+	budget       int
+	tornFraction float64
+	crashed      bool
+}
+
+func (d *crashDevice) ReadAt(p []byte, off int64) (int, error) { return d.f.ReadAt(p, off) }
+
+func (d *crashDevice) WriteAt(p []byte, off int64) (int, error) {
+	if d.crashed {
+		return 0, errCrash
+	}
+	if d.budget == 0 {
+		d.crashed = true
+		n := int(float64(len(p)) * d.tornFraction)
+		d.f.WriteAt(p[:n], off)
+		return n, errCrash
+	}
+	d.budget--
+	return d.f.WriteAt(p, off)
+}
+
+func (d *crashDevice) Sync() error {
+	if d.crashed {
+		return errCrash
+	}
+	if d.budget == 0 {
+		d.crashed = true
+		return errCrash
+	}
+	d.budget--
+	return nil
+}
+
+func copyFile(t *testing.T, src, dst string) {
+	t.Helper()
+	in, err := os.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	if _, err := io.Copy(out, in); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRotateKEKCrashSafety stops RotateKEK's write sequence at every step
+// (with the interrupted write lost, torn in half, or complete) and checks
+// that the old or the new KEK still opens the volume with the same DEK.
+func TestRotateKEKCrashSafety(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	golden := filepath.Join(dir, "golden.img")
+	if err := os.WriteFile(golden, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(golden, 17<<20); err != nil {
+		t.Fatal(err)
+	}
+	_, dek := formatPath(t, golden, passphrase(t, "old"), &FormatOptions{KDF: fastKDF})
+	ctx := context.Background()
+
+	for _, torn := range []float64{0, 0.5, 1} {
+		completed := false
+		for step := 0; step < 64 && !completed; step++ {
+			path := filepath.Join(dir, "crash.img")
+			copyFile(t, golden, path)
+			f, err := os.OpenFile(path, os.O_RDWR, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dev := &crashDevice{f: f, budget: step, tornFraction: torn}
+			k, err := openDevice(dev, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _, err = k.RotateKEK(ctx, passphrase(t, "old"), passphrase(t, "new"), &KeyslotOptions{KDF: fastKDF})
+			f.Close()
+			if err == nil {
+				completed = true
+			} else if !errors.Is(err, errCrash) {
+				t.Fatalf("torn %.1f, step %d: unexpected error %v", torn, step, err)
+			}
+
+			after, err := Open(path, &Options{ReadOnly: true})
+			if err != nil {
+				t.Fatalf("torn %.1f, crash at step %d: header does not open: %v", torn, step, err)
+			}
+			var opened []string
+			for _, kek := range []string{"old", "new"} {
+				got, err := after.Unlock(ctx, passphrase(t, kek))
+				if err == nil {
+					if !bytes.Equal(got.Bytes(), dek) {
+						t.Fatalf("torn %.1f, step %d: %s KEK gives a different DEK", torn, step, kek)
+					}
+					got.Destroy()
+					opened = append(opened, kek)
+				} else if !errors.Is(err, ErrNoMatchingKeyslot) {
+					t.Fatalf("torn %.1f, step %d: unlock with %s: %v", torn, step, kek, err)
+				}
+			}
+			after.Close()
+			if len(opened) == 0 {
+				t.Fatalf("torn %.1f, crash at step %d: neither the old nor the new KEK opens the volume", torn, step)
+			}
+			if completed && (len(opened) != 1 || opened[0] != "new") {
+				t.Fatalf("after a complete rotation these KEKs open: %v, want only new", opened)
+			}
+			t.Logf("torn %.1f, crash at step %d: %v open", torn, step, opened)
+		}
+		if !completed {
+			t.Fatalf("torn %.1f: RotateKEK never completed", torn)
+		}
+	}
+}
