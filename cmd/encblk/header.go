@@ -1,0 +1,98 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/encblk/encblk/pkg/keyring"
+)
+
+func init() { subcommands = append(subcommands, newHeaderCmd) }
+
+func newHeaderCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "header",
+		Short: "Back up and restore the LUKS header",
+		Args:  cobra.NoArgs,
+	}
+	cmd.AddCommand(newHeaderBackupCmd(), newHeaderRestoreCmd())
+	return cmd
+}
+
+func newHeaderBackupCmd() *cobra.Command {
+	var (
+		hdr  headerFlag
+		file string
+	)
+	cmd := &cobra.Command{
+		Use:   "backup DEVICE --header-backup-file FILE",
+		Short: "Save the header and keyslots to FILE, like cryptsetup luksHeaderBackup",
+		Long: `Backup copies the header area (both LUKS2 copies and the keyslots) to a new
+file with mode 0600. Anyone with the backup and a KEK it lists can open the
+volume, even after that KEK is rotated out: keep it as safe as the keys.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if file == "" {
+				return withExit(exitUsage, errors.New("--header-backup-file is required"))
+			}
+			k, err := hdr.open(args[0], true)
+			if err != nil {
+				return err
+			}
+			defer k.Close()
+			f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+			if err != nil {
+				return fmt.Errorf("header backup: %w", err)
+			}
+			if err := k.Backup(f); err != nil {
+				f.Close()
+				os.Remove(file)
+				return withExit(exitIO, err)
+			}
+			if err := f.Sync(); err != nil {
+				f.Close()
+				return withExit(exitIO, err)
+			}
+			return f.Close()
+		},
+	}
+	hdr.register(cmd.Flags())
+	cmd.Flags().StringVar(&file, "header-backup-file", "", "file to write (must not exist)")
+	return cmd
+}
+
+func newHeaderRestoreCmd() *cobra.Command {
+	var (
+		hdr   headerFlag
+		file  string
+		batch bool
+	)
+	cmd := &cobra.Command{
+		Use:   "restore DEVICE --header-backup-file FILE",
+		Short: "Write a header backup back, like cryptsetup luksHeaderRestore",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if file == "" {
+				return withExit(exitUsage, errors.New("--header-backup-file is required"))
+			}
+			target := hdr.location(args[0])
+			if err := confirm(cmd.InOrStdin(), cmd.ErrOrStderr(), batch,
+				fmt.Sprintf("The header of %s will be replaced by the backup %s;\nkeyslots added since the backup are lost.", target, file)); err != nil {
+				return err
+			}
+			f, err := os.OpenFile(target, os.O_RDWR, 0)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			return keyring.Restore(f, file)
+		},
+	}
+	hdr.register(cmd.Flags())
+	cmd.Flags().StringVar(&file, "header-backup-file", "", "backup file to restore")
+	cmd.Flags().BoolVarP(&batch, "batch-mode", "q", false, "do not ask for confirmation")
+	return cmd
+}

@@ -1,0 +1,196 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+
+	"github.com/spf13/cobra"
+
+	"github.com/encblk/encblk/internal/secmem"
+	"github.com/encblk/encblk/pkg/keyring"
+)
+
+func init() { subcommands = append(subcommands, newKeyslotCmd) }
+
+func newKeyslotCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "keyslot",
+		Short: "List, add and remove the keyslots (KEKs) of a volume",
+		Args:  cobra.NoArgs,
+	}
+	cmd.AddCommand(newKeyslotListCmd(), newKeyslotAddCmd(a), newKeyslotRemoveCmd())
+	return cmd
+}
+
+// keyslotJSON is one keyslot in `keyslot list --json`.
+type keyslotJSON struct {
+	ID       int    `json:"id"`
+	Type     string `json:"type"`
+	KeyBits  int    `json:"key_bits"`
+	Priority int    `json:"priority"`
+	KDF      string `json:"kdf"`
+	Hash     string `json:"hash,omitempty"`
+	Cost     int    `json:"iterations"`
+	Memory   int    `json:"memory_kib,omitempty"`
+	Parallel int    `json:"parallel,omitempty"`
+	Tokens   []int  `json:"tokens"`
+}
+
+func newKeyslotListCmd() *cobra.Command {
+	var (
+		hdr    headerFlag
+		asJSON bool
+	)
+	cmd := &cobra.Command{
+		Use:   "list DEVICE",
+		Short: "List the keyslots with their KDF",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			k, err := hdr.open(args[0], true)
+			if err != nil {
+				return err
+			}
+			defer k.Close()
+			var list []keyslotJSON
+			for _, ks := range k.Keyslots() {
+				j := keyslotJSON{ID: ks.ID, Type: ks.Type, KeyBits: ks.KeySize * 8, Priority: ks.Priority,
+					KDF: ks.KDF.Type, Hash: ks.KDF.Hash, Cost: ks.KDF.Iterations, Memory: ks.KDF.MemoryKiB,
+					Parallel: ks.KDF.Parallel, Tokens: []int{}}
+				for _, t := range ks.Tokens {
+					j.Tokens = append(j.Tokens, t.ID)
+				}
+				list = append(list, j)
+			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				if list == nil {
+					list = []keyslotJSON{}
+				}
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(list)
+			}
+			if len(list) == 0 {
+				fmt.Fprintln(out, "no keyslots")
+				return nil
+			}
+			fmt.Fprintf(out, "%-4s %-6s %-5s %s\n", "SLOT", "TYPE", "BITS", "KDF")
+			for _, ks := range k.Keyslots() {
+				fmt.Fprintf(out, "%-4d %-6s %-5d %s", ks.ID, ks.Type, ks.KeySize*8, ks.KDF)
+				for _, t := range ks.Tokens {
+					fmt.Fprintf(out, " token %d (%s)", t.ID, t.Type)
+				}
+				fmt.Fprintln(out)
+			}
+			return nil
+		},
+	}
+	hdr.register(cmd.Flags())
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func newKeyslotAddCmd(a *app) *cobra.Command {
+	var (
+		hdr    headerFlag
+		oldKEK kekFlags
+		newKEK kekFlags
+		kdf    kdfFlags
+		slot   int
+	)
+	cmd := &cobra.Command{
+		Use:   "add DEVICE [NEW_KEY_FILE]",
+		Short: "Add a keyslot for a new KEK, like cryptsetup luksAddKey",
+		Long: `Add unlocks the volume with an existing KEK (--key-file, --passphrase-file
+or the prompt) and wraps its data-encryption key for a new KEK (NEW_KEY_FILE,
+--new-key-file, --new-passphrase-file or the prompt) in a new keyslot.`,
+		Args: cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 2 {
+				if newKEK.given() {
+					return withExit(exitUsage, fmt.Errorf("NEW_KEY_FILE and --new-key-file/--new-passphrase-file are exclusive"))
+				}
+				newKEK.keyFile = args[1]
+			}
+			params, err := kdf.params()
+			if err != nil {
+				return err
+			}
+			opts := &keyring.KeyslotOptions{KDF: params}
+			if cmd.Flags().Changed("key-slot") {
+				opts.Slot = &slot
+			}
+			k, err := hdr.open(args[0], false)
+			if err != nil {
+				return err
+			}
+			defer k.Close()
+			if err := secmem.SetNonDumpable(); err != nil {
+				return err
+			}
+			old, err := oldKEK.read(cmd.InOrStdin(), cmd.ErrOrStderr(), false)
+			if err != nil {
+				return err
+			}
+			defer old.Destroy()
+			dek, err := k.Unlock(cmd.Context(), old)
+			if err != nil {
+				return err
+			}
+			defer dek.Destroy()
+			nk, err := newKEK.read(cmd.InOrStdin(), cmd.ErrOrStderr(), true)
+			if err != nil {
+				return err
+			}
+			defer nk.Destroy()
+			id, err := k.AddKeyslot(cmd.Context(), dek, nk, opts)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "added keyslot %d\n", id)
+			a.log.Debug("keyslot added", "slot", id)
+			return nil
+		},
+	}
+	fs := cmd.Flags()
+	hdr.register(fs)
+	oldKEK.register(fs, "")
+	newKEK.register(fs, "new-")
+	kdf.register(fs)
+	fs.IntVarP(&slot, "key-slot", "S", 0, "use this keyslot number (default: the lowest free)")
+	return cmd
+}
+
+func newKeyslotRemoveCmd() *cobra.Command {
+	var (
+		hdr   headerFlag
+		batch bool
+	)
+	cmd := &cobra.Command{
+		Use:   "remove DEVICE SLOT",
+		Short: "Destroy a keyslot, like cryptsetup luksKillSlot",
+		Long: `Remove overwrites keyslot SLOT and drops it from the header: its KEK no
+longer opens the volume. The last keyslot cannot be removed (see erase).`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			slot, err := strconv.Atoi(args[1])
+			if err != nil || slot < 0 || slot > 31 {
+				return withExit(exitUsage, fmt.Errorf("keyslot %q: want a number from 0 to 31", args[1]))
+			}
+			k, err := hdr.open(args[0], false)
+			if err != nil {
+				return err
+			}
+			defer k.Close()
+			if err := confirm(cmd.InOrStdin(), cmd.ErrOrStderr(), batch,
+				fmt.Sprintf("This will destroy keyslot %d of %s.", slot, args[0])); err != nil {
+				return err
+			}
+			return k.RemoveKeyslot(cmd.Context(), slot)
+		},
+	}
+	hdr.register(cmd.Flags())
+	cmd.Flags().BoolVarP(&batch, "batch-mode", "q", false, "do not ask for confirmation")
+	return cmd
+}
