@@ -64,18 +64,7 @@ func FuzzOpenHeader(f *testing.F) {
 		if len(text) >= minHdrSize-binHeaderSize {
 			return
 		}
-		dev := make([]byte, 2*minHdrSize)
-		for i := range 2 {
-			h := binHeader{Secondary: i == 1, HdrSize: minHdrSize, SeqID: 1, ChecksumAlg: "sha256", UUID: "fuzz"}
-			if h.Secondary {
-				h.HdrOffset = minHdrSize
-			}
-			c, err := h.encodeCopy(text)
-			if err != nil {
-				t.Fatal(err)
-			}
-			copy(dev[i*minHdrSize:], c)
-		}
+		dev := sealHeader(t, text)
 		openAndInspect(t, dev)
 	})
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/encblk/encblk/internal/secmem"
 	"github.com/encblk/encblk/internal/testutil"
 )
 
@@ -148,3 +149,6 @@ func run(t testing.TB, name string, args ...string) string {
 	}
 	return string(out)
 }
+
+// secretBuf is what Identity.Unwrap and Recipient.Wrap return.
+type secretBuf = *secmem.Buffer
