@@ -18,11 +18,13 @@ func newSedCmd(a *app) *cobra.Command {
 		Use:   "sed",
 		Short: "Self-encrypting drives: TCG Opal 2 and ATA Security",
 		Long: `Commands for self-encrypting drives (SEDs). scan and info only read: they
-send Level 0 Discovery (and IDENTIFY DEVICE to SATA disks) and nothing else.`,
+send Level 0 Discovery (and IDENTIFY DEVICE to SATA disks) and nothing else.
+setup, unlock and lock manage LUKS2 hw-opal volumes as cryptsetup 2.7 does;
+setup and revert destroy data and need --yes-destroy-data.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	cmd.AddCommand(newSedScanCmd(a), newSedInfoCmd(a))
+	cmd.AddCommand(newSedScanCmd(a), newSedInfoCmd(a), newSedSetupCmd(a), newSedLockCmd(a, false), newSedLockCmd(a, true), newSedRevertCmd(a))
 	return cmd
 }
 

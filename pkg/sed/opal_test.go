@@ -401,3 +401,43 @@ func TestOpalNotSupported(t *testing.T) {
 		t.Fatalf("sent %d, received %d: only discovery allowed", plain.sends, plain.recvs)
 	}
 }
+
+// TestSimStatePersists: a drive reopened from its state file is the same
+// drive: still owned, same range, same media key.
+func TestSimStatePersists(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	img := filepath.Join(dir, "disk.img")
+	if err := os.WriteFile(img, make([]byte, simSectors*512), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opt := sedsim.Options{StatePath: filepath.Join(dir, "disk.state")}
+	sim, err := sedsim.New(img, opt)
+	must(t, err)
+	dev := open(t, sim)
+	adminKey, rangeKey := pin(t), pin(t)
+	must(t, dev.SetupRange(ctx, adminKey, rangeKey, sed.OpalRange{Segment: 1, StartBlock: 0, LengthBlocks: 64}))
+	must(t, dev.UnlockRange(ctx, 1, rangeKey))
+	data := bytes.Repeat([]byte{7}, 512)
+	if _, err := sim.WriteAt(data, 0); err != nil {
+		t.Fatal(err)
+	}
+	must(t, sim.Close())
+
+	sim, err = sedsim.New(img, opt)
+	must(t, err)
+	defer sim.Close()
+	dev = open(t, sim)
+	buf := make([]byte, 512)
+	if _, err := sim.ReadAt(buf, 0); err != nil || !bytes.Equal(buf, data) {
+		t.Fatalf("after reopen: %v", err)
+	}
+	if err := dev.TakeOwnership(ctx, pin(t)); !errors.Is(err, sed.ErrOwned) {
+		t.Fatalf("ownership lost: %v", err)
+	}
+	must(t, dev.LockRange(ctx, 1, rangeKey))
+	if st, err := os.Stat(opt.StatePath); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("state file: %v %v", st.Mode(), err)
+	}
+}

@@ -40,6 +40,7 @@ type Options struct {
 	SessionTimeout time.Duration // idle time after which a session is closed (default 60s)
 	MaxRanges      int           // non-global locking ranges (default 8)
 	NoOpal         bool          // report Pyrite 2 instead of Opal 2 and refuse sessions
+	StatePath      string        // keep firmware state in this file across processes (testing only)
 	Now            func() time.Time
 }
 
@@ -147,9 +148,22 @@ func New(path string, opt Options) (*Drive, error) {
 		opt.Now = time.Now
 	}
 	d := &Drive{opt: opt, f: f, sectors: uint64(st.Size()) / sectorSize, nextTSN: 4096}
-	if err := d.factoryReset(); err != nil {
-		f.Close()
-		return nil, err
+	loaded := false
+	if opt.StatePath != "" {
+		if loaded, err = d.load(); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
+	if !loaded {
+		if err := d.factoryReset(); err != nil {
+			f.Close()
+			return nil, err
+		}
+		if err := d.save(); err != nil {
+			f.Close()
+			return nil, err
+		}
 	}
 	return d, nil
 }
@@ -259,6 +273,7 @@ func (d *Drive) PowerCycle() {
 		}
 	}
 	d.mbrDone = false
+	d.save()
 }
 
 // IFRecv implements sed.Transport.
@@ -332,7 +347,7 @@ func (d *Drive) IFSend(ctx context.Context, proto sed.SecurityProtocol, comID ui
 		return nil
 	}
 	d.pending = out
-	return nil
+	return d.save()
 }
 
 // discovery builds the Level 0 Discovery response from the current state.
