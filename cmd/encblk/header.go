@@ -6,8 +6,6 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
-
-	"github.com/encblk/encblk/pkg/keyring"
 )
 
 func init() { subcommands = append(subcommands, newHeaderCmd) }
@@ -26,13 +24,16 @@ func newHeaderBackupCmd() *cobra.Command {
 	var (
 		hdr  headerFlag
 		file string
+		sf   sealFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "backup DEVICE --header-backup-file FILE",
 		Short: "Save the header and keyslots to FILE, like cryptsetup luksHeaderBackup",
 		Long: `Backup copies the header area (both LUKS2 copies and the keyslots) to a new
 file with mode 0600. Anyone with the backup and a KEK it lists can open the
-volume, even after that KEK is rotated out: keep it as safe as the keys.`,
+volume, even after that KEK is rotated out: keep it as safe as the keys.
+--encrypt seals it with a passphrase of its own (argon2id and
+XChaCha20-Poly1305); header restore asks for that passphrase.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if file == "" {
@@ -47,10 +48,10 @@ volume, even after that KEK is rotated out: keep it as safe as the keys.`,
 			if err != nil {
 				return fmt.Errorf("header backup: %w", err)
 			}
-			if err := k.Backup(f); err != nil {
+			if err := writeBackup(k, f, &sf, cmd.InOrStdin(), cmd.ErrOrStderr()); err != nil {
 				f.Close()
 				os.Remove(file)
-				return withExit(exitIO, err)
+				return err
 			}
 			if err := f.Sync(); err != nil {
 				f.Close()
@@ -60,6 +61,7 @@ volume, even after that KEK is rotated out: keep it as safe as the keys.`,
 		},
 	}
 	hdr.register(cmd.Flags())
+	sf.register(cmd.Flags(), true)
 	cmd.Flags().StringVar(&file, "header-backup-file", "", "file to write (must not exist)")
 	return cmd
 }
@@ -69,6 +71,7 @@ func newHeaderRestoreCmd() *cobra.Command {
 		hdr   headerFlag
 		file  string
 		batch bool
+		sf    sealFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "restore DEVICE --header-backup-file FILE",
@@ -88,11 +91,12 @@ func newHeaderRestoreCmd() *cobra.Command {
 				return err
 			}
 			defer f.Close()
-			return keyring.Restore(f, file)
+			return restoreBackup(f, file, &sf, cmd.InOrStdin(), cmd.ErrOrStderr())
 		},
 	}
 	hdr.register(cmd.Flags())
 	cmd.Flags().StringVar(&file, "header-backup-file", "", "backup file to restore")
 	cmd.Flags().BoolVarP(&batch, "batch-mode", "q", false, "do not ask for confirmation")
+	sf.register(cmd.Flags(), false)
 	return cmd
 }
