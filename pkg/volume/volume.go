@@ -1,0 +1,231 @@
+package volume
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/encblk/encblk/internal/secmem"
+	"github.com/encblk/encblk/pkg/nbd"
+	"github.com/encblk/encblk/pkg/xts"
+)
+
+// Errors a caller acts on. Request errors also wrap a syscall.Errno that
+// chooses the NBD error.
+var (
+	// ErrLocked: the volume is locked and the request was not let through
+	// (LockFail, or the LockTimeout expired). Wraps EIO in request errors.
+	ErrLocked = errors.New("volume is locked")
+	// ErrClosed: the volume has been closed. Wraps ESHUTDOWN in request errors.
+	ErrClosed = errors.New("volume is closed")
+	// ErrConfig: the Config does not describe a usable data segment.
+	ErrConfig = errors.New("invalid volume configuration")
+)
+
+// LockMode says what a request does while the volume is locked.
+type LockMode int
+
+const (
+	// LockWait: wait for Unlock, up to Config.LockTimeout (like luksSuspend).
+	LockWait LockMode = iota
+	// LockFail: fail at once with ErrLocked (EIO).
+	LockFail
+)
+
+// String is the mode's name as the CLI spells it.
+func (m LockMode) String() string {
+	if m == LockFail {
+		return "fail"
+	}
+	return "wait"
+}
+
+// ParseLockMode parses "wait" or "fail".
+func ParseLockMode(s string) (LockMode, error) {
+	switch s {
+	case "wait":
+		return LockWait, nil
+	case "fail":
+		return LockFail, nil
+	}
+	return 0, fmt.Errorf("lock mode %q: want wait or fail", s)
+}
+
+// Config is the geometry of a LUKS2 data segment and the serving policy.
+type Config struct {
+	// DataOffset is the byte offset of the data segment in the backing.
+	DataOffset int64
+	// Size is the plaintext size in bytes, a multiple of SectorSize.
+	Size int64
+	// SectorSize is the encryption sector size: 512, 1024, 2048 or 4096.
+	SectorSize int
+	// IVTweak is LUKS2's iv_tweak, added to every sector's tweak (512-byte units).
+	IVTweak uint64
+	// AllowDiscards passes TRIM to the backing (LUKS2 allow-discards).
+	AllowDiscards bool
+	// ReadOnly refuses writes, trims and zeroing with EPERM.
+	ReadOnly bool
+	// LockMode and LockTimeout say what requests do while locked. A zero
+	// LockTimeout waits until Unlock or until the request's context ends.
+	LockMode    LockMode
+	LockTimeout time.Duration
+	// Description is advertised to NBD clients.
+	Description string
+}
+
+func (c *Config) validate() error {
+	switch c.SectorSize {
+	case 512, 1024, 2048, 4096:
+	default:
+		return fmt.Errorf("%w: sector size %d", ErrConfig, c.SectorSize)
+	}
+	if c.DataOffset < 0 || c.DataOffset%512 != 0 {
+		return fmt.Errorf("%w: data offset %d is not a multiple of 512", ErrConfig, c.DataOffset)
+	}
+	if c.Size <= 0 || c.Size%int64(c.SectorSize) != 0 {
+		return fmt.Errorf("%w: size %d is not a positive multiple of the sector size %d", ErrConfig, c.Size, c.SectorSize)
+	}
+	if c.LockTimeout < 0 {
+		return fmt.Errorf("%w: negative lock timeout", ErrConfig)
+	}
+	return nil
+}
+
+// Backing is the storage under a volume. *os.File satisfies it; the
+// daemon uses internal/backing.File, which adds discard and fdatasync.
+type Backing interface {
+	io.ReaderAt
+	io.WriterAt
+	// Sync makes completed writes durable.
+	Sync() error
+}
+
+// Discarder is implemented by backings that can discard a range.
+type Discarder interface {
+	Discard(off, length int64) error
+}
+
+// Sizer is implemented by backings that know their size; New then checks
+// the data segment fits.
+type Sizer interface {
+	Size() int64
+}
+
+// Volume is an encrypted block device over a Backing. It implements
+// nbd.Backend and is safe for concurrent use.
+type Volume struct {
+	b     Backing
+	cfg   Config
+	ss    int64  // sector size
+	step  uint64 // tweak step per sector, in 512-byte units
+	rl    rangeLock
+	stats counters
+
+	admin sync.Mutex // serialises Lock, Unlock and Close
+	mu    sync.Mutex // guards the fields below
+	c     *xts.Cipher
+	// wake is non-nil while requests must wait (locked or locking); it is
+	// closed when they may try again (unlocked, lock aborted, closed).
+	wake     chan struct{}
+	idle     chan struct{} // closed when inflight reaches 0, if non-nil
+	inflight int
+	closed   bool
+}
+
+var _ nbd.Backend = (*Volume)(nil)
+
+// New returns a Volume over b. With a nil dek it starts locked; otherwise
+// it takes ownership of dek (see Unlock).
+func New(b Backing, cfg Config, dek *secmem.Buffer) (*Volume, error) {
+	if err := cfg.validate(); err != nil {
+		dek.Destroy()
+		return nil, err
+	}
+	if s, ok := b.(Sizer); ok && cfg.DataOffset+cfg.Size > s.Size() {
+		dek.Destroy()
+		return nil, fmt.Errorf("%w: data segment %d+%d extends beyond the backing (%d bytes)",
+			ErrConfig, cfg.DataOffset, cfg.Size, s.Size())
+	}
+	v := &Volume{
+		b:    b,
+		cfg:  cfg,
+		ss:   int64(cfg.SectorSize),
+		step: uint64(cfg.SectorSize / 512),
+		wake: make(chan struct{}),
+	}
+	if dek != nil {
+		if err := v.Unlock(dek); err != nil {
+			return nil, err
+		}
+	}
+	return v, nil
+}
+
+// Config returns the volume's configuration.
+func (v *Volume) Config() Config { return v.cfg }
+
+// Size is the plaintext size.
+func (v *Volume) Size() int64 { return v.cfg.Size }
+
+// Info advertises byte-granular requests (edges are read-modify-written),
+// a preferred block of 4096 bytes, trim (passed down or ignored), zeroing
+// (never fast: zeros are encrypted and written), FUA, flush and multi-conn
+// (every connection shares one backing descriptor, so a flush covers all).
+func (v *Volume) Info() nbd.Info {
+	return nbd.Info{
+		MinBlock:       1,
+		PreferredBlock: 4096,
+		ReadOnly:       v.cfg.ReadOnly,
+		CanTrim:        true,
+		CanZero:        true,
+		CanFUA:         true,
+		CanFlush:       true,
+		CanMultiConn:   true,
+		Description:    v.cfg.Description,
+	}
+}
+
+// Close fails waiting and later requests with ErrClosed, waits for
+// in-flight ones, flushes the backing and wipes the key. It does not close
+// the backing.
+func (v *Volume) Close() error {
+	v.admin.Lock()
+	defer v.admin.Unlock()
+	v.mu.Lock()
+	if v.closed {
+		v.mu.Unlock()
+		return nil
+	}
+	v.closed = true
+	if v.wake != nil {
+		close(v.wake)
+		v.wake = nil
+	}
+	idle := v.waitIdleLocked()
+	v.mu.Unlock()
+	<-idle
+	err := v.flushBacking()
+	v.mu.Lock()
+	v.wipeLocked()
+	v.mu.Unlock()
+	return err
+}
+
+// waitIdleLocked returns a channel closed once no request is in flight.
+func (v *Volume) waitIdleLocked() <-chan struct{} {
+	if v.inflight == 0 {
+		return closedChan
+	}
+	if v.idle == nil {
+		v.idle = make(chan struct{})
+	}
+	return v.idle
+}
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// errClosed is the request error after Close.
+func errClosed() error { return fmt.Errorf("%w: %w", ErrClosed, syscall.ESHUTDOWN) }
