@@ -295,19 +295,19 @@ func (b slowBacking) ReadAt(p []byte, off int64) (int, error) {
 	return n, err
 }
 
-// blockingBacking holds reads until release is closed, to keep requests
-// in flight while the test locks the volume.
+// blockingBacking holds its first read until release is closed, to keep
+// a request in flight while the test locks the volume.
 type blockingBacking struct {
 	*backing.File
+	first   atomic.Bool
 	started chan struct{}
 	release chan struct{}
 }
 
 func (b *blockingBacking) ReadAt(p []byte, off int64) (int, error) {
-	select {
-	case b.started <- struct{}{}:
+	if b.first.CompareAndSwap(false, true) {
+		b.started <- struct{}{}
 		<-b.release
-	default:
 	}
 	return b.File.ReadAt(p, off)
 }
