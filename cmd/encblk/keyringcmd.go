@@ -19,6 +19,8 @@ func init() {
 			return exitWrongKey, true
 		case errors.Is(err, keyring.ErrIO):
 			return exitIO, true
+		case errors.Is(err, keyring.ErrStale):
+			return exitBusy, true
 		case errors.Is(err, keyring.ErrCorrupt), errors.Is(err, keyring.ErrUnsupported), errors.Is(err, keyring.ErrNotLUKS):
 			return exitCorrupt, true
 		}

@@ -18,7 +18,7 @@ import (
 // commit writes m as the new metadata, both copies, in the order above.
 // The caller holds k.mu.
 func (k *Keyring) commit(m *metadata) error {
-	if err := k.writable(); err != nil {
+	if err := k.beginUpdate(); err != nil {
 		return err
 	}
 	text, err := m.marshal()
@@ -40,6 +40,33 @@ func (k *Keyring) commit(m *metadata) error {
 	k.meta = m
 	k.copyErr = [2]error{}
 	return nil
+}
+
+// checkSeqID refuses to write when the header on disk is newer than the
+// one this keyring holds: writing would silently undo another process's
+// update (cryptsetup makes the same check).
+func (k *Keyring) checkSeqID() error {
+	bin := make([]byte, binHeaderSize)
+	for i, off := range []uint64{0, k.bin.HdrSize} {
+		if readFull(k.dev, bin, off) != nil {
+			continue
+		}
+		h, err := parseBinHeader(bin, i == 1, off)
+		if err != nil || h.UUID != k.bin.UUID {
+			continue
+		}
+		if h.SeqID > k.bin.SeqID {
+			return fmt.Errorf("%w (seqid %d on disk, %d in memory)", ErrStale, h.SeqID, k.bin.SeqID)
+		}
+	}
+	return nil
+}
+
+// Reload re-reads the header from the device, e.g. after ErrStale.
+func (k *Keyring) Reload() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.load()
 }
 
 // writeCopy writes header copy i (0 primary, 1 secondary) with JSON text
@@ -67,6 +94,17 @@ func (k *Keyring) writeCopy(i int, text []byte, seq uint64) error {
 	return nil
 }
 
+// beginUpdate checks, before anything is written, that the metadata may
+// be changed: not LUKS1, not read-only, and not changed on disk by
+// someone else (a keyslot area chosen from stale metadata could be
+// another writer's new keyslot).
+func (k *Keyring) beginUpdate() error {
+	if err := k.writable(); err != nil {
+		return err
+	}
+	return k.checkSeqID()
+}
+
 func (k *Keyring) writable() error {
 	if k.v1 != nil {
 		return fmt.Errorf("%w: encblk does not change LUKS1 metadata (cryptsetup convert --type luks2 converts it)", ErrReadOnly)
@@ -83,7 +121,7 @@ func (k *Keyring) writable() error {
 func (k *Keyring) Repair() (string, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if err := k.writable(); err != nil {
+	if err := k.beginUpdate(); err != nil {
 		return "", err
 	}
 	text, err := k.meta.marshal()

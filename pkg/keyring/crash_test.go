@@ -137,3 +137,34 @@ func TestRotateKEKCrashSafety(t *testing.T) {
 		}
 	}
 }
+
+// A second writer (here cryptsetup, or another Keyring) that changed the
+// header makes the first one's update fail with ErrStale instead of
+// undoing the change; after Reload it succeeds.
+func TestStaleHeaderRefused(t *testing.T) {
+	t.Parallel()
+	path := newBacking(t, 17<<20)
+	first, dek := formatPath(t, path, passphrase(t, "a"), &FormatOptions{KDF: fastKDF})
+	second := openPath(t, path)
+	buf, err := secmemFrom(dek)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer buf.Destroy()
+	if _, err := second.AddKeyslot(context.Background(), buf, passphrase(t, "b"), &KeyslotOptions{KDF: fastKDF}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := first.AddKeyslot(context.Background(), buf, passphrase(t, "c"), &KeyslotOptions{KDF: fastKDF}); !errors.Is(err, ErrStale) {
+		t.Fatalf("stale AddKeyslot: %v, want ErrStale", err)
+	}
+	if err := first.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := first.AddKeyslot(context.Background(), buf, passphrase(t, "c"), &KeyslotOptions{KDF: fastKDF}); err != nil {
+		t.Fatal(err)
+	}
+	k := openPath(t, path)
+	for _, p := range []string{"a", "b", "c"} {
+		unlockBytes(t, k, passphrase(t, p))
+	}
+}

@@ -30,6 +30,11 @@ var (
 	// ErrNoSpace means the keyslots area (or the JSON area) is full.
 	ErrNoSpace = errors.New("no space left in LUKS2 metadata")
 
+	// ErrStale means another process (cryptsetup, a second encblk)
+	// changed the header since this keyring read it; nothing was written.
+	// Reload and retry.
+	ErrStale = errors.New("LUKS header changed on disk since it was read")
+
 	// ErrReadOnly means the keyring was opened read-only, or the volume's
 	// metadata (LUKS1) is one encblk only reads.
 	ErrReadOnly = errors.New("metadata is read-only")

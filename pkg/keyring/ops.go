@@ -35,7 +35,7 @@ func (k *Keyring) AddKeyslot(ctx context.Context, dek *secmem.Buffer, r Recipien
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if err := k.writable(); err != nil {
+	if err := k.beginUpdate(); err != nil {
 		return -1, err
 	}
 	m := k.meta
@@ -177,7 +177,7 @@ func (m *metadata) addToken(t json.RawMessage, keyslots []int) (int, error) {
 func (k *Keyring) RemoveKeyslot(ctx context.Context, slot int) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if err := k.writable(); err != nil {
+	if err := k.beginUpdate(); err != nil {
 		return err
 	}
 	m := k.meta
@@ -263,7 +263,7 @@ func (k *Keyring) RotateKEK(ctx context.Context, old Identity, new Recipient, op
 func (k *Keyring) Erase(ctx context.Context) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if err := k.writable(); err != nil {
+	if err := k.beginUpdate(); err != nil {
 		return err
 	}
 	m := k.meta

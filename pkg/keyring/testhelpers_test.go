@@ -152,3 +152,5 @@ func run(t testing.TB, name string, args ...string) string {
 
 // secretBuf is what Identity.Unwrap and Recipient.Wrap return.
 type secretBuf = *secmem.Buffer
+
+func secmemFrom(b []byte) (*secmem.Buffer, error) { return secmem.FromBytes(bytes.Clone(b)) }

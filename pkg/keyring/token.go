@@ -29,7 +29,7 @@ func (k *Keyring) Tokens() []Token {
 func (k *Keyring) AddToken(token json.RawMessage) (int, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if err := k.writable(); err != nil {
+	if err := k.beginUpdate(); err != nil {
 		return -1, err
 	}
 	e := k.meta.clone()
@@ -68,7 +68,7 @@ func (k *Keyring) AssignToken(id, slot int) error {
 func (k *Keyring) editToken(id int, edit func(*metadata, string) error) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if err := k.writable(); err != nil {
+	if err := k.beginUpdate(); err != nil {
 		return err
 	}
 	if k.meta.Tokens[id] == nil {
