@@ -81,7 +81,7 @@ func dumpVolumeKey(cmd *cobra.Command, k *keyring.Keyring, kek *kekFlags, batch 
 		return err
 	}
 	defer key.Destroy()
-	dek, err := k.Unlock(cmd.Context(), key)
+	dek, err := unlockWith(cmd.Context(), k, key)
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/encblk/encblk/internal/secmem"
 	"github.com/encblk/encblk/pkg/keyring"
+	"github.com/encblk/encblk/pkg/kmip"
 )
 
 func init() { subcommands = append(subcommands, newKeyslotCmd) }
@@ -118,6 +119,9 @@ or the prompt) and wraps its data-encryption key for a new KEK (NEW_KEY_FILE,
 				return err
 			}
 			opts := &keyring.KeyslotOptions{KDF: params}
+			if newKEK.kmipConfig != "" && !kdf.changed(cmd.Flags()) {
+				opts = kmip.KeyslotOptions() // a random secret needs no slow KDF
+			}
 			if cmd.Flags().Changed("key-slot") {
 				opts.Slot = &slot
 			}
@@ -129,12 +133,12 @@ or the prompt) and wraps its data-encryption key for a new KEK (NEW_KEY_FILE,
 			if err := secmem.SetNonDumpable(); err != nil {
 				return err
 			}
-			old, err := oldKEK.read(cmd.InOrStdin(), cmd.ErrOrStderr(), false)
+			old, err := oldKEK.readFor(k, cmd.InOrStdin(), cmd.ErrOrStderr(), false)
 			if err != nil {
 				return err
 			}
 			defer old.Destroy()
-			dek, err := k.Unlock(cmd.Context(), old)
+			dek, err := unlockWith(cmd.Context(), k, old)
 			if err != nil {
 				return err
 			}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/encblk/encblk/internal/secmem"
 	"github.com/encblk/encblk/pkg/keyring"
@@ -80,6 +82,28 @@ func (f *kekFlags) readFor(kr *keyring.Keyring, stdin io.Reader, stderr io.Write
 	return f.read(stdin, stderr, verify)
 }
 
+// unlockWith is keyring.Unlock that, for a KMIP KEK, tries every KMIP
+// keyslot in turn (one whose key was revoked does not hide the next) and
+// reports each server's answer if none opens. Commands that unlock with a
+// KEK from kekFlags should call it instead of Keyring.Unlock.
+func unlockWith(ctx context.Context, kr *keyring.Keyring, id keyring.Identity) (*secmem.Buffer, error) {
+	if k, ok := id.(*kmip.KEK); ok {
+		_, dek, err := k.Unlock(ctx, kr)
+		return dek, err
+	}
+	return kr.Unlock(ctx, id)
+}
+
+// changed reports whether any PBKDF flag was given.
+func (f *kdfFlags) changed(fs *pflag.FlagSet) bool {
+	for _, n := range []string{"pbkdf", "hash", "pbkdf-memory", "pbkdf-parallel", "pbkdf-force-iterations", "iter-time"} {
+		if fs.Changed(n) {
+			return true
+		}
+	}
+	return false
+}
+
 func newKMIPCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "kmip",
@@ -136,7 +160,7 @@ secret the key server encrypts, with the key_uid of CONFIG or a new key.`,
 				return err
 			}
 			defer old.Destroy()
-			dek, err := kr.Unlock(cmd.Context(), old)
+			dek, err := unlockWith(cmd.Context(), kr, old)
 			if err != nil {
 				return err
 			}
