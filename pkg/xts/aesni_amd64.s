@@ -221,8 +221,11 @@ sectordone: \
 	PXOR X13, X13; \
 	PXOR X14, X14; \
 	PXOR X15, X15; \
-	LEAQ 0(SP), BX; \
-	MOVQ $32, CX; \
+	MOVQ    n+24(FP), CX; \
+	MOVQ    $32, BX; \
+	CMPQ    CX, BX; \
+	CMOVQHI BX, CX; \
+	LEAQ    0(SP), BX; \
 wipe: \
 	MOVOU X0, (BX); \
 	ADDQ  $16, BX; \

@@ -5,6 +5,18 @@
 // The caller says where the tweaks start and how they step, because LUKS2
 // (and dm-crypt without iv_large_sectors) counts tweaks in 512-byte units
 // whatever the sector size: consecutive 4096-byte sectors step by 8.
+//
+// On amd64 the work is done in assembly, chosen at run time from what the
+// CPU offers (Cipher.Implementation names it): VAES with AVX-512 (32 blocks
+// in flight in zmm registers), VAES with AVX2 (ymm), or AES-NI (xmm, eight
+// blocks in flight). All of them compute the tweaks of many blocks at once
+// with vector shifts and carry-less multiplications, encrypt the tweaks of
+// up to 32 sectors together, and keep their round keys in locked,
+// non-dumpable memory that Close wipes. Elsewhere, and on CPUs without
+// AES-NI, a pure-Go implementation over crypto/aes runs. Each
+// implementation is tested against golang.org/x/crypto/xts, the IEEE 1619
+// and NIST vectors and OpenSSL on every CPU that runs it; `encblk
+// benchmark` measures the one in use.
 package xts
 
 import (
@@ -40,7 +52,9 @@ type Cipher struct {
 // New returns a Cipher for key, which is the data key followed by the
 // tweak key (32 bytes for AES-128-XTS, 64 for AES-256-XTS). It uses the
 // fastest implementation the CPU supports (see Implementation). New does
-// not keep key; the caller wipes it.
+// not keep key; the caller wipes it. The assembly implementations put the
+// key schedule in one page of locked memory (internal/secmem); New fails
+// rather than fall back to unprotected memory when RLIMIT_MEMLOCK is spent.
 func New(key []byte) (*Cipher, error) {
 	return newPath(key, paths[0])
 }
