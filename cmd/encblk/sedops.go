@@ -45,7 +45,7 @@ func (f *sedFlags) register(fs *pflag.FlagSet, adminKey bool) {
 	fs.BoolVar(&f.simulator, "simulator", false, "DEVICE is a file holding a simulated Opal 2 drive (testing and demos)")
 	_ = fs.MarkHidden("simulator")
 	if adminKey {
-		fs.StringVar(&f.adminKeyFile, "admin-key-file", "", "file with the drive's admin key (SID and Admin1 PIN, at most 32 bytes)")
+		fs.StringVar(&f.adminKeyFile, "admin-key-file", "", "file with the drive's admin key (SID and Admin1 PIN, 1..32 bytes, every byte counts)")
 	}
 }
 

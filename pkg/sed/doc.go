@@ -20,6 +20,21 @@
 //     lists, named values and control tokens.
 //   - Method calls and their status (method.go, status.go) on the UIDs of
 //     uid.go.
+//   - Sessions (session.go) and the Opal 2 operations built on them
+//     (opal.go): take ownership, activate, PINs, ranges, lock/unlock,
+//     GenKey, RevertSP, Revert (SID or PSID), shadow MBR.
+//   - hwopal.go lays a locking range out exactly as cryptsetup 2.7 does for
+//     LUKS2 "hw-opal" segments (range N owned by User(N+1), whose PIN is the
+//     volume-key prefix); package opalvolume joins it to pkg/keyring.
+//   - Transports: scsi.go (SECURITY PROTOCOL IN/OUT), ata.go (TRUSTED
+//     RECEIVE/SEND in ATA PASS-THROUGH(16), plus the ATA Security feature
+//     set), nvme.go (Security Send/Receive), all over ioctls; device.go picks
+//     one per block device from sysfs and scans for drives.
+//
+// Keys: encblk's range keys are the first 32 bytes of a random LUKS2 volume
+// key and its admin keys are read from files (e.g. 32 bytes of
+// /dev/urandom), so no human password ever reaches the drive. Package
+// sedsim simulates a drive for tests.
 //
 // Nothing in this package logs or formats a PIN: errors name the authority
 // and the method, never the credential.
