@@ -10,6 +10,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -159,6 +160,36 @@ func TestPyKMIP(t *testing.T) {
 		}
 	})
 
+	t.Run("Concurrent", func(t *testing.T) {
+		// One Client, several goroutines: each request has its own
+		// connection, so they do not interfere.
+		var wg sync.WaitGroup
+		errs := make(chan error, 8)
+		for i := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				msg := []byte{byte(i), 1, 2, 3}
+				ct, err := c.Encrypt(ctx, uid, kmip.AESGCM, msg, nil, nil)
+				if err == nil {
+					var pt []byte
+					pt, err = c.Decrypt(ctx, uid, kmip.AESGCM, ct, nil)
+					if err == nil && !bytes.Equal(pt, msg) {
+						err = errors.New("wrong plaintext")
+					}
+				}
+				errs <- err
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+
 	t.Run("RegisterGet", func(t *testing.T) {
 		key := make([]byte, 32)
 		rand.Read(key)
@@ -277,6 +308,31 @@ func TestNewRejectsConfig(t *testing.T) {
 	} {
 		if _, err := kmip.New(cfg); err == nil {
 			t.Errorf("%s: New succeeded", name)
+		}
+	}
+}
+
+// BenchmarkPyKMIPDecrypt measures one Decrypt round trip to a local
+// pykmip-server, TLS handshake included (the client connects per request):
+// the KMIP part of unlocking a volume.
+func BenchmarkPyKMIPDecrypt(b *testing.B) {
+	srv := kmiptest.Start(b)
+	c, err := kmip.New(kmip.Config{Servers: []string{srv.Addr}, TLS: srv.ClientTLS()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	uid, err := c.CreateActive(ctx, kmip.AES256EncryptDecrypt()...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ct, err := c.Encrypt(ctx, uid, kmip.AESGCM, make([]byte, 32), nil, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := c.Decrypt(ctx, uid, kmip.AESGCM, ct, nil); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
