@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/encblk/encblk/internal/nbdtest"
@@ -16,9 +17,21 @@ import (
 // testServer is a pkg/nbd server on a unix socket in a temporary directory,
 // stopped when the test ends.
 type testServer struct {
-	sock string
-	srv  *nbd.Server
-	done chan error
+	sock     string
+	srv      *nbd.Server
+	done     chan error
+	cancel   context.CancelFunc
+	stopOnce sync.Once
+	err      error
+}
+
+// stop shuts the server down gracefully and returns what Serve returned.
+func (s *testServer) stop() error {
+	s.stopOnce.Do(func() {
+		s.cancel()
+		s.err = <-s.done
+	})
+	return s.err
 }
 
 // newFileExport creates a file of size bytes (sparse) and opens it as a
@@ -67,11 +80,10 @@ func startServer(t testing.TB, exports nbd.Exports, configure func(*nbd.Server))
 	if configure != nil {
 		configure(srv)
 	}
-	ts := &testServer{sock: sock, srv: srv, done: make(chan error, 1)}
+	ts := &testServer{sock: sock, srv: srv, done: make(chan error, 1), cancel: cancel}
 	go func() { ts.done <- srv.Serve(ctx, l) }()
 	t.Cleanup(func() {
-		cancel()
-		if err := <-ts.done; !errors.Is(err, nbd.ErrServerClosed) {
+		if err := ts.stop(); !errors.Is(err, nbd.ErrServerClosed) {
 			t.Errorf("Serve: %v", err)
 		}
 	})

@@ -109,10 +109,10 @@ const listenFDsStart = 3
 // (LISTEN_PID, LISTEN_FDS), or none when the process was not activated.
 // It unsets the variables so children do not inherit them.
 func SystemdListeners() ([]net.Listener, error) {
-	return systemdListeners(os.Getenv, os.Unsetenv, os.Getpid())
+	return systemdListeners(os.Getenv, os.Unsetenv, os.Getpid(), listenFDsStart)
 }
 
-func systemdListeners(getenv func(string) string, unsetenv func(string) error, pid int) ([]net.Listener, error) {
+func systemdListeners(getenv func(string) string, unsetenv func(string) error, pid, firstFD int) ([]net.Listener, error) {
 	pidStr, fdsStr := getenv("LISTEN_PID"), getenv("LISTEN_FDS")
 	if pidStr == "" || fdsStr == "" {
 		return nil, nil
@@ -128,7 +128,7 @@ func systemdListeners(getenv func(string) string, unsetenv func(string) error, p
 		_ = unsetenv(v)
 	}
 	ls := make([]net.Listener, 0, n)
-	for fd := listenFDsStart; fd < listenFDsStart+n; fd++ {
+	for fd := firstFD; fd < firstFD+n; fd++ {
 		syscall.CloseOnExec(fd)
 		f := os.NewFile(uintptr(fd), "LISTEN_FD_"+strconv.Itoa(fd))
 		l, err := net.FileListener(f)

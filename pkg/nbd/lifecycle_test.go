@@ -1,0 +1,192 @@
+package nbd_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/encblk/encblk/internal/nbdtest"
+	"github.com/encblk/encblk/pkg/nbd"
+)
+
+func TestListenUnixPermissions(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "nbd.sock")
+	l, err := nbd.ListenUnix(ctx, path, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode()&os.ModeSocket == 0 || st.Mode().Perm() != 0o600 {
+		t.Errorf("socket mode %v, want 0600 socket", st.Mode())
+	}
+	// A second listener on a live socket is refused; a stale one replaced.
+	if _, err := nbd.ListenUnix(ctx, path, -1); !errors.Is(err, syscall.EADDRINUSE) {
+		t.Errorf("listening twice: %v, want EADDRINUSE", err)
+	}
+	_ = l.Close()
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("socket left after Close: %v", err)
+	}
+	stale, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale.SetUnlinkOnClose(false)
+	_ = stale.Close()
+	l, err = nbd.ListenUnix(ctx, path, -1)
+	if err != nil {
+		t.Fatalf("replacing a stale socket: %v", err)
+	}
+	_ = l.Close()
+	// Not a socket: refused, untouched.
+	if err := os.WriteFile(path, []byte("data"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nbd.ListenUnix(ctx, path, -1); err == nil {
+		t.Error("ListenUnix replaced a regular file")
+	}
+
+	// With a group: 0660 and that group.
+	gid := os.Getgid()
+	if g, err := user.LookupGroup("disk"); err == nil {
+		gid, _ = strconv.Atoi(g.Gid)
+	}
+	gpath := filepath.Join(dir, "g.sock")
+	l, err = nbd.ListenUnix(ctx, gpath, gid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	st, err = os.Stat(gpath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o660 || int(st.Sys().(*syscall.Stat_t).Gid) != gid {
+		t.Errorf("group socket mode %v gid %d, want 0660 gid %d", st.Mode(), st.Sys().(*syscall.Stat_t).Gid, gid)
+	}
+}
+
+func TestServeTCP(t *testing.T) {
+	t.Parallel()
+	b, _ := newFileExport(t, 1<<20, nbd.Info{})
+	l, err := nbd.ListenTCP(context.Background(), "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	srv := &nbd.Server{Exports: nbd.StaticExports{"": b}}
+	go func() { done <- srv.Serve(ctx, l) }()
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	greeting := make([]byte, 18)
+	if _, err := c.Read(greeting); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	cancel()
+	if err := <-done; !errors.Is(err, nbd.ErrServerClosed) {
+		t.Fatalf("Serve: %v", err)
+	}
+}
+
+// slowBackend delays writes and counts flushes, to watch a shutdown.
+type slowBackend struct {
+	*nbdtest.File
+	delay   time.Duration
+	writes  atomic.Int32
+	flushes atomic.Int32
+}
+
+func (b *slowBackend) WriteAt(ctx context.Context, p []byte, off int64, fua bool) error {
+	b.writes.Add(1)
+	time.Sleep(b.delay)
+	return b.File.WriteAt(ctx, p, off, fua)
+}
+
+func (b *slowBackend) Flush(ctx context.Context) error {
+	b.flushes.Add(1)
+	return b.File.Flush(ctx)
+}
+
+// TestGracefulShutdown cancels the server with writes in flight: each is
+// still answered, the backend is flushed, the connection closed and Serve
+// returns ErrServerClosed.
+func TestGracefulShutdown(t *testing.T) {
+	t.Parallel()
+	f, _ := newFileExport(t, 1<<20, nbdtest.AllCaps())
+	b := &slowBackend{File: f, delay: 300 * time.Millisecond}
+	s := startServer(t, nbd.StaticExports{"": b}, nil)
+	r := newRawClient(t, s, 3)
+	r.start("", false)
+	for i := range 4 {
+		r.request(0, tCmdWrite, uint64(i), uint64(i)*4096, 4096, make([]byte, 4096))
+	}
+	for b.writes.Load() < 4 {
+		time.Sleep(time.Millisecond)
+	}
+	stopped := make(chan error, 1)
+	go func() { stopped <- s.stop() }()
+	for range 4 {
+		if _, e, _ := r.simpleReply(0); e != 0 {
+			t.Errorf("in-flight write during shutdown: errno %d", e)
+		}
+	}
+	r.expectClosed()
+	if err := <-stopped; !errors.Is(err, nbd.ErrServerClosed) {
+		t.Errorf("Serve: %v", err)
+	}
+	if b.flushes.Load() == 0 {
+		t.Error("backend not flushed at shutdown")
+	}
+	// New connections are refused once stopped.
+	if c, err := net.Dial("unix", s.sock); err == nil {
+		c.Close()
+		t.Error("server still accepting after shutdown")
+	}
+}
+
+// TestShutdownUnblocksStalledClient: a client that never reads its replies
+// cannot hold a shutdown past ShutdownTimeout.
+func TestShutdownUnblocksStalledClient(t *testing.T) {
+	t.Parallel()
+	b, _ := newFileExport(t, 32<<20, nbdtest.AllCaps())
+	s := startServer(t, nbd.StaticExports{"": b}, func(srv *nbd.Server) {
+		srv.ShutdownTimeout = 200 * time.Millisecond
+		srv.MaxInFlightBytes = 8 << 20
+	})
+	r := newRawClient(t, s, 3)
+	r.start("", false)
+	go func() {
+		for i := range 64 { // 64 MiB of replies nobody reads
+			r.request(0, tCmdRead, uint64(i), 0, 1<<20, nil)
+		}
+	}()
+	time.Sleep(200 * time.Millisecond)
+	done := make(chan error, 1)
+	go func() { done <- s.stop() }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, nbd.ErrServerClosed) {
+			t.Errorf("Serve: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("shutdown hung on a client that does not read")
+	}
+}
