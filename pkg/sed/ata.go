@@ -100,6 +100,29 @@ type ATATransport struct{ fd int }
 // NewATATransport uses the open block-device descriptor fd.
 func NewATATransport(fd int) *ATATransport { return &ATATransport{fd: fd} }
 
+// ATACommander runs one ATA command with its data (nil for non-data
+// commands). ATATransport implements it with ATA PASS-THROUGH(16); sedsim's
+// ATA drive implements it for tests. A command the device aborts yields an
+// error wrapping ErrATAAborted.
+type ATACommander interface {
+	ATA(ctx context.Context, cmd ATACommand, data []byte) error
+}
+
+// ErrATAAborted reports a command the device aborted (ATA status ERR with
+// ABRT): for security commands a wrong password, a frozen or locked drive,
+// or an expired attempt counter.
+var ErrATAAborted = errors.New("sed: ATA command aborted by the device")
+
+// ATA implements ATACommander.
+func (a *ATATransport) ATA(ctx context.Context, cmd ATACommand, buf []byte) error {
+	err := a.run(ctx, cmd, buf)
+	var se *SenseError
+	if errors.As(err, &se) && (se.ATAError&0x04 != 0 || se.Key == SenseAbortedCommand) {
+		return fmt.Errorf("%w: %w", ErrATAAborted, err)
+	}
+	return err
+}
+
 func (a *ATATransport) run(ctx context.Context, cmd ATACommand, buf []byte) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -141,8 +164,13 @@ func (a *ATATransport) IFSend(ctx context.Context, proto SecurityProtocol, spSpe
 
 // Identify reads the 512-byte IDENTIFY DEVICE data.
 func (a *ATATransport) Identify(ctx context.Context) (*Identify, error) {
+	return IdentifyDevice(ctx, a)
+}
+
+// IdentifyDevice reads and parses IDENTIFY DEVICE data through c.
+func IdentifyDevice(ctx context.Context, c ATACommander) (*Identify, error) {
 	buf := make([]byte, 512)
-	if err := a.run(ctx, ATACommand{Protocol: ataProtoPIOIn, Command: ataIdentify, Count: 1}, buf); err != nil {
+	if err := c.ATA(ctx, ATACommand{Protocol: ataProtoPIOIn, Command: ataIdentify, Count: 1}, buf); err != nil {
 		return nil, fmt.Errorf("IDENTIFY DEVICE: %w", err)
 	}
 	return ParseIdentify(buf)
@@ -256,11 +284,3 @@ func SecurityFreezeLock() *ATASecurityCommand {
 	return &ATASecurityCommand{Cmd: ATACommand{Protocol: ataProtoNonData, Command: ataSecurityFreezeLock}}
 }
 
-// Security runs an ATA Security command and wipes its data block.
-func (a *ATATransport) Security(ctx context.Context, c *ATASecurityCommand) error {
-	defer c.Wipe()
-	if err := a.run(ctx, c.Cmd, c.Data); err != nil {
-		return fmt.Errorf("ATA security command 0x%02x: %w", c.Cmd.Command, err)
-	}
-	return nil
-}
