@@ -283,4 +283,3 @@ func SecurityEraseUnit(which ATAPassword, password []byte, enhanced bool) (*ATAS
 func SecurityFreezeLock() *ATASecurityCommand {
 	return &ATASecurityCommand{Cmd: ATACommand{Protocol: ataProtoNonData, Command: ataSecurityFreezeLock}}
 }
-
