@@ -36,26 +36,33 @@ func hasVAES() bool {
 	return ecx&(1<<9) != 0 && ecx&(1<<10) != 0
 }
 
+// maxCall bounds the bytes one assembly call processes: the runtime cannot
+// preempt assembly, so a huge request is split into calls of about 50 µs.
+const maxCall = 1 << 20
+
 // cryptAsm runs the assembly path c.path over whole sectors.
 func (c *Cipher) cryptAsm(dst, src []byte, sectorSize int, tweak, step uint64, encrypt bool) {
-	n := len(src) >> bits.TrailingZeros(uint(sectorSize))
-	if n == 0 {
-		return
-	}
-	d, s := &dst[0], &src[0]
-	switch {
-	case c.path == pathAVX512 && encrypt:
-		encryptAVX512(c.ks, d, s, n, sectorSize, tweak, step)
-	case c.path == pathAVX512:
-		decryptAVX512(c.ks, d, s, n, sectorSize, tweak, step)
-	case c.path == pathAVX2 && encrypt:
-		encryptAVX2(c.ks, d, s, n, sectorSize, tweak, step)
-	case c.path == pathAVX2:
-		decryptAVX2(c.ks, d, s, n, sectorSize, tweak, step)
-	case encrypt:
-		encryptAESNI(c.ks, d, s, n, sectorSize, tweak, step)
-	default:
-		decryptAESNI(c.ks, d, s, n, sectorSize, tweak, step)
+	shift := bits.TrailingZeros(uint(sectorSize))
+	for len(src) > 0 {
+		m := min(len(src), maxCall)
+		n := m >> shift
+		d, s := &dst[0], &src[0]
+		switch {
+		case c.path == pathAVX512 && encrypt:
+			encryptAVX512(c.ks, d, s, n, sectorSize, tweak, step)
+		case c.path == pathAVX512:
+			decryptAVX512(c.ks, d, s, n, sectorSize, tweak, step)
+		case c.path == pathAVX2 && encrypt:
+			encryptAVX2(c.ks, d, s, n, sectorSize, tweak, step)
+		case c.path == pathAVX2:
+			decryptAVX2(c.ks, d, s, n, sectorSize, tweak, step)
+		case encrypt:
+			encryptAESNI(c.ks, d, s, n, sectorSize, tweak, step)
+		default:
+			decryptAESNI(c.ks, d, s, n, sectorSize, tweak, step)
+		}
+		dst, src = dst[m:], src[m:]
+		tweak += uint64(n) * step
 	}
 }
 

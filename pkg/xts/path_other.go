@@ -14,3 +14,7 @@ func (c *Cipher) initSchedule([]byte) error { return nil }
 func (c *Cipher) cryptAsm(dst, src []byte, sectorSize int, tweak, step uint64, encrypt bool) {
 	c.cryptGeneric(dst, src, sectorSize, tweak, step, encrypt)
 }
+
+// maxCall mirrors path_amd64.go for the tests; the pure-Go path needs no
+// splitting.
+const maxCall = 1 << 20

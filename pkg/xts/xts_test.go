@@ -106,7 +106,7 @@ func TestTweakWraparound(t *testing.T) {
 	})
 }
 
-// TestLargeCount covers many batches of tweaks in one call.
+// TestLargeCount covers many batches of tweaks and calls split in chunks.
 func TestLargeCount(t *testing.T) {
 	forEachPath(t, func(t *testing.T, p path) {
 		r := rand.New(rand.NewPCG(3, uint64(p)))
@@ -114,6 +114,8 @@ func TestLargeCount(t *testing.T) {
 		c := mustNew(t, key, p)
 		checkRoundTrip(t, c, key, randBytes(r, 512*1000+512*37), 512, 7, 1)
 		checkRoundTrip(t, c, key, randBytes(r, 4096*129), 4096, 1<<40, 8)
+		// More than one assembly call (maxCall), tweaks wrapping across them.
+		checkRoundTrip(t, c, key, randBytes(r, 2*maxCall+3*1024), 1024, ^uint64(0)-2000, 2)
 	})
 }
 
