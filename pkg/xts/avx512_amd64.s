@@ -1,6 +1,5 @@
 #include "textflag.h"
 #include "schedule_amd64.h"
-#include "batch_amd64.h"
 
 // XTS with VAES and AVX-512: 32 blocks (a whole 512-byte sector) in flight,
 // four per zmm register. The technique follows the Linux kernel's
@@ -17,6 +16,26 @@
 // Z8-Z15 tweaks, Z16-Z29 round keys 1..14 of the right-aligned schedule
 // (AES-128 uses Z20-Z29), Z30 the reduction polynomial, Z31 scratch. Round
 // key 0 is read from memory, replicated to 64 bytes.
+
+// Lane multipliers and the low-quadword mask for FILLTWEAKS4.
+DATA lanes4<>+0(SB)/8, $0
+DATA lanes4<>+8(SB)/8, $0
+DATA lanes4<>+16(SB)/8, $1
+DATA lanes4<>+24(SB)/8, $0
+DATA lanes4<>+32(SB)/8, $2
+DATA lanes4<>+40(SB)/8, $0
+DATA lanes4<>+48(SB)/8, $3
+DATA lanes4<>+56(SB)/8, $0
+GLOBL lanes4<>(SB), RODATA|NOPTR, $64
+DATA lowq<>+0(SB)/8, $-1
+DATA lowq<>+8(SB)/8, $0
+DATA lowq<>+16(SB)/8, $-1
+DATA lowq<>+24(SB)/8, $0
+DATA lowq<>+32(SB)/8, $-1
+DATA lowq<>+40(SB)/8, $0
+DATA lowq<>+48(SB)/8, $-1
+DATA lowq<>+56(SB)/8, $0
+GLOBL lowq<>(SB), RODATA|NOPTR, $64
 
 // 0x87 in each 128-bit lane: x^128 = x^7 + x^2 + x + 1.
 DATA gfpoly<>+0(SB)/8, $0x87
@@ -114,6 +133,35 @@ short: \
 	VPXORQ    t, x, x; \
 	VMOVDQU64 x, (64*i)(DI)
 
+// FILLTWEAKS4(k) starts a batch of k = min(R10, 32) sectors: it writes
+// their plaintext tweaks (R14, R14+DX, ... as 16-byte little-endian blocks)
+// to the frame four at a time with 64-byte stores, which the 64-byte loads
+// of the tweak encryption can take straight from the store buffer. R14
+// moves past the batch. Clobbers BX, CX, Z1-Z4.
+#define FILLTWEAKS4(k) \
+	MOVQ    R10, k; \
+	MOVQ    $32, CX; \
+	CMPQ    k, CX; \
+	CMOVQHI CX, k; \
+	VPBROADCASTQ R14, Z1; \
+	VPBROADCASTQ DX, Z2; \
+	VPMULLQ    lanes4<>(SB), Z2, Z3; \
+	VPADDQ     Z3, Z1, Z1; \
+	VPANDQ     lowq<>(SB), Z1, Z1; \
+	VPSLLQ     $2, Z2, Z4; \
+	VPANDQ     lowq<>(SB), Z4, Z4; \
+	MOVQ    k, CX; \
+	LEAQ    0(SP), BX; \
+fill4: \
+	VMOVDQU64 Z1, (BX); \
+	VPADDQ    Z4, Z1, Z1; \
+	ADDQ      $64, BX; \
+	SUBQ      $4, CX; \
+	JG        fill4; \
+	MOVQ    k, CX; \
+	IMULQ   DX, CX; \
+	ADDQ    CX, R14
+
 #define XTS_AVX512(keys, key0, op, last) \
 	MOVQ ks+0(FP), AX; \
 	MOVQ dst+8(FP), DI; \
@@ -125,7 +173,9 @@ short: \
 	MOVQ KS_ROUNDS(AX), R11; \
 	VBROADCASTI32X4 gfpoly<>(SB), Z30; \
 batch: \
-	FILLTWEAKS(R8, 0); \
+	CMPQ R10, $1; \
+	JEQ  single; \
+	FILLTWEAKS4(R8); \
 	LOADKEYS(KS_TWEAK); \
 	LEAQ 0(SP), BX; \
 	MOVQ R8, CX; \
@@ -176,6 +226,7 @@ tweaksdone: \
 	MOVQ R8, CX; \
 sector: \
 	VBROADCASTI32X4 (R9), Z0; \
+sectorz0: \
 	INITTW(Z8, 0); \
 	INITTW(Z9, 1); \
 	INITTW(Z10, 2); \
@@ -222,6 +273,18 @@ sectordone: \
 	JNZ  sector; \
 	SUBQ R8, R10; \
 	JNZ  batch; \
+	JMP  done; \
+single: \
+	LOADKEYS(KS_TWEAK); \
+	VMOVQ      R14, X0; \
+	VPXORQ     KS_TWEAK0(AX), Z0, Z0; \
+	ROUNDS1Z(VAESENC, VAESENCLAST, singleshort); \
+	VSHUFI64X2 $0, Z0, Z0, Z0; \
+	LOADKEYS(keys); \
+	MOVQ $1, R8; \
+	MOVQ $1, CX; \
+	JMP  sectorz0; \
+done: \
 	VZEROALL; \
 	VMOVDQU64 Z0, 0(SP); \
 	VMOVDQU64 Z0, 64(SP); \
