@@ -4,4 +4,47 @@
 //
 // The package knows nothing about encryption; pkg/volume is one Backend, a
 // plain file another.
+//
+// # What a client can negotiate
+//
+// Options: NBD_OPT_EXPORT_NAME, NBD_OPT_ABORT, NBD_OPT_LIST,
+// NBD_OPT_STARTTLS, NBD_OPT_INFO and NBD_OPT_GO (with NBD_INFO_EXPORT,
+// NBD_INFO_NAME, NBD_INFO_DESCRIPTION, NBD_INFO_BLOCK_SIZE),
+// NBD_OPT_STRUCTURED_REPLY, NBD_OPT_LIST_META_CONTEXT and
+// NBD_OPT_SET_META_CONTEXT (base:allocation). Oldstyle and non-fixed
+// newstyle clients are refused.
+//
+// Commands: NBD_CMD_READ, WRITE, DISC, FLUSH, TRIM, CACHE, WRITE_ZEROES
+// (NO_HOLE, FAST_ZERO) and BLOCK_STATUS (REQ_ONE), with FUA and DF; simple
+// replies, or structured replies when negotiated. The transmission flags
+// follow the Backend's Info; a read-only export advertises no writing.
+//
+// # Concurrency, ordering and durability
+//
+// A connection's requests run concurrently and are answered as they
+// complete. A reply is sent only after the Backend call returned, so a
+// Backend whose Flush makes every completed write durable (whichever
+// connection it came through) gives the spec's NBD_CMD_FLUSH semantics,
+// and with Info.CanMultiConn makes multi-connection clients safe. FUA is
+// passed to the Backend, which must not return before the data is durable.
+// Memory is bounded per connection (Server.MaxInFlightBytes and
+// MaxInFlightRequests): past the bound the server stops reading.
+//
+// # Security
+//
+// NBD has no authentication of its own. Serve unix sockets (ListenUnix
+// creates them 0600, or 0660 for one group) to local clients, and TCP only
+// with TLS (Server.TLS from TLSConfig, TLS 1.3) and RequireTLS, with a
+// client CA for mutual TLS when only known clients may connect.
+//
+// # Use
+//
+//	l, err := nbd.ListenUnix(ctx, "/run/encblk/nbd.sock", -1)
+//	...
+//	srv := &nbd.Server{Exports: nbd.StaticExports{"": backend}, Logger: logger}
+//	err = srv.Serve(ctx, l) // until ctx is cancelled: ErrServerClosed
+//
+// Errors a Backend returns choose the NBD error by the syscall.Errno they
+// wrap (see Backend); the debug log names every option and command as the
+// specification does.
 package nbd

@@ -4,6 +4,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"syscall"
 	"testing"
 )
 
@@ -13,12 +14,22 @@ func TestSystemdListeners(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	f, err := l.(*net.TCPListener).File() // a dup: the "passed" fd
+	// The "passed" socket: a raw dup, owned by systemdListeners once it
+	// accepts it (an *os.File here would close it again when collected).
+	rc, err := l.(*net.TCPListener).SyscallConn()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	fd := int(f.Fd())
+	fd := -1
+	if err := rc.Control(func(s uintptr) { fd, err = syscall.Dup(int(s)) }); err != nil || fd < 0 {
+		t.Fatal(err)
+	}
+	consumed := false
+	defer func() {
+		if !consumed {
+			syscall.Close(fd)
+		}
+	}()
 	pid := os.Getpid()
 
 	for _, tc := range []struct {
@@ -42,6 +53,9 @@ func TestSystemdListeners(t *testing.T) {
 				func(k string) error { delete(env, k); return nil }, pid, fd)
 			if (err != nil) != tc.wantErr || len(ls) != tc.want {
 				t.Fatalf("got %d listeners, err %v", len(ls), err)
+			}
+			if len(ls) > 0 {
+				consumed = true
 			}
 			if tc.unsetAll && len(env) != 0 {
 				t.Errorf("environment left: %v", env)
