@@ -86,6 +86,34 @@ short: \
 	VPXOR   t, y, y; \
 	VMOVDQU y, (32*i)(DI)
 
+// FILLTWEAKS2(k) starts a batch of k = min(R10, 32) sectors: it writes
+// their plaintext tweaks (R14, R14+DX, ... as 16-byte little-endian blocks)
+// to the frame two at a time with 32-byte stores, which the 32-byte loads
+// of the tweak encryption can take straight from the store buffer. R14
+// moves past the batch. Clobbers BX, CX, Y1, Y2.
+#define FILLTWEAKS2(k) \
+	MOVQ    R10, k; \
+	MOVQ    $32, CX; \
+	CMPQ    k, CX; \
+	CMOVQHI CX, k; \
+	MOVQ    k, CX; \
+	LEAQ    0(SP), BX; \
+fill2: \
+	VMOVQ      R14, X1; \
+	ADDQ       DX, R14; \
+	VMOVQ      R14, X2; \
+	ADDQ       DX, R14; \
+	VINSERTI128 $1, X2, Y1, Y1; \
+	VMOVDQU    Y1, (BX); \
+	ADDQ       $32, BX; \
+	SUBQ       $2, CX; \
+	JG         fill2; \
+	MOVQ    k, CX; \
+	ANDQ    $1, CX; \
+	JZ      fill2done; \
+	SUBQ    DX, R14; \
+fill2done:
+
 #define XTS_AVX2(keys, op, last) \
 	MOVQ ks+0(FP), AX; \
 	MOVQ dst+8(FP), DI; \
@@ -99,8 +127,10 @@ short: \
 	SHLQ $4, R8; \
 	VBROADCASTI128 gfpoly2<>(SB), Y9; \
 batch: \
-	FILLTWEAKS(R11, 0); \
 	VBROADCASTI128 KS_TWEAK(AX)(R8*1), Y13; \
+	CMPQ R10, $1; \
+	JEQ  single; \
+	FILLTWEAKS2(R11); \
 	LEAQ 0(SP), BX; \
 	MOVQ R11, CX; \
 tweak8: \
@@ -138,6 +168,7 @@ tweaksdone: \
 	MOVQ R11, CX; \
 sector: \
 	VBROADCASTI128 (R9), Y10; \
+sectory10: \
 	INITTW2(Y4, 0); \
 	INITTW2(Y5, 1); \
 	INITTW2(Y6, 2); \
@@ -166,6 +197,17 @@ blocks: \
 	JNZ  sector; \
 	SUBQ R11, R10; \
 	JNZ  batch; \
+	JMP  done; \
+single: \
+	VMOVQ  R14, X0; \
+	VPXOR  Y13, Y0, Y0; \
+	ROUNDS1Y(VAESENC, VAESENCLAST, KS_TWEAK, singleshort); \
+	VPERMQ $0x44, Y0, Y10; \
+	VBROADCASTI128 keys(AX)(R8*1), Y13; \
+	MOVQ   $1, R11; \
+	MOVQ   $1, CX; \
+	JMP    sectory10; \
+done: \
 	VZEROALL; \
 	WIPETWEAKS(Y0, 0); \
 	RET
