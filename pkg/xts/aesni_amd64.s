@@ -141,6 +141,8 @@ short: \
 	SUBQ KS_ROUNDS(AX), R8; \
 	SHLQ $4, R8; \
 batch: \
+	CMPQ R10, $1; \
+	JEQ  single; \
 	FILLTWEAKS(R11, 0); \
 	LEAQ 0(SP), BX; \
 	MOVQ R11, CX; \
@@ -158,6 +160,7 @@ tweak1: \
 	LEAQ keys(AX), BX; \
 sector: \
 	MOVOU (R9), X8; \
+sectorx8: \
 	MOVOU gfmask<>(SB), X1; \
 	MULX2(X8, X9); \
 	MULX2(X9, X10); \
@@ -205,6 +208,18 @@ sectordone: \
 	JNZ  sector; \
 	SUBQ R11, R10; \
 	JNZ  batch; \
+	JMP  done; \
+single: \
+	MOVQ  R14, X0; \
+	MOVOU KS_TWEAK(AX)(R8*1), X8; \
+	PXOR  X8, X0; \
+	ROUNDS1(AESENC, AESENCLAST, KS_TWEAK, singleshort); \
+	MOVOU X0, X8; \
+	MOVQ  $1, R11; \
+	MOVQ  $1, CX; \
+	LEAQ  keys(AX), BX; \
+	JMP   sectorx8; \
+done: \
 	PXOR X0, X0; \
 	PXOR X1, X1; \
 	PXOR X2, X2; \

@@ -1,6 +1,8 @@
 // FILLTWEAKS(k, off) starts a batch: k = min(R10, 32) sectors, whose
 // plaintext tweaks (R14, R14+DX, ... as 16-byte little-endian blocks) it
-// writes to the frame at off(SP). R14 moves past the batch. Clobbers BX, CX.
+// writes to the frame at off(SP), each with one 16-byte store that the
+// 16-byte loads of the tweak encryption can forward from. R14 moves past
+// the batch. Clobbers BX, CX, X1.
 #define FILLTWEAKS(k, off) \
 	MOVQ    R10, k; \
 	MOVQ    $32, CX; \
@@ -9,12 +11,12 @@
 	MOVQ    k, CX; \
 	LEAQ    off(SP), BX; \
 fill: \
-	MOVQ R14, 0(BX); \
-	MOVQ $0, 8(BX); \
-	ADDQ DX, R14; \
-	ADDQ $16, BX; \
-	DECQ CX; \
-	JNZ  fill
+	MOVQ  R14, X1; \
+	MOVOU X1, 0(BX); \
+	ADDQ  DX, R14; \
+	ADDQ  $16, BX; \
+	DECQ  CX; \
+	JNZ   fill
 
 // Wipe the 512-byte tweak buffer at off(SP) with the zero register z.
 #define WIPETWEAKS(z, off) \
