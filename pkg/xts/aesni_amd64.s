@@ -1,11 +1,11 @@
 #include "textflag.h"
 #include "schedule_amd64.h"
-#include "batch_amd64.h"
 
 // XTS with AES-NI on xmm registers, eight blocks in flight. Needs only
 // SSE2, AES-NI and PCLMULQDQ.
 //
-// Sectors go in batches of up to 32 (see FILLTWEAKS), tweaks in the frame.
+// Sectors go in batches of up to 32 (see FILLTWEAKS), tweaks in the frame;
+// a single sector keeps its tweak in registers.
 //
 // Registers: AX schedule, BX the data schedule, SI src, DI dst, R9 the
 // sector's tweak, R10 sectors left, R11 sectors in the batch, R8
@@ -125,6 +125,26 @@ short: \
 #define STOREX(i, x, t) \
 	PXOR  t, x; \
 	MOVOU x, (16*i)(DI)
+
+// FILLTWEAKS(k, off) starts a batch: k = min(R10, 32) sectors, whose
+// plaintext tweaks (R14, R14+DX, ... as 16-byte little-endian blocks) it
+// writes to the frame at off(SP), each with one 16-byte store that the
+// 16-byte loads of the tweak encryption can forward from. R14 moves past
+// the batch. Clobbers BX, CX, X1.
+#define FILLTWEAKS(k, off) \
+	MOVQ    R10, k; \
+	MOVQ    $32, CX; \
+	CMPQ    k, CX; \
+	CMOVQHI CX, k; \
+	MOVQ    k, CX; \
+	LEAQ    off(SP), BX; \
+fill: \
+	MOVQ  R14, X1; \
+	MOVOU X1, 0(BX); \
+	ADDQ  DX, R14; \
+	ADDQ  $16, BX; \
+	DECQ  CX; \
+	JNZ   fill
 
 // The body of encryptAESNI and decryptAESNI: first the tweaks are
 // encrypted in place with the tweak key, then each sector is processed

@@ -1,12 +1,12 @@
 #include "textflag.h"
 #include "schedule_amd64.h"
-#include "batch_amd64.h"
 
 // XTS with VAES on ymm registers (AVX2, no AVX-512): eight blocks in flight,
 // two per register, tweaks moved on by x^8 with byte shifts and one
 // carry-less multiplication per register.
 //
-// Sectors go in batches of up to 32 (see FILLTWEAKS), tweaks in the frame.
+// Sectors go in batches of up to 32 (see FILLTWEAKS2), tweaks in the frame;
+// a single sector keeps its tweak in registers.
 //
 // Registers: AX schedule, SI src, DI dst, R9 the sector's tweak, R10
 // sectors left, R11 sectors in the batch, R8 16*(14-rounds), R12 sector
@@ -85,6 +85,25 @@ short: \
 #define STOREY(i, y, t) \
 	VPXOR   t, y, y; \
 	VMOVDQU y, (32*i)(DI)
+
+// Wipe the 512-byte tweak buffer at off(SP) with the zero register z.
+#define WIPETWEAKS(z, off) \
+	VMOVDQU z, (off+0)(SP); \
+	VMOVDQU z, (off+32)(SP); \
+	VMOVDQU z, (off+64)(SP); \
+	VMOVDQU z, (off+96)(SP); \
+	VMOVDQU z, (off+128)(SP); \
+	VMOVDQU z, (off+160)(SP); \
+	VMOVDQU z, (off+192)(SP); \
+	VMOVDQU z, (off+224)(SP); \
+	VMOVDQU z, (off+256)(SP); \
+	VMOVDQU z, (off+288)(SP); \
+	VMOVDQU z, (off+320)(SP); \
+	VMOVDQU z, (off+352)(SP); \
+	VMOVDQU z, (off+384)(SP); \
+	VMOVDQU z, (off+416)(SP); \
+	VMOVDQU z, (off+448)(SP); \
+	VMOVDQU z, (off+480)(SP)
 
 // FILLTWEAKS2(k) starts a batch of k = min(R10, 32) sectors: it writes
 // their plaintext tweaks (R14, R14+DX, ... as 16-byte little-endian blocks)

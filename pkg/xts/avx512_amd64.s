@@ -7,13 +7,14 @@
 // register of four consecutive tweaks moves on by x^32 with byte shifts and
 // one carry-less multiplication instead of 32 sequential doublings.
 //
-// Sectors go in batches of up to 32: their tweaks are written to the
-// 512-byte frame, encrypted together with the tweak key, then the sectors.
+// Sectors go in batches of up to 32 (see FILLTWEAKS4): their tweaks are
+// written to the 512-byte frame, encrypted together with the tweak key, then
+// the sectors run; a single sector keeps its tweak in registers.
 //
 // Registers: AX schedule, SI src, DI dst, R8 sectors in the batch, R9 the
 // sector's tweak, R10 sectors left, R11 rounds, R12 sector size, R13 bytes
-// left in the sector, R14 next sector number, DX step, BX/CX counters; Z0-Z7 blocks,
-// Z8-Z15 tweaks, Z16-Z29 round keys 1..14 of the right-aligned schedule
+// left in the sector, R14 next sector number, DX step, BX/CX counters;
+// Z0-Z7 blocks, Z8-Z15 tweaks, Z16-Z29 round keys 1..14 of the right-aligned schedule
 // (AES-128 uses Z20-Z29), Z30 the reduction polynomial, Z31 scratch. Round
 // key 0 is read from memory, replicated to 64 bytes.
 
