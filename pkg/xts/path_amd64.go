@@ -2,6 +2,7 @@ package xts
 
 import (
 	"math/bits"
+	"runtime"
 
 	"golang.org/x/sys/cpu"
 )
@@ -64,6 +65,9 @@ func (c *Cipher) cryptAsm(dst, src []byte, sectorSize int, tweak, step uint64, e
 		dst, src = dst[m:], src[m:]
 		tweak += uint64(n) * step
 	}
+	// The schedule is not Go memory: keep c, whose cleanup unmaps it,
+	// reachable until the assembly is done with it.
+	runtime.KeepAlive(c)
 }
 
 // The kernels process n > 0 sectors of sectorSize bytes (a multiple of

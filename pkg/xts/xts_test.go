@@ -241,3 +241,40 @@ func TestPaths(t *testing.T) {
 	}
 	t.Logf("paths on this CPU: %v", paths)
 }
+
+// TestConcurrent uses one Cipher from several goroutines at once.
+func TestConcurrent(t *testing.T) {
+	forEachPath(t, func(t *testing.T, p path) {
+		r := rand.New(rand.NewPCG(6, uint64(p)))
+		key := randBytes(r, 64)
+		c := mustNew(t, key, p)
+		srcs := make([][]byte, 4)
+		wants := make([][]byte, 4)
+		for i := range srcs {
+			srcs[i] = randBytes(r, 4096*9)
+			wants[i] = referenceEncrypt(t, key, srcs[i], 4096, uint64(i)<<20, 8)
+		}
+		errs := make(chan error, len(srcs))
+		for i := range srcs {
+			go func() {
+				got := make([]byte, len(srcs[i]))
+				for range 50 {
+					if err := c.EncryptSectors(got, srcs[i], 4096, uint64(i)<<20, 8); err != nil {
+						errs <- err
+						return
+					}
+					if !bytes.Equal(got, wants[i]) {
+						errs <- errors.New("concurrent ciphertext differs")
+						return
+					}
+				}
+				errs <- nil
+			}()
+		}
+		for range srcs {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+}
