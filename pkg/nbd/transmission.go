@@ -60,8 +60,9 @@ type transmission struct {
 	stopOnce sync.Once
 	shutdown atomic.Bool
 
-	hdr    [requestHeaderLen]byte
-	inline inlinePolicy
+	hdr      [requestHeaderLen]byte
+	inline   inlinePolicy
+	blocking bool // the socket is in blocking mode (see useBlockingIO)
 }
 
 func newTransmission(s *session, exp *export) *transmission {
@@ -96,6 +97,7 @@ var errDisconnect = errors.New("nbd: client disconnected")
 func (t *transmission) run(ctx context.Context, grace time.Duration) error {
 	t.ctx, t.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	defer t.cancel()
+	t.blocking = useBlockingIO(t.conn)
 	var hard *time.Timer
 	var hardMu sync.Mutex
 	stopWatch := context.AfterFunc(ctx, func() {
@@ -104,9 +106,9 @@ func (t *transmission) run(ctx context.Context, grace time.Duration) error {
 		t.shutdown.Store(true)
 		t.cancel()
 		t.closeStop()
-		_ = t.conn.SetReadDeadline(time.Now())
+		stopRead(t.conn, t.blocking)
 		hardMu.Lock()
-		hard = time.AfterFunc(grace, func() { _ = t.conn.Close() })
+		hard = time.AfterFunc(grace, func() { abort(t.conn, t.blocking) })
 		hardMu.Unlock()
 	})
 	defer func() {
@@ -442,7 +444,7 @@ func (t *transmission) send(batch []*request) {
 			// Nothing more can reach the client: stop everything.
 			t.cancel()
 			t.closeStop()
-			_ = t.conn.Close()
+			abort(t.conn, t.blocking)
 		}
 		clear(t.vec[:cap(t.vec)])
 	}
