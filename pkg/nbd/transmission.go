@@ -20,10 +20,11 @@ import (
 //     (a burst of headers costs one read), validates them, takes the
 //     request's payload bytes from the connection's budget (waiting when
 //     the client is too far ahead: backpressure), reads WRITE payloads
-//     straight into a pooled buffer and hands the request to a goroutine of
-//     its own; the budget bounds how many run at once. A small request that
-//     is the last one buffered it runs itself while such requests are quick
-//     (see inlinePolicy);
+//     straight into a pooled buffer and hands the request to an idle worker
+//     goroutine (up to maxWorkers per connection, kept for the connection's
+//     life); the budget bounds how many requests are in flight. A small
+//     request that is the last one buffered it runs itself while such
+//     requests are quick (see inlinePolicy);
 //   - handlers call the Backend concurrently and queue their reply; replies
 //     go out in completion order, not request order, each batch of ready
 //     replies with one writev, written by whichever handler finds the
@@ -31,7 +32,7 @@ import (
 //     sits between a completion and its reply.
 //
 // No lock is held across I/O; the only shared state on the hot path is the
-// reply channel and the budget's mutex.
+// work channel, the reply queue's mutex and the budget's mutex.
 type transmission struct {
 	conn       net.Conn
 	br         *bufio.Reader
@@ -60,9 +61,12 @@ type transmission struct {
 	stopOnce sync.Once
 	shutdown atomic.Bool
 
-	hdr      [requestHeaderLen]byte
-	inline   inlinePolicy
-	blocking bool // the socket is in blocking mode (see useBlockingIO)
+	work     chan *request // to idle workers
+	workers  sync.WaitGroup
+	nworkers int // started; reader only
+
+	hdr    [requestHeaderLen]byte
+	inline inlinePolicy
 }
 
 func newTransmission(s *session, exp *export) *transmission {
@@ -79,6 +83,7 @@ func newTransmission(s *session, exp *export) *transmission {
 		pending:    make([]*request, 0, maxReqs),
 		spare:      make([]*request, 0, maxReqs),
 		stop:       make(chan struct{}),
+		work:       make(chan *request),
 	}
 }
 
@@ -97,7 +102,6 @@ var errDisconnect = errors.New("nbd: client disconnected")
 func (t *transmission) run(ctx context.Context, grace time.Duration) error {
 	t.ctx, t.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	defer t.cancel()
-	t.blocking = useBlockingIO(t.conn)
 	var hard *time.Timer
 	var hardMu sync.Mutex
 	stopWatch := context.AfterFunc(ctx, func() {
@@ -106,9 +110,9 @@ func (t *transmission) run(ctx context.Context, grace time.Duration) error {
 		t.shutdown.Store(true)
 		t.cancel()
 		t.closeStop()
-		stopRead(t.conn, t.blocking)
+		_ = t.conn.SetReadDeadline(time.Now())
 		hardMu.Lock()
-		hard = time.AfterFunc(grace, func() { abort(t.conn, t.blocking) })
+		hard = time.AfterFunc(grace, func() { _ = t.conn.Close() })
 		hardMu.Unlock()
 	})
 	defer func() {
@@ -131,6 +135,8 @@ func (t *transmission) run(ctx context.Context, grace time.Duration) error {
 		t.cancel()
 	}
 	t.inflight.Wait()
+	close(t.work)
+	t.workers.Wait()
 	if clean && t.exp.info.CanFlush && !t.exp.info.ReadOnly {
 		// Graceful end: make what was acknowledged durable before closing.
 		if ferr := t.exp.backend.Flush(context.WithoutCancel(ctx)); ferr != nil {
@@ -225,8 +231,39 @@ func (t *transmission) readLoop() error {
 			t.handle(r)
 			t.inline.record(time.Since(start))
 		} else {
-			go t.handle(r)
+			t.dispatch(r)
 		}
+	}
+}
+
+// maxWorkers bounds the handler goroutines of one connection: enough for
+// deep queues on real disks (nbdkit runs 16 threads per connection).
+const maxWorkers = 64
+
+// dispatch hands a request to an idle worker, starting one if none is idle
+// and there are fewer than maxWorkers, else waiting for one. Workers live
+// as long as the connection, so their stacks stay grown and a request
+// costs no goroutine creation.
+func (t *transmission) dispatch(r *request) {
+	select {
+	case t.work <- r:
+		return
+	default:
+	}
+	if t.nworkers < maxWorkers {
+		t.nworkers++
+		t.workers.Add(1)
+		go t.worker(r)
+		return
+	}
+	t.work <- r
+}
+
+func (t *transmission) worker(r *request) {
+	defer t.workers.Done()
+	t.handle(r)
+	for r := range t.work {
+		t.handle(r)
 	}
 }
 
@@ -444,7 +481,7 @@ func (t *transmission) send(batch []*request) {
 			// Nothing more can reach the client: stop everything.
 			t.cancel()
 			t.closeStop()
-			abort(t.conn, t.blocking)
+			_ = t.conn.Close()
 		}
 		clear(t.vec[:cap(t.vec)])
 	}
