@@ -167,6 +167,9 @@ func createKEK(ctx context.Context, c *Client, log *slog.Logger) (string, error)
 // wrapping ErrStillLocked that names, per token, the server and what it
 // answered; Unlock instead goes on to the volume's other KMIP keyslots.
 func (k *KEK) Unwrap(ctx context.Context, ks *keyring.Keyslot) (*secmem.Buffer, error) {
+	if ks == nil {
+		return nil, errors.New("kmip: a KMIP KEK has no secret of its own; it opens keyslots through their tokens (use KEK.Secret)")
+	}
 	var errs []error
 	for _, t := range ks.Tokens {
 		if t.Type != TokenType {
@@ -244,15 +247,35 @@ func HasTokens(kr *keyring.Keyring) bool {
 // keyring.ErrNoMatchingKeyslot, since the key is not wrong, only withheld.
 // A volume without KMIP keyslots gives keyring.ErrNoMatchingKeyslot.
 func (k *KEK) Unlock(ctx context.Context, kr *keyring.Keyring) (int, *secmem.Buffer, error) {
+	return k.eachSlot(ctx, kr, func(ks keyring.Keyslot) (*secmem.Buffer, error) {
+		return kr.UnlockKeyslot(ctx, k, ks.ID)
+	})
+}
+
+// Secret is Unlock that stops short of opening the keyslot: it returns the
+// first KMIP keyslot whose server released its secret, and that secret
+// (the keyslot's passphrase, in protected memory; the caller destroys
+// it), for a process that opens the keyslot itself, such as encblk's
+// daemon. The secret is not checked against the keyslot here.
+func (k *KEK) Secret(ctx context.Context, kr *keyring.Keyring) (int, *secmem.Buffer, error) {
+	return k.eachSlot(ctx, kr, func(ks keyring.Keyslot) (*secmem.Buffer, error) {
+		return k.Unwrap(ctx, &ks)
+	})
+}
+
+// eachSlot runs try on kr's KMIP keyslots in the keyring's order
+// (preferred first, "ignore" never) until one succeeds, and otherwise
+// joins their failures into one error wrapping ErrStillLocked.
+func (k *KEK) eachSlot(ctx context.Context, kr *keyring.Keyring, try func(keyring.Keyslot) (*secmem.Buffer, error)) (int, *secmem.Buffer, error) {
 	slots := slices.DeleteFunc(kr.Keyslots(), func(ks keyring.Keyslot) bool {
 		return ks.Priority == 0 || !slices.ContainsFunc(ks.Tokens, func(t keyring.Token) bool { return t.Type == TokenType })
 	})
 	slices.SortStableFunc(slots, func(a, b keyring.Keyslot) int { return b.Priority - a.Priority })
 	var errs []error
 	for _, ks := range slots {
-		dek, err := kr.UnlockKeyslot(ctx, k, ks.ID)
+		buf, err := try(ks)
 		if err == nil {
-			return ks.ID, dek, nil
+			return ks.ID, buf, nil
 		}
 		var le *lockedError
 		if errors.As(err, &le) {

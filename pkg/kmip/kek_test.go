@@ -181,6 +181,31 @@ func TestKEK(t *testing.T) {
 		if got != slot || !bytes.Equal(dek, wantDEK) {
 			t.Fatalf("unlocked keyslot %d (want %d), DEK match %v", got, slot, bytes.Equal(dek, wantDEK))
 		}
+		// Secret hands out the keyslot's passphrase, which opens it as a
+		// plain passphrase would; Unwrap without a keyslot refuses.
+		kr := openKeyring(t, path)
+		kek, _ := kmip.NewKEK(cfg, nil)
+		if _, err := kek.Unwrap(ctx, nil); err == nil {
+			t.Fatal("Unwrap(nil) succeeded")
+		}
+		sslot, secret, err := kek.Secret(ctx, kr)
+		if err != nil || sslot != slot {
+			t.Fatalf("Secret = keyslot %d, %v", sslot, err)
+		}
+		pass, err := keyring.NewPassphrase(bytes.Clone(secret.Bytes()))
+		secret.Destroy()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pass.Destroy()
+		pdek, err := kr.UnlockKeyslot(ctx, pass, slot)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pdek.Destroy()
+		if !bytes.Equal(pdek.Bytes(), wantDEK) {
+			t.Fatal("the released secret opens the keyslot to a different DEK")
+		}
 	})
 
 	t.Run("TamperedToken", func(t *testing.T) {
