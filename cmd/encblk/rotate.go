@@ -1,0 +1,102 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/encblk/encblk/internal/daemon"
+	"github.com/encblk/encblk/internal/secmem"
+	"github.com/encblk/encblk/pkg/keyring"
+)
+
+func init() { subcommands = append(subcommands, newRotateCmd) }
+
+func newRotateCmd(a *app) *cobra.Command {
+	var (
+		t        targetFlags
+		oldKEK   kekFlags
+		newKEK   kekFlags
+		kdf      kdfFlags
+		generate string
+	)
+	cmd := &cobra.Command{
+		Use:   "rotate TARGET",
+		Short: "Replace a KEK: new keyslot committed, old one wiped; data untouched",
+		Long: `Rotate replaces the KEK that opens TARGET: the old KEK (--key-file,
+--passphrase-file or the prompt) unwraps the data key, which is wrapped for the
+new KEK (--new-key-file, --new-passphrase-file, --generate-key-file PATH or the
+prompt) in a new keyslot; that is committed, then the old keyslot is wiped.
+The data key and the data do not change, so it takes the same time for any
+volume size. A served volume is rotated by its server while it keeps serving;
+otherwise the header is changed here.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			target := argOr(args, 0)
+			if generate != "" && newKEK.given() {
+				return withExit(exitUsage, errors.New("--generate-key-file excludes --new-key-file and --new-passphrase-file"))
+			}
+			params, err := kdf.params()
+			if err != nil {
+				return err
+			}
+			c, vol, err := t.client(ctx, target)
+			offline := errors.Is(err, daemon.ErrNotServed) && t.control == ""
+			if err != nil && !offline {
+				return err
+			}
+			if err := secmem.SetNonDumpable(); err != nil {
+				return err
+			}
+			old, err := oldKEK.read(cmd.InOrStdin(), cmd.ErrOrStderr(), false)
+			if err != nil {
+				return err
+			}
+			defer old.Destroy()
+			if generate != "" {
+				if err := generateKeyFile(generate); err != nil {
+					return err
+				}
+				newKEK.keyFile = generate
+			}
+			nk, err := newKEK.read(cmd.InOrStdin(), cmd.ErrOrStderr(), true)
+			if err != nil {
+				return err
+			}
+			defer nk.Destroy()
+
+			var oldSlot, newSlot int
+			if offline {
+				oldSlot, newSlot, err = daemon.RotateOffline(ctx, target, old, nk, &keyring.KeyslotOptions{KDF: params})
+			} else {
+				var oldSecret, newSecret []byte
+				if oldSecret, err = kekSecret(ctx, old); err != nil {
+					return err
+				}
+				defer secmem.Wipe(oldSecret)
+				if newSecret, err = kekSecret(ctx, nk); err != nil {
+					return err
+				}
+				defer secmem.Wipe(newSecret)
+				var res daemon.RotateResult
+				res, err = c.RotateKEK(ctx, vol, oldSecret, newSecret, &params)
+				oldSlot, newSlot = res.OldSlot, res.NewSlot
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "KEK rotated: keyslot %d replaced by keyslot %d\n", oldSlot, newSlot)
+			a.log.Debug("rotated", "old", oldSlot, "new", newSlot, "online", !offline)
+			return nil
+		},
+	}
+	fs := cmd.Flags()
+	t.register(fs)
+	oldKEK.register(fs, "")
+	newKEK.register(fs, "new-")
+	kdf.register(fs)
+	fs.StringVar(&generate, "generate-key-file", "", "the new KEK is a new random key file written to PATH (mode 0600; must not exist)")
+	return cmd
+}

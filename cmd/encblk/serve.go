@@ -1,0 +1,209 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/encblk/encblk/internal/daemon"
+	"github.com/encblk/encblk/internal/secmem"
+	"github.com/encblk/encblk/pkg/keyring"
+	"github.com/encblk/encblk/pkg/nbd"
+	"github.com/encblk/encblk/pkg/volume"
+)
+
+func init() { subcommands = append(subcommands, newServeCmd) }
+
+// serveFlags are the flags of `encblk serve`.
+type serveFlags struct {
+	listen      []string
+	exports     []string
+	readOnly    bool
+	locked      bool
+	lockMode    string
+	lockTimeout time.Duration
+	control     []string
+	plain       bool
+	direct      bool
+	tlsCert     string
+	tlsKey      string
+	tlsClientCA string
+	tlsRequire  bool
+	kek         kekFlags
+}
+
+func newServeCmd(a *app) *cobra.Command {
+	var f serveFlags
+	cmd := &cobra.Command{
+		Use:   "serve BACKING...",
+		Short: "Serve encrypted volumes over NBD until SIGTERM or SIGINT",
+		Long: `Serve opens each BACKING (a LUKS2 file or block device, locked with flock
+against a second server), unlocks it with the KEK given by --key-file or
+--passphrase-file (without one it starts locked: clients may connect, their
+I/O waits for "encblk unlock") and serves it over NBD as the export named by
+the matching --export (default: the default export "" for one backing, the
+file name for several).
+
+A control socket (mode 0600) answers "encblk status|lock|unlock|rotate";
+those commands find it from the backing's path, or take --control.
+
+--plain serves a backing unencrypted, for benchmarks and tests; it refuses
+a backing that carries a LUKS header.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runServe(cmd, a, &f, args)
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringArrayVar(&f.listen, "listen", nil, "NBD socket: unix:PATH or tcp:HOST:PORT (repeatable; default: a unix socket in the runtime dir, or systemd's sockets)")
+	fs.StringArrayVar(&f.exports, "export", nil, "export name of the matching BACKING (repeatable)")
+	fs.BoolVar(&f.readOnly, "read-only", false, "export read-only")
+	fs.BoolVar(&f.locked, "locked", false, "start locked (the default without --key-file or --passphrase-file)")
+	fs.StringVar(&f.lockMode, "lock-mode", "wait", "I/O while locked: wait (for unlock, up to --lock-timeout) or fail (EIO at once)")
+	fs.DurationVar(&f.lockTimeout, "lock-timeout", 0, "with --lock-mode wait: fail I/O with EIO after waiting this long (0: wait until unlocked or the client goes)")
+	fs.StringArrayVar(&f.control, "control", nil, "also answer the control API on this unix socket (repeatable)")
+	fs.BoolVar(&f.plain, "plain", false, "serve the backing unencrypted (benchmarks and tests; refuses LUKS backings)")
+	fs.BoolVar(&f.direct, "direct", false, "use O_DIRECT on the backing for aligned requests")
+	fs.StringVar(&f.tlsCert, "tls-cert", "", "TLS certificate (PEM) for NBD STARTTLS (TLS 1.3)")
+	fs.StringVar(&f.tlsKey, "tls-key", "", "TLS private key (PEM)")
+	fs.StringVar(&f.tlsClientCA, "tls-client-ca", "", "require client certificates signed by this CA (PEM): mutual TLS")
+	fs.BoolVar(&f.tlsRequire, "tls-require", false, "refuse clients that do not start TLS")
+	f.kek.register(fs, "")
+	return cmd
+}
+
+func runServe(cmd *cobra.Command, a *app, f *serveFlags, args []string) error {
+	mode, err := volume.ParseLockMode(f.lockMode)
+	if err != nil {
+		return withExit(exitUsage, err)
+	}
+	if f.locked && f.kek.given() {
+		return withExit(exitUsage, errors.New("--locked excludes --key-file, --passphrase-file and --kmip"))
+	}
+	if len(f.exports) > len(args) {
+		return withExit(exitUsage, fmt.Errorf("%d --export names for %d backings", len(f.exports), len(args)))
+	}
+	if f.lockTimeout < 0 {
+		return withExit(exitUsage, errors.New("--lock-timeout must not be negative"))
+	}
+	tlsCfg, err := serveTLS(f)
+	if err != nil {
+		return err
+	}
+	if err := secmem.SetNonDumpable(); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	var key kek
+	if f.kek.given() && !f.plain {
+		if key, err = f.kek.read(cmd.InOrStdin(), cmd.ErrOrStderr(), false); err != nil {
+			return err
+		}
+		defer key.Destroy()
+	}
+	var vols []*daemon.Volume
+	closeAll := func() {
+		for _, v := range vols {
+			v.Close()
+		}
+	}
+	for i, path := range args {
+		spec := daemon.VolumeSpec{Backing: path, ReadOnly: f.readOnly, Plain: f.plain, Direct: f.direct,
+			LockMode: mode, LockTimeout: f.lockTimeout}
+		switch {
+		case i < len(f.exports):
+			spec.Export = f.exports[i]
+		case len(args) > 1:
+			spec.Export = filepath.Base(path)
+		}
+		var id keyring.Identity
+		if key != nil {
+			id = key
+		}
+		v, err := daemon.OpenVolume(ctx, spec, id)
+		if err != nil {
+			closeAll()
+			return err
+		}
+		vols = append(vols, v)
+	}
+	listeners, err := serveListeners(ctx, a, f, args[0])
+	if err != nil {
+		closeAll()
+		return err
+	}
+	d, err := daemon.New(daemon.Config{Volumes: vols, Listeners: listeners, ControlPaths: f.control,
+		TLS: tlsCfg, RequireTLS: f.tlsRequire, Logger: a.log})
+	if err != nil {
+		closeAll()
+		return withExit(exitUsage, err)
+	}
+	return d.Run(ctx)
+}
+
+// serveListeners opens the NBD sockets: --listen, systemd's, or a unix
+// socket in the runtime dir.
+func serveListeners(ctx context.Context, a *app, f *serveFlags, first string) ([]net.Listener, error) {
+	ls, err := nbd.SystemdListeners()
+	if err != nil {
+		return nil, err
+	}
+	specs := f.listen
+	if len(specs) == 0 && len(ls) == 0 {
+		id, err := daemon.VolumeID(first)
+		if err != nil {
+			return nil, err
+		}
+		if err := os.MkdirAll(daemon.RuntimeDir(), 0o700); err != nil {
+			return nil, err
+		}
+		specs = []string{"unix:" + filepath.Join(daemon.RuntimeDir(), id+".nbd")}
+	}
+	for _, s := range specs {
+		var l net.Listener
+		switch {
+		case strings.HasPrefix(s, "unix:"):
+			l, err = nbd.ListenUnix(ctx, strings.TrimPrefix(s, "unix:"), -1)
+		case strings.HasPrefix(s, "tcp:"):
+			if f.tlsCert == "" {
+				a.log.Warn("serving NBD over TCP without TLS: anyone who can reach the port can read and write the volume", "listen", s)
+			}
+			l, err = nbd.ListenTCP(ctx, strings.TrimPrefix(s, "tcp:"))
+		default:
+			err = withExit(exitUsage, fmt.Errorf("--listen %q: want unix:PATH or tcp:HOST:PORT", s))
+		}
+		if err != nil {
+			for _, l := range ls {
+				l.Close()
+			}
+			return nil, err
+		}
+		ls = append(ls, l)
+	}
+	return ls, nil
+}
+
+func serveTLS(f *serveFlags) (*tls.Config, error) {
+	if f.tlsCert == "" && f.tlsKey == "" {
+		if f.tlsRequire || f.tlsClientCA != "" {
+			return nil, withExit(exitUsage, errors.New("--tls-require and --tls-client-ca need --tls-cert and --tls-key"))
+		}
+		return nil, nil
+	}
+	if f.tlsCert == "" || f.tlsKey == "" {
+		return nil, withExit(exitUsage, errors.New("--tls-cert and --tls-key go together"))
+	}
+	return nbd.TLSConfig(f.tlsCert, f.tlsKey, f.tlsClientCA)
+}

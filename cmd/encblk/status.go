@@ -1,0 +1,121 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/encblk/encblk/internal/daemon"
+)
+
+func init() { subcommands = append(subcommands, newStatusCmd) }
+
+func newStatusCmd(a *app) *cobra.Command {
+	var (
+		t      targetFlags
+		asJSON bool
+	)
+	cmd := &cobra.Command{
+		Use:   "status TARGET",
+		Short: "Show a volume's lock state, geometry, keyslots and I/O counters",
+		Long: `Status asks the server of TARGET (a backing path, or --control) for the
+volume's state, or, when no process serves it, reads its header.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			target := argOr(args, 0)
+			st := daemon.Status{Volumes: []daemon.VolumeStatus{}}
+			served := true
+			c, vol, err := t.client(cmd.Context(), target)
+			if err == nil {
+				st, err = c.Status(cmd.Context())
+			}
+			switch {
+			case errors.Is(err, daemon.ErrNotServed) && t.control == "":
+				served = false
+				vs, err := daemon.OfflineStatus(target)
+				if err != nil {
+					return err
+				}
+				st.Volumes = append(st.Volumes, vs)
+			case err != nil:
+				return err
+			case vol != "":
+				all := st.Volumes
+				st.Volumes = []daemon.VolumeStatus{}
+				for _, v := range all {
+					if v.ID == vol {
+						st.Volumes = append(st.Volumes, v)
+					}
+				}
+				if len(st.Volumes) == 0 {
+					return fmt.Errorf("%s: %w", target, daemon.ErrNoVolume)
+				}
+			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(st)
+			}
+			printStatus(out, st, served)
+			return nil
+		},
+	}
+	t.register(cmd.Flags())
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func printStatus(out io.Writer, st daemon.Status, served bool) {
+	w := tabwriter.NewWriter(out, 0, 4, 1, ' ', 0)
+	defer w.Flush()
+	if served {
+		fmt.Fprintf(w, "server:\tpid %d, %d NBD connections\n", st.PID, st.Connections)
+	}
+	for i, v := range st.Volumes {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		fmt.Fprintf(w, "backing:\t%s\n", v.Backing)
+		if served {
+			fmt.Fprintf(w, "export:\t%q\n", v.Export)
+		}
+		fmt.Fprintf(w, "state:\t%s\n", v.State)
+		if v.State == "plain" {
+			fmt.Fprintf(w, "size:\t%d bytes\n", v.Size)
+			continue
+		}
+		if v.LockMode != "" {
+			fmt.Fprintf(w, "lock mode:\t%s\n", v.LockMode)
+		}
+		fmt.Fprintf(w, "uuid:\t%s\n", v.UUID)
+		fmt.Fprintf(w, "format:\tLUKS%d\n", v.LUKSVersion)
+		fmt.Fprintf(w, "cipher:\t%s, %d-bit key\n", v.Cipher, v.KeyBits)
+		fmt.Fprintf(w, "sector size:\t%d\n", v.SectorSize)
+		if v.Size > 0 {
+			fmt.Fprintf(w, "size:\t%d bytes\n", v.Size)
+		} else {
+			fmt.Fprintf(w, "size:\tto the end of the backing\n")
+		}
+		fmt.Fprintf(w, "data offset:\t%d\n", v.DataOffset)
+		fmt.Fprintf(w, "discards:\t%s\n", v.Discards)
+		for _, ks := range v.Keyslots {
+			fmt.Fprintf(w, "keyslot %d:\t%s\n", ks.ID, ks.KDF)
+		}
+		if v.LastRotation != nil {
+			fmt.Fprintf(w, "last KEK rotation:\t%s\n", v.LastRotation.Format(time.RFC3339))
+		} else {
+			fmt.Fprintf(w, "last KEK rotation:\tnever\n")
+		}
+		if served {
+			fmt.Fprintf(w, "bytes read:\t%d\n", v.BytesRead)
+			fmt.Fprintf(w, "bytes written:\t%d\n", v.BytesWritten)
+			fmt.Fprintf(w, "bytes discarded:\t%d\n", v.BytesDiscarded)
+		}
+	}
+}

@@ -1,0 +1,147 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"syscall"
+
+	"github.com/encblk/encblk/internal/secmem"
+	"github.com/encblk/encblk/pkg/keyring"
+)
+
+// Client talks to a Daemon's control socket.
+type Client struct {
+	path string
+	hc   *http.Client
+}
+
+// NewClient returns a client of the control socket at path.
+func NewClient(path string) *Client {
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		},
+		DisableKeepAlives: true,
+	}
+	return &Client{path: path, hc: &http.Client{Transport: tr}}
+}
+
+// ClientFor finds the server of the backing at path through its
+// well-known control socket. It fails with an error wrapping ErrNotServed
+// when no server answers there.
+func ClientFor(ctx context.Context, path string) (*Client, string, error) {
+	id, err := VolumeID(path)
+	if err != nil {
+		return nil, "", err
+	}
+	sock, err := ControlSocket(path)
+	if err != nil {
+		return nil, "", err
+	}
+	if _, err := os.Stat(sock); err != nil {
+		return nil, "", fmt.Errorf("%s: %w", path, ErrNotServed)
+	}
+	c := NewClient(sock)
+	if _, err := c.Status(ctx); err != nil {
+		return nil, "", err
+	}
+	return c, id, nil
+}
+
+// Status returns the server's status.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var st Status
+	err := c.do(ctx, http.MethodGet, "/v1/status", nil, &st)
+	return st, err
+}
+
+// Unlock unlocks volume (an ID or export name) with the KEK secret.
+func (c *Client) Unlock(ctx context.Context, volume string, secret []byte) error {
+	return c.do(ctx, http.MethodPost, "/v1/unlock", &KeyRequest{Volume: volume, Secret: secret}, nil)
+}
+
+// Lock locks volume.
+func (c *Client) Lock(ctx context.Context, volume string) error {
+	return c.do(ctx, http.MethodPost, "/v1/lock", &KeyRequest{Volume: volume}, nil)
+}
+
+// RotateKEK replaces the KEK old by new on volume.
+func (c *Client) RotateKEK(ctx context.Context, volume string, old, new []byte, kdf *keyring.KDFParams) (RotateResult, error) {
+	var res RotateResult
+	err := c.do(ctx, http.MethodPost, "/v1/rotate-kek", &KeyRequest{Volume: volume, Secret: old, NewSecret: new, KDF: kdf}, &res)
+	return res, err
+}
+
+// Keyslots lists volume's keyslots.
+func (c *Client) Keyslots(ctx context.Context, volume string) ([]KeyslotStatus, error) {
+	var res []KeyslotStatus
+	err := c.do(ctx, http.MethodGet, "/v1/keyslots?volume="+url.QueryEscape(volume), nil, &res)
+	return res, err
+}
+
+// AddKeyslot wraps volume's DEK (opened with old) for new in a new keyslot.
+func (c *Client) AddKeyslot(ctx context.Context, volume string, old, new []byte, kdf *keyring.KDFParams) (int, error) {
+	var res KeyslotResult
+	err := c.do(ctx, http.MethodPost, "/v1/keyslots", &KeyRequest{Volume: volume, Secret: old, NewSecret: new, KDF: kdf}, &res)
+	return res.Slot, err
+}
+
+// RemoveKeyslot destroys keyslot slot of volume.
+func (c *Client) RemoveKeyslot(ctx context.Context, volume string, slot int) error {
+	q := url.Values{"volume": {volume}, "slot": {strconv.Itoa(slot)}}
+	return c.do(ctx, http.MethodDelete, "/v1/keyslots?"+q.Encode(), nil, nil)
+}
+
+// do sends req (wiping its encoding afterwards: it may hold secrets) and
+// decodes the answer into res.
+func (c *Client) do(ctx context.Context, method, path string, req *KeyRequest, res any) error {
+	var body []byte
+	if req != nil {
+		var err error
+		if body, err = json.Marshal(req); err != nil {
+			return err
+		}
+		defer secmem.Wipe(body)
+	}
+	hreq, err := http.NewRequestWithContext(ctx, method, "http://encblk"+path, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	hreq.Header.Set("Content-Type", "application/json")
+	resp, err := c.hc.Do(hreq)
+	if err != nil {
+		if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT) {
+			return fmt.Errorf("control socket %s: %w", c.path, ErrNotServed)
+		}
+		return fmt.Errorf("control socket %s: %w", c.path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return fmt.Errorf("control socket %s: %w", c.path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var ae apiError
+		if json.Unmarshal(data, &ae) != nil || ae.Error == "" {
+			return fmt.Errorf("control socket %s: %s", c.path, resp.Status)
+		}
+		return fromAPI(ae)
+	}
+	if res == nil {
+		return nil
+	}
+	if err := json.Unmarshal(data, res); err != nil {
+		return fmt.Errorf("control socket %s: malformed answer: %w", c.path, err)
+	}
+	return nil
+}

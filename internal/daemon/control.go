@@ -1,0 +1,224 @@
+package daemon
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+
+	"github.com/encblk/encblk/internal/secmem"
+	"github.com/encblk/encblk/pkg/keyring"
+)
+
+// maxRequestBody bounds a control request: a key file of
+// keyring.MaxKeyFileLen bytes, twice, in base64, with room to spare.
+const maxRequestBody = 4*keyring.MaxKeyFileLen + 4096
+
+// KeyRequest is the body of the requests that name a volume and carry
+// KEKs. Secrets are the KEK's bytes (a key file's contents or a
+// passphrase), base64 in JSON; the server wipes its copies after use.
+type KeyRequest struct {
+	Volume    string             `json:"volume"`
+	Secret    []byte             `json:"secret,omitempty"`
+	NewSecret []byte             `json:"new_secret,omitempty"`
+	KDF       *keyring.KDFParams `json:"kdf,omitempty"`
+	Slot      *int               `json:"slot,omitempty"`
+}
+
+func (r *KeyRequest) wipe() {
+	secmem.Wipe(r.Secret)
+	secmem.Wipe(r.NewSecret)
+}
+
+// RotateResult is the answer of POST /v1/rotate-kek.
+type RotateResult struct {
+	OldSlot int `json:"old_slot"`
+	NewSlot int `json:"new_slot"`
+}
+
+// KeyslotResult is the answer of POST /v1/keyslots.
+type KeyslotResult struct {
+	Slot int `json:"slot"`
+}
+
+func (d *Daemon) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", d.handleStatus)
+	mux.HandleFunc("POST /v1/unlock", d.handleUnlock)
+	mux.HandleFunc("POST /v1/lock", d.handleLock)
+	mux.HandleFunc("POST /v1/rotate-kek", d.handleRotate)
+	mux.HandleFunc("GET /v1/keyslots", d.handleKeyslots)
+	mux.HandleFunc("POST /v1/keyslots", d.handleAddKeyslot)
+	mux.HandleFunc("DELETE /v1/keyslots", d.handleRemoveKeyslot)
+	return mux
+}
+
+func (d *Daemon) handleStatus(w http.ResponseWriter, r *http.Request) {
+	st := Status{PID: os.Getpid(), Connections: d.conns.Load(), Volumes: []VolumeStatus{}}
+	ref := r.URL.Query().Get("volume")
+	for _, v := range d.cfg.Volumes {
+		if ref == "" || ref == v.id || ref == v.spec.Export {
+			st.Volumes = append(st.Volumes, v.Status())
+		}
+	}
+	reply(w, st)
+}
+
+func (d *Daemon) handleUnlock(w http.ResponseWriter, r *http.Request) {
+	req, v, ok := d.keyRequest(w, r, true, false)
+	if !ok {
+		return
+	}
+	defer req.wipe()
+	kek, err := identity(req.Secret)
+	if err == nil {
+		defer kek.Destroy()
+		err = v.Unlock(r.Context(), kek)
+	}
+	d.done(w, "unlock", v, err, struct{}{})
+}
+
+func (d *Daemon) handleLock(w http.ResponseWriter, r *http.Request) {
+	_, v, ok := d.keyRequest(w, r, false, false)
+	if !ok {
+		return
+	}
+	d.done(w, "lock", v, v.Lock(r.Context()), struct{}{})
+}
+
+func (d *Daemon) handleRotate(w http.ResponseWriter, r *http.Request) {
+	req, v, ok := d.keyRequest(w, r, true, true)
+	if !ok {
+		return
+	}
+	defer req.wipe()
+	var res RotateResult
+	old, err := identity(req.Secret)
+	if err == nil {
+		defer old.Destroy()
+		var nk *keyring.KeyFile
+		if nk, err = identity(req.NewSecret); err == nil {
+			defer nk.Destroy()
+			res.OldSlot, res.NewSlot, err = v.RotateKEK(r.Context(), old, nk, req.keyslotOptions())
+		}
+	}
+	d.done(w, "rotate-kek", v, err, res)
+}
+
+func (d *Daemon) handleKeyslots(w http.ResponseWriter, r *http.Request) {
+	v, err := d.volume(r.URL.Query().Get("volume"))
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	reply(w, v.Status().Keyslots)
+}
+
+func (d *Daemon) handleAddKeyslot(w http.ResponseWriter, r *http.Request) {
+	req, v, ok := d.keyRequest(w, r, true, true)
+	if !ok {
+		return
+	}
+	defer req.wipe()
+	var res KeyslotResult
+	old, err := identity(req.Secret)
+	if err == nil {
+		defer old.Destroy()
+		var nk *keyring.KeyFile
+		if nk, err = identity(req.NewSecret); err == nil {
+			defer nk.Destroy()
+			res.Slot, err = v.AddKeyslot(r.Context(), old, nk, req.keyslotOptions())
+		}
+	}
+	d.done(w, "add-keyslot", v, err, res)
+}
+
+func (d *Daemon) handleRemoveKeyslot(w http.ResponseWriter, r *http.Request) {
+	v, err := d.volume(r.URL.Query().Get("volume"))
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	slot, err := strconv.Atoi(r.URL.Query().Get("slot"))
+	if err != nil {
+		fail(w, fmt.Errorf("%w: slot must be a number", ErrBadRequest))
+		return
+	}
+	d.done(w, "remove-keyslot", v, v.RemoveKeyslot(r.Context(), slot), struct{}{})
+}
+
+// keyRequest decodes a KeyRequest and finds its volume; on failure it has
+// replied.
+func (d *Daemon) keyRequest(w http.ResponseWriter, r *http.Request, secret, newSecret bool) (*KeyRequest, *Volume, bool) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRequestBody))
+	defer secmem.Wipe(body)
+	if err != nil {
+		fail(w, fmt.Errorf("%w: reading the body: %v", ErrBadRequest, err))
+		return nil, nil, false
+	}
+	req := &KeyRequest{}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(req); err != nil {
+		req.wipe()
+		// The decoder's message may quote the body; never echo it.
+		fail(w, fmt.Errorf("%w: malformed JSON body", ErrBadRequest))
+		return nil, nil, false
+	}
+	if (secret && len(req.Secret) == 0) || (newSecret && len(req.NewSecret) == 0) {
+		req.wipe()
+		fail(w, fmt.Errorf("%w: a KEK is missing", ErrBadRequest))
+		return nil, nil, false
+	}
+	v, err := d.volume(req.Volume)
+	if err != nil {
+		req.wipe()
+		fail(w, err)
+		return nil, nil, false
+	}
+	return req, v, true
+}
+
+func (r *KeyRequest) keyslotOptions() *keyring.KeyslotOptions {
+	opts := &keyring.KeyslotOptions{Slot: r.Slot}
+	if r.KDF != nil {
+		opts.KDF = *r.KDF
+	}
+	return opts
+}
+
+// identity makes a KEK of secret's bytes: a key file and a passphrase are
+// both the bytes fed to the keyslot's KDF.
+func identity(secret []byte) (*keyring.KeyFile, error) {
+	k, err := keyring.ReadKeyFile(bytes.NewReader(secret))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	return k, nil
+}
+
+// done logs the outcome of an action (never a secret) and replies.
+func (d *Daemon) done(w http.ResponseWriter, action string, v *Volume, err error, res any) {
+	if err != nil {
+		d.log.Warn(action+" failed", "backing", v.spec.Backing, "err", err)
+		fail(w, err)
+		return
+	}
+	d.log.Info(action, "backing", v.spec.Backing, "state", v.Status().State)
+	reply(w, res)
+}
+
+func reply(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(v)
+}
+
+func fail(w http.ResponseWriter, err error) {
+	kind, status := classify(err)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(apiError{Error: err.Error(), Kind: kind})
+}

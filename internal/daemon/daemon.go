@@ -1,0 +1,236 @@
+package daemon
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	sddaemon "github.com/coreos/go-systemd/v22/daemon"
+
+	"github.com/encblk/encblk/pkg/nbd"
+)
+
+// Config is what a Daemon serves.
+type Config struct {
+	// Volumes are served as NBD exports named by their Spec().Export. The
+	// Daemon owns them: Run closes them when it returns.
+	Volumes []*Volume
+	// Listeners accept NBD clients (see nbd.ListenUnix, nbd.ListenTCP,
+	// nbd.SystemdListeners). Run closes them.
+	Listeners []net.Listener
+	// ControlPaths are control sockets to create besides the well-known
+	// one of each volume (ControlSocket).
+	ControlPaths []string
+	// NoWellKnownControl skips the per-volume sockets in RuntimeDir.
+	NoWellKnownControl bool
+	// TLS and RequireTLS are passed to the NBD server.
+	TLS        *tls.Config
+	RequireTLS bool
+	// Logger receives the daemon's events; nil discards them.
+	Logger *slog.Logger
+	// Ready, when set, is called once every socket listens.
+	Ready func()
+}
+
+// Daemon serves volumes over NBD and answers the control API.
+type Daemon struct {
+	cfg   Config
+	log   *slog.Logger
+	conns atomic.Int64
+}
+
+// New checks cfg and returns a Daemon.
+func New(cfg Config) (*Daemon, error) {
+	if len(cfg.Volumes) == 0 {
+		return nil, errors.New("no volume to serve")
+	}
+	seen := map[string]bool{}
+	for _, v := range cfg.Volumes {
+		if seen[v.spec.Export] {
+			return nil, fmt.Errorf("export name %q used twice", v.spec.Export)
+		}
+		seen[v.spec.Export] = true
+	}
+	if len(cfg.Listeners) == 0 {
+		return nil, errors.New("no NBD listener")
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return &Daemon{cfg: cfg, log: log}, nil
+}
+
+// Run serves until ctx is cancelled (SIGTERM/SIGINT in the CLI), then
+// shuts down gracefully: it tells systemd STOPPING, stops accepting, lets
+// connections finish their requests, flushes and closes the volumes
+// (wiping their keys) and removes its control sockets. Under systemd it
+// reports READY once everything listens.
+func (d *Daemon) Run(ctx context.Context) error {
+	defer d.closeVolumes()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	ctlPaths := append([]string(nil), d.cfg.ControlPaths...)
+	if !d.cfg.NoWellKnownControl {
+		for _, v := range d.cfg.Volumes {
+			p, err := ControlSocket(v.spec.Backing)
+			if err != nil {
+				return err
+			}
+			ctlPaths = append(ctlPaths, p)
+		}
+	}
+	var ctlListeners []net.Listener
+	defer func() {
+		for _, l := range ctlListeners {
+			l.Close()
+		}
+	}()
+	for _, p := range ctlPaths {
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			return fmt.Errorf("control socket: %w", err)
+		}
+		l, err := nbd.ListenUnix(ctx, p, -1)
+		if err != nil {
+			return fmt.Errorf("control socket: %w", err)
+		}
+		ctlListeners = append(ctlListeners, l)
+	}
+	defer func() {
+		for _, p := range ctlPaths {
+			os.Remove(p)
+		}
+	}()
+
+	hs := &http.Server{Handler: d.handler(), ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelDebug)}
+	var wg sync.WaitGroup
+	for _, l := range ctlListeners {
+		wg.Go(func() { hs.Serve(l) })
+	}
+
+	exports := nbd.StaticExports{}
+	for _, v := range d.cfg.Volumes {
+		exports[v.spec.Export] = v.backend
+	}
+	srv := &nbd.Server{Exports: exports, TLS: d.cfg.TLS, RequireTLS: d.cfg.RequireTLS, Logger: d.log}
+	listeners := make([]net.Listener, len(d.cfg.Listeners))
+	for i, l := range d.cfg.Listeners {
+		listeners[i] = &countingListener{Listener: l, n: &d.conns}
+	}
+	nbdDone := make(chan error, 1)
+	go func() { nbdDone <- srv.Serve(ctx, listeners...) }()
+
+	for _, v := range d.cfg.Volumes {
+		d.log.Info("serving", "backing", v.spec.Backing, "export", v.spec.Export, "state", v.Status().State)
+	}
+	for _, l := range d.cfg.Listeners {
+		d.log.Info("listening", "nbd", l.Addr().String())
+	}
+	for _, p := range ctlPaths {
+		d.log.Info("listening", "control", p)
+	}
+	sddaemon.SdNotify(false, sddaemon.SdNotifyReady)
+	if d.cfg.Ready != nil {
+		d.cfg.Ready()
+	}
+
+	var err error
+	select {
+	case <-ctx.Done():
+		err = <-nbdDone
+	case err = <-nbdDone:
+	}
+	sddaemon.SdNotify(false, sddaemon.SdNotifyStopping)
+	d.log.Info("shutting down")
+	cancel()
+	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+	hs.Shutdown(sctx)
+	scancel()
+	wg.Wait()
+	if errors.Is(err, nbd.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+func (d *Daemon) closeVolumes() {
+	for _, v := range d.cfg.Volumes {
+		if err := v.Close(); err != nil {
+			d.log.Error("closing volume", "backing", v.spec.Backing, "err", err)
+		}
+	}
+}
+
+// volume finds a served volume by ID or export name; "" names the only one.
+func (d *Daemon) volume(ref string) (*Volume, error) {
+	if ref == "" && len(d.cfg.Volumes) == 1 {
+		return d.cfg.Volumes[0], nil
+	}
+	for _, v := range d.cfg.Volumes {
+		if v.id == ref {
+			return v, nil
+		}
+	}
+	for _, v := range d.cfg.Volumes {
+		if v.spec.Export == ref {
+			return v, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: %q", ErrNoVolume, ref)
+}
+
+// countingListener counts open connections for status. The wrapped
+// connections keep the concrete type's methods (writev for net.Buffers).
+type countingListener struct {
+	net.Listener
+	n *atomic.Int64
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	l.n.Add(1)
+	done := func() { l.n.Add(-1) }
+	switch c := c.(type) {
+	case *net.UnixConn:
+		return &countedUnix{UnixConn: c, done: sync.OnceFunc(done)}, nil
+	case *net.TCPConn:
+		return &countedTCP{TCPConn: c, done: sync.OnceFunc(done)}, nil
+	}
+	return &countedConn{Conn: c, done: sync.OnceFunc(done)}, nil
+}
+
+type countedUnix struct {
+	*net.UnixConn
+	done func()
+}
+
+func (c *countedUnix) Close() error { c.done(); return c.UnixConn.Close() }
+
+type countedTCP struct {
+	*net.TCPConn
+	done func()
+}
+
+func (c *countedTCP) Close() error { c.done(); return c.TCPConn.Close() }
+
+type countedConn struct {
+	net.Conn
+	done func()
+}
+
+func (c *countedConn) Close() error { c.done(); return c.Conn.Close() }

@@ -1,0 +1,284 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/encblk/encblk/internal/backing"
+	"github.com/encblk/encblk/pkg/keyring"
+	"github.com/encblk/encblk/pkg/nbd"
+	"github.com/encblk/encblk/pkg/volume"
+)
+
+// ErrTooSmall: the backing ends before the data segment begins.
+var ErrTooSmall = errors.New("backing is too small for its data segment")
+
+// VolumeSpec says how to serve one backing.
+type VolumeSpec struct {
+	// Backing is the path of the backing file or block device.
+	Backing string
+	// Export is the NBD export name ("" is the default export).
+	Export string
+	// ReadOnly exports the volume read-only.
+	ReadOnly bool
+	// Plain serves the backing unencrypted (benchmarks, tests); it is
+	// refused for a backing that carries a LUKS header.
+	Plain bool
+	// Direct uses O_DIRECT on the backing where requests are aligned.
+	Direct bool
+	// LockMode and LockTimeout: what requests do while the volume is locked.
+	LockMode    volume.LockMode
+	LockTimeout time.Duration
+}
+
+// Volume is one served backing: the flock'ed backing, and either the
+// keyring and the encrypted volume over it, or the plain backend.
+type Volume struct {
+	spec    VolumeSpec
+	id      string
+	file    *backing.File
+	kr      *keyring.Keyring // nil when plain
+	vol     *volume.Volume   // nil when plain
+	backend nbd.Backend
+
+	keyMu     sync.Mutex // serialises unlock, lock, rotation and keyslot changes
+	rotatedAt time.Time  // last KEK rotation (from the encblk-rotation token)
+}
+
+// OpenVolume opens the backing of spec (failing with an error wrapping
+// backing.ErrBusy if another process serves it) and its LUKS2 header, and
+// unlocks it with kek, or leaves it locked when kek is nil.
+func OpenVolume(ctx context.Context, spec VolumeSpec, kek keyring.Identity) (*Volume, error) {
+	id, err := VolumeID(spec.Backing)
+	if err != nil {
+		return nil, err
+	}
+	f, err := backing.Open(spec.Backing, backing.Options{ReadOnly: spec.ReadOnly, Direct: spec.Direct})
+	if err != nil {
+		return nil, err
+	}
+	v := &Volume{spec: spec, id: id, file: f}
+	if err := v.open(ctx, kek); err != nil {
+		v.Close()
+		return nil, err
+	}
+	return v, nil
+}
+
+func (v *Volume) open(ctx context.Context, kek keyring.Identity) error {
+	if v.spec.Plain {
+		p, err := backing.NewPlain(v.file)
+		if err != nil {
+			return err
+		}
+		v.backend = p
+		return nil
+	}
+	kr, err := keyring.Open(v.spec.Backing, nil)
+	if err != nil {
+		// A read-only backing may still be served, without key changes.
+		kr, err = keyring.Open(v.spec.Backing, &keyring.Options{ReadOnly: true})
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", v.spec.Backing, err)
+	}
+	v.kr = kr
+	seg, err := kr.DataSegment()
+	if err != nil {
+		return fmt.Errorf("%s: %w", v.spec.Backing, err)
+	}
+	size := int64(seg.Size)
+	if seg.Dynamic {
+		size = (v.file.Size() - int64(seg.Offset)) / int64(seg.SectorSize) * int64(seg.SectorSize)
+	}
+	if size <= 0 || int64(seg.Offset)+size > v.file.Size() {
+		return fmt.Errorf("%s: %w (%d bytes; data segment at %d)", v.spec.Backing, ErrTooSmall, v.file.Size(), seg.Offset)
+	}
+	cfg := volume.Config{
+		DataOffset:    int64(seg.Offset),
+		Size:          size,
+		SectorSize:    seg.SectorSize,
+		IVTweak:       seg.IVTweak,
+		AllowDiscards: kr.AllowDiscards(),
+		ReadOnly:      v.spec.ReadOnly,
+		LockMode:      v.spec.LockMode,
+		LockTimeout:   v.spec.LockTimeout,
+		Description:   "encblk " + kr.UUID(),
+	}
+	vol, err := volume.New(v.file, cfg, nil)
+	if err != nil {
+		return fmt.Errorf("%s: %w", v.spec.Backing, err)
+	}
+	v.vol, v.backend = vol, vol
+	v.rotatedAt = rotationTime(kr)
+	if kek != nil {
+		return v.Unlock(ctx, kek)
+	}
+	return nil
+}
+
+// ID is the volume's ID (see VolumeID).
+func (v *Volume) ID() string { return v.id }
+
+// Spec is how the volume is served.
+func (v *Volume) Spec() VolumeSpec { return v.spec }
+
+// Backend is what the NBD server exports.
+func (v *Volume) Backend() nbd.Backend { return v.backend }
+
+// Unlock opens the keyring with kek and hands the DEK to the volume.
+func (v *Volume) Unlock(ctx context.Context, kek keyring.Identity) error {
+	if v.vol == nil {
+		return errPlain
+	}
+	v.keyMu.Lock()
+	defer v.keyMu.Unlock()
+	dek, err := v.kr.Unlock(ctx, kek)
+	if err != nil {
+		return err
+	}
+	return v.vol.Unlock(dek)
+}
+
+// Lock waits for in-flight requests, flushes and wipes the DEK.
+func (v *Volume) Lock(ctx context.Context) error {
+	if v.vol == nil {
+		return errPlain
+	}
+	v.keyMu.Lock()
+	defer v.keyMu.Unlock()
+	return v.vol.Lock(ctx)
+}
+
+// RotateKEK replaces the KEK old by new (a new keyslot is committed, then
+// the old one wiped) and records the time in an encblk-rotation token.
+// The DEK and the data are untouched; the volume keeps serving.
+func (v *Volume) RotateKEK(ctx context.Context, old keyring.Identity, new keyring.Recipient, opts *keyring.KeyslotOptions) (oldSlot, newSlot int, err error) {
+	if v.kr == nil {
+		return 0, 0, errPlain
+	}
+	v.keyMu.Lock()
+	defer v.keyMu.Unlock()
+	oldSlot, newSlot, err = v.kr.RotateKEK(ctx, old, new, opts)
+	if err != nil {
+		return 0, 0, err
+	}
+	if t, err := recordRotation(v.kr); err == nil {
+		v.rotatedAt = t
+	} else {
+		return oldSlot, newSlot, fmt.Errorf("KEK rotated (keyslot %d replaced by %d), but recording the time failed: %w", oldSlot, newSlot, err)
+	}
+	return oldSlot, newSlot, nil
+}
+
+// AddKeyslot unlocks with kek and wraps the DEK for new in a new keyslot.
+func (v *Volume) AddKeyslot(ctx context.Context, kek keyring.Identity, new keyring.Recipient, opts *keyring.KeyslotOptions) (int, error) {
+	if v.kr == nil {
+		return 0, errPlain
+	}
+	v.keyMu.Lock()
+	defer v.keyMu.Unlock()
+	dek, err := v.kr.Unlock(ctx, kek)
+	if err != nil {
+		return 0, err
+	}
+	defer dek.Destroy()
+	return v.kr.AddKeyslot(ctx, dek, new, opts)
+}
+
+// RemoveKeyslot destroys a keyslot (not the last one).
+func (v *Volume) RemoveKeyslot(ctx context.Context, slot int) error {
+	if v.kr == nil {
+		return errPlain
+	}
+	v.keyMu.Lock()
+	defer v.keyMu.Unlock()
+	return v.kr.RemoveKeyslot(ctx, slot)
+}
+
+// Close closes the volume (wiping the DEK), the keyring and the backing,
+// which releases its lock.
+func (v *Volume) Close() error {
+	var err error
+	if v.vol != nil {
+		err = v.vol.Close()
+	}
+	if v.kr != nil {
+		v.kr.Close()
+	}
+	if e := v.file.Close(); e != nil && err == nil {
+		err = e
+	}
+	return err
+}
+
+var errPlain = errors.New("volume is served plain (unencrypted): it has no keys")
+
+// rotationToken is the LUKS2 token encblk keeps the time of the last KEK
+// rotation in. It is bound to no keyslot and holds no secret.
+const rotationToken = "encblk-rotation"
+
+func rotationTime(kr *keyring.Keyring) time.Time {
+	var latest time.Time
+	for _, t := range kr.Tokens() {
+		if tt := tokenTime(t.Raw); t.Type == rotationToken && tt.After(latest) {
+			latest = tt
+		}
+	}
+	return latest
+}
+
+// recordRotation adds a rotation token for now and drops older ones.
+func recordRotation(kr *keyring.Keyring) (time.Time, error) {
+	now := time.Now().UTC().Truncate(time.Second)
+	tok, err := json.Marshal(map[string]any{"type": rotationToken, "keyslots": []string{}, "time": now})
+	if err != nil {
+		return now, err
+	}
+	if _, err := kr.AddToken(tok); err != nil {
+		return now, err
+	}
+	for _, t := range kr.Tokens() {
+		if t.Type == rotationToken && !tokenTime(t.Raw).Equal(now) {
+			if err := kr.RemoveToken(t.ID); err != nil {
+				return now, err
+			}
+		}
+	}
+	return now, nil
+}
+
+// tokenTime is the "time" of a rotation token (zero if it has none).
+func tokenTime(raw json.RawMessage) time.Time {
+	var tok struct {
+		Time time.Time `json:"time"`
+	}
+	json.Unmarshal(raw, &tok)
+	return tok.Time
+}
+
+// RotateOffline is RotateKEK for a backing that no process serves; it
+// holds the backing's lock meanwhile, so a server cannot start half-way.
+func RotateOffline(ctx context.Context, path string, old keyring.Identity, new keyring.Recipient, opts *keyring.KeyslotOptions) (oldSlot, newSlot int, err error) {
+	f, err := backing.Open(path, backing.Options{})
+	if err != nil {
+		return 0, 0, err
+	}
+	defer f.Close()
+	kr, err := keyring.Open(path, nil)
+	if err != nil {
+		return 0, 0, fmt.Errorf("%s: %w", path, err)
+	}
+	defer kr.Close()
+	if oldSlot, newSlot, err = kr.RotateKEK(ctx, old, new, opts); err != nil {
+		return 0, 0, err
+	}
+	if _, err := recordRotation(kr); err != nil {
+		return oldSlot, newSlot, fmt.Errorf("KEK rotated (keyslot %d replaced by %d), but recording the time failed: %w", oldSlot, newSlot, err)
+	}
+	return oldSlot, newSlot, nil
+}

@@ -1,0 +1,123 @@
+package daemon
+
+import (
+	"time"
+
+	"github.com/encblk/encblk/pkg/keyring"
+)
+
+// Status is the answer of GET /v1/status.
+type Status struct {
+	PID         int            `json:"pid"`
+	Connections int64          `json:"connections"` // open NBD connections, all exports
+	Volumes     []VolumeStatus `json:"volumes"`
+}
+
+// VolumeStatus describes one volume. Served-only fields are zero offline.
+type VolumeStatus struct {
+	ID      string `json:"id"`
+	Backing string `json:"backing"`
+	Export  string `json:"export"`
+	// State: "unlocked", "locked", "locking", "closed", "plain" (served
+	// unencrypted) or "not served".
+	State    string `json:"state"`
+	ReadOnly bool   `json:"read_only"`
+	LockMode string `json:"lock_mode,omitempty"`
+
+	LUKSVersion int             `json:"luks_version,omitempty"`
+	UUID        string          `json:"uuid,omitempty"`
+	Cipher      string          `json:"cipher,omitempty"`
+	KeyBits     int             `json:"key_bits,omitempty"`
+	SectorSize  int             `json:"sector_size,omitempty"`
+	Size        int64           `json:"size"`
+	DataOffset  int64           `json:"data_offset"`
+	Keyslots    []KeyslotStatus `json:"keyslots,omitempty"`
+	// Discards: "passed to the backing" (allow-discards: reveals which
+	// sectors are unused) or "ignored".
+	Discards     string     `json:"discards"`
+	LastRotation *time.Time `json:"last_kek_rotation,omitempty"`
+
+	BytesRead      uint64 `json:"bytes_read"`
+	BytesWritten   uint64 `json:"bytes_written"`
+	BytesDiscarded uint64 `json:"bytes_discarded"`
+}
+
+// KeyslotStatus is one keyslot, without anything secret.
+type KeyslotStatus struct {
+	ID       int    `json:"id"`
+	Priority int    `json:"priority"`
+	KDF      string `json:"kdf"`
+	Tokens   []int  `json:"tokens,omitempty"`
+}
+
+// Status describes the served volume.
+func (v *Volume) Status() VolumeStatus {
+	s := VolumeStatus{ID: v.id, Backing: v.spec.Backing, Export: v.spec.Export, ReadOnly: v.spec.ReadOnly,
+		Size: v.backend.Size(), Discards: "passed to the backing"}
+	if v.vol == nil {
+		s.State = "plain"
+		return s
+	}
+	v.keyMu.Lock()
+	describeKeyring(&s, v.kr)
+	if !v.rotatedAt.IsZero() {
+		t := v.rotatedAt
+		s.LastRotation = &t
+	}
+	v.keyMu.Unlock()
+	cfg := v.vol.Config()
+	s.State = v.vol.State().String()
+	s.LockMode = cfg.LockMode.String()
+	if cfg.LockMode == 0 && cfg.LockTimeout > 0 {
+		s.LockMode += " " + cfg.LockTimeout.String()
+	}
+	st := v.vol.Stats()
+	s.BytesRead, s.BytesWritten, s.BytesDiscarded = st.BytesRead, st.BytesWritten, st.BytesDiscarded
+	return s
+}
+
+// OfflineStatus describes a volume that no process serves, from its header.
+func OfflineStatus(path string) (VolumeStatus, error) {
+	id, err := VolumeID(path)
+	if err != nil {
+		return VolumeStatus{}, err
+	}
+	kr, err := keyring.Open(path, &keyring.Options{ReadOnly: true})
+	if err != nil {
+		return VolumeStatus{}, err
+	}
+	defer kr.Close()
+	s := VolumeStatus{ID: id, Backing: path, State: "not served"}
+	describeKeyring(&s, kr)
+	if t := rotationTime(kr); !t.IsZero() {
+		s.LastRotation = &t
+	}
+	return s, nil
+}
+
+// describeKeyring fills in what the header says.
+func describeKeyring(s *VolumeStatus, kr *keyring.Keyring) {
+	s.LUKSVersion = kr.Version()
+	s.UUID = kr.UUID()
+	s.KeyBits = kr.KeyBits()
+	if seg, err := kr.DataSegment(); err == nil || seg.Encryption != "" {
+		s.Cipher = seg.Encryption
+		s.SectorSize = seg.SectorSize
+		s.DataOffset = int64(seg.Offset)
+		if !seg.Dynamic {
+			s.Size = int64(seg.Size)
+		}
+	}
+	s.Discards = "ignored"
+	if kr.AllowDiscards() {
+		s.Discards = "passed to the backing"
+	}
+	s.Keyslots = nil
+	for _, ks := range kr.Keyslots() {
+		k := KeyslotStatus{ID: ks.ID, Priority: ks.Priority, KDF: ks.KDF.String()}
+		for _, t := range ks.Tokens {
+			k.Tokens = append(k.Tokens, t.ID)
+		}
+		s.Keyslots = append(s.Keyslots, k)
+	}
+}
