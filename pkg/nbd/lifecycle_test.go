@@ -80,29 +80,35 @@ func TestListenUnixPermissions(t *testing.T) {
 	}
 }
 
-func TestServeTCP(t *testing.T) {
+// TestServeSeveralListeners serves one export on a unix socket and on TCP
+// at once and queries both with nbdinfo.
+func TestServeSeveralListeners(t *testing.T) {
 	t.Parallel()
 	b, _ := newFileExport(t, 1<<20, nbd.Info{})
-	l, err := nbd.ListenTCP(context.Background(), "127.0.0.1:0")
+	ctx, cancel := context.WithCancel(context.Background())
+	tl, err := nbd.ListenTCP(ctx, "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	sock := filepath.Join(t.TempDir(), "s")
+	ul, err := nbd.ListenUnix(ctx, sock, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
 	done := make(chan error, 1)
 	srv := &nbd.Server{Exports: nbd.StaticExports{"": b}}
-	go func() { done <- srv.Serve(ctx, l) }()
-	c, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
+	go func() { done <- srv.Serve(ctx, tl, ul) }()
+	for _, uri := range []string{"nbd://" + tl.Addr().String() + "/", "nbd+unix:///?socket=" + sock} {
+		if v := nbdinfo(t, uri); v.Exports[0].Size != 1<<20 {
+			t.Errorf("%s: size %d", uri, v.Exports[0].Size)
+		}
 	}
-	greeting := make([]byte, 18)
-	if _, err := c.Read(greeting); err != nil {
-		t.Fatal(err)
-	}
-	c.Close()
 	cancel()
 	if err := <-done; !errors.Is(err, nbd.ErrServerClosed) {
 		t.Fatalf("Serve: %v", err)
+	}
+	if _, err := net.Dial("tcp", tl.Addr().String()); err == nil {
+		t.Error("TCP listener still open after shutdown")
 	}
 }
 

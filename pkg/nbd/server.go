@@ -31,7 +31,7 @@ type Server struct {
 
 	// MaxInFlightBytes bounds the payload bytes one connection holds in
 	// buffers at once (requests read but not yet answered); the server
-	// stops reading from a client that is past it. 0 means 64 MiB. One
+	// stops reading from a client that is past it. 0 means 32 MiB. One
 	// request larger than the bound is still served, alone.
 	MaxInFlightBytes int64
 	// MaxInFlightRequests bounds the requests of one connection being
@@ -51,7 +51,7 @@ type Server struct {
 var ErrServerClosed = errors.New("nbd: server closed")
 
 const (
-	defaultMaxInFlightBytes    = 64 << 20
+	defaultMaxInFlightBytes    = 32 << 20
 	defaultMaxInFlightRequests = 128
 	defaultHandshakeTimeout    = time.Minute
 	defaultShutdownTimeout     = 30 * time.Second
