@@ -168,3 +168,54 @@ func TestStaleHeaderRefused(t *testing.T) {
 		unlockBytes(t, k, passphrase(t, p))
 	}
 }
+
+// The daemon reads and unlocks while keyslots are added and removed
+// online; run with -race.
+func TestConcurrentUse(t *testing.T) {
+	t.Parallel()
+	path := newBacking(t, 17<<20)
+	k, dek := formatPath(t, path, passphrase(t, "base"), &FormatOptions{KDF: fastKDF})
+	buf, err := secmemFrom(dek)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer buf.Destroy()
+	done := make(chan struct{})
+	errs := make(chan error, 1)
+	go func() {
+		defer close(done)
+		for i := 0; i < 4; i++ {
+			slot, err := k.AddKeyslot(context.Background(), buf, passphrase(t, "extra"), &KeyslotOptions{KDF: fastKDF})
+			if err == nil {
+				err = k.RemoveKeyslot(context.Background(), slot)
+			}
+			if err != nil {
+				errs <- err
+				return
+			}
+		}
+	}()
+	for running := true; running; {
+		select {
+		case <-done:
+			running = false
+		default:
+		}
+		k.Keyslots()
+		k.Tokens()
+		k.DataSegment()
+		got, err := k.Unlock(context.Background(), passphrase(t, "base"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got.Bytes(), dek) {
+			t.Fatal("DEK changed")
+		}
+		got.Destroy()
+	}
+	select {
+	case err := <-errs:
+		t.Fatal(err)
+	default:
+	}
+}

@@ -154,6 +154,7 @@ func TestInteropLUKS1(t *testing.T) {
 			if _, err := k.Unlock(context.Background(), passphrase(t, "wrong")); !errors.Is(err, ErrNoMatchingKeyslot) {
 				t.Errorf("wrong passphrase: %v", err)
 			}
+			sameBackupAsCryptsetup(t, k, path)
 			if err := k.RemoveKeyslot(context.Background(), 0); !errors.Is(err, ErrReadOnly) {
 				t.Errorf("RemoveKeyslot on LUKS1: %v", err)
 			}
@@ -197,6 +198,7 @@ func TestHeaderBackupRestore(t *testing.T) {
 	if fi, _ := os.Stat(backup); fi.Size() != int64(k.HeaderAreaSize()) || fi.Size() != 16<<20 {
 		t.Fatalf("backup is %d bytes, want %d", fi.Size(), k.HeaderAreaSize())
 	}
+	sameBackupAsCryptsetup(t, k, path)
 	// cryptsetup understands the backup file as a header.
 	if got := dumpVolumeKey(t, backup, keyFile); !bytes.Equal(got, dek) {
 		t.Fatal("cryptsetup's DEK from the backup differs")
@@ -224,5 +226,24 @@ func TestHeaderBackupRestore(t *testing.T) {
 	formatPath(t, other, passphrase(t, "x"), &FormatOptions{KDF: fastKDF, DataOffset: 18 << 20})
 	if err := Restore(dev, other); err == nil || !strings.Contains(err.Error(), "another volume") {
 		t.Fatalf("restoring a foreign header: %v", err)
+	}
+}
+
+// sameBackupAsCryptsetup checks that Backup writes exactly the bytes
+// cryptsetup luksHeaderBackup writes.
+func sameBackupAsCryptsetup(t *testing.T, k *Keyring, path string) {
+	t.Helper()
+	var ours bytes.Buffer
+	if err := k.Backup(&ours); err != nil {
+		t.Fatal(err)
+	}
+	theirs := t.TempDir() + "/cryptsetup.backup"
+	cryptsetup(t, "", "luksHeaderBackup", "--header-backup-file", theirs, path)
+	want, err := os.ReadFile(theirs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(ours.Bytes(), want) {
+		t.Fatalf("header backup differs from cryptsetup's (%d vs %d bytes)", ours.Len(), len(want))
 	}
 }

@@ -108,7 +108,8 @@ func parseLUKS1(b []byte) (*luks1Header, error) {
 // cipherSpec is the dm-crypt cipher string, e.g. "aes-xts-plain64".
 func (h *luks1Header) cipherSpec() string { return h.cipherName + "-" + h.cipherMode }
 
-// areaSize is the extent of the header and the key material.
+// areaSize is the extent of the header and the key material, rounded up
+// to 4096 bytes as cryptsetup's header backups are.
 func (h *luks1Header) areaSize() uint64 {
 	end := uint64(luks1HeaderSize)
 	for _, s := range h.slots {
@@ -116,7 +117,11 @@ func (h *luks1Header) areaSize() uint64 {
 			end = max(end, uint64(s.offset)*sectorSize512+afSectors(h.keyBytes, int(s.stripes))*sectorSize512)
 		}
 	}
-	return min(max(end, 4096), uint64(h.payloadOffset)*sectorSize512)
+	end = (end + 4095) / 4096 * 4096
+	if h.payloadOffset != 0 {
+		end = min(end, uint64(h.payloadOffset)*sectorSize512)
+	}
+	return end
 }
 
 func (h *luks1Header) slotKDF(i int) KDF {
