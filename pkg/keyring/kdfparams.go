@@ -55,6 +55,9 @@ func (p KDFParams) resolve(ctx context.Context, keyLen int) (KDF, error) {
 			k.Hash = "sha256"
 		}
 		k.MemoryKiB, k.Parallel = 0, 0
+		if k.Iterations != 0 && k.Iterations < minPBKDF2Iterations {
+			return KDF{}, fmt.Errorf("pbkdf2 iterations %d: the minimum is %d", k.Iterations, minPBKDF2Iterations)
+		}
 		if k.Iterations == 0 {
 			n, err := benchPBKDF2(ctx, k.Hash, keyLen, iterTime)
 			if err != nil {
@@ -70,6 +73,15 @@ func (p KDFParams) resolve(ctx context.Context, keyLen int) (KDF, error) {
 		if k.MemoryKiB == 0 {
 			k.MemoryKiB = min(defaultArgonMemoryKiB, halfRAMKiB())
 		}
+		if k.Iterations != 0 && k.Iterations < minArgonTime {
+			return KDF{}, fmt.Errorf("%s time cost %d: the minimum is %d", k.Type, k.Iterations, minArgonTime)
+		}
+		if k.Parallel > maxArgonParallel {
+			return KDF{}, fmt.Errorf("%s parallelism %d: the maximum is %d", k.Type, k.Parallel, maxArgonParallel)
+		}
+		// Never more than half the RAM, as cryptsetup: an unlock must not
+		// push the machine into swap or the OOM killer.
+		k.MemoryKiB = min(k.MemoryKiB, max(halfRAMKiB(), minArgonMemoryKiB))
 		k.MemoryKiB = max(k.MemoryKiB, minArgonMemoryKiB, 8*k.Parallel)
 		if k.Iterations == 0 {
 			if err := benchArgon2(ctx, &k, keyLen, iterTime); err != nil {

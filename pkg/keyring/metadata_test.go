@@ -57,3 +57,19 @@ func TestJSONAreaFraming(t *testing.T) {
 		}
 	}
 }
+
+// Requested KDF parameters below cryptsetup's minimums are refused.
+func TestKDFParamsRefused(t *testing.T) {
+	t.Parallel()
+	for _, p := range []KDFParams{
+		{Type: "pbkdf2", Iterations: 999},
+		{Type: "argon2id", Iterations: 3, MemoryKiB: 32},
+		{Type: "argon2i", Iterations: 4, Parallel: 1000},
+		{Type: "scrypt"},
+		{Type: "pbkdf2", Hash: "md5", Iterations: 1000},
+	} {
+		if k, err := p.resolve(t.Context(), 64); err == nil {
+			t.Errorf("%+v accepted as %+v", p, k)
+		}
+	}
+}
