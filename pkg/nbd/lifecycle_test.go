@@ -196,3 +196,31 @@ func TestShutdownUnblocksStalledClient(t *testing.T) {
 		t.Fatal("shutdown hung on a client that does not read")
 	}
 }
+
+// TestShutdownDuringHandshake: clients idle in option haggling, one of them
+// after STARTTLS, do not hold up a shutdown.
+func TestShutdownDuringHandshake(t *testing.T) {
+	t.Parallel()
+	pki := newTestPKI(t)
+	cfg, err := nbd.TLSConfig(pki.serverCert, pki.serverKey, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := newFileExport(t, 1<<20, nbd.Info{})
+	s := startServer(t, nbd.StaticExports{"": b}, func(srv *nbd.Server) { srv.TLS = cfg })
+	idle := newRawClient(t, s, 3)
+	tlsClient := newRawClient(t, s, 3)
+	tlsClient.expectOpt(tOptStartTLS, nil, tRepAck) // then never says hello
+	done := make(chan error, 1)
+	go func() { done <- s.stop() }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, nbd.ErrServerClosed) {
+			t.Errorf("Serve: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("shutdown waited for clients in option haggling")
+	}
+	idle.expectClosed()
+	tlsClient.expectClosed()
+}

@@ -183,7 +183,9 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) error {
 
 	// Option haggling under a deadline; a shutdown interrupts it.
 	_ = c.SetDeadline(time.Now().Add(s.handshakeTimeout()))
-	stop := context.AfterFunc(ctx, func() { _ = sess.conn.SetDeadline(time.Now()) })
+	// c, not sess.conn: negotiation may replace that with a TLS conn; a
+	// deadline on the socket underneath stops both.
+	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Now()) })
 	exp, err := sess.negotiate(ctx)
 	stopped := !stop()
 	if err != nil {
