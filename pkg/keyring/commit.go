@@ -1,6 +1,7 @@
 package keyring
 
 import (
+	"errors"
 	"fmt"
 )
 
@@ -103,6 +104,18 @@ func (k *Keyring) beginUpdate() error {
 		return err
 	}
 	return k.checkSeqID()
+}
+
+// beginAdditiveUpdate is beginUpdate for updates that only add (a
+// keyslot, a token): when another process changed the header, they are
+// still meaningful on the newer metadata, so it is re-read instead of
+// failing with ErrStale.
+func (k *Keyring) beginAdditiveUpdate() error {
+	err := k.beginUpdate()
+	if errors.Is(err, ErrStale) {
+		return k.load()
+	}
+	return err
 }
 
 func (k *Keyring) writable() error {

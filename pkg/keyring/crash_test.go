@@ -138,10 +138,11 @@ func TestRotateKEKCrashSafety(t *testing.T) {
 	}
 }
 
-// A second writer (here cryptsetup, or another Keyring) that changed the
-// header makes the first one's update fail with ErrStale instead of
-// undoing the change; after Reload it succeeds.
-func TestStaleHeaderRefused(t *testing.T) {
+// A second writer (another Keyring, or cryptsetup) changed the header:
+// additions re-read it and succeed without touching the other writer's
+// keyslot; a removal is refused with ErrStale, since the slot number may no
+// longer mean what the caller saw; after Reload it succeeds.
+func TestStaleHeader(t *testing.T) {
 	t.Parallel()
 	path := newBacking(t, 17<<20)
 	first, dek := formatPath(t, path, passphrase(t, "a"), &FormatOptions{KDF: fastKDF})
@@ -151,21 +152,30 @@ func TestStaleHeaderRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer buf.Destroy()
-	if _, err := second.AddKeyslot(context.Background(), buf, passphrase(t, "b"), &KeyslotOptions{KDF: fastKDF}); err != nil {
+	ctx := context.Background()
+	if _, err := second.AddKeyslot(ctx, buf, passphrase(t, "b"), &KeyslotOptions{KDF: fastKDF}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := first.AddKeyslot(context.Background(), buf, passphrase(t, "c"), &KeyslotOptions{KDF: fastKDF}); !errors.Is(err, ErrStale) {
-		t.Fatalf("stale AddKeyslot: %v, want ErrStale", err)
-	}
-	if err := first.Reload(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := first.AddKeyslot(context.Background(), buf, passphrase(t, "c"), &KeyslotOptions{KDF: fastKDF}); err != nil {
-		t.Fatal(err)
+	slotC, err := first.AddKeyslot(ctx, buf, passphrase(t, "c"), &KeyslotOptions{KDF: fastKDF})
+	if err != nil {
+		t.Fatalf("AddKeyslot over a changed header: %v", err)
 	}
 	k := openPath(t, path)
 	for _, p := range []string{"a", "b", "c"} {
 		unlockBytes(t, k, passphrase(t, p))
+	}
+	if err := second.RemoveKeyslot(ctx, slotC); !errors.Is(err, ErrStale) {
+		t.Fatalf("stale RemoveKeyslot: %v, want ErrStale", err)
+	}
+	if err := second.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if err := second.RemoveKeyslot(ctx, slotC); err != nil {
+		t.Fatal(err)
+	}
+	k = openPath(t, path)
+	if _, err := k.Unlock(ctx, passphrase(t, "c")); !errors.Is(err, ErrNoMatchingKeyslot) {
+		t.Fatalf("removed keyslot still opens: %v", err)
 	}
 }
 

@@ -1,6 +1,7 @@
 package keyring
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -23,7 +24,8 @@ type KeyslotOptions struct {
 // in a new keyslot and commits it, with r's tokens bound to it. It
 // returns the new keyslot's id. dek is checked against the volume's digest
 // first, so a wrong key can never be wrapped. Safe while the volume is
-// served: nothing the data path reads changes.
+// served: nothing the data path reads changes. If another process changed
+// the header since it was read, it is re-read first.
 func (k *Keyring) AddKeyslot(ctx context.Context, dek *secmem.Buffer, r Recipient, opts *KeyslotOptions) (int, error) {
 	var o KeyslotOptions
 	if opts != nil {
@@ -35,7 +37,7 @@ func (k *Keyring) AddKeyslot(ctx context.Context, dek *secmem.Buffer, r Recipien
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if err := k.beginUpdate(); err != nil {
+	if err := k.beginAdditiveUpdate(); err != nil {
 		return -1, err
 	}
 	m := k.meta
@@ -175,15 +177,30 @@ func (m *metadata) addToken(t json.RawMessage, keyslots []int) (int, error) {
 // does. Removing the last keyslot that opens the volume is refused (see
 // Erase).
 func (k *Keyring) RemoveKeyslot(ctx context.Context, slot int) error {
+	return k.removeKeyslot(ctx, slot, nil)
+}
+
+// removeKeyslot removes keyslot slot. With a non-nil salt it is the
+// second half of a rotation: the header may have been changed by another
+// process meanwhile, so it is re-read, and the keyslot is removed only if
+// it is still the one the old KEK opened (same KDF salt).
+func (k *Keyring) removeKeyslot(ctx context.Context, slot int, salt []byte) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if err := k.beginUpdate(); err != nil {
+	begin := k.beginUpdate
+	if salt != nil {
+		begin = k.beginAdditiveUpdate
+	}
+	if err := begin(); err != nil {
 		return err
 	}
 	m := k.meta
 	ks := m.Keyslots[slot]
 	if ks == nil {
 		return fmt.Errorf("%w: %d", ErrKeyslotNotFound, slot)
+	}
+	if salt != nil && !bytes.Equal(ks.KDF.Salt, salt) {
+		return fmt.Errorf("%w: keyslot %d was replaced by another process; not removed", ErrStale, slot)
 	}
 	if d := m.segmentDigest(lowestSegment(m)); d != nil && slices.Equal(d.Keyslots, []int{slot}) {
 		return fmt.Errorf("keyslot %d is the last one that opens the volume; use erase to destroy all keys", slot)
@@ -246,11 +263,18 @@ func (k *Keyring) RotateKEK(ctx context.Context, old Identity, new Recipient, op
 		return -1, -1, err
 	}
 	defer dek.Destroy()
+	k.mu.Lock()
+	ks := k.meta.Keyslots[oldSlot]
+	k.mu.Unlock()
+	if ks == nil {
+		return oldSlot, -1, fmt.Errorf("%w: keyslot %d vanished during the rotation", ErrStale, oldSlot)
+	}
+	oldSalt := bytes.Clone(ks.KDF.Salt)
 	newSlot, err = k.AddKeyslot(ctx, dek, new, opts)
 	if err != nil {
 		return oldSlot, -1, err
 	}
-	if err := k.RemoveKeyslot(context.WithoutCancel(ctx), oldSlot); err != nil {
+	if err := k.removeKeyslot(context.WithoutCancel(ctx), oldSlot, oldSalt); err != nil {
 		return oldSlot, newSlot, fmt.Errorf("new keyslot %d added, but removing old keyslot %d failed: %w", newSlot, oldSlot, err)
 	}
 	return oldSlot, newSlot, nil

@@ -29,7 +29,7 @@ func (k *Keyring) Tokens() []Token {
 func (k *Keyring) AddToken(token json.RawMessage) (int, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if err := k.beginUpdate(); err != nil {
+	if err := k.beginAdditiveUpdate(); err != nil {
 		return -1, err
 	}
 	e := k.meta.clone()
