@@ -1,6 +1,7 @@
 package keyring
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -21,3 +22,5 @@ func deviceSize(dev any, fi os.FileInfo) (uint64, error) {
 	}
 	return 0, fmt.Errorf("%w: %s", errNotSized, fi.Name())
 }
+
+var errNotSized = errors.New("cannot tell the device size")

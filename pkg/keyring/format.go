@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -344,5 +343,3 @@ func zeroRange(dev device, off, n uint64) error {
 	}
 	return nil
 }
-
-var errNotSized = errors.New("cannot tell the device size")

@@ -41,6 +41,18 @@ func TestInteropRotateKEK(t *testing.T) {
 	if strings.Contains(dump, "  0: luks2") || !strings.Contains(dump, "  1: luks2") {
 		t.Errorf("luksDump after rotation:\n%s", dump)
 	}
+
+	// Crypto-erase: cryptsetup still reads the header, and nothing opens it.
+	if err := k.Erase(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	dump = cryptsetup(t, "", "luksDump", path)
+	if strings.Contains(dump, ": luks2") {
+		t.Errorf("luksDump after erase still lists keyslots:\n%s", dump)
+	}
+	if out, err := cryptsetupErr(t, "", "luksDump", "--dump-volume-key", "--batch-mode", "--key-file", newFile, path); err == nil {
+		t.Fatalf("cryptsetup opens an erased volume:\n%s", out)
+	}
 }
 
 // Interop test 4: a corrupt primary or secondary copy leaves the volume
