@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -80,6 +81,66 @@ func (f *kekFlags) readFor(kr *keyring.Keyring, stdin io.Reader, stderr io.Write
 		return k, nil
 	}
 	return f.read(stdin, stderr, verify)
+}
+
+// readForTarget is readFor for a command naming TARGET, a backing whose
+// header may hold KMIP tokens (a served volume's header is only read).
+func (f *kekFlags) readForTarget(target string, stdin io.Reader, stderr io.Writer, verify bool) (kek, error) {
+	if !f.given() && target != "" {
+		if kr, err := keyring.Open(target, &keyring.Options{ReadOnly: true}); err == nil {
+			defer kr.Close()
+			return f.readFor(kr, stdin, stderr, verify)
+		}
+	}
+	return f.read(stdin, stderr, verify)
+}
+
+// serverSecret is kekSecret, and for a KMIP KEK the keyslot secret a key
+// server released for TARGET's KMIP keyslots: what a running server takes
+// to open the volume. The caller wipes it.
+func serverSecret(ctx context.Context, target string, k kek) ([]byte, error) {
+	kk, ok := k.(*kmip.KEK)
+	if !ok {
+		return kekSecret(ctx, k)
+	}
+	if target == "" {
+		return nil, withExit(exitUsage, errors.New("name the backing (TARGET) to unlock a served volume through its KMIP keyslots"))
+	}
+	kr, err := keyring.Open(target, &keyring.Options{ReadOnly: true})
+	if err != nil {
+		return nil, err
+	}
+	defer kr.Close()
+	_, secret, err := kk.Secret(ctx, kr)
+	if err != nil {
+		return nil, err
+	}
+	defer secret.Destroy()
+	return bytes.Clone(secret.Bytes()), nil
+}
+
+// printKMIPTargetStatus adds to encblk status, for a TARGET whose header has
+// KMIP keyslots, each key and its state on the key server.
+func printKMIPTargetStatus(ctx context.Context, w io.Writer, target string) {
+	if target == "" {
+		return
+	}
+	kr, err := keyring.Open(target, &keyring.Options{ReadOnly: true})
+	if err != nil {
+		return
+	}
+	defer kr.Close()
+	if !kmip.HasTokens(kr) {
+		return
+	}
+	k, err := tokenKEK(kr, "", nil)
+	if err != nil {
+		fmt.Fprintf(w, "KMIP:\t%v\n", err)
+		return
+	}
+	for _, st := range k.Status(ctx, kr) {
+		fmt.Fprintf(w, "KMIP keyslot %d: %s\n", st.Keyslot, kmipStatusLine(st))
+	}
 }
 
 // unlockWith is keyring.Unlock that, for a KMIP KEK, tries every KMIP
@@ -223,12 +284,18 @@ func newKMIPStatusCmd(a *app) *cobra.Command {
 // the key's state on the server (or why it could not be read).
 func printKMIPStatus(w io.Writer, sts []kmip.SlotStatus) {
 	for _, st := range sts {
-		state := st.State.String()
-		if st.Err != nil {
-			state = "unknown (" + st.Err.Error() + ")"
-		}
-		fmt.Fprintf(w, "keyslot %d: key %s on %s: %s\n", st.Keyslot, st.KeyUID, strings.Join(st.Servers, ", "), state)
+		fmt.Fprintf(w, "keyslot %d: %s\n", st.Keyslot, kmipStatusLine(st))
 	}
+}
+
+// kmipStatusLine describes one KMIP keyslot's key: which, where, and its
+// state on the server (or why that could not be read).
+func kmipStatusLine(st kmip.SlotStatus) string {
+	state := st.State.String()
+	if st.Err != nil {
+		state = "unknown (" + st.Err.Error() + ")"
+	}
+	return fmt.Sprintf("key %s on %s: %s", st.KeyUID, strings.Join(st.Servers, ", "), state)
 }
 
 func newKMIPRotateCmd(a *app) *cobra.Command {

@@ -9,6 +9,7 @@ import (
 	"github.com/encblk/encblk/internal/daemon"
 	"github.com/encblk/encblk/internal/secmem"
 	"github.com/encblk/encblk/pkg/keyring"
+	"github.com/encblk/encblk/pkg/kmip"
 )
 
 func init() { subcommands = append(subcommands, newRotateCmd) }
@@ -26,8 +27,8 @@ func newRotateCmd(a *app) *cobra.Command {
 		Short: "Replace a KEK: new keyslot committed, old one wiped; data untouched",
 		Long: `Rotate replaces the KEK that opens TARGET: the old KEK (--key-file,
 --passphrase-file or the prompt) unwraps the data key, which is wrapped for the
-new KEK (--new-key-file, --new-passphrase-file, --generate-key-file PATH or the
-prompt) in a new keyslot; that is committed, then the old keyslot is wiped.
+new KEK (--new-key-file, --new-passphrase-file, --new-kmip CONFIG (offline
+only), --generate-key-file PATH or the prompt) in a new keyslot; that is committed, then the old keyslot is wiped.
 The data key and the data do not change, so it takes the same time for any
 volume size. A served volume is rotated by its server while it keeps serving;
 otherwise the header is changed here.`,
@@ -50,7 +51,7 @@ otherwise the header is changed here.`,
 			if err := secmem.SetNonDumpable(); err != nil {
 				return err
 			}
-			old, err := oldKEK.read(cmd.InOrStdin(), cmd.ErrOrStderr(), false)
+			old, err := oldKEK.readForTarget(target, cmd.InOrStdin(), cmd.ErrOrStderr(), false)
 			if err != nil {
 				return err
 			}
@@ -69,10 +70,14 @@ otherwise the header is changed here.`,
 
 			var oldSlot, newSlot int
 			if offline {
-				oldSlot, newSlot, err = daemon.RotateOffline(ctx, target, old, nk, &keyring.KeyslotOptions{KDF: params})
+				opts := &keyring.KeyslotOptions{KDF: params}
+				if newKEK.kmipConfig != "" && !kdf.changed(cmd.Flags()) {
+					opts = kmip.KeyslotOptions() // a random secret needs no slow KDF
+				}
+				oldSlot, newSlot, err = daemon.RotateOffline(ctx, target, old, nk, opts)
 			} else {
 				var oldSecret, newSecret []byte
-				if oldSecret, err = kekSecret(ctx, old); err != nil {
+				if oldSecret, err = serverSecret(ctx, target, old); err != nil {
 					return err
 				}
 				defer secmem.Wipe(oldSecret)

@@ -63,6 +63,7 @@ volume's state, or, when no process serves it, reads its header.`,
 				return enc.Encode(st)
 			}
 			printStatus(out, st, served)
+			printKMIPTargetStatus(cmd.Context(), out, target)
 			return nil
 		},
 	}
