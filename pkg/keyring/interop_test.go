@@ -20,49 +20,50 @@ func TestInteropCryptsetupFormats(t *testing.T) {
 		{"--pbkdf", "argon2id", "--pbkdf-memory", "32", "--pbkdf-parallel", "1", "--pbkdf-force-iterations", "4"},
 		{"--pbkdf", "argon2i", "--pbkdf-memory", "64", "--pbkdf-parallel", "2", "--pbkdf-force-iterations", "4"},
 	} {
-		for _, sector := range []string{"512", "4096"} {
-			for _, keyKind := range []string{"keyfile", "passphrase"} {
-				name := fmt.Sprintf("%s-%s-%s-%s", kdf[1], kdf[3], sector, keyKind)
-				t.Run(name, func(t *testing.T) {
-					t.Parallel()
-					path := newBacking(t, 20<<20)
-					args := append([]string{"luksFormat", "--type", "luks2", "--batch-mode", "--sector-size", sector}, kdf...)
-					var id Identity
-					var keyFile string
-					if keyKind == "keyfile" {
-						raw := make([]byte, 32)
-						rand.Read(raw)
-						keyFile = writeFile(t, raw)
-						cryptsetup(t, "", append(args, "--key-file", keyFile, path)...)
-						kf, err := OpenKeyFile(keyFile)
-						if err != nil {
-							t.Fatal(err)
-						}
-						t.Cleanup(kf.Destroy)
-						id = kf
-					} else {
-						// A typed passphrase: cryptsetup stops at the newline.
-						cryptsetup(t, "hunter2 with spaces\n", append(args, path)...)
-						keyFile = writeFile(t, []byte("hunter2 with spaces"))
-						id = passphrase(t, "hunter2 with spaces")
-					}
-					want := dumpVolumeKey(t, path, keyFile)
-					k := openPath(t, path)
-					if got := unlockBytes(t, k, id); !bytes.Equal(got, want) || len(got) != 64 {
-						t.Fatalf("DEK mismatch: encblk %x, cryptsetup %x", got, want)
-					}
-					seg, err := k.DataSegment()
+		// Each KDF with both sector sizes and both kinds of KEK, paired to
+		// keep the number of cryptsetup runs down.
+		for _, c := range []struct{ sector, keyKind string }{{"512", "keyfile"}, {"4096", "passphrase"}} {
+			sector, keyKind := c.sector, c.keyKind
+			name := fmt.Sprintf("%s-%s-%s-%s", kdf[1], kdf[3], sector, keyKind)
+			t.Run(name, func(t *testing.T) {
+				t.Parallel()
+				path := newBacking(t, 20<<20)
+				args := append([]string{"luksFormat", "--type", "luks2", "--batch-mode", "--sector-size", sector}, kdf...)
+				var id Identity
+				var keyFile string
+				if keyKind == "keyfile" {
+					raw := make([]byte, 32)
+					rand.Read(raw)
+					keyFile = writeFile(t, raw)
+					cryptsetup(t, "", append(args, "--key-file", keyFile, path)...)
+					kf, err := OpenKeyFile(keyFile)
 					if err != nil {
 						t.Fatal(err)
 					}
-					if fmt.Sprint(seg.SectorSize) != sector || seg.Offset != 16<<20 {
-						t.Errorf("segment = %+v", seg)
-					}
-					if _, err := k.Unlock(context.Background(), passphrase(t, "nope")); !errors.Is(err, ErrNoMatchingKeyslot) {
-						t.Errorf("wrong key: %v", err)
-					}
-				})
-			}
+					t.Cleanup(kf.Destroy)
+					id = kf
+				} else {
+					// A typed passphrase: cryptsetup stops at the newline.
+					cryptsetup(t, "hunter2 with spaces\n", append(args, path)...)
+					keyFile = writeFile(t, []byte("hunter2 with spaces"))
+					id = passphrase(t, "hunter2 with spaces")
+				}
+				want := dumpVolumeKey(t, path, keyFile)
+				k := openPath(t, path)
+				if got := unlockBytes(t, k, id); !bytes.Equal(got, want) || len(got) != 64 {
+					t.Fatalf("DEK mismatch: encblk %x, cryptsetup %x", got, want)
+				}
+				seg, err := k.DataSegment()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if fmt.Sprint(seg.SectorSize) != sector || seg.Offset != 16<<20 {
+					t.Errorf("segment = %+v", seg)
+				}
+				if _, err := k.Unlock(context.Background(), passphrase(t, "nope")); !errors.Is(err, ErrNoMatchingKeyslot) {
+					t.Errorf("wrong key: %v", err)
+				}
+			})
 		}
 	}
 }
