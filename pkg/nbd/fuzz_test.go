@@ -149,7 +149,7 @@ func FuzzOptions(f *testing.F) {
 		}()
 		select {
 		case <-done:
-		case <-time.After(10 * time.Second):
+		case <-time.After(60 * time.Second):
 			t.Fatal("ServeConn hung on a closed input")
 		}
 	})
@@ -198,7 +198,7 @@ func FuzzRequests(f *testing.F) {
 		}()
 		select {
 		case <-done:
-		case <-time.After(10 * time.Second):
+		case <-time.After(60 * time.Second):
 			t.Fatal("transmission hung on a closed input")
 		}
 	})

@@ -134,7 +134,7 @@ func TestNbdfuseExt4(t *testing.T) {
 			if st, err := os.Stat(pidfile); err == nil && st.Size() > 0 {
 				break
 			}
-			if i == 200 {
+			if i == 1200 { // 30 s: generous on a loaded machine
 				_ = cmd.Process.Kill()
 				_ = cmd.Wait()
 				t.Fatalf("nbdfuse did not come up: %s", stderr.String())
@@ -202,7 +202,7 @@ func TestSideBySideNbdkit(t *testing.T) {
 		if _, err := os.Stat(kitSock); err == nil {
 			break
 		}
-		if i == 200 {
+		if i == 1200 { // 30 s: generous on a loaded machine
 			t.Fatal("nbdkit did not start")
 		}
 		time.Sleep(25 * time.Millisecond)

@@ -192,7 +192,7 @@ func TestShutdownUnblocksStalledClient(t *testing.T) {
 		if !errors.Is(err, nbd.ErrServerClosed) {
 			t.Errorf("Serve: %v", err)
 		}
-	case <-time.After(20 * time.Second):
+	case <-time.After(60 * time.Second):
 		t.Fatal("shutdown hung on a client that does not read")
 	}
 }
@@ -218,7 +218,7 @@ func TestShutdownDuringHandshake(t *testing.T) {
 		if !errors.Is(err, nbd.ErrServerClosed) {
 			t.Errorf("Serve: %v", err)
 		}
-	case <-time.After(20 * time.Second):
+	case <-time.After(60 * time.Second):
 		t.Fatal("shutdown waited for clients in option haggling")
 	}
 	idle.expectClosed()

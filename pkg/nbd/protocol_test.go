@@ -411,7 +411,7 @@ func TestHostileNoLeak(t *testing.T) {
 	before := runtime.NumGoroutine()
 	// Registered first, so it runs last: after the server has stopped.
 	t.Cleanup(func() {
-		deadline := time.Now().Add(10 * time.Second)
+		deadline := time.Now().Add(30 * time.Second)
 		for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
 			time.Sleep(20 * time.Millisecond)
 		}

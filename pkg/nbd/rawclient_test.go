@@ -64,7 +64,7 @@ const (
 func newRawClient(t testing.TB, s *testServer, clientFlags uint32) *rawClient {
 	t.Helper()
 	r := &rawClient{t: t, c: s.dial(t)}
-	_ = r.c.SetDeadline(time.Now().Add(20 * time.Second))
+	_ = r.c.SetDeadline(time.Now().Add(60 * time.Second)) // hang detector only
 	var g [18]byte
 	r.read(g[:])
 	if binary.BigEndian.Uint64(g[0:]) != 0x4e42444d41474943 || binary.BigEndian.Uint64(g[8:]) != 0x49484156454F5054 {
@@ -94,7 +94,7 @@ func (r *rawClient) read(b []byte) {
 // expectClosed checks that the server hangs up (EOF or reset), not hangs.
 func (r *rawClient) expectClosed() {
 	r.t.Helper()
-	_ = r.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_ = r.c.SetReadDeadline(time.Now().Add(30 * time.Second))
 	b := make([]byte, 4096)
 	for {
 		_, err := r.c.Read(b)
