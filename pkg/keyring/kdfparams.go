@@ -127,27 +127,31 @@ func benchPBKDF2(ctx context.Context, hash string, keyLen int, target time.Durat
 	}
 }
 
-// benchArgon2 measures one pass of argon2 at k's memory and parallelism
-// and picks the time cost that takes about target (at least 4). When even
-// 4 passes take too long, it lowers the memory instead, as cryptsetup.
+// benchArgon2 measures one pass of argon2 over a probe memory (at most 64
+// MiB, so benchmarking stays cheap) and extrapolates linearly — argon2's
+// cost is memory × passes — to the time cost that takes about target at
+// k's memory (at least 4 passes). When even 4 passes at that memory take
+// too long it lowers the memory instead, as cryptsetup does.
 func benchArgon2(ctx context.Context, k *KDF, keyLen int, target time.Duration) error {
+	const probeMaxKiB = 64 << 10
 	probe := *k
 	probe.Iterations = 1
+	probe.MemoryKiB = min(k.MemoryKiB, probeMaxKiB)
 	start := time.Now()
 	b, err := probe.derive(ctx, []byte("encblk benchmark"), keyLen)
 	if err != nil {
 		return err
 	}
 	b.Destroy()
-	d := max(time.Since(start), time.Millisecond)
-	t := int(target / d)
-	if t >= minArgonTime {
-		k.Iterations = t
+	perKiBPass := float64(max(time.Since(start), time.Microsecond)) / float64(probe.MemoryKiB)
+	onePass := perKiBPass * float64(k.MemoryKiB)
+	if t := int(float64(target) / onePass); t >= minArgonTime {
+		k.Iterations = min(t, maxIterations)
 		return nil
 	}
 	k.Iterations = minArgonTime
-	m := int(float64(k.MemoryKiB) * float64(target) / float64(minArgonTime*d))
-	k.MemoryKiB = max(m, minArgonMemoryKiB, 8*k.Parallel)
+	m := int(float64(target) / (minArgonTime * perKiBPass))
+	k.MemoryKiB = max(min(m, k.MemoryKiB), minArgonMemoryKiB, 8*k.Parallel)
 	return nil
 }
 
