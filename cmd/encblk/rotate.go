@@ -21,6 +21,7 @@ func newRotateCmd(a *app) *cobra.Command {
 		newKEK   kekFlags
 		kdf      kdfFlags
 		generate string
+		ot       opalTargetFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "rotate TARGET",
@@ -31,11 +32,25 @@ new KEK (--new-key-file, --new-passphrase-file, --new-kmip CONFIG (offline
 only), --generate-key-file PATH or the prompt) in a new keyslot; that is committed, then the old keyslot is wiped.
 The data key and the data do not change, so it takes the same time for any
 volume size. A served volume is rotated by its server while it keeps serving;
-otherwise the header is changed here.`,
+otherwise the header is changed here.
+
+For a LUKS2 hw-opal(-crypt) volume on a self-encrypting drive (--header for a
+detached header), the key of the drive's locking range does not change: as
+in cryptsetup, it is the first bytes of the volume key, which KEK rotation
+keeps.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			target := argOr(args, 0)
+			ov, err := ot.open(target)
+			if err != nil {
+				return err
+			}
+			if ov != nil {
+				// Never served: the header is rotated in place.
+				ov.close()
+				target = ov.hdrPath
+			}
 			if generate != "" && newKEK.given() {
 				return withExit(exitUsage, errors.New("--generate-key-file excludes --new-key-file and --new-passphrase-file"))
 			}
@@ -93,6 +108,9 @@ otherwise the header is changed here.`,
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "KEK rotated: keyslot %d replaced by keyslot %d\n", oldSlot, newSlot)
+			if ov != nil {
+				fmt.Fprintln(cmd.OutOrStdout(), rotateNote(ov))
+			}
 			a.log.Debug("rotated", "old", oldSlot, "new", newSlot, "online", !offline)
 			return nil
 		},
@@ -102,6 +120,7 @@ otherwise the header is changed here.`,
 	oldKEK.register(fs, "")
 	newKEK.register(fs, "new-")
 	kdf.register(fs)
+	ot.register(fs, false, false)
 	fs.StringVar(&generate, "generate-key-file", "", "the new KEK is a new random key file written to PATH (mode 0600; must not exist)")
 	return cmd
 }

@@ -248,17 +248,17 @@ func newSedLockCmd(a *app, lock bool) *cobra.Command {
 				return err
 			}
 			defer d.close()
-			dek, err := opalvolume.Unlock(ctx, d.dev, kr, k)
-			if err != nil {
-				return err
-			}
-			defer dek.Destroy()
 			state := "unlocked"
 			if lock {
-				if err := opalvolume.Lock(ctx, d.dev, kr, dek); err != nil {
-					return err
+				err, state = opalvolume.LockWithKEK(ctx, d.dev, kr, k), "locked"
+			} else {
+				var dek *secmem.Buffer
+				if dek, err = opalvolume.Unlock(ctx, d.dev, kr, k); err == nil {
+					dek.Destroy()
 				}
-				state = "locked"
+			}
+			if err != nil {
+				return err
 			}
 			a.log.Info("sed "+use, "device", args[0], "range", s.OpalSegmentNumber)
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: locking range %d %s\n", args[0], s.OpalSegmentNumber, state)

@@ -19,17 +19,27 @@ func newStatusCmd(a *app) *cobra.Command {
 	var (
 		t      targetFlags
 		asJSON bool
+		ot     opalTargetFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "status TARGET",
 		Short: "Show a volume's lock state, geometry, keyslots and I/O counters",
 		Long: `Status asks the server of TARGET (a backing path, or --control) for the
-volume's state, or, when no process serves it, reads its header.`,
+volume's state, or, when no process serves it, reads its header. For a LUKS2
+hw-opal(-crypt) volume on a self-encrypting drive (--header for a detached
+header) it adds what the drive reports: Level 0 Discovery's locking state
+and, with --admin-key-file, the locking range's bounds and lock state.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			target := argOr(args, 0)
 			st := daemon.Status{Volumes: []daemon.VolumeStatus{}}
 			served := true
+			if ovs, ok, err := ot.status(cmd.Context(), target); err != nil {
+				return err
+			} else if ok {
+				st.Volumes = append(st.Volumes, ovs)
+				return writeStatus(cmd.OutOrStdout(), st, false, asJSON)
+			}
 			c, vol, err := t.client(cmd.Context(), target)
 			if err == nil {
 				st, err = c.Status(cmd.Context())
@@ -57,19 +67,28 @@ volume's state, or, when no process serves it, reads its header.`,
 				}
 			}
 			out := cmd.OutOrStdout()
-			if asJSON {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(st)
+			if err := writeStatus(out, st, served, asJSON); err != nil || asJSON {
+				return err
 			}
-			printStatus(out, st, served)
 			printKMIPTargetStatus(cmd.Context(), out, target)
 			return nil
 		},
 	}
 	t.register(cmd.Flags())
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	ot.register(cmd.Flags(), true, false)
 	return cmd
+}
+
+// writeStatus prints st as JSON or for people.
+func writeStatus(out io.Writer, st daemon.Status, served, asJSON bool) error {
+	if asJSON {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
+	}
+	printStatus(out, st, served)
+	return nil
 }
 
 func printStatus(out io.Writer, st daemon.Status, served bool) {
@@ -113,6 +132,7 @@ func printStatus(out io.Writer, st daemon.Status, served bool) {
 		} else {
 			fmt.Fprintf(w, "last KEK rotation:\tnever\n")
 		}
+		printOpalStatus(w, v.Opal)
 		if served {
 			fmt.Fprintf(w, "bytes read:\t%d\n", v.BytesRead)
 			fmt.Fprintf(w, "bytes written:\t%d\n", v.BytesWritten)

@@ -3,6 +3,7 @@ package main
 import (
 	"github.com/spf13/cobra"
 
+	"github.com/encblk/encblk/internal/daemon"
 	"github.com/encblk/encblk/internal/secmem"
 )
 
@@ -12,6 +13,7 @@ func newUnlockCmd(a *app) *cobra.Command {
 	var (
 		t   targetFlags
 		kek kekFlags
+		ot  opalTargetFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "unlock TARGET",
@@ -22,11 +24,21 @@ and resumes the I/O that waited. A wrong KEK exits with status 2 and leaves
 the volume locked. With no KEK named and KMIP keyslots in TARGET's header, the
 key server releases the keyslot secret (--kmip CONFIG names the client
 configuration); if it refuses or cannot be reached, the volume stays locked
-and the exit status is 3.`,
+and the exit status is 3. For a LUKS2 hw-opal(-crypt) volume on a
+self-encrypting drive (TARGET is the drive; --header for a detached header),
+the keyslot opened by the KEK yields the key of the drive's locking range,
+which is unlocked.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, vol, err := t.client(cmd.Context(), argOr(args, 0))
+			ov, err := ot.open(argOr(args, 0))
 			if err != nil {
+				return err
+			}
+			var c *daemon.Client
+			var vol string
+			if ov != nil {
+				defer ov.close()
+			} else if c, vol, err = t.client(cmd.Context(), argOr(args, 0)); err != nil {
 				return err
 			}
 			if err := secmem.SetNonDumpable(); err != nil {
@@ -37,6 +49,9 @@ and the exit status is 3.`,
 				return err
 			}
 			defer k.Destroy()
+			if ov != nil {
+				return ot.unlock(cmd.Context(), cmd.OutOrStdout(), args[0], ov, k)
+			}
 			secret, err := serverSecret(cmd.Context(), argOr(args, 0), k)
 			if err != nil {
 				return err
@@ -47,5 +62,6 @@ and the exit status is 3.`,
 	}
 	t.register(cmd.Flags())
 	kek.register(cmd.Flags(), "")
+	ot.register(cmd.Flags(), false, false)
 	return cmd
 }

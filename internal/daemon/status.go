@@ -40,6 +40,9 @@ type VolumeStatus struct {
 	BytesRead      uint64 `json:"bytes_read"`
 	BytesWritten   uint64 `json:"bytes_written"`
 	BytesDiscarded uint64 `json:"bytes_discarded"`
+
+	// Opal is the drive's locking range for a hw-opal(-crypt) volume.
+	Opal *OpalStatus `json:"opal,omitempty"`
 }
 
 // KeyslotStatus is one keyslot, without anything secret.

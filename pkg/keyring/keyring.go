@@ -286,6 +286,8 @@ func (k *Keyring) DataSegment() (Segment, error) {
 		}
 	}
 	switch {
+	case s.Type == "hw-opal" || s.Type == "hw-opal-crypt":
+		return s, fmt.Errorf("%w: segment type %q is a self-encrypting drive's locking range, which encblk does not serve (\"encblk unlock\" unlocks the range; cryptsetup opens it)", ErrUnsupported, s.Type)
 	case s.Type != "crypt":
 		return s, fmt.Errorf("%w: segment type %q (encblk serves \"crypt\")", ErrUnsupported, s.Type)
 	case s.Encryption != "aes-xts-plain64":

@@ -144,3 +144,18 @@ func Lock(ctx context.Context, dev *sed.Device, k *keyring.Keyring, dek *secmem.
 	}
 	return dev.LockRange(ctx, uint8(s.OpalSegmentNumber), key)
 }
+
+// LockWithKEK opens a keyslot with id and locks the volume's locking
+// range with the range key it yields. Unlike Unlock followed by Lock, the
+// range is never unlocked on the way.
+func LockWithKEK(ctx context.Context, dev *sed.Device, k *keyring.Keyring, id keyring.Identity) error {
+	if _, err := Segment(k); err != nil {
+		return err
+	}
+	dek, err := k.Unlock(ctx, id)
+	if err != nil {
+		return err
+	}
+	defer dek.Destroy()
+	return Lock(ctx, dev, k, dek)
+}
