@@ -20,11 +20,12 @@ func newSedCmd(a *app) *cobra.Command {
 		Long: `Commands for self-encrypting drives (SEDs). scan and info only read: they
 send Level 0 Discovery (and IDENTIFY DEVICE to SATA disks) and nothing else.
 setup, unlock and lock manage LUKS2 hw-opal volumes as cryptsetup 2.7 does;
-setup and revert destroy data and need --yes-destroy-data.`,
+setup and revert destroy data and need --yes-destroy-data. "sed ata" drives the
+ATA Security feature set of SATA disks without Opal.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	cmd.AddCommand(newSedScanCmd(a), newSedInfoCmd(a), newSedSetupCmd(a), newSedLockCmd(a, false), newSedLockCmd(a, true), newSedRevertCmd(a))
+	cmd.AddCommand(newSedScanCmd(a), newSedInfoCmd(a), newSedSetupCmd(a), newSedLockCmd(a, false), newSedLockCmd(a, true), newSedRevertCmd(a), newSedATACmd(a))
 	return cmd
 }
 

@@ -70,14 +70,7 @@ func (f *sedFlags) openDrive(ctx context.Context, path string) (*drive, error) {
 		}
 		t, size, closeFn = sim, uint64(sim.Size()), sim.Close
 	} else {
-		name, err := sed.DefaultSysfs.BlockName(path)
-		if err != nil {
-			return nil, err
-		}
-		if real, err := filepath.EvalSymlinks(path); err == nil && filepath.Base(real) != name {
-			return nil, fmt.Errorf("%s is a partition: give the whole disk (%s)", path, filepath.Join(sed.DefaultSysfs.Dev, name))
-		}
-		o, err := sed.DefaultSysfs.OpenBlock(path)
+		o, err := openWholeDisk(path)
 		if err != nil {
 			return nil, err
 		}
@@ -93,6 +86,19 @@ func (f *sedFlags) openDrive(ctx context.Context, path string) (*drive, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return &drive{dev: dev, size: size, close: closeFn}, nil
+}
+
+// openWholeDisk opens the block device at path for security commands,
+// refusing a partition: locking ranges and ATA security are per disk.
+func openWholeDisk(path string) (*sed.Opened, error) {
+	name, err := sed.DefaultSysfs.BlockName(path)
+	if err != nil {
+		return nil, err
+	}
+	if real, err := filepath.EvalSymlinks(path); err == nil && filepath.Base(real) != name {
+		return nil, fmt.Errorf("%s is a partition: give the whole disk (%s)", path, filepath.Join(sed.DefaultSysfs.Dev, name))
+	}
+	return sed.DefaultSysfs.OpenBlock(path)
 }
 
 // readAdminKey reads the admin key file into protected memory.

@@ -31,6 +31,7 @@ type ATADrive struct {
 	frozen       bool
 	attempts     int
 	prepared     bool // the previous command was ERASE PREPARE
+	statePath    string
 }
 
 const ataMaxAttempts = 5
@@ -61,10 +62,11 @@ func pad32(p []byte) []byte {
 
 // PowerCycle: a drive with a user password comes up locked; freeze and
 // the attempt counter are cleared.
-func (a *ATADrive) PowerCycle() {
+func (a *ATADrive) PowerCycle() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.locked, a.frozen, a.attempts, a.prepared = a.userSet, false, 0, false
+	return a.save()
 }
 
 func aborted(what string) error {
@@ -72,12 +74,17 @@ func aborted(what string) error {
 }
 
 // ATA implements sed.ATACommander.
-func (a *ATADrive) ATA(ctx context.Context, cmd sed.ATACommand, data []byte) error {
+func (a *ATADrive) ATA(ctx context.Context, cmd sed.ATACommand, data []byte) (err error) {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	defer func() {
+		if serr := a.save(); serr != nil && err == nil {
+			err = serr
+		}
+	}()
 	prepared := a.prepared
 	a.prepared = false
 	if cmd.Command != 0xEC && cmd.Command != 0xF3 && cmd.Protocol == 5 && len(data) != 512 {

@@ -86,11 +86,16 @@ func (d *Drive) save() error {
 		st.Ranges = append(st.Ranges, rangeState{Start: r.start, Length: r.length, RLE: r.rle, WLE: r.wle, RL: r.rl, WL: r.wl,
 			LockOnReset: r.lockOnReset, Key: r.key, RdACE: aceList(r.rdACE), WrACE: aceList(r.wrACE)})
 	}
-	b, err := json.Marshal(st)
+	return writeState(d.opt.StatePath, st)
+}
+
+// writeState replaces the state file at path with v in JSON, atomically.
+func writeState(path string, v any) error {
+	b, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("sedsim: state: %w", err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(d.opt.StatePath), ".sedsim-*")
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".sedsim-*")
 	if err != nil {
 		return fmt.Errorf("sedsim: state: %w", err)
 	}
@@ -106,7 +111,7 @@ func (d *Drive) save() error {
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("sedsim: state: %w", err)
 	}
-	if err := os.Rename(tmp.Name(), d.opt.StatePath); err != nil {
+	if err := os.Rename(tmp.Name(), path); err != nil {
 		return fmt.Errorf("sedsim: state: %w", err)
 	}
 	return nil
