@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/spf13/cobra"
 
@@ -71,11 +72,21 @@ keeps.`,
 				return err
 			}
 			defer old.Destroy()
+			// The generated key file is removed again unless the rotation
+			// may have committed: only a failure before the attempt, or a
+			// wrong old KEK, proves the new keyslot does not exist.
+			var attempted, committed bool
+			var rotErr error
 			if generate != "" {
 				if err := generateKeyFile(generate); err != nil {
 					return err
 				}
 				newKEK.keyFile = generate
+				defer func() {
+					if !committed && (!attempted || errors.Is(rotErr, keyring.ErrNoMatchingKeyslot)) {
+						os.Remove(generate)
+					}
+				}()
 			}
 			nk, err := newKEK.read(cmd.InOrStdin(), cmd.ErrOrStderr(), true)
 			if err != nil {
@@ -84,6 +95,7 @@ keeps.`,
 			defer nk.Destroy()
 
 			var oldSlot, newSlot int
+			attempted = true
 			if offline {
 				opts := &keyring.KeyslotOptions{KDF: params}
 				if newKEK.kmipConfig != "" && !kdf.changed(cmd.Flags()) {
@@ -105,8 +117,10 @@ keeps.`,
 				oldSlot, newSlot = res.OldSlot, res.NewSlot
 			}
 			if err != nil {
+				rotErr = err
 				return err
 			}
+			committed = true
 			fmt.Fprintf(cmd.OutOrStdout(), "KEK rotated: keyslot %d replaced by keyslot %d\n", oldSlot, newSlot)
 			if ov != nil {
 				fmt.Fprintln(cmd.OutOrStdout(), rotateNote(ov))

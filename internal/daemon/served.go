@@ -155,7 +155,8 @@ func (v *Volume) Lock(ctx context.Context) error {
 }
 
 // RotateKEK replaces the KEK old by new (a new keyslot is committed, then
-// the old one wiped) and records the time in an encblk-rotation token.
+// the old one wiped) and records the time in an encblk-rotation token (best
+// effort: a failure there does not fail the committed rotation).
 // The DEK and the data are untouched; the volume keeps serving.
 func (v *Volume) RotateKEK(ctx context.Context, old keyring.Identity, new keyring.Recipient, opts *keyring.KeyslotOptions) (oldSlot, newSlot int, err error) {
 	if v.kr == nil {
@@ -167,11 +168,9 @@ func (v *Volume) RotateKEK(ctx context.Context, old keyring.Identity, new keyrin
 	if err != nil {
 		return 0, 0, err
 	}
-	if t, err := recordRotation(v.kr); err == nil {
-		v.rotatedAt = t
-	} else {
-		return oldSlot, newSlot, fmt.Errorf("KEK rotated (keyslot %d replaced by %d), but recording the time failed: %w", oldSlot, newSlot, err)
-	}
+	// The rotation is committed; failing to record its time must not make
+	// the caller think otherwise (it might discard the new KEK).
+	v.rotatedAt, _ = recordRotation(v.kr)
 	return oldSlot, newSlot, nil
 }
 
@@ -277,8 +276,6 @@ func RotateOffline(ctx context.Context, path string, old keyring.Identity, new k
 	if oldSlot, newSlot, err = kr.RotateKEK(ctx, old, new, opts); err != nil {
 		return 0, 0, err
 	}
-	if _, err := recordRotation(kr); err != nil {
-		return oldSlot, newSlot, fmt.Errorf("KEK rotated (keyslot %d replaced by %d), but recording the time failed: %w", oldSlot, newSlot, err)
-	}
+	recordRotation(kr) // committed either way; see Volume.RotateKEK
 	return oldSlot, newSlot, nil
 }
