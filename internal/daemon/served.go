@@ -138,6 +138,15 @@ func (v *Volume) Unlock(ctx context.Context, kek keyring.Identity) error {
 	v.keyMu.Lock()
 	defer v.keyMu.Unlock()
 	dek, err := v.kr.Unlock(ctx, kek)
+	if errors.Is(err, keyring.ErrNoMatchingKeyslot) {
+		// Another process (encblk keyslot add, encblk kmip add) may have
+		// added the keyslot since this server read the header: if the
+		// header on disk is newer, try again with it.
+		seq := v.kr.SeqID()
+		if rerr := v.kr.Reload(); rerr == nil && v.kr.SeqID() != seq {
+			dek, err = v.kr.Unlock(ctx, kek)
+		}
+	}
 	if err != nil {
 		return err
 	}
