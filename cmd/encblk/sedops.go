@@ -51,17 +51,18 @@ func (f *sedFlags) register(fs *pflag.FlagSet, adminKey bool) {
 
 // drive is an Opal drive opened for one command.
 type drive struct {
-	dev   *sed.Device
-	size  uint64
-	close func() error
+	dev    *sed.Device
+	size   uint64 // bytes of DEVICE (a partition's size for a partition)
+	offset uint64 // where DEVICE begins on the drive (a partition's start)
+	close  func() error
 }
 
 // openDrive opens DEVICE: a block device through its SCSI, ATA or NVMe
-// transport, or with --simulator a sedsim image whose state is kept in
-// DEVICE.sedsim.
+// transport (for a partition, its disk, noting where the partition lies),
+// or with --simulator a sedsim image whose state is kept in DEVICE.sedsim.
 func (f *sedFlags) openDrive(ctx context.Context, path string) (*drive, error) {
 	var t sed.Transport
-	var size uint64
+	var size, offset uint64
 	var closeFn func() error
 	if f.simulator {
 		sim, err := sedsim.New(path, sedsim.Options{StatePath: path + ".sedsim"})
@@ -70,11 +71,17 @@ func (f *sedFlags) openDrive(ctx context.Context, path string) (*drive, error) {
 		}
 		t, size, closeFn = sim, uint64(sim.Size()), sim.Close
 	} else {
-		o, err := openWholeDisk(path)
+		part, err := sed.DefaultSysfs.Partition(path)
 		if err != nil {
 			return nil, err
 		}
-		if size, err = o.Size(); err != nil {
+		o, err := sed.DefaultSysfs.OpenBlock(path)
+		if err != nil {
+			return nil, err
+		}
+		if part != nil {
+			size, offset = part.Size, part.Start
+		} else if size, err = o.Size(); err != nil {
 			o.Close()
 			return nil, err
 		}
@@ -85,7 +92,7 @@ func (f *sedFlags) openDrive(ctx context.Context, path string) (*drive, error) {
 		closeFn()
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return &drive{dev: dev, size: size, close: closeFn}, nil
+	return &drive{dev: dev, size: size, offset: offset, close: closeFn}, nil
 }
 
 // openWholeDisk opens the block device at path for security commands,
@@ -148,7 +155,9 @@ already owned), activates the Locking SP, writes a LUKS2 header whose data
 segment is locking range --range (type hw-opal-crypt, or hw-opal with
 --hw-opal-only), and gives that range a key: the first 32 bytes of the new
 volume key, so whoever opens a keyslot can unlock the range. The range covers
-the data area and is left locked. Every byte in it is destroyed.`,
+the data area and is left locked. Every byte in it is destroyed. DEVICE may
+be a partition: the range then starts at the partition's offset on the disk
+plus the data offset, as with cryptsetup.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if !destroy {
@@ -186,7 +195,7 @@ the data area and is left locked. Every byte in it is destroyed.`,
 			}
 			defer hdrFile.Close()
 			kr, dek, err := opalvolume.Format(ctx, d.dev, hdrFile, d.size, k, admin.Bytes(), opalvolume.Options{
-				Segment: segment, Only: only,
+				Segment: segment, Only: only, DeviceOffset: d.offset,
 				LUKS: keyring.FormatOptions{KDF: params, Detached: hdr.path != ""},
 			})
 			if err != nil {

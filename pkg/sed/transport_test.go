@@ -281,3 +281,30 @@ func TestRealIoctlsOnLoopDevice(t *testing.T) {
 		t.Logf("%s: %v", name, err)
 	}
 }
+
+func TestSysfsPartition(t *testing.T) {
+	t.Parallel()
+	s := fakeSysfs(t)
+	part := filepath.Join(s.Root, "devices/pci0/block/sda/sda1")
+	if _, err := s.Partition(filepath.Join(s.Dev, "sda1")); err == nil {
+		t.Fatal("partition without start/size: no error")
+	}
+	for f, v := range map[string]string{"start": "2048\n", "size": "409600\n"} {
+		if err := os.WriteFile(filepath.Join(part, f), []byte(v), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, err := s.Partition(filepath.Join(s.Dev, "sda1"))
+	if err != nil || p == nil || *p != (Partition{Disk: "sda", Start: 1 << 20, Size: 200 << 20}) {
+		t.Fatalf("sda1: %+v %v", p, err)
+	}
+	if p, err := s.Partition(filepath.Join(s.Dev, "vda")); err != nil || p != nil {
+		t.Fatalf("whole disk: %+v %v", p, err)
+	}
+	if err := os.WriteFile(filepath.Join(part, "size"), []byte("lots\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Partition(filepath.Join(s.Dev, "sda1")); err == nil {
+		t.Fatal("malformed size: no error")
+	}
+}

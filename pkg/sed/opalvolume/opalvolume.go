@@ -26,6 +26,12 @@ type Options struct {
 	Segment uint8 // locking range / opal_segment_number, 1..8 (default 1)
 	KeySize int   // range key bytes (default 32)
 	Only    bool  // "hw-opal": the drive's encryption only, no dm-crypt layer
+	// DeviceOffset is where the volume's device begins on the drive, in
+	// bytes: a partition's start (sed.Sysfs.Partition), 0 for the whole
+	// disk. The locking range starts at DeviceOffset + the data offset, as
+	// in cryptsetup; the default data offset is raised so that this is a
+	// multiple of the drive's alignment granularity.
+	DeviceOffset uint64
 	// LUKS2 options: KDF, sector size, data offset, Detached, label...
 	// Opal is filled in by Format.
 	LUKS keyring.FormatOptions
@@ -55,17 +61,22 @@ func Format(ctx context.Context, dev *sed.Device, hdr *os.File, deviceBytes uint
 		}
 	}
 	fo := o.LUKS
+	align := lbs * gran
 	if fo.DataOffset == 0 && !fo.Detached {
 		fo.DataOffset = 16 << 20
+		if r := (o.DeviceOffset + fo.DataOffset) % align; r != 0 {
+			fo.DataOffset += align - r
+		}
 	}
-	if fo.DataOffset%lbs != 0 {
-		return nil, nil, fmt.Errorf("opalvolume: data offset %d is not a multiple of the drive's %d-byte blocks", fo.DataOffset, lbs)
+	if start := o.DeviceOffset + fo.DataOffset; start%align != 0 {
+		return nil, nil, fmt.Errorf("opalvolume: the data would start at byte %d of the drive (device offset %d + data offset %d), not on the drive's %d-byte locking granularity",
+			start, o.DeviceOffset, fo.DataOffset, align)
 	}
 	if deviceBytes <= fo.DataOffset {
 		return nil, nil, fmt.Errorf("opalvolume: device of %d bytes has no room after the data offset %d", deviceBytes, fo.DataOffset)
 	}
 	rangeBytes := deviceBytes - fo.DataOffset
-	rangeBytes -= rangeBytes % (lbs * gran)
+	rangeBytes -= rangeBytes % align
 	if rangeBytes == 0 {
 		return nil, nil, fmt.Errorf("opalvolume: no aligned room for a locking range")
 	}
@@ -74,7 +85,7 @@ func Format(ctx context.Context, dev *sed.Device, hdr *os.File, deviceBytes uint
 	if err != nil {
 		return nil, nil, err
 	}
-	r := sed.OpalRange{Segment: o.Segment, StartBlock: fo.DataOffset / lbs, LengthBlocks: rangeBytes / lbs}
+	r := sed.OpalRange{Segment: o.Segment, StartBlock: (o.DeviceOffset + fo.DataOffset) / lbs, LengthBlocks: rangeBytes / lbs}
 	if err := dev.SetupRange(ctx, adminKey, dek.Bytes()[:o.KeySize], r); err != nil {
 		// No header may name a range that was not set up.
 		if eerr := k.Erase(ctx); eerr != nil {

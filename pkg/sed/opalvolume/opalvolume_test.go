@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -161,5 +162,60 @@ func TestNotOpalVolume(t *testing.T) {
 	defer k.Close()
 	if _, err := Segment(k); !errors.Is(err, ErrNotOpalVolume) {
 		t.Fatal(err)
+	}
+}
+
+// TestPartitionRange formats a volume on a "partition" (1 MiB at 1 MiB)
+// of a simulated drive: the range starts at the partition's offset, as
+// cryptsetup lays it out, and only the partition's data is locked.
+func TestPartitionRange(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	img := filepath.Join(dir, "disk.img")
+	if err := os.WriteFile(img, make([]byte, 4<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sim, err := sedsim.New(img, sedsim.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	dev, err := sed.Open(ctx, sim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := []byte("admin key for the partition test")
+	format := func(name string, offset uint64) (*keyring.Keyring, error) {
+		hdr, err := os.Create(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { hdr.Close() })
+		k, dek, err := Format(ctx, dev, hdr, 1<<20, passphrase(t, "kek"), admin,
+			Options{DeviceOffset: offset, LUKS: keyring.FormatOptions{KDF: fastKDF, Detached: true}})
+		if err == nil {
+			dek.Destroy()
+			t.Cleanup(func() { k.Close() })
+		}
+		return k, err
+	}
+	if _, err := format("misaligned", 1<<20+100); err == nil || !strings.Contains(err.Error(), "locking granularity") {
+		t.Fatalf("misaligned partition: %v", err)
+	}
+	if _, err := format("header", 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	rs, err := dev.Range(ctx, sed.Credential{Authority: sed.AuthorityAdmin1, PIN: admin}, 1)
+	if err != nil || rs.Start != 2048 || rs.Length != 2048 || !rs.ReadLocked {
+		t.Fatalf("range %+v %v", rs, err)
+	}
+	buf := make([]byte, 512)
+	for _, c := range []struct {
+		off    int64
+		locked bool
+	}{{0, false}, {1<<20 - 512, false}, {1 << 20, true}, {2<<20 - 512, true}, {2 << 20, false}} {
+		if _, err := sim.ReadAt(buf, c.off); errors.Is(err, sedsim.ErrLocked) != c.locked {
+			t.Errorf("read at %d: %v, want locked %v", c.off, err, c.locked)
+		}
 	}
 }
