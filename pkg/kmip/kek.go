@@ -77,6 +77,27 @@ func (k *KEK) Created() string {
 	return k.created
 }
 
+// DiscardCreated revokes and destroys, in one batched request, the key
+// Wrap created, for when the keyslot it was made for was not committed. It
+// does nothing if Wrap created no key.
+func (k *KEK) DiscardCreated(ctx context.Context) error {
+	uid := k.Created()
+	if uid == "" {
+		return nil
+	}
+	c, err := k.cfg.Client(nil, k.log)
+	if err != nil {
+		return err
+	}
+	if err := c.RevokeDestroy(ctx, uid, RevocationCessationOfOperation, "encblk: keyslot not committed"); err != nil {
+		return err
+	}
+	k.mu.Lock()
+	k.created = ""
+	k.mu.Unlock()
+	return nil
+}
+
 // Wrap implements keyring.Recipient.
 func (k *KEK) Wrap(ctx context.Context) (*secmem.Buffer, []json.RawMessage, error) {
 	if len(k.cfg.Servers) == 0 {

@@ -165,6 +165,26 @@ func TestKEK(t *testing.T) {
 		}
 	})
 
+	t.Run("DiscardCreated", func(t *testing.T) {
+		kek, _ := kmip.NewKEK(cfg, nil)
+		secret, _, err := kek.Wrap(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		secret.Destroy()
+		uid := kek.Created()
+		if err := kek.DiscardCreated(ctx); err != nil {
+			t.Fatal(err)
+		}
+		c, _ := cfg.Client(nil, nil)
+		if _, err := c.KeyState(ctx, uid); err == nil {
+			t.Fatalf("key %s still exists after DiscardCreated", uid)
+		}
+		if kek.Created() != "" || kek.DiscardCreated(ctx) != nil {
+			t.Fatal("DiscardCreated is not idempotent")
+		}
+	})
+
 	t.Run("CryptsetupKeepsToken", func(t *testing.T) {
 		cs := testutil.RequireTool(t, "cryptsetup", "cryptsetup-bin")
 		out, err := exec.Command(cs, "luksDump", path).CombinedOutput()
