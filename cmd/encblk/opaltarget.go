@@ -114,7 +114,7 @@ func (f *opalTargetFlags) lock(ctx context.Context, stdin io.Reader, stdout, std
 		}
 		defer admin.Destroy()
 	} else {
-		if k, err = f.kek.read(stdin, stderr, false); err != nil {
+		if k, err = f.kek.readForTarget(v.hdrPath, stdin, stderr, false); err != nil {
 			return err
 		}
 		defer k.Destroy()
@@ -156,6 +156,13 @@ func (f *opalTargetFlags) status(ctx context.Context, target string) (vs daemon.
 		return vs, false, err
 	}
 	vs.Backing = target
+	// The volume key is the range key, then (hw-opal-crypt) the dm-crypt
+	// key: the cipher line shows the latter, the opal lines the former.
+	if v.seg.Type == "hw-opal" {
+		vs.Cipher = "none in software (the drive encrypts)"
+	} else {
+		vs.KeyBits -= 8 * v.seg.OpalKeySize
+	}
 	var admin *secmem.Buffer
 	if f.sf.adminKeyFile != "" {
 		if admin, err = f.sf.readAdminKey("admin-key-file"); err != nil {
@@ -168,7 +175,7 @@ func (f *opalTargetFlags) status(ctx context.Context, target string) (vs daemon.
 		return vs, false, err
 	}
 	defer d.close()
-	os := &daemon.OpalStatus{SegmentType: v.seg.Type, Range: v.rangeN(), BlockSize: 512}
+	os := &daemon.OpalStatus{SegmentType: v.seg.Type, Range: v.rangeN(), KeyBytes: v.seg.OpalKeySize, BlockSize: 512}
 	if l := d.dev.Discovery.Locking; l != nil {
 		os.LockingEnabled, os.AnyRangeLocked = l.LockingEnabled, l.Locked
 	}
@@ -199,7 +206,7 @@ func printOpalStatus(w *tabwriter.Writer, o *daemon.OpalStatus) {
 	if o == nil {
 		return
 	}
-	fmt.Fprintf(w, "opal segment:\t%s on locking range %d\n", o.SegmentType, o.Range)
+	fmt.Fprintf(w, "opal segment:\t%s on locking range %d, %d-bit range key (the volume key's first bytes)\n", o.SegmentType, o.Range, 8*o.KeyBytes)
 	fmt.Fprintf(w, "drive locking:\tenabled %s, a range locked %s\n", yn(o.LockingEnabled), yn(o.AnyRangeLocked))
 	if !o.RangeRead {
 		fmt.Fprintf(w, "range state:\tunknown (reading the range takes --admin-key-file)\n")

@@ -44,7 +44,11 @@ which is unlocked.`,
 			if err := secmem.SetNonDumpable(); err != nil {
 				return err
 			}
-			k, err := kek.readForTarget(argOr(args, 0), cmd.InOrStdin(), cmd.ErrOrStderr(), false)
+			kt := argOr(args, 0)
+			if ov != nil {
+				kt = ov.hdrPath
+			}
+			k, err := kek.readForTarget(kt, cmd.InOrStdin(), cmd.ErrOrStderr(), false)
 			if err != nil {
 				return err
 			}

@@ -5,6 +5,7 @@ package daemon
 type OpalStatus struct {
 	SegmentType string `json:"segment_type"` // "hw-opal" or "hw-opal-crypt"
 	Range       uint8  `json:"range"`        // locking range = opal_segment_number
+	KeyBytes    int    `json:"key_bytes"`    // range key: opal_key_size bytes of the volume key
 	// LockingEnabled and AnyRangeLocked come from Level 0 Discovery,
 	// which needs no credential.
 	LockingEnabled bool `json:"locking_enabled"`

@@ -36,6 +36,19 @@
 // /dev/urandom), so no human password ever reaches the drive. Package
 // sedsim simulates a drive for tests.
 //
+// Range keys and rotation: in cryptsetup's layout the range key (the PIN
+// of User(N+1)) is the first opal_key_size bytes of the LUKS2 volume key.
+// Rotating a KEK re-wraps that volume key in a new keyslot, so it leaves
+// the range key as it is, and a drive rotated by encblk still opens with
+// cryptsetup. Changing the range key itself (Device.RotateRangeKey) would
+// mean a new volume key, i.e. every keyslot rewritten and, for
+// hw-opal-crypt, the dm-crypt data re-encrypted unless only the prefix
+// changes; cryptsetup offers no such operation for hw-opal either, so
+// encblk has no CLI for it. Whoever must retire a range key retires the
+// volume: "encblk sed setup" again (crypto-erasing the range) or revert.
+// Crypto-lock is "encblk lock": the drive forgets the range's media key
+// until the range key is presented again.
+//
 // Nothing in this package logs or formats a PIN: errors name the authority
 // and the method, never the credential.
 package sed
