@@ -24,6 +24,7 @@
 #   ENCBLK_VM_TIMEOUT=secs  per-boot limit before the guest is killed (default: the scenario's "# timeout:" line)
 #   ENCBLK_VM_CACHE=dir     where built initramfs images are cached (default ~/.cache/encblk/vm)
 #   ENCBLK_VM_MEM, ENCBLK_VM_SMP  guest memory (default 1G) and CPUs (default 2)
+#   ENCBLK_VM_ENCBLK=path   test this (static) encblk binary instead of building ./cmd/encblk
 #
 # Console logs go to test/vm/out/<scenario>-<sector>.log (gitignored); on a
 # failure the share directory is kept beside it and the log's tail is printed.
@@ -143,7 +144,11 @@ fi
 # share. Static (no cgo), so it runs in the guest whatever the host's libc.
 mkdir -p "$out"
 encblk_bin=
-if [ -d "$repo/cmd/encblk" ] && command -v go >/dev/null 2>&1; then
+if [ -n "${ENCBLK_VM_ENCBLK:-}" ]; then
+	encblk_bin=$ENCBLK_VM_ENCBLK
+	[ -x "$encblk_bin" ] || die "ENCBLK_VM_ENCBLK=$encblk_bin is not an executable"
+	log "using encblk binary $encblk_bin"
+elif [ -d "$repo/cmd/encblk" ] && command -v go >/dev/null 2>&1; then
 	encblk_bin=$out/encblk
 	log "building encblk (CGO_ENABLED=0)"
 	(cd "$repo" && CGO_ENABLED=0 go build -o "$encblk_bin" ./cmd/encblk) ||

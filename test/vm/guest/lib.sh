@@ -16,6 +16,10 @@ step() {
 # fail stops the scenario with a message.
 fail() {
 	echo "FAIL: $*" >&2
+	if [ -s "$work/serve.log" ]; then
+		echo "-- last lines of encblk serve's log:" >&2
+		tail -n 30 "$work/serve.log" >&2
+	fi
 	exit 1
 }
 
@@ -125,25 +129,104 @@ key_file() {
 # argon2 under software emulation costs seconds per keyslot.
 cryptsetup_fast=(--pbkdf pbkdf2 --pbkdf-force-iterations 1000)
 
-# serve_start BACKING SOCK starts the NBD server for BACKING on the unix
-# socket SOCK in the background and waits for the socket; serve_pid is its
-# process id.
+# serve_start BACKING SOCK KEYFILE [FLAG...] starts `encblk serve` for
+# BACKING on the unix socket SOCK, unlocked with KEYFILE, with its control
+# socket at $control, in the background; serve_pid is its process id. Its log
+# goes to $work/serve.log (printed by fail).
+control=$work/control.sock
 serve_start() {
-	rm -f "$2" # a killed server leaves its socket behind
-	nbdkit -f --unix "$2" file "$1" &
+	local backing=$1 sock=$2 keyf=$3 i
+	shift 3
+	[ -x "$ENCBLK" ] || fail "no encblk binary at $ENCBLK"
+	rm -f "$sock" "$control" # a killed server leaves its sockets behind
+	"$ENCBLK" serve --listen "unix:$sock" --control "$control" --key-file "$keyf" "$@" "$backing" \
+		>>"$work/serve.log" 2>&1 &
 	serve_pid=$!
 	at_exit "kill $serve_pid"
-	local i
-	for i in $(seq 1 100); do
-		[ -S "$2" ] && return 0
-		kill -0 "$serve_pid" 2>/dev/null || fail "server exited before listening on $2"
+	for i in $(seq 1 300); do
+		[ -S "$sock" ] && [ -S "$control" ] && return 0
+		kill -0 "$serve_pid" 2>/dev/null || fail "encblk serve exited before listening on $sock"
 		sleep 0.1
 	done
-	fail "server not listening on $2"
+	fail "encblk serve not listening on $sock after 30 s"
 }
 
-# serve_stop stops the server started by serve_start and waits for it.
+# serve_stop stops the server started by serve_start (SIGTERM) and fails
+# unless it exits cleanly.
 serve_stop() {
 	kill "$serve_pid"
-	wait "$serve_pid" || true
+	wait "$serve_pid" || fail "encblk serve exited with status $? on SIGTERM"
+}
+
+# encblk_format FILE KEYFILE makes a LUKS2 volume of the scenario's sector
+# size with encblk.
+encblk_format() {
+	"$ENCBLK" format --batch-mode --sector-size "$SECTOR" "${cryptsetup_fast[@]}" --key-file "$2" "$1"
+}
+
+# nbd_attach SOCK DEV [nbd-client flags] attaches DEV to the default export on
+# SOCK with the scenario's block size and checks the device's sector size.
+nbd_attach() {
+	local sock=$1 dev=$2
+	shift 2
+	nbd-client -unix "$sock" "$dev" -block-size "$SECTOR" "$@" >/dev/null
+	nbd_wait "$dev"
+	check_sector_size "$dev"
+}
+
+# no_plaintext FILE fails if FILE holds a line of make_tree's text file.
+no_plaintext() {
+	if grep -q 'encblk plaintext line' "$1"; then
+		fail "plaintext found in the encrypted backing $1"
+	fi
+}
+
+# load_start DIR starts a write load in the background: files DIR/f0, f1, ...
+# each a copy of one random 64 KiB chunk and each fsync'ed; after each fsync
+# returns, the count of finished files goes to $work/progress. load_pid is
+# its process id.
+load_start() {
+	head -c 65536 /dev/urandom >"$work/chunk"
+	rm -f "$work/progress" "$work/stop"
+	mkdir -p "$1"
+	sync -f "$1"
+	(
+		i=0
+		while [ ! -e "$work/stop" ]; do
+			dd if="$work/chunk" of="$1/f$i" bs=65536 conv=fsync status=none || exit 1
+			i=$((i + 1))
+			echo "$i" >"$work/progress"
+		done
+	) &
+	load_pid=$!
+	at_exit "kill $load_pid"
+}
+
+# load_progress prints how many load files are written and fsync'ed.
+load_progress() { cat "$work/progress" 2>/dev/null || echo 0; }
+
+# load_wait N waits (up to 60 s) until more than N load files are fsync'ed.
+load_wait() {
+	local i
+	for i in $(seq 1 600); do
+		[ "$(load_progress)" -gt "$1" ] && return 0
+		kill -0 "$load_pid" 2>/dev/null || fail "the write load died"
+		sleep 0.1
+	done
+	fail "the write load made no progress past $1 files"
+}
+
+# load_stop ends the load and fails if it failed.
+load_stop() {
+	touch "$work/stop"
+	wait "$load_pid" || fail "the write load failed"
+}
+
+# load_check DIR N fails unless DIR/f0 ... f(N-1) all hold the load's chunk.
+load_check() {
+	local i
+	for i in $(seq 0 $(($2 - 1))); do
+		cmp -s "$work/chunk" "$1/f$i" || fail "load file $1/f$i is missing or differs"
+	done
+	echo "   all $2 fsync'ed load files intact"
 }

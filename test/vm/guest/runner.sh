@@ -27,8 +27,9 @@ for m in "${optional[@]}"; do
 	modprobe "$m" 2>/dev/null || echo "runner: optional module $m not loaded"
 done
 ip link set lo up 2>/dev/null || true
-echo "runner: kernel $(uname -r), $(nproc) cpus, aes: $(grep -c -w aes /proc/cpuinfo) cpus," \
-	"xts driver: $(grep -A3 'name *: xts(aes)' /proc/crypto | sed -n 's/driver *: //p' | head -1)"
+flags=$(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -xE 'aes|avx|avx2|vaes|vpclmulqdq|avx512f|avx512vl' | tr '\n' ' ')
+echo "runner: kernel $(uname -r), $(nproc) cpus, cpu flags: ${flags:-none}," \
+	"kernel xts driver: $(grep -A3 'name *: xts(aes)' /proc/crypto | sed -n 's/driver *: //p' | head -1)"
 
 dmesg -c >/dev/null
 start=$(date +%s.%N)
