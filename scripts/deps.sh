@@ -9,6 +9,8 @@ packages=(
 	nbdkit libnbd-bin fuse3 qemu-utils fio
 	# LUKS2 interop and filesystems
 	cryptsetup-bin e2fsprogs util-linux
+	# socket activation of encblk serve (systemd-socket-activate)
+	systemd
 	# independent crypto (OpenSSL via python3-cryptography) and KMIP server
 	openssl python3 python3-cryptography python3-pykmip
 	# kernel VM harness (test/vm); 6.12 (bookworm-security) has ublk too
