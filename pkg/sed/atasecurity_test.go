@@ -119,3 +119,54 @@ func TestATASecurity(t *testing.T) {
 		t.Fatalf("33-byte password: %v", err)
 	}
 }
+
+// TestATAStateFile: a simulated ATA drive opened with a state file is the
+// same drive in the next process (password, lock, freeze, attempt count);
+// the master password given at creation is kept.
+func TestATAStateFile(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	path, state := filepath.Join(dir, "sata.img"), filepath.Join(dir, "sata.state")
+	if err := os.WriteFile(path, make([]byte, 64<<10), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	open := func() (*sedsim.ATADrive, sed.ATASecurityDevice) {
+		drv, err := sedsim.OpenATA(path, state, []byte("factory-master"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { drv.Close() })
+		return drv, sed.ATASecurityDevice{C: drv}
+	}
+	user := pin(t)
+	drv, a := open()
+	must(t, a.SetPassword(ctx, sed.ATAUserPassword, user, true))
+	must(t, drv.PowerCycle())
+	if err := a.Unlock(ctx, sed.ATAUserPassword, []byte("wrong")); !errors.Is(err, sed.ErrATAAborted) {
+		t.Fatalf("wrong password: %v", err)
+	}
+	_, a = open()
+	st, err := a.Status(ctx)
+	must(t, err)
+	if !st.Enabled || !st.Locked || !st.MasterMaximum {
+		t.Fatalf("reopened state %+v", st)
+	}
+	// At Maximum level the master password erases but does not unlock.
+	if err := a.Unlock(ctx, sed.ATAMasterPassword, []byte("factory-master")); !errors.Is(err, sed.ErrATAAborted) {
+		t.Fatalf("master unlock at maximum: %v", err)
+	}
+	must(t, a.Unlock(ctx, sed.ATAUserPassword, user))
+	must(t, a.Freeze(ctx))
+	_, a = open()
+	if st, err := a.Status(ctx); err != nil || !st.Frozen || st.Locked {
+		t.Fatalf("frozen state not kept: %+v %v", st, err)
+	}
+	drv, a = open()
+	must(t, drv.PowerCycle())
+	must(t, a.Erase(ctx, sed.ATAMasterPassword, []byte("factory-master"), false))
+	_, a = open()
+	if st, err := a.Status(ctx); err != nil || st.Enabled || st.Locked {
+		t.Fatalf("after erase: %+v %v", st, err)
+	}
+}
