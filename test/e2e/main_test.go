@@ -151,7 +151,14 @@ func (e *env) serve(sockName string, args ...string) *server {
 	}
 	go func() { s.done <- s.cmd.Wait() }()
 	e.t.Cleanup(func() { s.cmd.Process.Kill(); <-s.done; s.done <- nil })
-	for range 200 {
+	e.waitUp(s)
+	return s
+}
+
+// waitUp waits until the server has logged its control socket.
+func (e *env) waitUp(s *server) {
+	e.t.Helper()
+	for range 400 {
 		select {
 		case err := <-s.done:
 			s.done <- err
@@ -159,12 +166,11 @@ func (e *env) serve(sockName string, args ...string) *server {
 		default:
 		}
 		if strings.Contains(s.log.String(), "control=") {
-			return s
+			return
 		}
 		time.Sleep(25 * time.Millisecond)
 	}
 	e.t.Fatalf("encblk serve did not come up:\n%s", s.log)
-	return nil
 }
 
 func (s *server) uri() string { return "nbd+unix:///?socket=" + s.sock }

@@ -170,7 +170,7 @@ func TestLockWithActiveReader(t *testing.T) {
 	require(t, qemuIOTool)
 	tool(t, "qemu-io", "-f", "raw", s.uri(), "-c", "write -P 0x3c 0 64k", "-c", "flush")
 	args := []string{"-f", "raw", s.uri()}
-	for range 4000 {
+	for range 20000 {
 		args = append(args, "-c", "read -q -P 0x3c 0 64k")
 	}
 	busy := exec.Command("qemu-io", args...)
@@ -181,7 +181,11 @@ func TestLockWithActiveReader(t *testing.T) {
 	}
 	busyDone := make(chan error, 1)
 	go func() { busyDone <- busy.Wait() }()
-	time.Sleep(200 * time.Millisecond)
+	// Lock as soon as the reader's reads show in the counters.
+	before := statusJSON(t, e, disk).Volumes[0].BytesRead
+	for i := 0; i < 400 && statusJSON(t, e, disk).Volumes[0].BytesRead == before; i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
 	e.must("lock", disk)
 	lockedAt := statusJSON(t, e, disk).Volumes[0]
 	time.Sleep(300 * time.Millisecond)
