@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 
 	"github.com/spf13/cobra"
 
+	"github.com/encblk/encblk/internal/daemon"
 	"github.com/encblk/encblk/internal/secmem"
 	"github.com/encblk/encblk/pkg/keyring"
 	"github.com/encblk/encblk/pkg/kmip"
@@ -125,6 +128,22 @@ or the prompt) and wraps its data-encryption key for a new KEK (NEW_KEY_FILE,
 			if cmd.Flags().Changed("key-slot") {
 				opts.Slot = &slot
 			}
+			c, vol, served, err := servedVolume(cmd.Context(), hdr, args[0])
+			if err != nil {
+				return err
+			}
+			if served {
+				if cmd.Flags().Changed("key-slot") {
+					return withExit(exitUsage, errors.New("--key-slot cannot be chosen while the volume is served"))
+				}
+				id, err := addKeyslotOnline(cmd, c, vol, args[0], &oldKEK, &newKEK, &params)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "added keyslot %d\n", id)
+				a.log.Debug("keyslot added through the server", "slot", id)
+				return nil
+			}
 			k, err := hdr.open(args[0], false)
 			if err != nil {
 				return err
@@ -182,6 +201,17 @@ longer opens the volume. The last keyslot cannot be removed (see erase).`,
 			if err != nil || slot < 0 || slot > 31 {
 				return withExit(exitUsage, fmt.Errorf("keyslot %q: want a number from 0 to 31", args[1]))
 			}
+			c, vol, served, err := servedVolume(cmd.Context(), hdr, args[0])
+			if err != nil {
+				return err
+			}
+			if served {
+				if err := confirm(cmd.InOrStdin(), cmd.ErrOrStderr(), batch,
+					fmt.Sprintf("This will destroy keyslot %d of %s (served: through its server).", slot, args[0])); err != nil {
+					return err
+				}
+				return c.RemoveKeyslot(cmd.Context(), vol, slot)
+			}
 			k, err := hdr.open(args[0], false)
 			if err != nil {
 				return err
@@ -197,4 +227,53 @@ longer opens the volume. The last keyslot cannot be removed (see erase).`,
 	hdr.register(cmd.Flags())
 	cmd.Flags().BoolVarP(&batch, "batch-mode", "q", false, "do not ask for confirmation")
 	return cmd
+}
+
+// servedVolume finds the server of device, so that keyslot changes on a
+// served volume go through it and its view of the header stays current.
+// served is false (and err nil) when nobody serves device or the header is
+// detached (a server always reads its header from the backing).
+func servedVolume(ctx context.Context, hdr headerFlag, device string) (c *daemon.Client, vol string, served bool, err error) {
+	if hdr.path != "" {
+		return nil, "", false, nil
+	}
+	c, vol, err = daemon.ClientFor(ctx, device)
+	if errors.Is(err, daemon.ErrNotServed) {
+		return nil, "", false, nil
+	}
+	if err != nil {
+		return nil, "", false, err
+	}
+	return c, vol, true, nil
+}
+
+// addKeyslotOnline asks the server of a volume to wrap its DEK for newKEK,
+// proving access with oldKEK. Secrets travel only over the 0600 control
+// socket and are wiped afterwards.
+func addKeyslotOnline(cmd *cobra.Command, c *daemon.Client, vol, target string, oldKEK, newKEK *kekFlags, params *keyring.KDFParams) (int, error) {
+	ctx := cmd.Context()
+	if err := secmem.SetNonDumpable(); err != nil {
+		return 0, err
+	}
+	old, err := oldKEK.readForTarget(target, cmd.InOrStdin(), cmd.ErrOrStderr(), false)
+	if err != nil {
+		return 0, err
+	}
+	defer old.Destroy()
+	oldSecret, err := serverSecret(ctx, target, old)
+	if err != nil {
+		return 0, err
+	}
+	defer secmem.Wipe(oldSecret)
+	nk, err := newKEK.read(cmd.InOrStdin(), cmd.ErrOrStderr(), true)
+	if err != nil {
+		return 0, err
+	}
+	defer nk.Destroy()
+	newSecret, err := kekSecret(ctx, nk)
+	if err != nil {
+		return 0, err
+	}
+	defer secmem.Wipe(newSecret)
+	return c.AddKeyslot(ctx, vol, oldSecret, newSecret, params)
 }
