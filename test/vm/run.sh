@@ -159,12 +159,17 @@ fi
 
 # --- initramfs -------------------------------------------------------------
 
-# Only what it takes to mount the host's root: the rest (nbd, dm-crypt, ext4,
-# ...) is loaded by the guest's own modprobe from the shared /lib/modules.
+# The modules to mount the host's root and those the scenarios use, with
+# their dependencies (from modules.dep), decompressed here: decompressing xz
+# under emulation would cost the guest many seconds. The chroot has no
+# module auto-loading. Optional ones may be missing or refuse to load (the
+# accelerated crypto needs the CPU features qemu -cpu max provides).
 boot_modules=(virtio_pci 9pnet_virtio 9p)
+test_modules=(loop nbd dm-mod dm-crypt xts ecb aes_generic ext4 crc32c_generic)
+optional_modules=(aesni_intel crc32c_intel)
 cache=${ENCBLK_VM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/encblk/vm}
 key=$({
-	printf '%s\n' "$kver" "${boot_modules[*]}"
+	printf '%s\n' "$kver" "${boot_modules[*]}" "${test_modules[*]}" "${optional_modules[*]}"
 	cat "$here/initramfs/init" "$0"
 	sha256sum /bin/busybox
 } | sha256sum | cut -c1-16)
@@ -178,21 +183,34 @@ build_initramfs() {
 	cp "$here/initramfs/init" "$root/init"
 	chmod 755 "$root/init"
 	# modprobe --show-depends lists a module's dependencies in load order
-	# (from modules.dep) and marks built-in ones.
-	for m in "${boot_modules[@]}"; do
+	# (from modules.dep) and marks built-in ones. /modules gets one
+	# "file required|optional" line per module, in load order.
+	for m in "${boot_modules[@]}" "${test_modules[@]}" "${optional_modules[@]}"; do
+		local need=required deps
+		case " ${optional_modules[*]} " in *" $m "*) need=optional ;; esac
+		if ! deps=$(modprobe --set-version "$kver" --show-depends "$m" 2>/dev/null); then
+			[ $need = optional ] && continue
+			die "kernel $kver has no module $m"
+		fi
 		while read -r kind path _; do
 			[ "$kind" = insmod ] || continue
 			name=$(basename "$path")
 			case $name in
-			*.ko.xz) xz -dc "$path" >"$root/lib/modules/${name%.xz}"; name=${name%.xz} ;;
-			*.ko.zst) zstd -qdc "$path" >"$root/lib/modules/${name%.zst}"; name=${name%.zst} ;;
-			*.ko) cp "$path" "$root/lib/modules/$name" ;;
+			*.ko.xz) name=${name%.xz} ;;
+			*.ko.zst) name=${name%.zst} ;;
+			*.ko) ;;
 			*) die "unexpected module file $path" ;;
 			esac
-			case " $list " in *" $name "*) ;; *) list="$list $name" ;; esac
-		done < <(modprobe --set-version "$kver" --show-depends "$m")
+			case " $list " in *" $name "*) continue ;; esac
+			case $path in
+			*.xz) xz -dc "$path" >"$root/lib/modules/$name" ;;
+			*.zst) zstd -qdc "$path" >"$root/lib/modules/$name" ;;
+			*) cp "$path" "$root/lib/modules/$name" ;;
+			esac
+			list="$list $name"
+			printf '%s %s\n' "$name" "$need" >>"$root/modules"
+		done <<<"$deps"
 	done
-	printf '%s\n' $list >"$root/modules"
 	mkdir -p "$cache"
 	(cd "$root" && find . | LC_ALL=C sort | cpio --quiet -o -H newc | gzip -1) >"$initrd.tmp"
 	mv "$initrd.tmp" "$initrd"
