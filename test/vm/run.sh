@@ -212,17 +212,23 @@ build_initramfs() {
 		done <<<"$deps"
 	done
 	mkdir -p "$cache"
-	(cd "$root" && find . | LC_ALL=C sort | cpio --quiet -o -H newc | gzip -1) >"$initrd.tmp"
-	mv "$initrd.tmp" "$initrd"
+	# A private temporary name: concurrent runs (two checkouts) may build
+	# the same image at once; the rename is atomic.
+	tmp=$(mktemp "$initrd.XXXXXX")
+	(cd "$root" && find . | LC_ALL=C sort | cpio --quiet -o -H newc | gzip -1) >"$tmp"
+	mv "$tmp" "$initrd"
 	rm -rf "$root"
-	# Older images for this kernel are stale.
-	find "$cache" -name "initramfs-$kver-*.cpio.gz" ! -name "$(basename "$initrd")" -delete
+	# Images for this kernel that no run has used for an hour are stale.
+	# (Each run touches the image it boots, so a concurrent run's image,
+	# which qemu re-reads at every boot, is never deleted under it.)
+	find "$cache" -name "initramfs-$kver-*.cpio.gz*" ! -name "$(basename "$initrd")" -mmin +60 -delete
 }
 
 if [ ! -s "$initrd" ]; then
 	log "building initramfs for $kver"
 	build_initramfs
 fi
+touch "$initrd" # in use: keeps another checkout's cleanup away from it
 
 # --- boot ------------------------------------------------------------------
 
