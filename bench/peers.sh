@@ -2,20 +2,26 @@
 # Runs the same fio jobs (nbd engine, unix socket) against encblk and the
 # servers users compare it with, one server at a time, and prints one table:
 # absolute figures and each server's ratio to the unencrypted nbdkit file
-# plugin. This is a benchmark, not a test: nothing here asserts a timing.
+# plugin, then the server's CPU time per request. This is a benchmark, not
+# a test: nothing here asserts a timing.
 #
-#   bench/peers.sh [--quick] [--json FILE] [--size SIZE] [--only NAME[,NAME]]
+#   bench/peers.sh [--quick] [--json FILE] [--size SIZE] [--rounds N]
+#                  [--only NAME[,NAME]] [--socket PATH] [--encblk BINARY]
 #
 # Servers: encblk-4k (LUKS2 aes-xts-plain64 512-bit key, 4096-byte sectors),
 # encblk-512 (same, 512-byte sectors), encblk-plain (encblk's server on the
 # unencrypted file: the protocol cost alone), nbdkit-file, nbdkit-luks
 # (nbdkit file plugin + luks filter on a LUKS1 image), qemu-nbd-luks.
+# Default: 1 GiB, 6 s per job after 1 s ramp (about 4 minutes); --quick:
+# 128 MiB, 1 s per job (under a minute). --rounds N repeats every job N
+# times, alternating servers, and reports the median. RUNTIME and RAMP
+# override the job times.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
 
-quick=0 json_out="" size="" only=""
+quick=0 json_out="" size="" only="" rounds=1 sock="" encblk=""
 while [ $# -gt 0 ]; do
 	case $1 in
 	--quick) quick=1 ;;
@@ -23,27 +29,44 @@ while [ $# -gt 0 ]; do
 	--json=*) json_out=${1#--json=} ;;
 	--size) size=$2; shift ;;
 	--only) only=$2; shift ;;
-	-h|--help) sed -n '2,14p' "$0"; exit 0 ;;
-	*) echo "peers.sh: unknown argument $1" >&2; exit 1 ;;
+	--rounds) rounds=$2; shift ;;
+	--socket) sock=$2; shift ;;
+	--encblk) encblk=$2; shift ;;
+	-h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+	*) echo "peers.sh: unknown argument $1 (see --help)" >&2; exit 1 ;;
 	esac
 	shift
 done
 
 if [ $quick = 1 ]; then
-	runtime=${RUNTIME:-1} ramp=${RAMP:-500ms} size=${size:-128M}
+	runtime=${RUNTIME:-1} ramp=${RAMP:-0.25} size=${size:-128M}
 else
 	runtime=${RUNTIME:-6} ramp=${RAMP:-1} size=${size:-1G}
 fi
+ramp_ms=$(awk -v r="$ramp" 'BEGIN { printf "%d", r * 1000 }')
+case $rounds in '' | *[!0-9]* | 0) echo "peers.sh: --rounds wants a positive number" >&2; exit 1 ;; esac
 
-for t in fio nbdkit qemu-nbd qemu-img cryptsetup python3 go; do
+for t in fio nbdkit qemu-nbd qemu-img cryptsetup python3 go numfmt; do
 	command -v "$t" >/dev/null || { echo "peers.sh: $t not found (run scripts/deps.sh)" >&2; exit 1; }
 done
 fio --enghelp 2>/dev/null | grep -qw nbd || { echo "peers.sh: this fio has no nbd engine" >&2; exit 1; }
 
+# A socket path given by the user must be free: never steal a live server's
+# socket, never delete someone's file.
+if [ -n "$sock" ] && [ -e "$sock" ]; then
+	echo "peers.sh: $sock is taken (a server may be listening there); choose another --socket" >&2
+	exit 1
+fi
+
+t0=$EPOCHREALTIME
+say() { awk -v a="$EPOCHREALTIME" -v b="$t0" -v m="$*" 'BEGIN { printf "[%5.1fs] %s\n", a - b, m }' >&2; }
+
 work=$(mktemp -d /tmp/encblk-bench.XXXXXX)
+sock=${sock:-$work/nbd.sock}
 server_pid=""
 cleanup() {
 	stop_server
+	rm -f "$sock"
 	rm -rf "$work"
 }
 stop_server() {
@@ -56,9 +79,8 @@ stop_server() {
 	fi
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'exit 130' INT TERM HUP
 
-sock=$work/nbd.sock
 wait_socket() {
 	for _ in $(seq 200); do
 		[ -S "$sock" ] && return 0
@@ -72,74 +94,88 @@ wait_socket() {
 servers=(encblk-4k encblk-512 encblk-plain nbdkit-file nbdkit-luks qemu-nbd-luks)
 if [ -n "$only" ]; then
 	IFS=, read -r -a servers <<<"$only"
+	for s in "${servers[@]}"; do
+		case $s in encblk-4k | encblk-512 | encblk-plain | nbdkit-file | nbdkit-luks | qemu-nbd-luks) ;;
+		*) echo "peers.sh: unknown server $s" >&2; exit 1 ;; esac
+	done
 	# the ratio column needs the reference
 	case ",$only," in *,nbdkit-file,*) ;; *) servers+=(nbdkit-file) ;; esac
 fi
-wants() { case " ${servers[*]} " in *" $1"*) return 0 ;; esac; return 1; }
+wants() { case " ${servers[*]} " in *" $1 "*) return 0 ;; esac; return 1; }
 
-echo "building encblk..." >&2
-(cd "$top" && CGO_ENABLED=0 go build -o "$work/encblk" ./cmd/encblk)
-encblk=$work/encblk
+if [ -z "$encblk" ]; then
+	# A build cache outside $work: go build skips relinking an up-to-date
+	# binary, which saves ~10 s on a loaded machine.
+	bin=${XDG_CACHE_HOME:-$HOME/.cache}/encblk-bench
+	mkdir -p "$bin"
+	say "building encblk"
+	(cd "$top" && CGO_ENABLED=0 go build -o "$bin/encblk" ./cmd/encblk)
+	encblk=$bin/encblk
+fi
 
 bytes=$(numfmt --from=iec "$size")
+[ $((bytes % 1048576)) = 0 ] || { echo "peers.sh: --size must be a multiple of 1 MiB" >&2; exit 1; }
 pass=$work/pass
 printf 'benchmark-passphrase' >"$pass"
 keyfile=$work/key
 head -c 32 /dev/urandom >"$keyfile"
 
-# random_fill FILE OFFSET BYTES: overwrite a range with random data, so
-# reads return real data and every server pays for real pages.
-random_fill() {
-	dd if=/dev/urandom of="$1" bs=1M seek=$(($2 / 1048576)) count=$(($3 / 1048576)) conv=notrunc status=none iflag=fullblock
+say "creating $size backing files"
+# One file of random data; the others get a copy of it (from the page
+# cache: much faster than /dev/urandom again). For the encrypted servers
+# the bytes are ciphertext they decrypt to noise, which is all a read needs.
+plain=$work/plain.img
+head -c "$bytes" /dev/urandom >"$plain"
+# copy_data FILE OFFSET: plain.img's bytes into FILE from OFFSET on.
+copy_data() {
+	dd if="$plain" of="$1" bs=1M seek=$(($2 / 1048576)) conv=notrunc status=none
 }
+fast_kdf=(--pbkdf pbkdf2 --pbkdf-force-iterations 1000)
 
-echo "creating $size backing files..." >&2
-# plain file for nbdkit-file and encblk-plain
-random_fill "$work/plain.img" 0 "$bytes"
-
-# encblk LUKS2 volumes (16 MiB header like cryptsetup), random data area
+# encblk LUKS2 volumes (16 MiB header like cryptsetup)
 for ss in 4096 512; do
-	wants encblk-$([ $ss = 4096 ] && echo 4k || echo 512) || continue
-	img=$work/encblk-$ss.img
+	name=encblk-$([ $ss = 4096 ] && echo 4k || echo 512)
+	wants $name || continue
+	img=$work/$name.img
 	truncate -s $((bytes + 16 * 1048576)) "$img"
-	"$encblk" format --batch-mode --key-file "$keyfile" --sector-size $ss \
-		--pbkdf pbkdf2 --pbkdf-force-iterations 1000 "$img" >/dev/null
-	random_fill "$img" $((16 * 1048576)) "$bytes"
+	"$encblk" format --batch-mode --key-file "$keyfile" --sector-size $ss "${fast_kdf[@]}" "$img" >/dev/null
+	copy_data "$img" $((16 * 1048576))
+	say "  $name formatted"
 done
 
-# LUKS1 image for nbdkit's luks filter (it reads LUKS1 only)
+# LUKS1 image for nbdkit's luks filter (it reads LUKS1 only) and qemu-nbd
 l1=$work/luks1.img
-if wants nbdkit-luks; then
-truncate -s $((bytes + 2 * 1048576)) "$l1"
-cryptsetup luksFormat --batch-mode --type luks1 --cipher aes-xts-plain64 --key-size 512 \
-	--hash sha256 --iter-time 10 --key-file "$pass" "$l1"
-off=$(cryptsetup luksDump "$l1" | awk '/^Payload offset:/ {print $3 * 512}')
-random_fill "$l1" "$off" $((bytes + 2 * 1048576 - off - (bytes + 2 * 1048576 - off) % 1048576))
+# qemu-nbd's luks driver reads the same LUKS1 image (qemu-img create -f luks
+# spends seconds benchmarking its KDF; this does not).
+if wants nbdkit-luks || wants qemu-nbd-luks; then
+	truncate -s $((bytes + 2 * 1048576)) "$l1"
+	cryptsetup luksFormat --batch-mode --type luks1 --cipher aes-xts-plain64 --key-size 512 \
+		--hash sha256 "${fast_kdf[@]}" --key-file "$pass" "$l1"
+	off=$(cryptsetup luksDump "$l1" | awk '/^Payload offset:/ {print $3 * 512}')
+	copy_data "$l1" $(((off + 1048575) / 1048576 * 1048576))
+	say "  LUKS1 image formatted"
 fi
 
-# qemu's LUKS image
-q=$work/qemu-luks.img
-if wants qemu-nbd-luks; then
-qemu-img create -q -f luks --object secret,id=sec0,file="$pass" -o key-secret=sec0 \
-	-o cipher-alg=aes-256,cipher-mode=xts,ivgen-alg=plain64 -o iter-time=10 "$q" "$size"
-qoff=$(( $(stat -c %s "$q") - bytes ))
-random_fill "$q" "$qoff" "$bytes"
-fi
+backing_of() {
+	case $1 in
+	encblk-4k | encblk-512) echo "$work/$1.img" ;;
+	encblk-plain | nbdkit-file) echo "$plain" ;;
+	nbdkit-luks | qemu-nbd-luks) echo "$l1" ;;
+	esac
+}
 
 start_server() {
 	local name=$1
 	rm -f "$sock"
 	case $name in
 	encblk-4k | encblk-512)
-		local ss=4096
-		[ "$name" = encblk-512 ] && ss=512
-		"$encblk" serve "$work/encblk-$ss.img" --listen "unix:$sock" --key-file "$keyfile" >"$work/server.log" 2>&1 &
+		"$encblk" serve "$(backing_of "$name")" --listen "unix:$sock" --key-file "$keyfile" >"$work/server.log" 2>&1 &
 		;;
 	encblk-plain)
-		"$encblk" serve --plain "$work/plain.img" --listen "unix:$sock" >"$work/server.log" 2>&1 &
+		"$encblk" serve --plain "$plain" --listen "unix:$sock" >"$work/server.log" 2>&1 &
 		;;
 	nbdkit-file)
-		nbdkit --foreground --unix "$sock" file "$work/plain.img" >"$work/server.log" 2>&1 &
+		nbdkit --foreground --unix "$sock" file "$plain" >"$work/server.log" 2>&1 &
 		;;
 	nbdkit-luks)
 		nbdkit --foreground --unix "$sock" --filter=luks file "$l1" passphrase=+"$pass" >"$work/server.log" 2>&1 &
@@ -147,65 +183,119 @@ start_server() {
 	qemu-nbd-luks)
 		qemu-nbd --persistent --shared=16 --cache=writeback --aio=threads -k "$sock" \
 			--object secret,id=sec0,file="$pass" \
-			--image-opts driver=luks,key-secret=sec0,file.driver=file,file.filename="$q" >"$work/server.log" 2>&1 &
+			--image-opts driver=luks,key-secret=sec0,file.driver=file,file.filename="$l1" >"$work/server.log" 2>&1 &
 		;;
 	esac
 	server_pid=$!
 	wait_socket
 }
 
+# cpu.sh PID [DELAY]: user+system clock ticks of a process so far (after
+# DELAY seconds, in the background, when given).
+cat >"$work/cpu.sh" <<'EOF'
+#!/bin/sh
+if [ -n "$2" ]; then
+	(sleep "$2"; exec "$0" "$1") &
+	exit 0
+fi
+set -- $(cat "/proc/$1/stat" 2>/dev/null || echo 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0)
+echo $((${14} + ${15}))
+EOF
+chmod +x "$work/cpu.sh"
+hz=$(getconf CLK_TCK)
+
+# name rw bs iodepth
 jobs=(
-	"seqread rw=read bs=1M iodepth=16"
-	"seqwrite rw=write bs=1M iodepth=16"
-	"randread rw=randread bs=4k iodepth=32"
-	"randwrite rw=randwrite bs=4k iodepth=32"
+	"seqread read 1M 16"
+	"seqwrite write 1M 16"
+	"randread randread 4k 32"
+	"randwrite randwrite 4k 32"
 )
 
-
-results=$work/results.jsonl
-: >"$results"
-for s in "${servers[@]}"; do
-	echo "== $s" >&2
-	start_server "$s"
+# jobfile: the four jobs, one after the other (stonewall), in one fio
+# process (starting fio costs a second or more on a loaded box). Each job
+# samples the server's CPU ticks when its ramp ends and when it ends.
+jobfile() {
+	cat <<EOF
+[global]
+ioengine=nbd
+uri=nbd+unix:///?socket=$sock
+size=$size
+runtime=$runtime
+ramp_time=${ramp_ms}ms
+time_based
+numjobs=1
+EOF
 	for j in "${jobs[@]}"; do
 		set -- $j
-		jname=$1; shift
-		args=()
-		for kv in "$@"; do args+=("--$kv"); done
-		fio --name="$jname" --ioengine=nbd --uri="nbd+unix:///?socket=$sock" \
-			--size="$size" --runtime="$runtime" --ramp_time="$ramp" --time_based \
-			--numjobs=1 --output-format=json --output="$work/fio.json" "${args[@]}" >"$work/fio.err" 2>&1 ||
-			{ echo "peers.sh: fio $jname against $s failed:" >&2; cat "$work/fio.err" >&2; exit 1; }
-		python3 - "$s" "$jname" "$work/fio.json" >>"$results" <<'PY'
-import json, sys
-server, job, path = sys.argv[1:]
-d = json.load(open(path))["jobs"][0]
-side = d["write"] if "write" in job else d["read"]
-print(json.dumps({"server": server, "job": job,
-                  "mib_s": side["bw_bytes"] / 1048576, "iops": side["iops"]}))
-PY
+		cat <<EOF
+[$1]
+stonewall
+rw=$2
+bs=$3
+iodepth=$4
+exec_prerun=$work/cpu.sh $server_pid $ramp
+exec_postrun=$work/cpu.sh $server_pid
+EOF
 	done
-	# resident memory of the server after the load (kB)
-	rss=$(awk '/^VmRSS:/ {print $2}' /proc/$server_pid/status 2>/dev/null || echo 0)
-	printf '{"server": "%s", "job": "rss", "rss_kib": %s}\n' "$s" "$rss" >>"$results"
-	stop_server
-done
+}
 
-python3 - "$results" "$json_out" "$size" "$runtime" <<'PY'
-import json, sys, datetime, platform, os
-path, json_out, size, runtime = sys.argv[1:]
-rows = [json.loads(l) for l in open(path)]
+results=$work/results.txt
+: >"$results"
+for round in $(seq "$rounds"); do
+	for s in "${servers[@]}"; do
+		say "round $round/$rounds: $s"
+		start_server "$s"
+		# This machine drops page cache behind our back (seen on the shared
+		# VM): read the backing back in so no server pays for the disk.
+		cat "$(backing_of "$s")" >/dev/null
+		dir=$work/$round-$s
+		mkdir "$dir"
+		jobfile >"$dir/jobs.fio"
+		(cd "$dir" && fio --output-format=json --output=fio.json jobs.fio >fio.err 2>&1) ||
+			{ echo "peers.sh: fio against $s failed:" >&2; cat "$dir/fio.err" >&2; exit 1; }
+		# resident memory of the server after the load (kB)
+		rss=$(awk '/^VmRSS:/ {print $2}' /proc/$server_pid/status 2>/dev/null || echo 0)
+		printf '%s %s %s %s\n' "$s" "$round" "$rss" "$dir" >>"$results"
+		stop_server
+	done
+done
+say "done"
+
+# One python for all the parsing: starting it costs seconds on a loaded box.
+python3 - "$results" "$json_out" "$size" "$runtime" "$rounds" "$hz" <<'PY'
+import json, sys, datetime, platform, os, statistics
+path, json_out, size, runtime, rounds, hz = sys.argv[1:]
+rows = []
+for line in open(path):
+    server, rnd, rss, d = line.split()
+    rows.append({"server": server, "job": "rss", "rss_kib": int(rss)})
+    for job in json.load(open(d + "/fio.json"))["jobs"]:
+        name = job["jobname"]
+        side = job["write"] if "write" in name else job["read"]
+        ios = max(1, side["total_ios"])
+        try:
+            c0 = float(open(f"{d}/{name}.prerun.txt").read())
+            c1 = float(open(f"{d}/{name}.postrun.txt").read())
+            cpu = (c1 - c0) / float(hz) * 1e6 / ios
+        except (OSError, ValueError):
+            cpu = float("nan")
+        rows.append({"server": server, "job": name, "mib_s": side["bw_bytes"] / 1048576,
+                     "iops": side["iops"], "cpu_us_per_io": cpu})
 servers = list(dict.fromkeys(r["server"] for r in rows))
 jobs = ["seqread", "seqwrite", "randread", "randwrite"]
-res = {(r["server"], r["job"]): r for r in rows}
+def med(s, j, key):
+    v = [r[key] for r in rows if r["server"] == s and r["job"] == j]
+    return statistics.median(v) if v else None
 ref = "nbdkit-file"
 def val(s, j):
-    r = res.get((s, j))
-    if r is None:
-        return None
-    return r["mib_s"] if j.startswith("seq") else r["iops"] / 1000
+    key = "mib_s" if j.startswith("seq") else "iops"
+    v = med(s, j, key)
+    return None if v is None else (v if j.startswith("seq") else v / 1000)
 hdr = ["server", "seq read 1M qd16", "seq write 1M qd16", "rand read 4k qd32", "rand write 4k qd32", "RSS"]
-print(f"size {size}, runtime {runtime}s per job, fio nbd engine over a unix socket; ratio = / {ref}")
+med_note = f", median of {rounds} rounds" if int(rounds) > 1 else ""
+print(f"size {size}, {runtime} s per job{med_note}, fio nbd engine over a unix socket; ratio = / {ref}")
+print()
 print("| " + " | ".join(hdr) + " |")
 print("|" + "---|" * len(hdr))
 out = []
@@ -220,14 +310,25 @@ for s in servers:
             continue
         ratio = v / rv if rv else float("nan")
         cells.append(f"{v:.0f} {unit} ({ratio:.2f}x)" if j.startswith("seq") else f"{v:.1f} {unit} ({ratio:.2f}x)")
-        entry[j] = {"value": v, "unit": unit, "ratio": ratio}
-    rss = res.get((s, "rss"), {}).get("rss_kib", 0)
+        entry[j] = {"value": v, "unit": unit, "ratio": ratio, "server_cpu_us_per_io": med(s, j, "cpu_us_per_io")}
+    rss = max([r["rss_kib"] for r in rows if r["server"] == s and r["job"] == "rss"] or [0])
     cells.append(f"{rss/1024:.0f} MiB")
     entry["rss_mib"] = rss / 1024
     out.append(entry)
     print("| " + " | ".join(cells) + " |")
+print()
+print("server CPU time per request, microseconds (user+system; lower is better)")
+print()
+print("| server | seq read 1M | seq write 1M | rand read 4k | rand write 4k |")
+print("|---|---|---|---|---|")
+for s in servers:
+    cells = [s]
+    for j in jobs:
+        c = med(s, j, "cpu_us_per_io")
+        cells.append("-" if c is None else f"{c:.0f}" if c >= 100 else f"{c:.1f}")
+    print("| " + " | ".join(cells) + " |")
 if json_out:
-    json.dump({"date": datetime.datetime.utcnow().isoformat() + "Z", "host": platform.node(),
-               "cpus": os.cpu_count(), "size": size, "runtime_s": runtime, "reference": ref,
-               "results": out}, open(json_out, "w"), indent=1)
+    json.dump({"date": datetime.datetime.now(datetime.timezone.utc).isoformat(), "host": platform.node(),
+               "cpus": os.cpu_count(), "load": os.getloadavg(), "size": size, "runtime_s": runtime,
+               "rounds": int(rounds), "reference": ref, "results": out}, open(json_out, "w"), indent=1)
 PY
