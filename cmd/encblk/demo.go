@@ -145,6 +145,7 @@ func demoServe(cmd *cobra.Command, a *app, dir, disk, key string) error {
 		l.Close()
 		return err
 	}
+	limitServeMemory()
 	return d.Run(ctx)
 }
 

@@ -150,6 +150,7 @@ func runServe(cmd *cobra.Command, a *app, f *serveFlags, args []string) error {
 		closeAll()
 		return withExit(exitUsage, err)
 	}
+	limitServeMemory()
 	return d.Run(ctx)
 }
 
