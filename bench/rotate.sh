@@ -13,7 +13,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
 
-rounds=5 encblk="" json_out=""
+rounds=10 encblk="" json_out=""
 while [ $# -gt 0 ]; do
 	case $1 in
 	--rounds) rounds=$2; shift ;;
@@ -30,18 +30,18 @@ for t in go python3; do
 done
 
 work=$(mktemp -d /tmp/encblk-rotate.XXXXXX)
-server_pid=""
-stop_server() {
-	if [ -n "$server_pid" ]; then
-		kill "$server_pid" 2>/dev/null || true
-		for _ in $(seq 50); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
-		kill -9 "$server_pid" 2>/dev/null || true
-		wait "$server_pid" 2>/dev/null || true
-		server_pid=""
-	fi
+server_pids=()
+stop_servers() {
+	for pid in "${server_pids[@]}"; do
+		kill "$pid" 2>/dev/null || true
+		for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+		kill -9 "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	done
+	server_pids=()
 }
 cleanup() {
-	stop_server
+	stop_servers
 	rm -rf "$work"
 }
 trap cleanup EXIT
@@ -61,44 +61,55 @@ head -c 64 /dev/urandom >"$work/key-b"
 results=$work/results.txt
 : >"$results"
 
-# rotate_n IMG MODE: N rotations, alternating keys; one line per rotation.
-rotate_n() {
-	local img=$1 mode=$2 old=key-a new=key-b
+# Both sizes are rotated in every round, one after the other, so load on
+# the machine hits both alike. Keys alternate: round i rotates from
+# key-a to key-b when i is odd, back when even.
+sizes=(1G 64G)
+for size in "${sizes[@]}"; do
+	truncate -s "$size" "$work/$size.img"
+	"$encblk" format --batch-mode --key-file "$work/key-a" "${fast_kdf[@]}" "$work/$size.img" >/dev/null
+done
+
+# rotate_all MODE: every round, each size once.
+rotate_all() {
+	local old=key-a new=key-b
 	for i in $(seq "$rounds"); do
-		local t0=$EPOCHREALTIME
-		"$encblk" rotate "$img" --key-file "$work/$old" --new-key-file "$work/$new" "${fast_kdf[@]}" >/dev/null
-		local t1=$EPOCHREALTIME
-		echo "$(basename "$img" .img) $mode $t0 $t1" >>"$results"
+		for size in "${sizes[@]}"; do
+			local t0=$EPOCHREALTIME
+			"$encblk" rotate "$work/$size.img" --key-file "$work/$old" --new-key-file "$work/$new" "${fast_kdf[@]}" >/dev/null
+			echo "$size $1 $t0 $EPOCHREALTIME" >>"$results"
+		done
 		local tmp=$old; old=$new; new=$tmp
 	done
-	# leave the volume opened by key-a for the next mode
+	# leave both volumes opened by key-a
 	if [ "$old" != key-a ]; then
-		"$encblk" rotate "$img" --key-file "$work/$old" --new-key-file "$work/key-a" "${fast_kdf[@]}" >/dev/null
+		for size in "${sizes[@]}"; do
+			"$encblk" rotate "$work/$size.img" --key-file "$work/$old" --new-key-file "$work/key-a" "${fast_kdf[@]}" >/dev/null
+		done
 	fi
 }
 
-for size in 1G 64G; do
-	img=$work/$size.img
-	truncate -s "$size" "$img"
-	"$encblk" format --batch-mode --key-file "$work/key-a" "${fast_kdf[@]}" "$img" >/dev/null
-	echo "$size: offline..." >&2
-	rotate_n "$img" offline
-	echo "$size: online..." >&2
-	"$encblk" serve "$img" --key-file "$work/key-a" --listen "unix:$work/nbd.sock" >"$work/server.log" 2>&1 &
-	server_pid=$!
+echo "offline..." >&2
+rotate_all offline
+
+echo "online..." >&2
+for size in "${sizes[@]}"; do
+	"$encblk" serve "$work/$size.img" --key-file "$work/key-a" --listen "unix:$work/$size.sock" >"$work/server-$size.log" 2>&1 &
+	server_pids+=($!)
 	for _ in $(seq 200); do
-		[ -S "$work/nbd.sock" ] && break
-		kill -0 "$server_pid" 2>/dev/null || { echo "rotate.sh: server exited; log:" >&2; cat "$work/server.log" >&2; exit 1; }
+		[ -S "$work/$size.sock" ] && break
+		kill -0 "${server_pids[-1]}" 2>/dev/null || { echo "rotate.sh: server exited; log:" >&2; cat "$work/server-$size.log" >&2; exit 1; }
 		sleep 0.05
 	done
-	rotate_n "$img" online
-	grep -c rotate-kek "$work/server.log" >/dev/null ||
-		{ echo "rotate.sh: the server did not do the online rotations; log:" >&2; cat "$work/server.log" >&2; exit 1; }
-	stop_server
-	rm -f "$work/nbd.sock"
-	echo "$size: $(du -h "$img" | cut -f1) allocated" >&2
-	rm -f "$img"
 done
+rotate_all online
+for size in "${sizes[@]}"; do
+	# the rotations must have been done by the servers, not offline
+	n=$(grep -c rotate-kek "$work/server-$size.log" || true)
+	[ "$n" -ge "$rounds" ] || { echo "rotate.sh: the $size server did $n online rotations, want $rounds; log:" >&2; cat "$work/server-$size.log" >&2; exit 1; }
+done
+stop_servers
+echo "allocated: $(du -h "$work"/*.img | awk '{printf "%s %s  ", $2, $1}')" >&2
 
 python3 - "$results" "$json_out" "$rounds" <<'PY'
 import json, sys, statistics, datetime, platform, os
@@ -107,7 +118,7 @@ t = {}
 for line in open(path):
     size, mode, a, b = line.split()
     t.setdefault((size, mode), []).append((float(b) - float(a)) * 1000)
-print(f"encblk rotate wall time in ms (the whole CLI run; pbkdf2 1000 iterations), {rounds} rotations each")
+print(f"encblk rotate wall time in ms (the whole CLI run, process start included; pbkdf2 1000 iterations), {rounds} rotations each, sizes interleaved")
 print()
 print("| backing | mode | median | min | max |")
 print("|---|---|---|---|---|")
