@@ -5,7 +5,7 @@
 # plugin, then the server's CPU time per request. This is a benchmark, not
 # a test: nothing here asserts a timing.
 #
-#   bench/peers.sh [--quick] [--json FILE] [--size SIZE] [--rounds N]
+#   bench/peers.sh [--quick] [--json FILE] [--size SIZE] [--rounds N] [--runtime S]
 #                  [--only NAME[,NAME]] [--socket PATH] [--encblk BINARY]
 #
 # Servers: encblk-4k (LUKS2 aes-xts-plain64 512-bit key, 4096-byte sectors),
@@ -14,8 +14,8 @@
 # (nbdkit file plugin + luks filter on a LUKS1 image), qemu-nbd-luks.
 # Default: 1 GiB, 6 s per job after 1 s ramp (about 4 minutes); --quick:
 # 128 MiB, 1 s per job (under a minute). --rounds N repeats every job N
-# times, alternating servers, and reports the median. RUNTIME and RAMP
-# override the job times.
+# times, alternating servers, and reports the median. --runtime (or
+# RUNTIME) and RAMP override the job times, in seconds.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -30,9 +30,10 @@ while [ $# -gt 0 ]; do
 	--size) size=$2; shift ;;
 	--only) only=$2; shift ;;
 	--rounds) rounds=$2; shift ;;
+	--runtime) RUNTIME=$2; shift ;;
 	--socket) sock=$2; shift ;;
 	--encblk) encblk=$2; shift ;;
-	-h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+	-h|--help) sed -n '2,18p' "$0"; exit 0 ;;
 	*) echo "peers.sh: unknown argument $1 (see --help)" >&2; exit 1 ;;
 	esac
 	shift
