@@ -128,14 +128,15 @@ or the prompt) and wraps its data-encryption key for a new KEK (NEW_KEY_FILE,
 			if cmd.Flags().Changed("key-slot") {
 				opts.Slot = &slot
 			}
+			// The server adds key-file and passphrase keyslots in the lowest
+			// free slot; a chosen slot or a KMIP keyslot is written to the
+			// header directly (the server re-reads a header whose seqid moved).
+			viaServer := !cmd.Flags().Changed("key-slot") && newKEK.kmipConfig == ""
 			c, vol, served, err := servedVolume(cmd.Context(), hdr, args[0])
 			if err != nil {
 				return err
 			}
-			if served {
-				if cmd.Flags().Changed("key-slot") {
-					return withExit(exitUsage, errors.New("--key-slot cannot be chosen while the volume is served"))
-				}
+			if served && viaServer {
 				id, err := addKeyslotOnline(cmd, c, vol, args[0], &oldKEK, &newKEK, &params)
 				if err != nil {
 					return err
