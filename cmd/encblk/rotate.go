@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -29,8 +31,7 @@ func newRotateCmd(a *app) *cobra.Command {
 		Short: "Replace a KEK: new keyslot committed, old one wiped; data untouched",
 		Long: `Rotate replaces the KEK that opens TARGET: the old KEK (--key-file,
 --passphrase-file or the prompt) unwraps the data key, which is wrapped for the
-new KEK (--new-key-file, --new-passphrase-file, --new-kmip CONFIG (offline
-only), --generate-key-file PATH or the prompt) in a new keyslot; that is committed, then the old keyslot is wiped.
+new KEK (--new-key-file, --new-passphrase-file, --new-kmip CONFIG, --generate-key-file PATH or the prompt) in a new keyslot; that is committed, then the old keyslot is wiped.
 The data key and the data do not change, so it takes the same time for any
 volume size. A served volume is rotated by its server while it keeps serving;
 otherwise the header is changed here.
@@ -108,20 +109,41 @@ keeps.`,
 					return err
 				}
 				defer secmem.Wipe(oldSecret)
-				if newSecret, err = kekSecret(ctx, nk); err != nil {
+				var tokens []json.RawMessage
+				if km, ok := nk.(*kmip.KEK); ok {
+					// The key server encrypts a new random secret here;
+					// the server commits the keyslot with its token.
+					if newSecret, tokens, err = wrapKMIP(ctx, km); err != nil {
+						return err
+					}
+					if !kdf.changed(cmd.Flags()) {
+						params = kmip.KeyslotOptions().KDF
+					}
+				} else if newSecret, err = kekSecret(ctx, nk); err != nil {
 					return err
 				}
 				defer secmem.Wipe(newSecret)
 				var res daemon.RotateResult
-				res, err = c.RotateKEK(ctx, vol, oldSecret, newSecret, &params)
+				res, err = c.RotateKEKWrapped(ctx, vol, oldSecret, newSecret, tokens, &params)
 				oldSlot, newSlot = res.OldSlot, res.NewSlot
 			}
+			km, _ := nk.(*kmip.KEK)
 			if err != nil {
 				rotErr = err
+				// A KMIP key created for a keyslot that provably does
+				// not exist is destroyed again.
+				if km != nil && km.Created() != "" && errors.Is(err, keyring.ErrNoMatchingKeyslot) {
+					if derr := km.DiscardCreated(context.WithoutCancel(ctx)); derr != nil {
+						return fmt.Errorf("%w (the KMIP key %s created for it could not be destroyed: %v)", err, km.Created(), derr)
+					}
+				}
 				return err
 			}
 			committed = true
 			fmt.Fprintf(cmd.OutOrStdout(), "KEK rotated: keyslot %d replaced by keyslot %d\n", oldSlot, newSlot)
+			if km != nil && km.Created() != "" {
+				fmt.Fprintf(cmd.OutOrStdout(), "new KMIP key %s\n", km.Created())
+			}
 			if ov != nil {
 				fmt.Fprintln(cmd.OutOrStdout(), rotateNote(ov))
 			}
@@ -137,4 +159,16 @@ keeps.`,
 	ot.register(fs, false, false)
 	fs.StringVar(&generate, "generate-key-file", "", "the new KEK is a new random key file written to PATH (mode 0600; must not exist)")
 	return cmd
+}
+
+// wrapKMIP has the key server wrap a new random secret for a keyslot: it
+// returns a copy of the secret (the caller wipes it) and the encblk-kmip
+// token that the keyslot must be committed with.
+func wrapKMIP(ctx context.Context, k *kmip.KEK) ([]byte, []json.RawMessage, error) {
+	buf, tokens, err := k.Wrap(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer buf.Destroy()
+	return append([]byte(nil), buf.Bytes()...), tokens, nil
 }

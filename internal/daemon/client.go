@@ -77,8 +77,16 @@ func (c *Client) Lock(ctx context.Context, volume string) error {
 
 // RotateKEK replaces the KEK old by new on volume.
 func (c *Client) RotateKEK(ctx context.Context, volume string, old, new []byte, kdf *keyring.KDFParams) (RotateResult, error) {
+	return c.RotateKEKWrapped(ctx, volume, old, new, nil, kdf)
+}
+
+// RotateKEKWrapped is RotateKEK to a new KEK the caller already wrapped
+// (keyring.Recipient.Wrap): new is its secret and tokens the LUKS2 tokens
+// the server binds to the new keyslot in the same commit (for a KMIP KEK,
+// the encblk-kmip token).
+func (c *Client) RotateKEKWrapped(ctx context.Context, volume string, old, new []byte, tokens []json.RawMessage, kdf *keyring.KDFParams) (RotateResult, error) {
 	var res RotateResult
-	err := c.do(ctx, http.MethodPost, "/v1/rotate-kek", &KeyRequest{Volume: volume, Secret: old, NewSecret: new, KDF: kdf}, &res)
+	err := c.do(ctx, http.MethodPost, "/v1/rotate-kek", &KeyRequest{Volume: volume, Secret: old, NewSecret: new, NewTokens: tokens, KDF: kdf}, &res)
 	return res, err
 }
 

@@ -20,10 +20,15 @@ const maxRequestBody = 4*keyring.MaxKeyFileLen + 4096
 // KeyRequest is the body of the requests that name a volume and carry
 // KEKs. Secrets are the KEK's bytes (a key file's contents or a
 // passphrase), base64 in JSON; the server wipes its copies after use.
+// NewTokens, if given, are the LUKS2 tokens the client made for NewSecret
+// (a KMIP KEK's encblk-kmip token, whose ciphertext the key server
+// decrypts back to NewSecret); the server binds them to the new keyslot in
+// the same header commit.
 type KeyRequest struct {
 	Volume    string             `json:"volume"`
 	Secret    []byte             `json:"secret,omitempty"`
 	NewSecret []byte             `json:"new_secret,omitempty"`
+	NewTokens []json.RawMessage  `json:"new_tokens,omitempty"`
 	KDF       *keyring.KDFParams `json:"kdf,omitempty"`
 	Slot      *int               `json:"slot,omitempty"`
 }
@@ -99,9 +104,9 @@ func (d *Daemon) handleRotate(w http.ResponseWriter, r *http.Request) {
 	old, err := identity(req.Secret)
 	if err == nil {
 		defer old.Destroy()
-		var nk *keyring.KeyFile
-		if nk, err = identity(req.NewSecret); err == nil {
-			defer nk.Destroy()
+		var nk keyring.Recipient
+		if nk, err = req.recipient(); err == nil {
+			defer destroy(nk)
 			res.OldSlot, res.NewSlot, err = v.RotateKEK(r.Context(), old, nk, req.keyslotOptions())
 		}
 	}
@@ -127,9 +132,9 @@ func (d *Daemon) handleAddKeyslot(w http.ResponseWriter, r *http.Request) {
 	old, err := identity(req.Secret)
 	if err == nil {
 		defer old.Destroy()
-		var nk *keyring.KeyFile
-		if nk, err = identity(req.NewSecret); err == nil {
-			defer nk.Destroy()
+		var nk keyring.Recipient
+		if nk, err = req.recipient(); err == nil {
+			defer destroy(nk)
 			res.Slot, err = v.AddKeyslot(r.Context(), old, nk, req.keyslotOptions())
 		}
 	}
@@ -188,6 +193,23 @@ func (r *KeyRequest) keyslotOptions() *keyring.KeyslotOptions {
 		opts.KDF = *r.KDF
 	}
 	return opts
+}
+
+// recipient is the new KEK of r: its secret with the tokens the client
+// made for it, else the secret's bytes as a key file. The secret stays in
+// r (wiped with it).
+func (r *KeyRequest) recipient() (keyring.Recipient, error) {
+	if len(r.NewTokens) > 0 {
+		return &wrapped{secret: r.NewSecret, tokens: r.NewTokens}, nil
+	}
+	return identity(r.NewSecret)
+}
+
+// destroy wipes k's secret if it keeps one of its own.
+func destroy(k keyring.Recipient) {
+	if d, ok := k.(interface{ Destroy() }); ok {
+		d.Destroy()
+	}
 }
 
 // identity makes a KEK of secret's bytes: a key file and a passphrase are

@@ -3,6 +3,7 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net"
@@ -157,6 +158,45 @@ func TestControlAPI(t *testing.T) {
 	st, _ = r.ctl.Status(ctx)
 	if st.Volumes[0].State != "unlocked" || st.Volumes[0].LastRotation == nil {
 		t.Fatalf("status: %+v", st.Volumes[0])
+	}
+	// A new KEK the client wrapped itself (a KMIP KEK): its tokens are
+	// bound to the new keyslot in the same commit. A malformed token is
+	// refused and changes nothing.
+	k3 := []byte("kek three")
+	bad := []json.RawMessage{json.RawMessage(`"not an object"`)}
+	if _, err := r.ctl.RotateKEKWrapped(ctx, id, k2, k3, bad, &fastKDF); err == nil {
+		t.Fatal("rotation with a malformed token succeeded")
+	}
+	if slots, err := r.ctl.Keyslots(ctx, id); err != nil || len(slots) != 1 || slots[0].ID != 1 {
+		t.Fatalf("keyslots after a refused rotation: %+v %v", slots, err)
+	}
+	tok := []json.RawMessage{json.RawMessage(`{"type":"encblk-test-wrapped","keyslots":[],"blob":"x"}`)}
+	res, err = r.ctl.RotateKEKWrapped(ctx, id, k2, k3, tok, &fastKDF)
+	if err != nil || res.OldSlot != 1 || res.NewSlot != 0 {
+		t.Fatalf("rotate with a token: %+v %v", res, err)
+	}
+	kr, err := keyring.Open(path, &keyring.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bound []int
+	for _, tk := range kr.Tokens() {
+		if tk.Type == "encblk-test-wrapped" {
+			bound = append(bound, tk.Keyslots...)
+		}
+	}
+	kr.Close()
+	if len(bound) != 1 || bound[0] != res.NewSlot {
+		t.Fatalf("token bound to keyslots %v, want [%d]", bound, res.NewSlot)
+	}
+	if err := r.ctl.Lock(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.ctl.Unlock(ctx, id, k2); !errors.Is(err, keyring.ErrNoMatchingKeyslot) {
+		t.Fatalf("unlock with the rotated-out KEK: %v", err)
+	}
+	if err := r.ctl.Unlock(ctx, id, k3); err != nil {
+		t.Fatal(err)
 	}
 	// A second server of the same backing is refused while this one runs.
 	if _, err := OpenVolume(ctx, VolumeSpec{Backing: path}, nil); !errors.Is(err, backing.ErrBusy) {
