@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/encblk/encblk/internal/daemon"
 	"github.com/encblk/encblk/internal/secmem"
 	"github.com/encblk/encblk/pkg/keyring"
 	"github.com/encblk/encblk/pkg/kmip"
@@ -122,25 +123,50 @@ func serverSecret(ctx context.Context, target string, k kek) ([]byte, error) {
 // printKMIPTargetStatus adds to encblk status, for a TARGET whose header has
 // KMIP keyslots, each key and its state on the key server.
 func printKMIPTargetStatus(ctx context.Context, w io.Writer, target string) {
-	if target == "" {
-		return
-	}
-	kr, err := keyring.Open(target, &keyring.Options{ReadOnly: true})
-	if err != nil {
-		return
-	}
-	defer kr.Close()
-	if !kmip.HasTokens(kr) {
-		return
-	}
-	k, err := tokenKEK(kr, "", nil)
+	sts, err := kmipTargetStatus(ctx, target)
 	if err != nil {
 		fmt.Fprintf(w, "KMIP:\t%v\n", err)
 		return
 	}
-	for _, st := range k.Status(ctx, kr) {
+	for _, st := range sts {
 		fmt.Fprintf(w, "KMIP keyslot %d: %s\n", st.Keyslot, kmipStatusLine(st))
 	}
+}
+
+// addKMIPTargetStatus fills in vs.KMIP (encblk status --json) for TARGET's
+// KMIP keyslots; a volume whose KMIP configuration cannot be loaded gets
+// none.
+func addKMIPTargetStatus(ctx context.Context, vs *daemon.VolumeStatus, target string) {
+	sts, _ := kmipTargetStatus(ctx, target)
+	for _, st := range sts {
+		ks := daemon.KMIPKeyslotStatus{Keyslot: st.Keyslot, KeyUID: st.KeyUID, Servers: st.Servers, State: st.State.String()}
+		if st.Err != nil {
+			ks.State, ks.Error = "unknown", st.Err.Error()
+		}
+		vs.KMIP = append(vs.KMIP, ks)
+	}
+}
+
+// kmipTargetStatus asks the key servers for the state of the keys of
+// TARGET's KMIP keyslots; none if TARGET has no KMIP keyslot or its header
+// cannot be read.
+func kmipTargetStatus(ctx context.Context, target string) ([]kmip.SlotStatus, error) {
+	if target == "" {
+		return nil, nil
+	}
+	kr, err := keyring.Open(target, &keyring.Options{ReadOnly: true})
+	if err != nil {
+		return nil, nil
+	}
+	defer kr.Close()
+	if !kmip.HasTokens(kr) {
+		return nil, nil
+	}
+	k, err := tokenKEK(kr, "", nil)
+	if err != nil {
+		return nil, err
+	}
+	return k.Status(ctx, kr), nil
 }
 
 // unlockWith is keyring.Unlock that, for a KMIP KEK, tries every KMIP
@@ -312,7 +338,9 @@ func newKMIPRotateCmd(a *app) *cobra.Command {
 		Long: `Rotate creates and activates a new key on the server, adds a keyslot for it,
 then removes the old KMIP keyslot (crash-safe: at every point one of them
 opens the volume). The data and its key do not change. --revoke-old then
-revokes the old key on the server, unless another keyslot still uses it.`,
+revokes the old key on the server, unless another keyslot still uses it.
+On a served volume the key server's secrets and the new token go to the
+running server (over its 0600 control socket), which commits the change.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := secmem.SetNonDumpable(); err != nil {
@@ -341,7 +369,17 @@ revokes the old key on the server, unless another keyslot still uses it.`,
 			if err != nil {
 				return err
 			}
-			oldSlot, newSlot, err := kr.RotateKEK(cmd.Context(), old, next, kmip.KeyslotOptions())
+			var oldSlot, newSlot int
+			c, vol, cerr := daemon.ClientFor(cmd.Context(), args[0])
+			switch {
+			case hdr.path == "" && cerr == nil:
+				// A running server holds the header: it commits.
+				oldSlot, newSlot, err = rotateKMIPServed(cmd.Context(), c, vol, kr, old, next)
+			case hdr.path == "" && !errors.Is(cerr, daemon.ErrNotServed):
+				return cerr
+			default:
+				oldSlot, newSlot, err = kr.RotateKEK(cmd.Context(), old, next, kmip.KeyslotOptions())
+			}
 			if err != nil {
 				return err
 			}
@@ -437,4 +475,38 @@ header backup together with another KEK). The volume itself is not changed.`,
 	fs.BoolVarP(&batch, "batch-mode", "q", false, "do not ask for confirmation")
 	hdr.register(fs)
 	return cmd
+}
+
+// rotateKMIPServed is kmip rotate for a volume a running server holds: the
+// key server releases the old KMIP keyslot's secret and wraps a new one,
+// and both go, with the new encblk-kmip token, to the server, which commits
+// the new keyslot and its token together and wipes the old keyslot. kr is
+// re-read afterwards. A key created for a keyslot that provably was not
+// committed is destroyed again.
+func rotateKMIPServed(ctx context.Context, c *daemon.Client, vol string, kr *keyring.Keyring, old, next *kmip.KEK) (oldSlot, newSlot int, err error) {
+	_, buf, err := old.Secret(ctx, kr)
+	if err != nil {
+		return 0, 0, err
+	}
+	oldSecret := bytes.Clone(buf.Bytes())
+	buf.Destroy()
+	defer secmem.Wipe(oldSecret)
+	newSecret, tokens, err := wrapKMIP(ctx, next)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer secmem.Wipe(newSecret)
+	res, err := c.RotateKEKWrapped(ctx, vol, oldSecret, newSecret, tokens, &kmip.KeyslotOptions().KDF)
+	if err != nil {
+		if errors.Is(err, keyring.ErrNoMatchingKeyslot) && next.Created() != "" {
+			if derr := next.DiscardCreated(context.WithoutCancel(ctx)); derr != nil {
+				return 0, 0, fmt.Errorf("%w (the key %s created for it could not be destroyed: %v)", err, next.Created(), derr)
+			}
+		}
+		return 0, 0, err
+	}
+	if err := kr.Reload(); err != nil {
+		return 0, 0, fmt.Errorf("rotation done (keyslot %d replaced by %d), but re-reading the header failed: %w", res.OldSlot, res.NewSlot, err)
+	}
+	return res.OldSlot, res.NewSlot, nil
 }

@@ -67,6 +67,9 @@ and, with --admin-key-file, the locking range's bounds and lock state.`,
 				}
 			}
 			out := cmd.OutOrStdout()
+			if asJSON && len(st.Volumes) == 1 {
+				addKMIPTargetStatus(cmd.Context(), &st.Volumes[0], target)
+			}
 			if err := writeStatus(out, st, served, asJSON); err != nil || asJSON {
 				return err
 			}

@@ -43,6 +43,22 @@ type VolumeStatus struct {
 
 	// Opal is the drive's locking range for a hw-opal(-crypt) volume.
 	Opal *OpalStatus `json:"opal,omitempty"`
+
+	// KMIP lists the volume's KMIP keyslots and their keys' state on the
+	// key servers. The server never fills it in (it does not talk to key
+	// servers); encblk status --json does.
+	KMIP []KMIPKeyslotStatus `json:"kmip,omitempty"`
+}
+
+// KMIPKeyslotStatus is one KMIP keyslot in VolumeStatus.
+type KMIPKeyslotStatus struct {
+	Keyslot int      `json:"keyslot"`
+	KeyUID  string   `json:"key_uid"`
+	Servers []string `json:"servers"`
+	// State is the key's KMIP state ("Active", "Deactivated", ...), or
+	// "unknown" with Error saying why it could not be read.
+	State string `json:"state"`
+	Error string `json:"error,omitempty"`
 }
 
 // KeyslotStatus is one keyslot, without anything secret.
