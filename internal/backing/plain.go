@@ -153,15 +153,17 @@ func (p *Plain) fua(fua bool) error {
 // zeroChunk is the largest run of zeros writeZeros writes at once.
 const zeroChunk = 1 << 20
 
+// zeros is what writeZeros writes; it is only ever read.
+var zeros [zeroChunk]byte
+
 // writeZeros writes zeros over [off, off+length) in chunks, for storage
 // that cannot zero a range itself.
 func writeZeros(ctx context.Context, f *File, off, length int64) error {
-	zeros := make([]byte, min(length, zeroChunk))
 	for length > 0 {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		n := min(length, int64(len(zeros)))
+		n := min(length, zeroChunk)
 		if _, err := f.WriteAt(zeros[:n], off); err != nil {
 			return err
 		}

@@ -229,7 +229,7 @@ func (d *Daemon) done(w http.ResponseWriter, action string, v *Volume, err error
 		fail(w, err)
 		return
 	}
-	d.log.Info(action, "backing", v.spec.Backing, "state", v.Status().State)
+	d.log.Info(action, "backing", v.spec.Backing, "state", v.state())
 	reply(w, res)
 }
 

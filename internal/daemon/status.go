@@ -140,3 +140,11 @@ func describeKeyring(s *VolumeStatus, kr *keyring.Keyring) {
 		s.Keyslots = append(s.Keyslots, k)
 	}
 }
+
+// state is Status().State without the rest of the status (no keyring walk).
+func (v *Volume) state() string {
+	if v.vol == nil {
+		return "plain"
+	}
+	return v.vol.State().String()
+}

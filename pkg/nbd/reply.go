@@ -13,7 +13,6 @@ func (r *request) simpleReply(errno uint32, data []byte) {
 	binary.BigEndian.PutUint32(h[4:], errno)
 	binary.BigEndian.PutUint64(h[8:], r.cookie)
 	r.hdrLen = 16
-	r.errno = errno
 	if errno == 0 {
 		r.payload = data
 	} else {
@@ -37,7 +36,6 @@ func (r *request) chunkHeader(flags, typ uint16, length uint32) int {
 // NBD_REPLY_TYPE_OFFSET_DATA chunk that is also the last (so DF always
 // holds), or NBD_REPLY_TYPE_NONE for a read of nothing.
 func (r *request) readReply(data []byte) {
-	r.errno = 0
 	if len(data) == 0 {
 		r.hdrLen = r.chunkHeader(replyFlagDone, replyTypeNone, 0)
 		r.payload = nil
@@ -59,7 +57,6 @@ func (r *request) errorReply(structured bool, errno uint32, msg string) {
 	if len(msg) > maxStringLen {
 		msg = msg[:maxStringLen]
 	}
-	r.errno = errno
 	n := r.chunkHeader(replyFlagDone, replyTypeError, uint32(6+len(msg)))
 	binary.BigEndian.PutUint32(r.hdr[n:], errno)
 	binary.BigEndian.PutUint16(r.hdr[n+4:], uint16(len(msg)))
@@ -73,10 +70,6 @@ func (r *request) errorReply(structured bool, errno uint32, msg string) {
 // descriptors already in r.scratch[4:].
 func (r *request) blockStatusReply() {
 	binary.BigEndian.PutUint32(r.scratch[0:], baseAllocationID)
-	r.errno = 0
 	r.hdrLen = r.chunkHeader(replyFlagDone, replyTypeBlockStatus, uint32(len(r.scratch)))
 	r.payload = r.scratch
 }
-
-// wireLen is the size of the reply on the wire.
-func (r *request) wireLen() int { return r.hdrLen + len(r.payload) }

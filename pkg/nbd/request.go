@@ -22,7 +22,6 @@ type request struct {
 	charge int64   // bytes taken from the connection's budget
 
 	// The reply: hdr[:hdrLen] then payload, in one writev.
-	errno   uint32
 	hdr     [32]byte
 	hdrLen  int
 	payload []byte
@@ -61,7 +60,6 @@ func decodeRequest(b []byte, r *request) bool {
 	r.cookie = binary.BigEndian.Uint64(b[8:])
 	r.off = binary.BigEndian.Uint64(b[16:])
 	r.count = binary.BigEndian.Uint32(b[24:])
-	r.errno = 0
 	r.charge = 0
 	r.payload = nil
 	return true

@@ -483,7 +483,7 @@ func (t *transmission) send(batch []*request) {
 			t.closeStop()
 			_ = t.conn.Close()
 		}
-		clear(t.vec[:cap(t.vec)])
+		clear(vec) // slots past len were cleared by earlier batches
 	}
 	for _, r := range batch {
 		t.budget.release(r.charge)
