@@ -255,8 +255,8 @@ secret the key server encrypts, with the key_uid of CONFIG or a new key.`,
 			slot, err := kr.AddKeyslot(cmd.Context(), dek, recipient, kmip.KeyslotOptions())
 			if err != nil {
 				if uid := recipient.Created(); uid != "" {
-					if derr := recipient.DiscardCreated(context.WithoutCancel(cmd.Context())); derr != nil {
-						return fmt.Errorf("adding the KMIP keyslot: %w (the key %s created for it could not be destroyed: %v)", err, uid, derr)
+					if derr := recipient.DiscardUnreferenced(context.WithoutCancel(cmd.Context()), kr); derr != nil {
+						return fmt.Errorf("adding the KMIP keyslot: %w (the key %s created for it was not destroyed: %v)", err, uid, derr)
 					}
 				}
 				return fmt.Errorf("adding the KMIP keyslot: %w", err)

@@ -248,6 +248,30 @@ func (k *KEK) unwrapToken(ctx context.Context, t keyring.Token) (*secmem.Buffer,
 	return secmem.FromBytes(pt)
 }
 
+// DiscardUnreferenced is DiscardCreated for a failed keyslot change whose
+// outcome on disk is unknown: it re-reads kr's header and destroys the key
+// only if no token there refers to it. A failure can come after the
+// primary header copy was committed, and destroying that keyslot's key
+// would lose it; such a key is kept (and reported in the error).
+func (k *KEK) DiscardUnreferenced(ctx context.Context, kr *keyring.Keyring) error {
+	uid := k.Created()
+	if uid == "" {
+		return nil
+	}
+	if err := kr.Reload(); err != nil {
+		return fmt.Errorf("key %s kept: the header could not be re-read to tell whether a keyslot uses it: %w", uid, err)
+	}
+	for _, t := range kr.Tokens() {
+		if t.Type != TokenType {
+			continue
+		}
+		if tok, err := ParseToken(t.Raw); err == nil && tok.KeyUID == uid {
+			return fmt.Errorf("key %s kept: token %d on disk refers to it", uid, t.ID)
+		}
+	}
+	return k.DiscardCreated(ctx)
+}
+
 // HasTokens reports whether kr has a KMIP keyslot (an encblk-kmip token
 // bound to a keyslot).
 func HasTokens(kr *keyring.Keyring) bool {
