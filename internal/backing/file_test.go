@@ -181,7 +181,7 @@ func TestDiscardAndAllocation(t *testing.T) {
 // checks size and block size come from the kernel.
 func TestBlockDevice(t *testing.T) {
 	testutil.RequireRoot(t)
-	losetup := testutil.RequireTool(t, "losetup", "util-linux")
+	losetup := testutil.RequireTool(t, "losetup", "mount")
 	path := newSparse(t, 8<<20)
 	out, err := exec.Command(losetup, "--find", "--show", "--sector-size", "4096", path).CombinedOutput()
 	if err != nil {

@@ -222,13 +222,10 @@ func describeLocking(ssc SSC, d *Discovery) string {
 	return s
 }
 
-// blkGetSize64 is BLKGETSIZE64, _IOR(0x12, 114, size_t).
-const blkGetSize64 = 0x80081272
-
 // Size returns the device's size in bytes.
 func (o *Opened) Size() (uint64, error) {
 	var n uint64
-	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(o.fd), blkGetSize64, uintptr(unsafe.Pointer(&n))); errno != 0 {
+	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(o.fd), unix.BLKGETSIZE64, uintptr(unsafe.Pointer(&n))); errno != 0 {
 		return 0, fmt.Errorf("sed: BLKGETSIZE64 on %s: %w", o.Name, errno)
 	}
 	return n, nil

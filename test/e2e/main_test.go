@@ -235,7 +235,7 @@ var (
 	nbdfuseTool  = [2]string{"nbdfuse", "libnbd-bin"}
 	qemuIOTool   = [2]string{"qemu-io", "qemu-utils"}
 	cryptsetupT  = [2]string{"cryptsetup", "cryptsetup-bin"}
-	losetupTool  = [2]string{"losetup", "util-linux"}
+	losetupTool  = [2]string{"losetup", "mount"}
 	mkfsTool     = [2]string{"mkfs.ext4", "e2fsprogs"}
 	fsckTool     = [2]string{"fsck.ext4", "e2fsprogs"}
 	fusermountTl = [2]string{"fusermount3", "fuse3"}
