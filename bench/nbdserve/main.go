@@ -1,6 +1,6 @@
-// Command nbdserve serves a plain file over NBD with pkg/nbd, for
-// benchmarks (bench/nbd-vs-nbdkit.sh) and manual testing. It is not a
-// product command: no encryption, no locking of the file.
+// Command nbdserve serves a plain file over NBD with pkg/nbd and
+// backing.Plain, for benchmarks (bench/nbd-vs-nbdkit.sh) and manual
+// testing. It is not a product command: no encryption.
 //
 //	nbdserve -socket /tmp/nbd.sock -file disk.img [-cpuprofile cpu.out]
 package main
@@ -17,7 +17,7 @@ import (
 	"runtime/pprof"
 	"syscall"
 
-	"github.com/encblk/encblk/internal/nbdtest"
+	"github.com/encblk/encblk/internal/backing"
 	"github.com/encblk/encblk/pkg/nbd"
 )
 
@@ -39,13 +39,15 @@ func run() error {
 	if *file == "" || (*sock == "" && *tcp == "") {
 		return errors.New("need -file and -socket or -tcp")
 	}
-	info := nbdtest.AllCaps()
-	info.ReadOnly = *ro
-	b, err := nbdtest.OpenFile(*file, info)
+	f, err := backing.Open(*file, backing.Options{ReadOnly: *ro})
 	if err != nil {
 		return err
 	}
-	defer b.Close()
+	defer f.Close()
+	b, err := backing.NewPlain(f)
+	if err != nil {
+		return err
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
