@@ -62,7 +62,7 @@ func (d *Daemon) handler() http.Handler {
 }
 
 func (d *Daemon) handleStatus(w http.ResponseWriter, r *http.Request) {
-	st := Status{PID: os.Getpid(), Connections: d.conns.Load(), Volumes: []VolumeStatus{}}
+	st := Status{PID: os.Getpid(), Connections: d.nbd.Connections(), Volumes: []VolumeStatus{}}
 	ref := r.URL.Query().Get("volume")
 	for _, v := range d.cfg.Volumes {
 		if ref == "" || ref == v.id || ref == v.spec.Export {

@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	sddaemon "github.com/coreos/go-systemd/v22/daemon"
@@ -43,9 +42,9 @@ type Config struct {
 
 // Daemon serves volumes over NBD and answers the control API.
 type Daemon struct {
-	cfg   Config
-	log   *slog.Logger
-	conns atomic.Int64
+	cfg Config
+	log *slog.Logger
+	nbd *nbd.Server
 }
 
 // New checks cfg and returns a Daemon.
@@ -67,7 +66,12 @@ func New(cfg Config) (*Daemon, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Daemon{cfg: cfg, log: log}, nil
+	exports := nbd.StaticExports{}
+	for _, v := range cfg.Volumes {
+		exports[v.spec.Export] = v.backend
+	}
+	srv := &nbd.Server{Exports: exports, TLS: cfg.TLS, RequireTLS: cfg.RequireTLS, Logger: log}
+	return &Daemon{cfg: cfg, log: log, nbd: srv}, nil
 }
 
 // Run serves until ctx is cancelled (SIGTERM/SIGINT in the CLI), then
@@ -119,17 +123,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 		wg.Go(func() { hs.Serve(l) })
 	}
 
-	exports := nbd.StaticExports{}
-	for _, v := range d.cfg.Volumes {
-		exports[v.spec.Export] = v.backend
-	}
-	srv := &nbd.Server{Exports: exports, TLS: d.cfg.TLS, RequireTLS: d.cfg.RequireTLS, Logger: d.log}
-	listeners := make([]net.Listener, len(d.cfg.Listeners))
-	for i, l := range d.cfg.Listeners {
-		listeners[i] = &countingListener{Listener: l, n: &d.conns}
-	}
 	nbdDone := make(chan error, 1)
-	go func() { nbdDone <- srv.Serve(ctx, listeners...) }()
+	go func() { nbdDone <- d.nbd.Serve(ctx, d.cfg.Listeners...) }()
 
 	for _, v := range d.cfg.Volumes {
 		d.log.Info("serving", "backing", v.spec.Backing, "export", v.spec.Export, "state", v.Status().State)
@@ -189,47 +184,3 @@ func (d *Daemon) volume(ref string) (*Volume, error) {
 	}
 	return nil, fmt.Errorf("%w: %q", ErrNoVolume, ref)
 }
-
-// countingListener counts open connections for status. The wrapped
-// connections keep the concrete type's methods (writev for net.Buffers).
-type countingListener struct {
-	net.Listener
-	n *atomic.Int64
-}
-
-func (l *countingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	l.n.Add(1)
-	done := func() { l.n.Add(-1) }
-	switch c := c.(type) {
-	case *net.UnixConn:
-		return &countedUnix{UnixConn: c, done: sync.OnceFunc(done)}, nil
-	case *net.TCPConn:
-		return &countedTCP{TCPConn: c, done: sync.OnceFunc(done)}, nil
-	}
-	return &countedConn{Conn: c, done: sync.OnceFunc(done)}, nil
-}
-
-type countedUnix struct {
-	*net.UnixConn
-	done func()
-}
-
-func (c *countedUnix) Close() error { c.done(); return c.UnixConn.Close() }
-
-type countedTCP struct {
-	*net.TCPConn
-	done func()
-}
-
-func (c *countedTCP) Close() error { c.done(); return c.TCPConn.Close() }
-
-type countedConn struct {
-	net.Conn
-	done func()
-}
-
-func (c *countedConn) Close() error { c.done(); return c.Conn.Close() }

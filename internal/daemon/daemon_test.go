@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -121,6 +122,28 @@ func TestControlAPI(t *testing.T) {
 	st, err := c.Status(ctx)
 	if err != nil || len(st.Volumes) != 1 || st.Volumes[0].State != "locked" || st.Volumes[0].SectorSize != 4096 {
 		t.Fatalf("status: %+v %v", st, err)
+	}
+	// An NBD client counts once the server greets it, until it hangs up.
+	nc, err := net.Dial("unix", r.nbdSock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(nc, make([]byte, 18)); err != nil {
+		t.Fatalf("NBD greeting: %v", err)
+	}
+	if st, err := c.Status(ctx); err != nil || st.Connections != 1 {
+		t.Fatalf("status with one NBD client: %d connections, %v", st.Connections, err)
+	}
+	nc.Close()
+	for {
+		st, err := c.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Connections == 0 {
+			break
+		}
+		time.Sleep(time.Millisecond) // the test's timeout catches a leak
 	}
 	if err := r.ctl.Unlock(ctx, id, []byte("wrong")); !errors.Is(err, keyring.ErrNoMatchingKeyslot) {
 		t.Fatalf("unlock with a wrong KEK: %v", err)

@@ -112,6 +112,62 @@ func TestServeSeveralListeners(t *testing.T) {
 	}
 }
 
+// TestConnections counts connections from the greeting on and stops
+// counting each once it has ended.
+func TestConnections(t *testing.T) {
+	t.Parallel()
+	b, _ := newFileExport(t, 1<<20, nbd.Info{})
+	s := startServer(t, nbd.StaticExports{"": b}, nil)
+	if n := s.srv.Connections(); n != 0 {
+		t.Fatalf("Connections before any client: %d", n)
+	}
+	one := newRawClient(t, s, 3)
+	two := newRawClient(t, s, 3)
+	two.start("", false)
+	if n := s.srv.Connections(); n != 2 {
+		t.Fatalf("Connections with a client haggling and one in transmission: %d, want 2", n)
+	}
+	_ = one.c.Close()
+	_ = two.c.Close()
+	for s.srv.Connections() != 0 {
+		time.Sleep(time.Millisecond) // the test's timeout catches a leak
+	}
+}
+
+// TestListenTCPNoDelay: accepted TCP connections have TCP_NODELAY (set by
+// Go), so small replies are not held back by Nagle's algorithm.
+func TestListenTCPNoDelay(t *testing.T) {
+	t.Parallel()
+	l, err := nbd.ListenTCP(context.Background(), "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	sc, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	raw, err := sc.(syscall.Conn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v int
+	if cerr := raw.Control(func(fd uintptr) {
+		v, err = syscall.GetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_NODELAY)
+	}); cerr != nil || err != nil {
+		t.Fatalf("getsockopt: %v %v", cerr, err)
+	}
+	if v == 0 {
+		t.Error("accepted TCP connection without TCP_NODELAY")
+	}
+}
+
 // slowBackend delays writes and counts flushes, to watch a shutdown.
 type slowBackend struct {
 	*nbdtest.File

@@ -91,7 +91,7 @@ func removeStaleSocket(ctx context.Context, path string) error {
 }
 
 // ListenTCP listens on a TCP address ("host:port"). Accepted connections
-// get TCP_NODELAY (Serve sets it). Serve TCP with TLS (Server.TLS and
+// have TCP_NODELAY: Go sets it on every TCP connection it accepts. Serve TCP with TLS (Server.TLS and
 // RequireTLS): NBD has no other authentication.
 func ListenTCP(ctx context.Context, addr string) (net.Listener, error) {
 	var lc net.ListenConfig

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -44,7 +45,13 @@ type Server struct {
 	// ShutdownTimeout is how long a shutdown waits for a connection's
 	// in-flight requests and replies before closing it hard; 0 means 30 s.
 	ShutdownTimeout time.Duration
+
+	conns atomic.Int64 // connections in ServeConn now
 }
+
+// Connections is the number of connections being served now (by Serve or
+// ServeConn), in option haggling or transmission, on all exports.
+func (s *Server) Connections() int64 { return s.conns.Load() }
 
 // ErrServerClosed is returned by Serve and ServeConn when ctx was cancelled
 // and the server shut down gracefully.
@@ -143,9 +150,6 @@ func (s *Server) Serve(ctx context.Context, listeners ...net.Listener) error {
 					cancel()
 					return
 				}
-				if tc, ok := c.(*net.TCPConn); ok {
-					_ = tc.SetNoDelay(true)
-				}
 				conns.Add(1)
 				go func() {
 					defer conns.Done()
@@ -177,6 +181,8 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) error {
 		_ = c.Close()
 		return err
 	}
+	s.conns.Add(1)
+	defer s.conns.Add(-1)
 	log := s.logger().With("remote", remoteName(c))
 	sess := &session{srv: s, conn: c, log: log}
 	defer func() { _ = sess.conn.Close() }()
