@@ -72,6 +72,14 @@ need nbd-client nbd-client
 need cryptsetup cryptsetup-bin
 need mkfs.ext4 e2fsprogs
 need losetup mount
+need blockdev util-linux
+need dmsetup dmsetup
+need ip iproute2
+need xz xz-utils
+need zstd zstd
+need fio fio
+# The guest's PATH finds Debian's python3, not a host-only one.
+need /usr/bin/python3 python3
 if [ -x /bin/busybox ] && [[ $(ldd /bin/busybox 2>&1 || true) == *"not a dynamic executable"* ]]; then
 	:
 else
