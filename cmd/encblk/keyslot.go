@@ -136,8 +136,14 @@ or the prompt) and wraps its data-encryption key for a new KEK (NEW_KEY_FILE,
 			if err != nil {
 				return err
 			}
-			if served && viaServer {
-				id, err := addKeyslotOnline(cmd, c, vol, args[0], &oldKEK, &newKEK, &params)
+			online := served && viaServer
+			k, err := hdr.open(args[0], online)
+			if err != nil {
+				return err
+			}
+			defer k.Close()
+			if online {
+				id, err := addKeyslotOnline(cmd, c, vol, k, &oldKEK, &newKEK, &params)
 				if err != nil {
 					return err
 				}
@@ -145,11 +151,6 @@ or the prompt) and wraps its data-encryption key for a new KEK (NEW_KEY_FILE,
 				a.log.Debug("keyslot added through the server", "slot", id)
 				return nil
 			}
-			k, err := hdr.open(args[0], false)
-			if err != nil {
-				return err
-			}
-			defer k.Close()
 			if err := secmem.SetNonDumpable(); err != nil {
 				return err
 			}
@@ -251,17 +252,17 @@ func servedVolume(ctx context.Context, hdr headerFlag, device string) (c *daemon
 // addKeyslotOnline asks the server of a volume to wrap its DEK for newKEK,
 // proving access with oldKEK. Secrets travel only over the 0600 control
 // socket and are wiped afterwards.
-func addKeyslotOnline(cmd *cobra.Command, c *daemon.Client, vol, target string, oldKEK, newKEK *kekFlags, params *keyring.KDFParams) (int, error) {
+func addKeyslotOnline(cmd *cobra.Command, c *daemon.Client, vol string, kr *keyring.Keyring, oldKEK, newKEK *kekFlags, params *keyring.KDFParams) (int, error) {
 	ctx := cmd.Context()
 	if err := secmem.SetNonDumpable(); err != nil {
 		return 0, err
 	}
-	old, err := oldKEK.readForTarget(target, cmd.InOrStdin(), cmd.ErrOrStderr(), false)
+	old, err := oldKEK.readFor(kr, cmd.InOrStdin(), cmd.ErrOrStderr(), false)
 	if err != nil {
 		return 0, err
 	}
 	defer old.Destroy()
-	oldSecret, err := serverSecret(ctx, target, old)
+	oldSecret, err := serverSecret(ctx, kr, old)
 	if err != nil {
 		return 0, err
 	}

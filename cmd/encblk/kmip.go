@@ -70,11 +70,12 @@ func tokenKEK(kr *keyring.Keyring, path string, log *slog.Logger) (*kmip.KEK, er
 	return kmip.NewKEK(cfg, log)
 }
 
-// readFor is read for an open volume: with no KEK named on the command
-// line and KMIP keyslots in the volume, their tokens are used (as
-// cryptsetup tries tokens before asking for a passphrase).
+// readFor is read for a volume whose header kr was opened: with no KEK
+// named on the command line and KMIP keyslots in the volume, their tokens
+// are used (as cryptsetup tries tokens before asking for a passphrase). kr
+// may be nil (no header to read): then it is read.
 func (f *kekFlags) readFor(kr *keyring.Keyring, stdin io.Reader, stderr io.Writer, verify bool) (kek, error) {
-	if !f.given() && kmip.HasTokens(kr) {
+	if !f.given() && kr != nil && kmip.HasTokens(kr) {
 		k, err := tokenKEK(kr, "", nil)
 		if err != nil {
 			return nil, err
@@ -84,34 +85,18 @@ func (f *kekFlags) readFor(kr *keyring.Keyring, stdin io.Reader, stderr io.Write
 	return f.read(stdin, stderr, verify)
 }
 
-// readForTarget is readFor for a command naming TARGET, a backing whose
-// header may hold KMIP tokens (a served volume's header is only read).
-func (f *kekFlags) readForTarget(target string, stdin io.Reader, stderr io.Writer, verify bool) (kek, error) {
-	if !f.given() && target != "" {
-		if kr, err := keyring.Open(target, &keyring.Options{ReadOnly: true}); err == nil {
-			defer kr.Close()
-			return f.readFor(kr, stdin, stderr, verify)
-		}
-	}
-	return f.read(stdin, stderr, verify)
-}
-
 // serverSecret is kekSecret, and for a KMIP KEK the keyslot secret a key
-// server released for TARGET's KMIP keyslots: what a running server takes
-// to open the volume. The caller wipes it.
-func serverSecret(ctx context.Context, target string, k kek) ([]byte, error) {
+// server released for the KMIP keyslots of kr, the header of the served
+// volume: what a running server takes to open the volume. The caller wipes
+// it.
+func serverSecret(ctx context.Context, kr *keyring.Keyring, k kek) ([]byte, error) {
 	kk, ok := k.(*kmip.KEK)
 	if !ok {
 		return kekSecret(ctx, k)
 	}
-	if target == "" {
-		return nil, withExit(exitUsage, errors.New("name the backing (TARGET) to unlock a served volume through its KMIP keyslots"))
+	if kr == nil {
+		return nil, withExit(exitUsage, errors.New("name the backing (TARGET) whose header holds the KMIP keyslots to unlock a served volume through them"))
 	}
-	kr, err := keyring.Open(target, &keyring.Options{ReadOnly: true})
-	if err != nil {
-		return nil, err
-	}
-	defer kr.Close()
 	_, secret, err := kk.Secret(ctx, kr)
 	if err != nil {
 		return nil, err
@@ -120,10 +105,10 @@ func serverSecret(ctx context.Context, target string, k kek) ([]byte, error) {
 	return bytes.Clone(secret.Bytes()), nil
 }
 
-// printKMIPTargetStatus adds to encblk status, for a TARGET whose header has
-// KMIP keyslots, each key and its state on the key server.
-func printKMIPTargetStatus(ctx context.Context, w io.Writer, target string) {
-	sts, err := kmipTargetStatus(ctx, target)
+// printKMIPTargetStatus adds to encblk status, for a volume whose header
+// kr has KMIP keyslots, each key and its state on the key server.
+func printKMIPTargetStatus(ctx context.Context, w io.Writer, kr *keyring.Keyring) {
+	sts, err := kmipTargetStatus(ctx, kr)
 	if err != nil {
 		fmt.Fprintf(w, "KMIP:\t%v\n", err)
 		return
@@ -133,11 +118,11 @@ func printKMIPTargetStatus(ctx context.Context, w io.Writer, target string) {
 	}
 }
 
-// addKMIPTargetStatus fills in vs.KMIP (encblk status --json) for TARGET's
-// KMIP keyslots; a volume whose KMIP configuration cannot be loaded gets
+// addKMIPTargetStatus fills in vs.KMIP (encblk status --json) for the KMIP
+// keyslots of kr; a volume whose KMIP configuration cannot be loaded gets
 // none.
-func addKMIPTargetStatus(ctx context.Context, vs *daemon.VolumeStatus, target string) {
-	sts, _ := kmipTargetStatus(ctx, target)
+func addKMIPTargetStatus(ctx context.Context, vs *daemon.VolumeStatus, kr *keyring.Keyring) {
+	sts, _ := kmipTargetStatus(ctx, kr)
 	for _, st := range sts {
 		ks := daemon.KMIPKeyslotStatus{Keyslot: st.Keyslot, KeyUID: st.KeyUID, Servers: st.Servers, State: st.State.String()}
 		if st.Err != nil {
@@ -147,19 +132,11 @@ func addKMIPTargetStatus(ctx context.Context, vs *daemon.VolumeStatus, target st
 	}
 }
 
-// kmipTargetStatus asks the key servers for the state of the keys of
-// TARGET's KMIP keyslots; none if TARGET has no KMIP keyslot or its header
-// cannot be read.
-func kmipTargetStatus(ctx context.Context, target string) ([]kmip.SlotStatus, error) {
-	if target == "" {
-		return nil, nil
-	}
-	kr, err := keyring.Open(target, &keyring.Options{ReadOnly: true})
-	if err != nil {
-		return nil, nil
-	}
-	defer kr.Close()
-	if !kmip.HasTokens(kr) {
+// kmipTargetStatus asks the key servers for the state of the keys of the
+// KMIP keyslots of kr; none if kr is nil (no header could be read) or has
+// no KMIP keyslot.
+func kmipTargetStatus(ctx context.Context, kr *keyring.Keyring) ([]kmip.SlotStatus, error) {
+	if kr == nil || !kmip.HasTokens(kr) {
 		return nil, nil
 	}
 	k, err := tokenKEK(kr, "", nil)

@@ -25,10 +25,14 @@ with the range key from a keyslot opened by the KEK (--key-file,
 --passphrase-file), or with the drive's admin key (--admin-key-file).`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if ov, err := ot.open(argOr(args, 0)); err != nil {
+			kr, ov, err := ot.open(argOr(args, 0))
+			if err != nil {
 				return err
-			} else if ov != nil {
-				defer ov.close()
+			}
+			if kr != nil {
+				defer kr.Close()
+			}
+			if ov != nil {
 				return ot.lock(cmd.Context(), cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr(), args[0], ov)
 			}
 			c, vol, err := t.client(cmd.Context(), argOr(args, 0))

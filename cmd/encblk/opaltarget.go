@@ -47,36 +47,38 @@ type opalTarget struct {
 	hdrPath string
 }
 
-func (v *opalTarget) close()        { v.kr.Close() }
 func (v *opalTarget) rangeN() uint8 { return uint8(v.seg.OpalSegmentNumber) }
 
-// open returns the hw-opal volume TARGET, or nil when TARGET is no such
-// volume: the command then goes on with the software volume. With
-// --header or --simulator TARGET must be one.
-func (f *opalTargetFlags) open(target string) (*opalTarget, error) {
+// open reads TARGET's header (or --header) once for the whole command,
+// read-only; the caller closes kr. kr is nil when there is no TARGET or,
+// without --header and --simulator, when no header can be read there. ov
+// is the hw-opal volume TARGET (ov.kr is kr), or nil when TARGET is no
+// such volume: the command then goes on with the software volume, whose
+// header kr is. With --header or --simulator TARGET must be one.
+func (f *opalTargetFlags) open(target string) (kr *keyring.Keyring, ov *opalTarget, err error) {
 	explicit := f.hdr.path != "" || f.sf.simulator
 	if target == "" {
 		if explicit {
-			return nil, withExit(exitUsage, errors.New("--header and --simulator need a TARGET device"))
+			return nil, nil, withExit(exitUsage, errors.New("--header and --simulator need a TARGET device"))
 		}
-		return nil, nil
+		return nil, nil, nil
 	}
-	kr, err := f.hdr.open(target, true)
+	kr, err = f.hdr.open(target, true)
 	if err != nil {
 		if explicit {
-			return nil, err
+			return nil, nil, err
 		}
-		return nil, nil
+		return nil, nil, nil
 	}
 	seg, err := opalvolume.Segment(kr)
 	if err != nil {
-		kr.Close()
 		if err == opalvolume.ErrNotOpalVolume && !explicit {
-			return nil, nil
+			return kr, nil, nil
 		}
-		return nil, fmt.Errorf("%s: %w", target, err)
+		kr.Close()
+		return nil, nil, fmt.Errorf("%s: %w", target, err)
 	}
-	return &opalTarget{kr: kr, seg: seg, hdrPath: f.hdr.location(target)}, nil
+	return kr, &opalTarget{kr: kr, seg: seg, hdrPath: f.hdr.location(target)}, nil
 }
 
 // unlock unlocks the locking range with a keyslot opened by k.
@@ -114,7 +116,7 @@ func (f *opalTargetFlags) lock(ctx context.Context, stdin io.Reader, stdout, std
 		}
 		defer admin.Destroy()
 	} else {
-		if k, err = f.kek.readForTarget(v.hdrPath, stdin, stderr, false); err != nil {
+		if k, err = f.kek.readFor(v.kr, stdin, stderr, false); err != nil {
 			return err
 		}
 		defer k.Destroy()
@@ -145,15 +147,10 @@ func rotateNote(v *opalTarget) string {
 
 // status describes a hw-opal volume: its header, plus the drive's Level 0
 // Discovery and, with --admin-key-file, the locking range read from the
-// drive. ok is false when TARGET is no hw-opal volume.
-func (f *opalTargetFlags) status(ctx context.Context, target string) (vs daemon.VolumeStatus, ok bool, err error) {
-	v, err := f.open(target)
-	if err != nil || v == nil {
-		return vs, false, err
-	}
-	defer v.close()
+// drive.
+func (f *opalTargetFlags) status(ctx context.Context, target string, v *opalTarget) (vs daemon.VolumeStatus, err error) {
 	if vs, err = daemon.OfflineStatus(v.hdrPath); err != nil {
-		return vs, false, err
+		return vs, err
 	}
 	vs.Backing = target
 	// The volume key is the range key, then (hw-opal-crypt) the dm-crypt
@@ -166,13 +163,13 @@ func (f *opalTargetFlags) status(ctx context.Context, target string) (vs daemon.
 	var admin *secmem.Buffer
 	if f.sf.adminKeyFile != "" {
 		if admin, err = f.sf.readAdminKey("admin-key-file"); err != nil {
-			return vs, false, err
+			return vs, err
 		}
 		defer admin.Destroy()
 	}
 	d, err := f.sf.openDrive(ctx, target)
 	if err != nil {
-		return vs, false, err
+		return vs, err
 	}
 	defer d.close()
 	os := &daemon.OpalStatus{SegmentType: v.seg.Type, Range: v.rangeN(), KeyBytes: v.seg.OpalKeySize, BlockSize: 512}
@@ -185,7 +182,7 @@ func (f *opalTargetFlags) status(ctx context.Context, target string) (vs daemon.
 	if admin != nil {
 		rs, err := d.dev.Range(ctx, sed.Credential{Authority: sed.AuthorityAdmin1, PIN: admin.Bytes()}, v.rangeN())
 		if err != nil {
-			return vs, false, err
+			return vs, err
 		}
 		os.RangeRead, os.StartBlock, os.LengthBlock = true, rs.Start, rs.Length
 		switch {
@@ -198,7 +195,7 @@ func (f *opalTargetFlags) status(ctx context.Context, target string) (vs daemon.
 		}
 	}
 	vs.Opal = os
-	return vs, true, nil
+	return vs, nil
 }
 
 // printOpalStatus adds the drive's side of a hw-opal volume to status.

@@ -44,13 +44,15 @@ keeps.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			target := argOr(args, 0)
-			ov, err := ot.open(target)
+			kr, ov, err := ot.open(target)
 			if err != nil {
 				return err
 			}
+			if kr != nil {
+				defer kr.Close()
+			}
 			if ov != nil {
 				// Never served: the header is rotated in place.
-				ov.close()
 				target = ov.hdrPath
 			}
 			if generate != "" && newKEK.given() {
@@ -68,7 +70,7 @@ keeps.`,
 			if err := secmem.SetNonDumpable(); err != nil {
 				return err
 			}
-			old, err := oldKEK.readForTarget(target, cmd.InOrStdin(), cmd.ErrOrStderr(), false)
+			old, err := oldKEK.readFor(kr, cmd.InOrStdin(), cmd.ErrOrStderr(), false)
 			if err != nil {
 				return err
 			}
@@ -105,7 +107,7 @@ keeps.`,
 				oldSlot, newSlot, err = daemon.RotateOffline(ctx, target, old, nk, opts)
 			} else {
 				var oldSecret, newSecret []byte
-				if oldSecret, err = serverSecret(ctx, target, old); err != nil {
+				if oldSecret, err = serverSecret(ctx, kr, old); err != nil {
 					return err
 				}
 				defer secmem.Wipe(oldSecret)

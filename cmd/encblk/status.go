@@ -34,9 +34,18 @@ and, with --admin-key-file, the locking range's bounds and lock state.`,
 			target := argOr(args, 0)
 			st := daemon.Status{Volumes: []daemon.VolumeStatus{}}
 			served := true
-			if ovs, ok, err := ot.status(cmd.Context(), target); err != nil {
+			kr, ov, err := ot.open(target)
+			if err != nil {
 				return err
-			} else if ok {
+			}
+			if kr != nil {
+				defer kr.Close()
+			}
+			if ov != nil {
+				ovs, err := ot.status(cmd.Context(), target, ov)
+				if err != nil {
+					return err
+				}
 				st.Volumes = append(st.Volumes, ovs)
 				return writeStatus(cmd.OutOrStdout(), st, false, asJSON)
 			}
@@ -68,12 +77,12 @@ and, with --admin-key-file, the locking range's bounds and lock state.`,
 			}
 			out := cmd.OutOrStdout()
 			if asJSON && len(st.Volumes) == 1 {
-				addKMIPTargetStatus(cmd.Context(), &st.Volumes[0], target)
+				addKMIPTargetStatus(cmd.Context(), &st.Volumes[0], kr)
 			}
 			if err := writeStatus(out, st, served, asJSON); err != nil || asJSON {
 				return err
 			}
-			printKMIPTargetStatus(cmd.Context(), out, target)
+			printKMIPTargetStatus(cmd.Context(), out, kr)
 			return nil
 		},
 	}

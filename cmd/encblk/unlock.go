@@ -30,25 +30,24 @@ the keyslot opened by the KEK yields the key of the drive's locking range,
 which is unlocked.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ov, err := ot.open(argOr(args, 0))
+			kr, ov, err := ot.open(argOr(args, 0))
 			if err != nil {
 				return err
 			}
+			if kr != nil {
+				defer kr.Close()
+			}
 			var c *daemon.Client
 			var vol string
-			if ov != nil {
-				defer ov.close()
-			} else if c, vol, err = t.client(cmd.Context(), argOr(args, 0)); err != nil {
-				return err
+			if ov == nil {
+				if c, vol, err = t.client(cmd.Context(), argOr(args, 0)); err != nil {
+					return err
+				}
 			}
 			if err := secmem.SetNonDumpable(); err != nil {
 				return err
 			}
-			kt := argOr(args, 0)
-			if ov != nil {
-				kt = ov.hdrPath
-			}
-			k, err := kek.readForTarget(kt, cmd.InOrStdin(), cmd.ErrOrStderr(), false)
+			k, err := kek.readFor(kr, cmd.InOrStdin(), cmd.ErrOrStderr(), false)
 			if err != nil {
 				return err
 			}
@@ -56,7 +55,7 @@ which is unlocked.`,
 			if ov != nil {
 				return ot.unlock(cmd.Context(), cmd.OutOrStdout(), args[0], ov, k)
 			}
-			secret, err := serverSecret(cmd.Context(), argOr(args, 0), k)
+			secret, err := serverSecret(cmd.Context(), kr, k)
 			if err != nil {
 				return err
 			}
