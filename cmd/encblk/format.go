@@ -3,50 +3,14 @@ package main
 import (
 	"fmt"
 	"os"
-	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 
 	"github.com/encblk/encblk/internal/secmem"
 	"github.com/encblk/encblk/pkg/keyring"
 )
 
 func init() { subcommands = append(subcommands, newFormatCmd) }
-
-// kdfFlags are cryptsetup's PBKDF flags for commands that make keyslots.
-type kdfFlags struct {
-	pbkdf      string
-	hash       string
-	memory     int
-	parallel   int
-	iterations int
-	iterTimeMS int
-}
-
-func (f *kdfFlags) register(fs *pflag.FlagSet) {
-	fs.StringVar(&f.pbkdf, "pbkdf", "argon2id", "key derivation for the keyslot: argon2id, argon2i or pbkdf2")
-	fs.StringVar(&f.hash, "hash", "sha256", "hash for pbkdf2: sha256 or sha512")
-	fs.IntVar(&f.memory, "pbkdf-memory", 0, "argon2 memory cost in KiB (default 1 GiB, at most half the RAM)")
-	fs.IntVar(&f.parallel, "pbkdf-parallel", 0, "argon2 threads (default 4, at most the CPU count)")
-	fs.IntVar(&f.iterations, "pbkdf-force-iterations", 0, "fixed pbkdf2 iterations or argon2 time cost (no benchmark)")
-	fs.IntVarP(&f.iterTimeMS, "iter-time", "i", 0, "benchmark target for unlocking, in milliseconds (default 2000)")
-}
-
-func (f *kdfFlags) params() (keyring.KDFParams, error) {
-	switch f.pbkdf {
-	case "argon2id", "argon2i", "pbkdf2":
-	default:
-		return keyring.KDFParams{}, withExit(exitUsage, fmt.Errorf("--pbkdf %q: want argon2id, argon2i or pbkdf2", f.pbkdf))
-	}
-	if f.memory < 0 || f.parallel < 0 || f.iterations < 0 || f.iterTimeMS < 0 {
-		return keyring.KDFParams{}, withExit(exitUsage, fmt.Errorf("PBKDF parameters must not be negative"))
-	}
-	return keyring.KDFParams{
-		Type: f.pbkdf, Hash: f.hash, Iterations: f.iterations, MemoryKiB: f.memory,
-		Parallel: f.parallel, IterTime: time.Duration(f.iterTimeMS) * time.Millisecond,
-	}, nil
-}
 
 func newFormatCmd(a *app) *cobra.Command {
 	var (

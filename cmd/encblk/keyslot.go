@@ -12,7 +12,6 @@ import (
 	"github.com/encblk/encblk/internal/daemon"
 	"github.com/encblk/encblk/internal/secmem"
 	"github.com/encblk/encblk/pkg/keyring"
-	"github.com/encblk/encblk/pkg/kmip"
 )
 
 func init() { subcommands = append(subcommands, newKeyslotCmd) }
@@ -117,13 +116,9 @@ or the prompt) and wraps its data-encryption key for a new KEK (NEW_KEY_FILE,
 				}
 				newKEK.keyFile = args[1]
 			}
-			params, err := kdf.params()
+			opts, err := kdf.options(newKEK.kmipConfig != "")
 			if err != nil {
 				return err
-			}
-			opts := &keyring.KeyslotOptions{KDF: params}
-			if newKEK.kmipConfig != "" && !kdf.changed(cmd.Flags()) {
-				opts = kmip.KeyslotOptions() // a random secret needs no slow KDF
 			}
 			if cmd.Flags().Changed("key-slot") {
 				opts.Slot = &slot
@@ -143,7 +138,7 @@ or the prompt) and wraps its data-encryption key for a new KEK (NEW_KEY_FILE,
 			}
 			defer k.Close()
 			if online {
-				id, err := addKeyslotOnline(cmd, c, vol, k, &oldKEK, &newKEK, &params)
+				id, err := addKeyslotOnline(cmd, c, vol, k, &oldKEK, &newKEK, &opts.KDF)
 				if err != nil {
 					return err
 				}

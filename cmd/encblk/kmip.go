@@ -11,7 +11,6 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 
 	"github.com/encblk/encblk/internal/daemon"
 	"github.com/encblk/encblk/internal/secmem"
@@ -156,16 +155,6 @@ func unlockWith(ctx context.Context, kr *keyring.Keyring, id keyring.Identity) (
 		return dek, err
 	}
 	return kr.Unlock(ctx, id)
-}
-
-// changed reports whether any PBKDF flag was given.
-func (f *kdfFlags) changed(fs *pflag.FlagSet) bool {
-	for _, n := range []string{"pbkdf", "hash", "pbkdf-memory", "pbkdf-parallel", "pbkdf-force-iterations", "iter-time"} {
-		if fs.Changed(n) {
-			return true
-		}
-	}
-	return false
 }
 
 func newKMIPCmd(a *app) *cobra.Command {

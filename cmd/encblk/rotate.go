@@ -58,7 +58,7 @@ keeps.`,
 			if generate != "" && newKEK.given() {
 				return withExit(exitUsage, errors.New("--generate-key-file excludes --new-key-file and --new-passphrase-file"))
 			}
-			params, err := kdf.params()
+			opts, err := kdf.options(newKEK.kmipConfig != "")
 			if err != nil {
 				return err
 			}
@@ -100,10 +100,6 @@ keeps.`,
 			var oldSlot, newSlot int
 			attempted = true
 			if offline {
-				opts := &keyring.KeyslotOptions{KDF: params}
-				if newKEK.kmipConfig != "" && !kdf.changed(cmd.Flags()) {
-					opts = kmip.KeyslotOptions() // a random secret needs no slow KDF
-				}
 				oldSlot, newSlot, err = daemon.RotateOffline(ctx, target, old, nk, opts)
 			} else {
 				var oldSecret, newSecret []byte
@@ -118,15 +114,12 @@ keeps.`,
 					if newSecret, tokens, err = wrapKMIP(ctx, km); err != nil {
 						return err
 					}
-					if !kdf.changed(cmd.Flags()) {
-						params = kmip.KeyslotOptions().KDF
-					}
 				} else if newSecret, err = kekSecret(ctx, nk); err != nil {
 					return err
 				}
 				defer secmem.Wipe(newSecret)
 				var res daemon.RotateResult
-				res, err = c.RotateKEKWrapped(ctx, vol, oldSecret, newSecret, tokens, &params)
+				res, err = c.RotateKEKWrapped(ctx, vol, oldSecret, newSecret, tokens, &opts.KDF)
 				oldSlot, newSlot = res.OldSlot, res.NewSlot
 			}
 			km, _ := nk.(*kmip.KEK)
