@@ -335,15 +335,15 @@ running server (over its 0600 control socket), which commits the change.`,
 			if err != nil {
 				return err
 			}
+			c, vol, served, err := servedVolume(cmd.Context(), hdr, args[0])
+			if err != nil {
+				return err
+			}
 			var oldSlot, newSlot int
-			c, vol, cerr := daemon.ClientFor(cmd.Context(), args[0])
-			switch {
-			case hdr.path == "" && cerr == nil:
+			if served {
 				// A running server holds the header: it commits.
 				oldSlot, newSlot, err = rotateKMIPServed(cmd.Context(), c, vol, kr, old, next)
-			case hdr.path == "" && !errors.Is(cerr, daemon.ErrNotServed):
-				return cerr
-			default:
+			} else {
 				oldSlot, newSlot, err = kr.RotateKEK(cmd.Context(), old, next, kmip.KeyslotOptions())
 			}
 			if err != nil {
