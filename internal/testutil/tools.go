@@ -2,6 +2,7 @@
 package testutil
 
 import (
+	"bytes"
 	"os"
 	"os/exec"
 	"testing"
@@ -34,6 +35,27 @@ func RequireFile(tb testing.TB, path, debianPackage string) string {
 	}
 	missing(tb, "%s not found (install the Debian package %s, or run scripts/deps.sh)", path, debianPackage)
 	return ""
+}
+
+// Python is Debian's python3: tests run it, not whatever python3 comes first
+// on PATH, because the modules they import are Debian packages.
+const Python = "/usr/bin/python3"
+
+// RequirePythonModule returns the path of Debian's python3 after checking
+// that it imports module. If python3 or the module is missing the test is
+// skipped with a message naming the Debian package (python3, or
+// debianPackage for the module), or fails when ENCBLK_REQUIRE_TOOLS=1.
+func RequirePythonModule(tb testing.TB, module, debianPackage string) string {
+	tb.Helper()
+	if RequireFile(tb, Python, "python3") == "" {
+		return ""
+	}
+	if out, err := exec.Command(Python, "-c", "import "+module).CombinedOutput(); err != nil {
+		missing(tb, "%s cannot import %s (install the Debian package %s, or run scripts/deps.sh): %v: %s",
+			Python, module, debianPackage, err, bytes.TrimSpace(out))
+		return ""
+	}
+	return Python
 }
 
 // RequireRoot skips (or fails under ENCBLK_REQUIRE_TOOLS=1) when the test

@@ -27,19 +27,37 @@ func TestRequireToolFound(t *testing.T) {
 	}
 }
 
-func TestRequireToolMissing(t *testing.T) {
-	for _, tc := range []struct {
-		env            string
-		skip, failWant bool
-	}{
-		{"", true, false},
-		{"1", false, true},
-	} {
-		t.Setenv(RequireToolsEnv, tc.env)
-		f := &fakeTB{TB: t}
-		RequireTool(f, "encblk-no-such-tool", "nosuchpkg")
-		if f.skipped != tc.skip || f.failed != tc.failWant {
-			t.Errorf("env=%q: skipped=%v failed=%v, want %v %v", tc.env, f.skipped, f.failed, tc.skip, tc.failWant)
+func TestRequirePythonModuleFound(t *testing.T) {
+	if p := RequirePythonModule(t, "json", "python3"); p != Python {
+		t.Fatalf("RequirePythonModule(json) = %q", p)
+	}
+}
+
+// TestRequireMissing: each helper skips on a missing tool, or fails under
+// ENCBLK_REQUIRE_TOOLS=1, and returns no path.
+func TestRequireMissing(t *testing.T) {
+	helpers := map[string]func(testing.TB) string{
+		"RequireTool": func(tb testing.TB) string { return RequireTool(tb, "encblk-no-such-tool", "nosuchpkg") },
+		"RequirePythonModule": func(tb testing.TB) string {
+			return RequirePythonModule(tb, "encblk_no_such_module", "nosuchpkg")
+		},
+	}
+	for name, require := range helpers {
+		for _, tc := range []struct {
+			env            string
+			skip, failWant bool
+		}{
+			{"", true, false},
+			{"1", false, true},
+		} {
+			t.Setenv(RequireToolsEnv, tc.env)
+			f := &fakeTB{TB: t}
+			if p := require(f); p != "" {
+				t.Errorf("%s env=%q: returned %q", name, tc.env, p)
+			}
+			if f.skipped != tc.skip || f.failed != tc.failWant {
+				t.Errorf("%s env=%q: skipped=%v failed=%v, want %v %v", name, tc.env, f.skipped, f.failed, tc.skip, tc.failWant)
+			}
 		}
 	}
 }

@@ -139,13 +139,7 @@ func TestRoundTrip(t *testing.T) {
 // volume; the backing must not contain the plaintext.
 func TestCiphertextOpenSSL(t *testing.T) {
 	t.Parallel()
-	py := testutil.RequireFile(t, "/usr/bin/python3", "python3")
-	if err := exec.Command(py, "-c", "import cryptography").Run(); err != nil {
-		if testutil.ToolsRequired() {
-			t.Fatalf("python3-cryptography: %v", err)
-		}
-		t.Skip("python3-cryptography not installed (Debian package python3-cryptography)")
-	}
+	py := testutil.RequirePythonModule(t, "cryptography", "python3-cryptography")
 	ctx := context.Background()
 	for _, c := range []struct {
 		ss    int

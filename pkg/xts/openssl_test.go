@@ -34,14 +34,7 @@ print("\n".join(out))
 
 // TestAgainstOpenSSL compares every path byte for byte with OpenSSL.
 func TestAgainstOpenSSL(t *testing.T) {
-	python := testutil.RequireFile(t, "/usr/bin/python3", "python3")
-	if python == "" {
-		return
-	}
-	if err := exec.Command(python, "-c", "import cryptography").Run(); err != nil {
-		testutil.RequireFile(t, "/usr/lib/python3/dist-packages/cryptography", "python3-cryptography")
-		t.Fatalf("python3 cannot import cryptography: %v", err)
-	}
+	python := testutil.RequirePythonModule(t, "cryptography", "python3-cryptography")
 	type job struct {
 		key, data   []byte
 		ss          int

@@ -322,7 +322,7 @@ func TestRotateOnlineUnderLoad(t *testing.T) {
 // the backing holds no plaintext.
 func TestCiphertextMatchesOpenSSL(t *testing.T) {
 	require(t, nbdcopyTool, cryptsetupT)
-	py := testutil.RequireFile(t, "/usr/bin/python3", "python3")
+	py := testutil.RequirePythonModule(t, "cryptography", "python3-cryptography")
 	for _, ss := range []int{512, 4096} {
 		t.Run(strconv.Itoa(ss), func(t *testing.T) {
 			e := newEnv(t)

@@ -49,7 +49,7 @@ const stopGrace = time.Second
 // installed.
 func Start(tb testing.TB) *Server {
 	tb.Helper()
-	python := testutil.RequireFile(tb, "/usr/bin/python3", "python3")
+	python := testutil.RequireFile(tb, testutil.Python, "python3")
 	script := testutil.RequireTool(tb, "pykmip-server", "python3-pykmip")
 	s := &Server{tb: tb, Dir: tb.TempDir(), CA: NewCA(tb, "encblk test KMIP CA")}
 	s.Client = s.CA.Issue(tb, "encblk-test-client", false)
