@@ -1,10 +1,12 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -238,9 +241,11 @@ func statusJSON(t *testing.T, e *env, disk string) status {
 	return st
 }
 
-// TestRotateOnlineUnderLoad: a KEK rotation while clients write fails no
+// TestRotateOnlineUnderLoad: a KEK rotation while a client writes fails no
 // request; afterwards the old KEK opens nothing, the new one does,
-// cryptsetup luksDump agrees, and the data is intact.
+// cryptsetup luksDump agrees, and the data is intact. The writes (1 MiB,
+// FUA) go over one connection that is open before the rotation starts and
+// still writing after it ends: writes complete on it both before and after.
 func TestRotateOnlineUnderLoad(t *testing.T) {
 	require(t, qemuIOTool, nbdcopyTool, cryptsetupT)
 	e := newEnv(t)
@@ -248,38 +253,16 @@ func TestRotateOnlineUnderLoad(t *testing.T) {
 	disk := e.format("disk.img", 24<<20, key1, "--sector-size", "4096")
 	s := e.serve("nbd.sock", "--key-file", key1, disk)
 
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	var writes int
-	var failure error
-	wg.Go(func() {
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			off := (i % 7) << 20
-			out, err := exec.Command("qemu-io", "-f", "raw", s.uri(),
-				"-c", fmt.Sprintf("write -P %d %d 1M", i%250+1, off), "-c", "flush").CombinedOutput()
-			if err != nil || strings.Contains(string(out), "failed") {
-				failure = fmt.Errorf("write %d: %v: %s", i, err, out)
-				return
-			}
-			writes++
-		}
-	})
-	time.Sleep(300 * time.Millisecond)
+	w := startWriter(t, s.uri())
+	before := w.waitFor(t, 1)
 	out := e.must("rotate", "--key-file", key1, "--generate-key-file", e.path("key2"),
 		"--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000", disk)
-	time.Sleep(300 * time.Millisecond)
-	close(stop)
-	wg.Wait()
-	if failure != nil {
-		t.Fatal(failure)
-	}
-	if !strings.Contains(out, "replaced by keyslot 1") || writes == 0 {
-		t.Fatalf("rotate: %q after %d writes", out, writes)
+	during := w.writes.Load()
+	w.waitFor(t, during+1)
+	all := w.stop(t)
+	t.Logf("writes completed: %d before the rotation started, %d by its end, %d in all", before, during, all)
+	if !strings.Contains(out, "replaced by keyslot 1") {
+		t.Fatalf("rotate: %q", out)
 	}
 	key2 := e.path("key2")
 	if fi, err := os.Stat(key2); err != nil || fi.Mode().Perm() != 0o600 {
@@ -314,6 +297,104 @@ func TestRotateOnlineUnderLoad(t *testing.T) {
 		t.Fatalf("data after rotation and restart differs (%v)", err)
 	}
 	s.stop()
+}
+
+// writer is one qemu-io process writing 1 MiB blocks with FUA, one after
+// another, over a single NBD connection, and counting completed writes.
+type writer struct {
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	writes atomic.Int64
+	done   chan struct{} // closed when the write loop has ended
+	quit   chan struct{}
+	err    error // why the loop ended early; read after done
+}
+
+func startWriter(t *testing.T, uri string) *writer {
+	t.Helper()
+	w := &writer{cmd: exec.Command("qemu-io", "-f", "raw", uri), done: make(chan struct{}), quit: make(chan struct{})}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.cmd.Stdout, w.cmd.Stderr = pw, pw
+	if w.stdin, err = w.cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	go func() {
+		w.err = w.loop(bufio.NewScanner(pr))
+		close(w.done)
+		io.Copy(io.Discard, pr) // qemu-io's last prompt, so it never gets EPIPE
+		pr.Close()
+	}()
+	t.Cleanup(func() { w.cmd.Process.Kill(); w.cmd.Wait() })
+	return w
+}
+
+// loop writes until quit, then reads the last block back.
+func (w *writer) loop(sc *bufio.Scanner) error {
+	await := func(cmd, want string) error {
+		if _, err := fmt.Fprintln(w.stdin, cmd); err != nil {
+			return fmt.Errorf("%s: %w", cmd, err)
+		}
+		for sc.Scan() {
+			switch line := sc.Text(); {
+			case strings.Contains(line, "failed") || strings.Contains(line, "error"):
+				return fmt.Errorf("%s: %s", cmd, line)
+			case strings.Contains(line, want):
+				return nil
+			}
+		}
+		return fmt.Errorf("%s: qemu-io ended: %v", cmd, sc.Err())
+	}
+	for i := 0; ; i++ {
+		pat, off := i%250+1, (i%7)<<20
+		if err := await(fmt.Sprintf("write -f -P %d %d 1M", pat, off), "wrote 1048576/1048576"); err != nil {
+			return err
+		}
+		w.writes.Add(1)
+		select {
+		case <-w.quit:
+			return await(fmt.Sprintf("read -P %d %d 1M", pat, off), "read 1048576/1048576")
+		default:
+		}
+	}
+}
+
+// waitFor waits until n writes have completed and returns the count.
+func (w *writer) waitFor(t *testing.T, n int64) int64 {
+	t.Helper()
+	for {
+		if c := w.writes.Load(); c >= n {
+			return c
+		}
+		select {
+		case <-w.done:
+			t.Fatalf("writer stopped after %d writes: %v", w.writes.Load(), w.err)
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+// stop ends the writes, checks that the last one reads back, and returns
+// the number of writes completed.
+func (w *writer) stop(t *testing.T) int64 {
+	t.Helper()
+	close(w.quit)
+	<-w.done
+	if w.err != nil {
+		t.Fatalf("after %d writes: %v", w.writes.Load(), w.err)
+	}
+	fmt.Fprintln(w.stdin, "quit")
+	w.stdin.Close()
+	if err := w.cmd.Wait(); err != nil {
+		t.Fatalf("qemu-io: %v", err)
+	}
+	return w.writes.Load()
 }
 
 // TestCiphertextMatchesOpenSSL decrypts the backing with the DEK that
