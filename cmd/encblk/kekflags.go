@@ -68,20 +68,30 @@ func (f *kekFlags) read(stdin io.Reader, stderr io.Writer, verify bool) (kek, er
 		return keyring.ReadKeyFile(stdin)
 	case f.keyFile != "":
 		return keyring.OpenKeyFile(f.keyFile)
-	case f.passphraseFile == "-":
+	}
+	return readPassphrase(f.passphraseFile, "passphrase file", stdin, stderr, "Enter "+f.what+"passphrase: ", verify)
+}
+
+// readPassphrase reads a passphrase: the first line of file ("-": stdin);
+// with no file, from the terminal without echo (asked twice if verify),
+// or one line of stdin when that is no terminal, as cryptsetup does. what
+// names the file in errors.
+func readPassphrase(file, what string, stdin io.Reader, stderr io.Writer, prompt string, verify bool) (*keyring.Passphrase, error) {
+	switch file {
+	case "-":
 		return readPassphraseLine(stdin)
-	case f.passphraseFile != "":
-		file, err := os.Open(f.passphraseFile)
-		if err != nil {
-			return nil, fmt.Errorf("passphrase file: %w", err)
+	case "":
+		if in, ok := stdin.(*os.File); ok && isTerminal(in) {
+			return promptPassphrase(in, stderr, prompt, verify)
 		}
-		defer file.Close()
-		return readPassphraseLine(file)
+		return readPassphraseLine(stdin)
 	}
-	if in, ok := stdin.(*os.File); ok && isTerminal(in) {
-		return promptPassphrase(in, stderr, "Enter "+f.what+"passphrase: ", verify)
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	return readPassphraseLine(stdin)
+	defer f.Close()
+	return readPassphraseLine(f)
 }
 
 func (f *kekFlags) prefix() string {
@@ -105,11 +115,27 @@ func readPassphraseLine(r io.Reader) (*keyring.Passphrase, error) {
 	}
 	defer buf.Destroy()
 	b := buf.Bytes()
-	n := 0
-	// One byte at a time: what follows the line (another passphrase, a
-	// confirmation) stays unread for the next reader.
+	n, err := readLine(r, b)
+	if err != nil {
+		return nil, fmt.Errorf("read passphrase: %w", err)
+	}
+	if n > keyring.MaxPassphraseLen {
+		return nil, fmt.Errorf("passphrase is longer than %d bytes", keyring.MaxPassphraseLen)
+	}
+	if n == 0 {
+		return nil, errors.New("no passphrase given (empty input)")
+	}
+	return keyring.NewPassphrase(bytes.Clone(b[:n]))
+}
+
+// readLine reads one line into b and returns its length, without the
+// newline; it stops early at the end of the input or when b is full. It
+// reads one byte at a time, so that what follows the line (another
+// passphrase, a confirmation) stays unread for the next reader.
+func readLine(r io.Reader, b []byte) (int, error) {
 	var c [1]byte
 	defer secmem.Wipe(c[:])
+	n := 0
 	for n < len(b) {
 		m, err := r.Read(c[:])
 		if m == 1 {
@@ -124,16 +150,10 @@ func readPassphraseLine(r io.Reader) (*keyring.Passphrase, error) {
 			break
 		}
 		if err != nil {
-			return nil, fmt.Errorf("read passphrase: %w", err)
+			return n, err
 		}
 	}
-	if n > keyring.MaxPassphraseLen {
-		return nil, fmt.Errorf("passphrase is longer than %d bytes", keyring.MaxPassphraseLen)
-	}
-	if n == 0 {
-		return nil, errors.New("no passphrase given (empty input)")
-	}
-	return keyring.NewPassphrase(bytes.Clone(b[:n]))
+	return n, nil
 }
 
 func isTerminal(f *os.File) bool {

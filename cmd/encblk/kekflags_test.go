@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"syscall"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/encblk/encblk/pkg/keyring"
 )
 
 // openPTY returns the master and slave ends of a new pseudo-terminal.
@@ -108,5 +111,44 @@ func TestPromptNoEcho(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "Enter passphrase: ") {
 		t.Errorf("prompt not shown: %q", stderr.String())
+	}
+}
+
+// confirm and readPassphraseLine share one line reader: each takes its
+// line and leaves what follows (the next answer or passphrase) unread.
+func TestReadLineLeavesTheRest(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		in      string
+		confirm bool
+		pass    string // the passphrase read after the confirmation
+	}{
+		{"YES\nsecret\nmore", true, "secret"},
+		{"  YES \nsecret", true, "secret"},
+		{"yes\nsecret\n", false, "secret"},
+		{"\nsecret", false, "secret"},
+		{strings.Repeat("Y", 64) + "ES\nsecret", false, "ES"},
+	} {
+		r := strings.NewReader(tc.in)
+		err := confirm(r, io.Discard, false, "test")
+		if (err == nil) != tc.confirm {
+			t.Errorf("%q: confirm = %v, want confirmed %v", tc.in, err, tc.confirm)
+		}
+		p, err := readPassphraseLine(r)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.in, err)
+		}
+		want, err := keyring.NewPassphrase([]byte(tc.pass))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !samePassphrase(p, want) {
+			t.Errorf("%q: the passphrase read after the confirmation is not %q", tc.in, tc.pass)
+		}
+		p.Destroy()
+		want.Destroy()
+	}
+	if err := confirm(strings.NewReader(""), io.Discard, false, "test"); err == nil {
+		t.Error("confirm accepted empty input")
 	}
 }

@@ -56,20 +56,9 @@ func confirm(in io.Reader, out io.Writer, batch bool, warning string) error {
 		return nil
 	}
 	fmt.Fprintf(out, "WARNING!\n========\n%s\n\nAre you sure? (Type 'yes' in capital letters): ", warning)
-	// Byte by byte, so a passphrase that follows on stdin stays unread.
-	var line []byte
-	var c [1]byte
-	for len(line) < 64 {
-		n, err := in.Read(c[:])
-		if n == 1 && c[0] != '\n' {
-			line = append(line, c[0])
-			continue
-		}
-		if n == 1 || err != nil {
-			break
-		}
-	}
-	if strings.TrimSpace(string(line)) != "YES" {
+	var line [64]byte
+	n, _ := readLine(in, line[:]) // unreadable input is no YES
+	if strings.TrimSpace(string(line[:n])) != "YES" {
 		return withExit(exitUsage, errors.New("operation aborted (not confirmed with YES)"))
 	}
 	return nil

@@ -41,25 +41,7 @@ func (f *sealFlags) register(fs *pflag.FlagSet, backup bool) {
 
 // passphrase reads the backup passphrase into protected memory.
 func (f *sealFlags) passphrase(stdin io.Reader, stderr io.Writer, verify bool) (*secmem.Buffer, error) {
-	var p *keyring.Passphrase
-	var err error
-	switch {
-	case f.passFile == "-":
-		p, err = readPassphraseLine(stdin)
-	case f.passFile != "":
-		file, ferr := os.Open(f.passFile)
-		if ferr != nil {
-			return nil, fmt.Errorf("backup passphrase file: %w", ferr)
-		}
-		defer file.Close()
-		p, err = readPassphraseLine(file)
-	default:
-		if in, ok := stdin.(*os.File); ok && isTerminal(in) {
-			p, err = promptPassphrase(in, stderr, "Enter the header backup's passphrase: ", verify)
-		} else {
-			p, err = readPassphraseLine(stdin)
-		}
-	}
+	p, err := readPassphrase(f.passFile, "backup passphrase file", stdin, stderr, "Enter the header backup's passphrase: ", verify)
 	if err != nil {
 		return nil, err
 	}
