@@ -60,3 +60,42 @@ func TestSedInfoOutput(t *testing.T) {
 		t.Fatalf("%v %+v\n%s", err, back, out.String())
 	}
 }
+
+// A drive PIN file is read like a key file (every byte, into protected
+// memory) and must hold 1 to 32 bytes.
+func TestReadSmallKey(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		content string
+		err     string
+	}{
+		{"p", ""},
+		{"pin with newline\n", ""},
+		{strings.Repeat("x", 32), ""},
+		{strings.Repeat("x", 33), "a drive PIN is 1 to 32 bytes"},
+		{"", "key file is empty"},
+	} {
+		path := filepath.Join(dir, "pin")
+		if err := os.WriteFile(path, []byte(tc.content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		pin, err := readSmallKey(path, "admin-key-file")
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) || !strings.HasPrefix(err.Error(), "--admin-key-file: ") {
+				t.Errorf("%d bytes: error %v, want --admin-key-file: ...%s", len(tc.content), err, tc.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%d bytes: %v", len(tc.content), err)
+		}
+		if got := string(pin.Bytes()); got != tc.content {
+			t.Errorf("read %q, want %q", got, tc.content)
+		}
+		pin.Destroy()
+	}
+	if _, err := readSmallKey(filepath.Join(dir, "missing"), "psid-file"); err == nil || !strings.HasPrefix(err.Error(), "--psid-file: ") {
+		t.Errorf("missing file: %v", err)
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 
@@ -116,24 +115,27 @@ func (f *sedFlags) readAdminKey(flag string) (*secmem.Buffer, error) {
 	return readSmallKey(f.adminKeyFile, flag)
 }
 
-// readSmallKey reads a file of 1..32 bytes (a drive PIN) into protected memory.
+// maxPINLen bounds a drive PIN file: an ATA Security password is 32 bytes
+// (sed.ATAPasswordLen), as is the most an Opal C_PIN's PIN column holds.
+const maxPINLen = sed.ATAPasswordLen
+
+// readSmallKey reads a file of 1..32 bytes (a drive PIN) into protected
+// memory, as every key file is read.
 func readSmallKey(path, flag string) (*secmem.Buffer, error) {
-	file, err := os.Open(path)
+	kf, err := keyring.OpenKeyFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("--%s: %w", flag, err)
 	}
-	defer file.Close()
-	buf := make([]byte, 33)
-	n, err := io.ReadFull(file, buf)
-	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
-		secmem.Wipe(buf)
+	defer kf.Destroy()
+	pin, err := kf.Unwrap(context.Background(), nil)
+	if err != nil {
 		return nil, fmt.Errorf("--%s: %w", flag, err)
 	}
-	if n == 0 || n > 32 {
-		secmem.Wipe(buf)
-		return nil, withExit(exitUsage, fmt.Errorf("--%s: a drive PIN is 1 to 32 bytes", flag))
+	if pin.Len() > maxPINLen {
+		pin.Destroy()
+		return nil, withExit(exitUsage, fmt.Errorf("--%s: a drive PIN is 1 to %d bytes", flag, maxPINLen))
 	}
-	return secmem.FromBytes(buf[:n])
+	return pin, nil
 }
 
 func newSedSetupCmd(a *app) *cobra.Command {
