@@ -227,7 +227,7 @@ secret the key server encrypts, with the key_uid of CONFIG or a new key.`,
 				}
 				return fmt.Errorf("adding the KMIP keyslot: %w", err)
 			}
-			for _, st := range recipient.Status(cmd.Context(), kr) {
+			for _, st := range kmip.Slots(kr) {
 				if st.Keyslot == slot {
 					fmt.Fprintf(cmd.OutOrStdout(), "Added KMIP keyslot %d: key %s on %s\n", slot, st.KeyUID, strings.Join(st.Servers, ", "))
 				}
@@ -328,7 +328,7 @@ running server (over its 0600 control socket), which commits the change.`,
 			if err != nil {
 				return err
 			}
-			before := old.Status(cmd.Context(), kr)
+			before := kmip.Slots(kr)
 			fresh := *cfg
 			fresh.KeyUID = "" // always a new key
 			next, err := kmip.NewKEK(&fresh, a.log)
@@ -357,7 +357,7 @@ running server (over its 0600 control socket), which commits the change.`,
 				if st.Keyslot != oldSlot || st.KeyUID == "" {
 					continue
 				}
-				if slices.ContainsFunc(next.Status(cmd.Context(), kr), func(s kmip.SlotStatus) bool { return s.KeyUID == st.KeyUID }) {
+				if slices.ContainsFunc(kmip.Slots(kr), func(s kmip.SlotStatus) bool { return s.KeyUID == st.KeyUID }) {
 					fmt.Fprintf(cmd.OutOrStdout(), "Old key %s is still used by another keyslot; not revoked\n", st.KeyUID)
 					continue
 				}
@@ -407,11 +407,7 @@ header backup together with another KEK). The volume itself is not changed.`,
 			if err != nil {
 				return err
 			}
-			k, err := kmip.NewKEK(cfg, a.log)
-			if err != nil {
-				return err
-			}
-			sts := k.Status(cmd.Context(), kr)
+			sts := kmip.Slots(kr)
 			if err := confirm(cmd.InOrStdin(), cmd.ErrOrStderr(), batch,
 				fmt.Sprintf("This revokes the key server's keys of %d KMIP keyslot(s) of %s.\nUnlocking through them will fail from now on.", len(sts), args[0])); err != nil {
 				return err

@@ -348,31 +348,42 @@ type SlotStatus struct {
 	Err     error // why State could not be read
 }
 
-// Status lists kr's KMIP keyslots and asks their servers for each key's
-// state (Get Attributes). Keyslots whose server cannot be asked are listed
-// with Err set.
-func (k *KEK) Status(ctx context.Context, kr *keyring.Keyring) []SlotStatus {
+// Slots lists kr's KMIP keyslots with their keys and servers as the
+// tokens record them, without asking a server (State is 0). A keyslot
+// whose token cannot be parsed is listed with Err set.
+func Slots(kr *keyring.Keyring) []SlotStatus {
 	var out []SlotStatus
 	for _, t := range kr.Tokens() {
 		if t.Type != TokenType {
 			continue
 		}
+		tok, err := ParseToken(t.Raw)
 		for _, slot := range t.Keyslots {
-			st := SlotStatus{Keyslot: slot, Token: t.ID}
-			tok, err := ParseToken(t.Raw)
-			if err != nil {
-				st.Err = err
-				out = append(out, st)
-				continue
-			}
-			st.Servers, st.KeyUID = tok.Servers, tok.KeyUID
-			c, err := k.cfg.Client(tok.Servers, k.log)
+			st := SlotStatus{Keyslot: slot, Token: t.ID, Err: err}
 			if err == nil {
-				st.State, err = c.KeyState(ctx, tok.KeyUID)
+				st.Servers, st.KeyUID = tok.Servers, tok.KeyUID
 			}
-			st.Err = err
 			out = append(out, st)
 		}
+	}
+	return out
+}
+
+// Status is Slots with each key's state, asked of the servers its token
+// lists (Get Attributes). Keyslots whose server cannot be asked are listed
+// with Err set.
+func (k *KEK) Status(ctx context.Context, kr *keyring.Keyring) []SlotStatus {
+	out := Slots(kr)
+	for i := range out {
+		st := &out[i]
+		if st.Err != nil {
+			continue
+		}
+		c, err := k.cfg.Client(st.Servers, k.log)
+		if err == nil {
+			st.State, err = c.KeyState(ctx, st.KeyUID)
+		}
+		st.Err = err
 	}
 	return out
 }

@@ -371,5 +371,14 @@ func TestKEK(t *testing.T) {
 		if fileHash(t, path) != before {
 			t.Fatal("a failed AddKeyslot changed the volume")
 		}
+		// Slots needs no server; Status reports it unreachable.
+		sl := kmip.Slots(kr)
+		if len(sl) != 1 || sl[0].KeyUID == "" || sl[0].Servers[0] != srv.Addr || sl[0].State != 0 || sl[0].Err != nil {
+			t.Fatalf("Slots with the server down = %+v", sl)
+		}
+		st := kek.Status(ctx, kr)
+		if len(st) != 1 || st[0].KeyUID != sl[0].KeyUID || st[0].Keyslot != sl[0].Keyslot || !errors.Is(st[0].Err, kmip.ErrUnavailable) {
+			t.Fatalf("Status with the server down = %+v", st)
+		}
 	})
 }
