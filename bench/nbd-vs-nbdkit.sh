@@ -9,7 +9,7 @@
 #
 # Needs fio and nbdkit (Debian: fio, nbdkit). Nothing asserts a timing.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+. "$(dirname "$0")/lib.sh"
 
 runtime=6 ramp=1 size_mib=1024 rounds=1
 while [ $# -gt 0 ]; do
@@ -18,23 +18,25 @@ while [ $# -gt 0 ]; do
 	--runtime) runtime=$2; shift ;;
 	--size) size_mib=$2; shift ;;
 	--rounds) rounds=$2; shift ;;
-	*) echo "usage: $0 [--quick] [--runtime S] [--size MiB] [--rounds N]" >&2; exit 2 ;;
+	-h|--help) usage; exit 0 ;;
+	*) die "unknown argument $1 (see --help)" ;;
 	esac
 	shift
 done
-for t in fio nbdkit go; do
-	command -v "$t" >/dev/null || { echo "$0: $t not found (scripts/deps.sh)" >&2; exit 1; }
-done
+need_positive --rounds "$rounds"
+need_tools nbdkit go python3
+need_fio_nbd
 
 work=$(mktemp -d /tmp/nbdbench.XXXXXX)
 pid=""
 cleanup() {
-	if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+	if [ -n "$pid" ]; then stop_pid "$pid"; fi
 	rm -rf "$work"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
 
-go build -o "$work/nbdserve" ./bench/nbdserve
+nbdserve=$(cached_build nbdserve ./bench/nbdserve)
 img=$work/disk.img
 head -c $((size_mib << 20)) /dev/urandom >"$img"
 sock=$work/nbd.sock
@@ -42,13 +44,12 @@ sock=$work/nbd.sock
 start() { # server
 	rm -f "$sock"
 	case "$1" in
-	nbdkit) nbdkit --foreground --exit-with-parent -U "$sock" file "$img" & pid=$! ;;
-	pkg/nbd) "$work/nbdserve" -socket "$sock" -file "$img" & pid=$! ;;
+	nbdkit) nbdkit --foreground --exit-with-parent -U "$sock" file "$img" >"$work/server.log" 2>&1 & pid=$! ;;
+	pkg/nbd) "$nbdserve" -socket "$sock" -file "$img" >"$work/server.log" 2>&1 & pid=$! ;;
 	esac
-	for _ in $(seq 100); do [ -S "$sock" ] && return; sleep 0.05; done
-	echo "$0: $1 did not start" >&2; exit 1
+	wait_socket "$sock" "$pid" "$work/server.log"
 }
-stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""; }
+stop() { stop_pid "$pid"; pid=""; }
 
 # name rw bs iodepth metric
 jobs=(

@@ -18,8 +18,7 @@
 # RUNTIME) and RAMP override the job times, in seconds.
 set -euo pipefail
 
-here=$(cd "$(dirname "$0")" && pwd)
-top=$(cd "$here/.." && pwd)
+. "$(dirname "$0")/lib.sh"
 
 quick=0 json_out="" size="" only="" rounds=1 sock="" encblk=""
 while [ $# -gt 0 ]; do
@@ -33,8 +32,8 @@ while [ $# -gt 0 ]; do
 	--runtime) RUNTIME=$2; shift ;;
 	--socket) sock=$2; shift ;;
 	--encblk) encblk=$2; shift ;;
-	-h|--help) sed -n '2,18p' "$0"; exit 0 ;;
-	*) echo "peers.sh: unknown argument $1 (see --help)" >&2; exit 1 ;;
+	-h|--help) usage; exit 0 ;;
+	*) die "unknown argument $1 (see --help)" ;;
 	esac
 	shift
 done
@@ -45,18 +44,14 @@ else
 	runtime=${RUNTIME:-6} ramp=${RAMP:-1} size=${size:-1G}
 fi
 ramp_ms=$(awk -v r="$ramp" 'BEGIN { printf "%d", r * 1000 }')
-case $rounds in '' | *[!0-9]* | 0) echo "peers.sh: --rounds wants a positive number" >&2; exit 1 ;; esac
-
-for t in fio nbdkit qemu-nbd qemu-img cryptsetup python3 go numfmt; do
-	command -v "$t" >/dev/null || { echo "peers.sh: $t not found (run scripts/deps.sh)" >&2; exit 1; }
-done
-fio --enghelp 2>/dev/null | grep -qw nbd || { echo "peers.sh: this fio has no nbd engine" >&2; exit 1; }
+need_positive --rounds "$rounds"
+need_tools nbdkit qemu-nbd qemu-img cryptsetup python3 go numfmt
+need_fio_nbd
 
 # A socket path given by the user must be free: never steal a live server's
 # socket, never delete someone's file.
 if [ -n "$sock" ] && [ -e "$sock" ]; then
-	echo "peers.sh: $sock is taken (a server may be listening there); choose another --socket" >&2
-	exit 1
+	die "$sock is taken (a server may be listening there); choose another --socket"
 fi
 
 t0=$EPOCHREALTIME
@@ -72,50 +67,29 @@ cleanup() {
 }
 stop_server() {
 	if [ -n "$server_pid" ]; then
-		kill "$server_pid" 2>/dev/null || true
-		for _ in $(seq 50); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
-		kill -9 "$server_pid" 2>/dev/null || true
-		wait "$server_pid" 2>/dev/null || true
+		stop_pid "$server_pid"
 		server_pid=""
 	fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
 
-wait_socket() {
-	for _ in $(seq 200); do
-		[ -S "$sock" ] && return 0
-		kill -0 "$server_pid" 2>/dev/null || { echo "peers.sh: server exited early; log:" >&2; cat "$work/server.log" >&2; return 1; }
-		sleep 0.05
-	done
-	echo "peers.sh: server did not create $sock" >&2
-	return 1
-}
-
 servers=(encblk-4k encblk-512 encblk-plain nbdkit-file nbdkit-luks qemu-nbd-luks)
 if [ -n "$only" ]; then
 	IFS=, read -r -a servers <<<"$only"
 	for s in "${servers[@]}"; do
 		case $s in encblk-4k | encblk-512 | encblk-plain | nbdkit-file | nbdkit-luks | qemu-nbd-luks) ;;
-		*) echo "peers.sh: unknown server $s" >&2; exit 1 ;; esac
+		*) die "unknown server $s" ;; esac
 	done
 	# the ratio column needs the reference
 	case ",$only," in *,nbdkit-file,*) ;; *) servers+=(nbdkit-file) ;; esac
 fi
 wants() { case " ${servers[*]} " in *" $1 "*) return 0 ;; esac; return 1; }
 
-if [ -z "$encblk" ]; then
-	# A build cache outside $work: go build skips relinking an up-to-date
-	# binary, which saves ~10 s on a loaded machine.
-	bin=${XDG_CACHE_HOME:-$HOME/.cache}/encblk-bench
-	mkdir -p "$bin"
-	say "building encblk"
-	(cd "$top" && CGO_ENABLED=0 go build -o "$bin/encblk" ./cmd/encblk)
-	encblk=$bin/encblk
-fi
+build_encblk
 
 bytes=$(numfmt --from=iec "$size")
-[ $((bytes % 1048576)) = 0 ] || { echo "peers.sh: --size must be a multiple of 1 MiB" >&2; exit 1; }
+[ $((bytes % 1048576)) = 0 ] || die "--size must be a multiple of 1 MiB"
 pass=$work/pass
 printf 'benchmark-passphrase' >"$pass"
 keyfile=$work/key
@@ -188,7 +162,7 @@ start_server() {
 		;;
 	esac
 	server_pid=$!
-	wait_socket
+	wait_socket "$sock" "$server_pid" "$work/server.log"
 }
 
 # cpu.sh PID [DELAY]: user+system clock ticks of a process so far (after
@@ -254,7 +228,7 @@ for round in $(seq "$rounds"); do
 		mkdir "$dir"
 		jobfile >"$dir/jobs.fio"
 		(cd "$dir" && fio --output-format=json --output=fio.json jobs.fio >fio.err 2>&1) ||
-			{ echo "peers.sh: fio against $s failed:" >&2; cat "$dir/fio.err" >&2; exit 1; }
+			{ cat "$dir/fio.err" >&2; die "fio against $s failed (its output is above)"; }
 		# resident memory of the server after the load (kB)
 		rss=$(awk '/^VmRSS:/ {print $2}' /proc/$server_pid/status 2>/dev/null || echo 0)
 		printf '%s %s %s %s\n' "$s" "$round" "$rss" "$dir" >>"$results"

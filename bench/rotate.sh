@@ -10,8 +10,7 @@
 #   bench/rotate.sh [--rounds N] [--encblk BINARY] [--json FILE]
 set -euo pipefail
 
-here=$(cd "$(dirname "$0")" && pwd)
-top=$(cd "$here/.." && pwd)
+. "$(dirname "$0")/lib.sh"
 
 rounds=10 encblk="" json_out=""
 while [ $# -gt 0 ]; do
@@ -19,24 +18,19 @@ while [ $# -gt 0 ]; do
 	--rounds) rounds=$2; shift ;;
 	--encblk) encblk=$2; shift ;;
 	--json) json_out=$2; shift ;;
-	-h|--help) sed -n '2,10p' "$0"; exit 0 ;;
-	*) echo "rotate.sh: unknown argument $1 (see --help)" >&2; exit 1 ;;
+	-h|--help) usage; exit 0 ;;
+	*) die "unknown argument $1 (see --help)" ;;
 	esac
 	shift
 done
-case $rounds in '' | *[!0-9]* | 0) echo "rotate.sh: --rounds wants a positive number" >&2; exit 1 ;; esac
-for t in go python3; do
-	command -v "$t" >/dev/null || { echo "rotate.sh: $t not found (run scripts/deps.sh)" >&2; exit 1; }
-done
+need_positive --rounds "$rounds"
+need_tools go python3
 
 work=$(mktemp -d /tmp/encblk-rotate.XXXXXX)
 server_pids=()
 stop_servers() {
 	for pid in "${server_pids[@]}"; do
-		kill "$pid" 2>/dev/null || true
-		for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-		kill -9 "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
+		stop_pid "$pid"
 	done
 	server_pids=()
 }
@@ -47,13 +41,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
 
-if [ -z "$encblk" ]; then
-	bin=${XDG_CACHE_HOME:-$HOME/.cache}/encblk-bench
-	mkdir -p "$bin"
-	echo "building encblk..." >&2
-	(cd "$top" && CGO_ENABLED=0 go build -o "$bin/encblk" ./cmd/encblk)
-	encblk=$bin/encblk
-fi
+build_encblk
 
 fast_kdf=(--pbkdf pbkdf2 --pbkdf-force-iterations 1000)
 head -c 64 /dev/urandom >"$work/key-a"
@@ -96,17 +84,13 @@ echo "online..." >&2
 for size in "${sizes[@]}"; do
 	"$encblk" serve "$work/$size.img" --key-file "$work/key-a" --listen "unix:$work/$size.sock" >"$work/server-$size.log" 2>&1 &
 	server_pids+=($!)
-	for _ in $(seq 200); do
-		[ -S "$work/$size.sock" ] && break
-		kill -0 "${server_pids[-1]}" 2>/dev/null || { echo "rotate.sh: server exited; log:" >&2; cat "$work/server-$size.log" >&2; exit 1; }
-		sleep 0.05
-	done
+	wait_socket "$work/$size.sock" "${server_pids[-1]}" "$work/server-$size.log"
 done
 rotate_all online
 for size in "${sizes[@]}"; do
 	# the rotations must have been done by the servers, not offline
 	n=$(grep -c rotate-kek "$work/server-$size.log" || true)
-	[ "$n" -ge "$rounds" ] || { echo "rotate.sh: the $size server did $n online rotations, want $rounds; log:" >&2; cat "$work/server-$size.log" >&2; exit 1; }
+	[ "$n" -ge "$rounds" ] || { cat "$work/server-$size.log" >&2; die "the $size server did $n online rotations, want $rounds (its log is above)"; }
 done
 stop_servers
 echo "allocated: $(du -h "$work"/*.img | awk '{printf "%s %s  ", $2, $1}')" >&2

@@ -10,8 +10,7 @@
 #   bench/soak.sh [--duration S] [--interval S] [--size SIZE] [--encblk BINARY] [--json FILE]
 set -euo pipefail
 
-here=$(cd "$(dirname "$0")" && pwd)
-top=$(cd "$here/.." && pwd)
+. "$(dirname "$0")/lib.sh"
 
 duration=60 interval=3 size=1G encblk="" json_out=""
 while [ $# -gt 0 ]; do
@@ -21,41 +20,31 @@ while [ $# -gt 0 ]; do
 	--size) size=$2; shift ;;
 	--encblk) encblk=$2; shift ;;
 	--json) json_out=$2; shift ;;
-	-h|--help) sed -n '2,10p' "$0"; exit 0 ;;
-	*) echo "soak.sh: unknown argument $1 (see --help)" >&2; exit 1 ;;
+	-h|--help) usage; exit 0 ;;
+	*) die "unknown argument $1 (see --help)" ;;
 	esac
 	shift
 done
-for t in fio go python3 numfmt; do
-	command -v "$t" >/dev/null || { echo "soak.sh: $t not found (run scripts/deps.sh)" >&2; exit 1; }
-done
-fio --enghelp 2>/dev/null | grep -qw nbd || { echo "soak.sh: this fio has no nbd engine" >&2; exit 1; }
+need_positive --duration "$duration"
+need_positive --interval "$interval"
+need_tools go python3 numfmt
+need_fio_nbd
 
 work=$(mktemp -d /tmp/encblk-soak.XXXXXX)
 server_pid="" fio_pid=""
 cleanup() {
 	if [ -n "$fio_pid" ]; then
-		kill "$fio_pid" 2>/dev/null || true
-		wait "$fio_pid" 2>/dev/null || true
+		stop_pid "$fio_pid"
 	fi
 	if [ -n "$server_pid" ]; then
-		kill "$server_pid" 2>/dev/null || true
-		for _ in $(seq 50); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
-		kill -9 "$server_pid" 2>/dev/null || true
-		wait "$server_pid" 2>/dev/null || true
+		stop_pid "$server_pid"
 	fi
 	rm -rf "$work"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
 
-if [ -z "$encblk" ]; then
-	bin=${XDG_CACHE_HOME:-$HOME/.cache}/encblk-bench
-	mkdir -p "$bin"
-	echo "building encblk..." >&2
-	(cd "$top" && CGO_ENABLED=0 go build -o "$bin/encblk" ./cmd/encblk)
-	encblk=$bin/encblk
-fi
+build_encblk
 
 bytes=$(numfmt --from=iec "$size")
 img=$work/soak.img
@@ -69,11 +58,7 @@ head -c "$bytes" /dev/urandom | dd of="$img" bs=1M seek=16 conv=notrunc status=n
 sock=$work/nbd.sock
 "$encblk" serve "$img" --key-file "$work/key" --listen "unix:$sock" >"$work/server.log" 2>&1 &
 server_pid=$!
-for _ in $(seq 200); do
-	[ -S "$sock" ] && break
-	kill -0 "$server_pid" 2>/dev/null || { echo "soak.sh: server exited; log:" >&2; cat "$work/server.log" >&2; exit 1; }
-	sleep 0.05
-done
+wait_socket "$sock" "$server_pid" "$work/server.log"
 rss() { awk '/^VmRSS:/ {print $2}' "/proc/$server_pid/status"; }
 samples=$work/rss.txt
 echo "0 $(rss)" >"$samples"
@@ -100,10 +85,10 @@ fio --output-format=json --output="$work/fio.json" "$work/soak.fio" >"$work/fio.
 fio_pid=$!
 while kill -0 "$fio_pid" 2>/dev/null; do
 	sleep "$interval"
-	kill -0 "$server_pid" 2>/dev/null || { echo "soak.sh: server died; log:" >&2; cat "$work/server.log" >&2; exit 1; }
+	kill -0 "$server_pid" 2>/dev/null || { cat "$work/server.log" >&2; die "the server died (its log is above)"; }
 	echo "$(awk -v a="$EPOCHREALTIME" -v b="$start" 'BEGIN { printf "%.0f", a - b }') $(rss)" >>"$samples"
 done
-wait "$fio_pid" || { echo "soak.sh: fio failed:" >&2; cat "$work/fio.err" >&2; exit 1; }
+wait "$fio_pid" || { cat "$work/fio.err" >&2; die "fio failed (its output is above)"; }
 fio_pid=""
 
 python3 - "$samples" "$work/fio.json" "$json_out" "$duration" <<'PY'

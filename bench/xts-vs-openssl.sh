@@ -6,17 +6,23 @@
 # Prints the median of each figure and the ratio encblk/openssl.
 # Both report bytes per CPU second (openssl speed's default, encblk's too).
 # Takes about 10 s of CPU per round.
+#
+#   [ROUNDS=3] [OPENSSL_SECONDS=1] [ENCBLK_DURATION=300ms] bench/xts-vs-openssl.sh
 set -euo pipefail
-cd "$(dirname "$0")/.."
+. "$(dirname "$0")/lib.sh"
+case ${1:-} in
+'') ;;
+-h | --help) usage; exit 0 ;;
+*) die "takes no arguments (ROUNDS, OPENSSL_SECONDS, ENCBLK_DURATION in the environment; see --help)" ;;
+esac
 rounds=${ROUNDS:-3}
 secs=${OPENSSL_SECONDS:-1}
 dur=${ENCBLK_DURATION:-300ms}
 
-command -v openssl >/dev/null || { echo "openssl not found (Debian package openssl)" >&2; exit 1; }
-command -v python3 >/dev/null || { echo "python3 not found (Debian package python3)" >&2; exit 1; }
+need_tools openssl python3 go
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-go build -o "$tmp/encblk" ./cmd/encblk
+build_encblk
 
 # openssl_kbs BYTES [-decrypt]: thousands of bytes per second.
 openssl_kbs() {
@@ -29,7 +35,7 @@ for r in $(seq "$rounds"); do
 		echo "openssl enc $n $(openssl_kbs "$n")" >>"$tmp/raw"
 		echo "openssl dec $n $(openssl_kbs "$n" -decrypt)" >>"$tmp/raw"
 	done
-	"$tmp/encblk" benchmark --json --duration "$dur" >"$tmp/encblk.$r.json"
+	"$encblk" benchmark --json --duration "$dur" >"$tmp/encblk.$r.json"
 	echo "round $r of $rounds done" >&2
 done
 
