@@ -114,8 +114,7 @@ func (d *Device) roundTrip(ctx context.Context, tsn, hsn uint32, tokens []byte) 
 	if err != nil {
 		return nil, err
 	}
-	// IF-SEND transfers are padded to 512 bytes for ATA and SCSI.
-	out = append(out, make([]byte, (len(out)+511)&^511-len(out))...)
+	out = append(out, make([]byte, padTransfer(len(out))-len(out))...)
 	if err := d.t.IFSend(ctx, ProtocolTCG, d.ComID, out); err != nil {
 		return nil, fmt.Errorf("sed: IF-SEND: %w", err)
 	}
@@ -136,7 +135,7 @@ func (d *Device) roundTrip(ctx context.Context, tsn, hsn uint32, tokens []byte) 
 			if cp.MinTransfer > 1<<20 {
 				return nil, fmt.Errorf("%w: TPer wants a %d-byte transfer", ErrMalformed, cp.MinTransfer)
 			}
-			buf = make([]byte, (int(cp.MinTransfer)+511)&^511)
+			buf = make([]byte, padTransfer(int(cp.MinTransfer)))
 			continue
 		}
 		if len(cp.Packets) > 0 {

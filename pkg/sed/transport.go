@@ -33,9 +33,13 @@ type Transport interface {
 	// A device that has less to say pads with zeros.
 	IFRecv(ctx context.Context, proto SecurityProtocol, spSpecific uint16, buf []byte) error
 	// IFSend sends data (IF-SEND). The length is a multiple of 512 for
-	// ATA and SCSI transports; callers pad.
+	// ATA and SCSI transports; callers pad (padTransfer).
 	IFSend(ctx context.Context, proto SecurityProtocol, spSpecific uint16, data []byte) error
 }
+
+// padTransfer rounds a transfer length up to whole 512-byte blocks, the
+// unit ATA TRUSTED SEND/RECEIVE move (SCSI and NVMe accept it too).
+func padTransfer(n int) int { return (n + 511) &^ 511 }
 
 // ErrNotSupported is returned when a device answers no TCG or ATA
 // security protocol: it is not a self-encrypting drive, or its transport
@@ -55,7 +59,7 @@ func Discover(ctx context.Context, t Transport) (*Discovery, error) {
 	}
 	// A response longer than the first buffer: read it again whole.
 	if n := int(uint32(buf[0])<<24|uint32(buf[1])<<16|uint32(buf[2])<<8|uint32(buf[3])) + 4; n > len(buf) && n <= maxDiscoveryLen {
-		buf = make([]byte, (n+511)&^511)
+		buf = make([]byte, padTransfer(n))
 		if err := t.IFRecv(ctx, ProtocolTCG, discoveryComID, buf); err != nil {
 			return nil, fmt.Errorf("%w: level 0 discovery: %v", ErrNotSupported, err)
 		}
