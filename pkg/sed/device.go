@@ -38,22 +38,29 @@ var DefaultSysfs = Sysfs{Root: "/sys", Dev: "/dev"}
 // BlockName returns the whole-disk name of a device path (/dev/sda1 ->
 // sda, /dev/nvme0n1p2 -> nvme0n1), following symlinks.
 func (s Sysfs) BlockName(path string) (string, error) {
+	_, disk, err := s.lookup(path)
+	return disk, err
+}
+
+// lookup finds the block device at path (following symlinks) in sysfs:
+// its own name (sda1) and its whole disk's (sda; the same for a disk).
+func (s Sysfs) lookup(path string) (name, disk string, err error) {
 	real, err := filepath.EvalSymlinks(path)
 	if err != nil {
-		return "", fmt.Errorf("sed: %w", err)
+		return "", "", fmt.Errorf("sed: %w", err)
 	}
-	name := filepath.Base(real)
-	cls := filepath.Join(s.Root, "class", "block", name)
+	name = filepath.Base(real)
 	if _, err := os.Stat(filepath.Join(s.Root, "block", name)); err == nil {
-		return name, nil
+		return name, name, nil
 	}
+	cls := filepath.Join(s.Root, "class", "block", name)
 	if _, err := os.Stat(filepath.Join(cls, "partition")); err == nil {
 		// /sys/class/block/X is a symlink into /sys/devices/.../PARENT/X.
 		if target, err := filepath.EvalSymlinks(cls); err == nil {
-			return filepath.Base(filepath.Dir(target)), nil
+			return name, filepath.Base(filepath.Dir(target)), nil
 		}
 	}
-	return "", fmt.Errorf("sed: %s is not a block device known to sysfs", path)
+	return "", "", fmt.Errorf("sed: %s is not a block device known to sysfs", path)
 }
 
 // Kind classifies the whole-disk block device name.
@@ -103,7 +110,11 @@ func (s Sysfs) OpenBlock(path string) (*Opened, error) {
 	if err != nil {
 		return nil, err
 	}
-	kind := s.Kind(name)
+	return s.open(name, s.Kind(name))
+}
+
+// open opens the whole disk name, of kind, with the transport for kind.
+func (s Sysfs) open(name string, kind Kind) (*Opened, error) {
 	if kind == KindVirtual {
 		return nil, fmt.Errorf("%w: %s is a virtual block device", ErrNotSupported, name)
 	}
@@ -163,7 +174,7 @@ func (s Sysfs) Probe(ctx context.Context, name string) ScanResult {
 		r.Status = ErrNotSupported.Error() + " (virtual device)"
 		return r
 	}
-	o, err := s.OpenBlock(filepath.Join(s.Dev, name))
+	o, err := s.open(name, r.Kind)
 	if err != nil {
 		r.Status = err.Error()
 		if r.Kind == KindVirtio {

@@ -22,15 +22,10 @@ type Partition struct {
 // sysfs "start" and "size" (in 512-byte units whatever the disk's block
 // size), or nil when path is a whole disk.
 func (s Sysfs) Partition(path string) (*Partition, error) {
-	disk, err := s.BlockName(path)
+	name, disk, err := s.lookup(path)
 	if err != nil {
 		return nil, err
 	}
-	real, err := filepath.EvalSymlinks(path)
-	if err != nil {
-		return nil, fmt.Errorf("sed: %w", err)
-	}
-	name := filepath.Base(real)
 	if name == disk {
 		return nil, nil
 	}
