@@ -30,8 +30,8 @@ type ATADrive struct {
 	locked       bool
 	frozen       bool
 	attempts     int
-	prepared     bool // the previous command was ERASE PREPARE
-	statePath    string
+	prepared     bool       // the previous command was ERASE PREPARE
+	state        savedState // with OpenATA
 }
 
 const ataMaxAttempts = 5

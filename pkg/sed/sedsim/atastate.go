@@ -24,13 +24,13 @@ type ataStateFile struct {
 
 // OpenATA is NewATA with the state kept in statePath: loaded when the
 // file exists (masterPassword is then ignored), written after every
-// command and power cycle.
+// command and power cycle that changed it.
 func OpenATA(path, statePath string, masterPassword []byte) (*ATADrive, error) {
 	a, err := NewATA(path, masterPassword)
 	if err != nil {
 		return nil, err
 	}
-	a.statePath = statePath
+	a.state.path = statePath
 	b, err := os.ReadFile(statePath)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -38,6 +38,7 @@ func OpenATA(path, statePath string, masterPassword []byte) (*ATADrive, error) {
 	case err == nil:
 		var s ataStateFile
 		if err = json.Unmarshal(b, &s); err == nil {
+			a.state.last = b
 			a.user, a.master, a.userSet, a.maximum = s.User, pad32(s.Master), s.UserSet, s.Maximum
 			a.masterID, a.locked, a.frozen, a.attempts = s.MasterID, s.Locked, s.Frozen, s.Attempts
 		}
@@ -51,9 +52,9 @@ func OpenATA(path, statePath string, masterPassword []byte) (*ATADrive, error) {
 
 // save writes the state file, if there is one. The caller holds a.mu.
 func (a *ATADrive) save() error {
-	if a.statePath == "" {
+	if a.state.path == "" {
 		return nil
 	}
-	return writeState(a.statePath, ataStateFile{User: a.user, Master: a.master, UserSet: a.userSet, Maximum: a.maximum,
+	return a.state.write(ataStateFile{User: a.user, Master: a.master, UserSet: a.userSet, Maximum: a.maximum,
 		MasterID: a.masterID, Locked: a.locked, Frozen: a.frozen, Attempts: a.attempts})
 }

@@ -104,6 +104,8 @@ type Drive struct {
 	sess    *session
 	nextTSN uint32
 	pending []byte // next IF-RECV answer on the ComID
+
+	state savedState // with Options.StatePath
 }
 
 // New simulates a factory-fresh drive over the backing file at path, whose
@@ -147,7 +149,7 @@ func New(path string, opt Options) (*Drive, error) {
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
-	d := &Drive{opt: opt, f: f, sectors: uint64(st.Size()) / sectorSize, nextTSN: 4096}
+	d := &Drive{opt: opt, f: f, sectors: uint64(st.Size()) / sectorSize, nextTSN: 4096, state: savedState{path: opt.StatePath}}
 	loaded := false
 	if opt.StatePath != "" {
 		if loaded, err = d.load(); err != nil {

@@ -1,6 +1,7 @@
 package sedsim
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -15,7 +16,8 @@ import (
 // counts, ranges, media keys, MBR flags) is kept in a JSON file next to the
 // medium, so that separate processes (CLI invocations in tests and demos)
 // talk to the same drive. The file holds the simulated drive's secrets in
-// clear: it is for testing only, written 0600, replaced atomically.
+// clear: it is for testing only, written 0600, replaced atomically, and
+// only when a command changed the state.
 
 type stateFile struct {
 	MSID, PSID    []byte
@@ -86,15 +88,38 @@ func (d *Drive) save() error {
 		st.Ranges = append(st.Ranges, rangeState{Start: r.start, Length: r.length, RLE: r.rle, WLE: r.wle, RL: r.rl, WL: r.wl,
 			LockOnReset: r.lockOnReset, Key: r.key, RdACE: aceList(r.rdACE), WrACE: aceList(r.wrACE)})
 	}
-	return writeState(d.opt.StatePath, st)
+	return d.state.write(st)
 }
 
-// writeState replaces the state file at path with v in JSON, atomically.
-func writeState(path string, v any) error {
+// savedState is a state file and its content as this process last wrote
+// or read it. A command that leaves the state as it was (a read, Level 0
+// Discovery, IDENTIFY) writes nothing: no rename, no fsync, and no stale
+// copy over what another process saved meanwhile.
+type savedState struct {
+	path string
+	last []byte
+}
+
+// write replaces the state file with v in JSON, atomically, unless that
+// is what it holds already.
+func (s *savedState) write(v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("sedsim: state: %w", err)
 	}
+	if bytes.Equal(b, s.last) {
+		return nil
+	}
+	if err := writeFileAtomic(s.path, b); err != nil {
+		return err
+	}
+	s.last = b
+	return nil
+}
+
+// writeFileAtomic replaces the file at path with b: a temporary file,
+// fsynced, renamed over it.
+func writeFileAtomic(path string, b []byte) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".sedsim-*")
 	if err != nil {
 		return fmt.Errorf("sedsim: state: %w", err)
@@ -130,6 +155,7 @@ func (d *Drive) load() (ok bool, err error) {
 	if err := json.Unmarshal(b, &st); err != nil {
 		return false, fmt.Errorf("sedsim: state %s: %w", d.opt.StatePath, err)
 	}
+	d.state.last = b
 	if len(st.Ranges) == 0 || len(st.Ranges) > 256 || len(st.MSID) == 0 {
 		return false, fmt.Errorf("sedsim: state %s: incomplete", d.opt.StatePath)
 	}
