@@ -12,6 +12,7 @@ import (
 	"github.com/encblk/encblk/internal/daemon"
 	"github.com/encblk/encblk/internal/secmem"
 	"github.com/encblk/encblk/pkg/keyring"
+	"github.com/encblk/encblk/pkg/kmip"
 )
 
 func init() { subcommands = append(subcommands, newKeyslotCmd) }
@@ -105,9 +106,11 @@ func newKeyslotAddCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "add DEVICE [NEW_KEY_FILE]",
 		Short: "Add a keyslot for a new KEK, like cryptsetup luksAddKey",
-		Long: `Add unlocks the volume with an existing KEK (--key-file, --passphrase-file
-or the prompt) and wraps its data-encryption key for a new KEK (NEW_KEY_FILE,
---new-key-file, --new-passphrase-file or the prompt) in a new keyslot.`,
+		Long: `Add unlocks the volume with an existing KEK (--key-file, --passphrase-file,
+--kmip, the volume's KMIP tokens or the prompt) and wraps its data-encryption
+key for a new KEK (NEW_KEY_FILE, --new-key-file, --new-passphrase-file,
+--new-kmip or the prompt) in a new keyslot. On a served volume the running
+server does it (the secrets go over its 0600 control socket).`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 2 {
@@ -123,51 +126,12 @@ or the prompt) and wraps its data-encryption key for a new KEK (NEW_KEY_FILE,
 			if cmd.Flags().Changed("key-slot") {
 				opts.Slot = &slot
 			}
-			// The server adds key-file and passphrase keyslots in the lowest
-			// free slot; a chosen slot or a KMIP keyslot is written to the
-			// header directly (the server re-reads a header whose seqid moved).
-			viaServer := !cmd.Flags().Changed("key-slot") && newKEK.kmipConfig == ""
-			c, vol, served, err := servedVolume(cmd.Context(), hdr, args[0])
+			readNew := func() (kek, error) { return newKEK.read(cmd.InOrStdin(), cmd.ErrOrStderr(), true) }
+			kr, id, err := addKeyslot(cmd, hdr, args[0], &oldKEK, readNew, opts)
 			if err != nil {
 				return err
 			}
-			online := served && viaServer
-			k, err := hdr.open(args[0], online)
-			if err != nil {
-				return err
-			}
-			defer k.Close()
-			if online {
-				id, err := addKeyslotOnline(cmd, c, vol, k, &oldKEK, &newKEK, &opts.KDF)
-				if err != nil {
-					return err
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "added keyslot %d\n", id)
-				a.log.Debug("keyslot added through the server", "slot", id)
-				return nil
-			}
-			if err := secmem.SetNonDumpable(); err != nil {
-				return err
-			}
-			old, err := oldKEK.readFor(k, cmd.InOrStdin(), cmd.ErrOrStderr(), false)
-			if err != nil {
-				return err
-			}
-			defer old.Destroy()
-			dek, err := unlockWith(cmd.Context(), k, old)
-			if err != nil {
-				return err
-			}
-			defer dek.Destroy()
-			nk, err := newKEK.read(cmd.InOrStdin(), cmd.ErrOrStderr(), true)
-			if err != nil {
-				return err
-			}
-			defer nk.Destroy()
-			id, err := k.AddKeyslot(cmd.Context(), dek, nk, opts)
-			if err != nil {
-				return err
-			}
+			kr.Close()
 			fmt.Fprintf(cmd.OutOrStdout(), "added keyslot %d\n", id)
 			a.log.Debug("keyslot added", "slot", id)
 			return nil
@@ -244,33 +208,102 @@ func servedVolume(ctx context.Context, hdr headerFlag, device string) (c *daemon
 	return c, vol, true, nil
 }
 
-// addKeyslotOnline asks the server of a volume to wrap its DEK for newKEK,
-// proving access with oldKEK. Secrets travel only over the 0600 control
-// socket and are wiped afterwards.
-func addKeyslotOnline(cmd *cobra.Command, c *daemon.Client, vol string, kr *keyring.Keyring, oldKEK, newKEK *kekFlags, params *keyring.KDFParams) (int, error) {
+// addKeyslot adds to device a keyslot for the KEK readNew returns,
+// opening the volume with oldKEK (or the volume's KMIP tokens). A served
+// volume's server does it (it holds the header); otherwise the header is
+// changed here. A KMIP key created for a keyslot that was not committed is
+// destroyed again (see discardNewKey). It returns the volume's header,
+// current (the caller closes it), and the new keyslot.
+func addKeyslot(cmd *cobra.Command, hdr headerFlag, device string, oldKEK *kekFlags, readNew func() (kek, error), opts *keyring.KeyslotOptions) (kr *keyring.Keyring, slot int, err error) {
 	ctx := cmd.Context()
+	c, vol, served, err := servedVolume(ctx, hdr, device)
+	if err != nil {
+		return nil, 0, err
+	}
+	if kr, err = hdr.open(device, served); err != nil {
+		return nil, 0, err
+	}
+	defer func() {
+		if err != nil {
+			kr.Close()
+			kr = nil
+		}
+	}()
 	if err := secmem.SetNonDumpable(); err != nil {
-		return 0, err
+		return kr, 0, err
 	}
 	old, err := oldKEK.readFor(kr, cmd.InOrStdin(), cmd.ErrOrStderr(), false)
 	if err != nil {
-		return 0, err
+		return kr, 0, err
 	}
 	defer old.Destroy()
+	if served {
+		slot, err = addKeyslotServed(ctx, c, vol, kr, old, readNew, opts)
+	} else {
+		slot, err = addKeyslotHere(ctx, kr, old, readNew, opts)
+	}
+	return kr, slot, err
+}
+
+// addKeyslotHere is addKeyslot for a volume nobody serves: kr, opened
+// read-write, is changed.
+func addKeyslotHere(ctx context.Context, kr *keyring.Keyring, old kek, readNew func() (kek, error), opts *keyring.KeyslotOptions) (int, error) {
+	dek, err := unlockWith(ctx, kr, old)
+	if err != nil {
+		return 0, err
+	}
+	defer dek.Destroy()
+	nk, err := readNew()
+	if err != nil {
+		return 0, err
+	}
+	defer nk.Destroy()
+	slot, err := kr.AddKeyslot(ctx, dek, nk, opts)
+	if km, ok := nk.(*kmip.KEK); ok && err != nil {
+		return 0, discardNewKey(ctx, km, kr, err)
+	}
+	return slot, err
+}
+
+// addKeyslotServed is addKeyslot through the server c of volume vol, whose
+// header kr is (read-only). The old KEK's secret and the new one's (for a
+// KMIP KEK, the secret the key server wrapped, with its encblk-kmip token)
+// travel only over the 0600 control socket and are wiped afterwards; the
+// server commits the keyslot and its tokens together.
+func addKeyslotServed(ctx context.Context, c *daemon.Client, vol string, kr *keyring.Keyring, old kek, readNew func() (kek, error), opts *keyring.KeyslotOptions) (int, error) {
 	oldSecret, err := serverSecret(ctx, kr, old)
 	if err != nil {
 		return 0, err
 	}
 	defer secmem.Wipe(oldSecret)
-	nk, err := newKEK.read(cmd.InOrStdin(), cmd.ErrOrStderr(), true)
+	nk, err := readNew()
 	if err != nil {
 		return 0, err
 	}
 	defer nk.Destroy()
-	newSecret, err := kekSecret(ctx, nk)
-	if err != nil {
+	km, _ := nk.(*kmip.KEK)
+	var newSecret []byte
+	var tokens []json.RawMessage
+	if km != nil {
+		if newSecret, tokens, err = wrapKMIP(ctx, km); err != nil {
+			return 0, discardNewKey(ctx, km, kr, err)
+		}
+	} else if newSecret, err = kekSecret(ctx, nk); err != nil {
 		return 0, err
 	}
 	defer secmem.Wipe(newSecret)
-	return c.AddKeyslot(ctx, vol, oldSecret, newSecret, params)
+	slot, err := c.AddKeyslotWrapped(ctx, vol, oldSecret, newSecret, tokens, &opts.KDF, opts.Slot)
+	switch {
+	case err == nil:
+		if err := kr.Reload(); err != nil {
+			return 0, fmt.Errorf("keyslot %d added, but re-reading the header failed: %w", slot, err)
+		}
+		return slot, nil
+	case km == nil:
+		return 0, err
+	case !daemon.Answered(err) && km.Created() != "":
+		// The server may still carry the request out: the key must stay.
+		return 0, fmt.Errorf("%w (the KMIP key %s created for it was kept: without the server's answer the keyslot may yet be committed)", err, km.Created())
+	}
+	return 0, discardNewKey(ctx, km, kr, err)
 }

@@ -145,6 +145,21 @@ func kmipTargetStatus(ctx context.Context, kr *keyring.Keyring) ([]kmip.SlotStat
 	return k.Status(ctx, kr), nil
 }
 
+// discardNewKey is for a failed attempt, with err, to add a keyslot for
+// the KMIP KEK k: a key k created for it is destroyed unless a token in kr
+// (re-read) refers to it, since the failure may have come after the header
+// was committed. It returns err, saying what became of the key.
+func discardNewKey(ctx context.Context, k *kmip.KEK, kr *keyring.Keyring, err error) error {
+	uid := k.Created()
+	if uid == "" {
+		return err
+	}
+	if derr := k.DiscardUnreferenced(context.WithoutCancel(ctx), kr); derr != nil {
+		return fmt.Errorf("%w (the KMIP key %s created for it was not destroyed: %v)", err, uid, derr)
+	}
+	return fmt.Errorf("%w (the KMIP key %s created for it was destroyed)", err, uid)
+}
+
 // unlockWith is keyring.Unlock that, for a KMIP KEK, tries every KMIP
 // keyslot in turn (one whose key was revoked does not hide the next) and
 // reports each server's answer if none opens. Commands that unlock with a
@@ -182,7 +197,7 @@ empty means a new one is created and activated.`,
 func newKMIPAddCmd(a *app) *cobra.Command {
 	var (
 		hdr    headerFlag
-		kek    kekFlags
+		oldKEK kekFlags
 		config string
 	)
 	cmd := &cobra.Command{
@@ -190,43 +205,24 @@ func newKMIPAddCmd(a *app) *cobra.Command {
 		Short: "Add a keyslot that the KMIP key server unlocks",
 		Long: `Add opens the volume with an existing KEK (--key-file, --passphrase-file,
 --kmip, the volume's KMIP tokens, or a prompt) and adds a keyslot whose
-secret the key server encrypts, with the key_uid of CONFIG or a new key.`,
+secret the key server encrypts, with the key_uid of CONFIG or a new key. On
+a served volume the running server commits the keyslot and its token. A new
+key is destroyed again if its keyslot was not committed.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if config == "" {
 				return withExit(exitUsage, errors.New("--config is required"))
 			}
-			if err := secmem.SetNonDumpable(); err != nil {
-				return err
-			}
 			recipient, err := kmipKEK(config, a.log)
 			if err != nil {
 				return err
 			}
-			kr, err := hdr.open(args[0], false)
+			readNew := func() (kek, error) { return recipient, nil }
+			kr, slot, err := addKeyslot(cmd, hdr, args[0], &oldKEK, readNew, kmip.KeyslotOptions())
 			if err != nil {
-				return err
-			}
-			defer kr.Close()
-			old, err := kek.readFor(kr, cmd.InOrStdin(), cmd.ErrOrStderr(), false)
-			if err != nil {
-				return err
-			}
-			defer old.Destroy()
-			dek, err := unlockWith(cmd.Context(), kr, old)
-			if err != nil {
-				return err
-			}
-			defer dek.Destroy()
-			slot, err := kr.AddKeyslot(cmd.Context(), dek, recipient, kmip.KeyslotOptions())
-			if err != nil {
-				if uid := recipient.Created(); uid != "" {
-					if derr := recipient.DiscardUnreferenced(context.WithoutCancel(cmd.Context()), kr); derr != nil {
-						return fmt.Errorf("adding the KMIP keyslot: %w (the key %s created for it was not destroyed: %v)", err, uid, derr)
-					}
-				}
 				return fmt.Errorf("adding the KMIP keyslot: %w", err)
 			}
+			defer kr.Close()
 			for _, st := range kmip.Slots(kr) {
 				if st.Keyslot == slot {
 					fmt.Fprintf(cmd.OutOrStdout(), "Added KMIP keyslot %d: key %s on %s\n", slot, st.KeyUID, strings.Join(st.Servers, ", "))
@@ -237,7 +233,7 @@ secret the key server encrypts, with the key_uid of CONFIG or a new key.`,
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&config, "config", "", "KMIP client configuration (JSON) for the new keyslot")
-	kek.register(fs, "")
+	oldKEK.register(fs, "")
 	hdr.register(fs)
 	return cmd
 }

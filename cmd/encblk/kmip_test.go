@@ -1,20 +1,26 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/encblk/encblk/pkg/kmip"
 	"github.com/encblk/encblk/pkg/kmip/kmiptest"
 )
 
 // TestKMIPScript runs the scenarios in testdata/kmip against a real
 // pykmip-server. $KMIP_CONFIG is a client configuration the server
 // accepts, $KMIP_INTRUDER one whose certificate another CA issued, and
-// $KMIP_SERVER the server's address; the command kmip-server-stop stops it.
+// $KMIP_SERVER the server's address; the command kmip-server-stop stops it,
+// and "kmip-key-state stdout|stderr REGEXP STATE" checks that the key whose
+// UID REGEXP's group finds in the last command's output is in STATE on the
+// server ("Active", "Deactivated", ... or "gone": no such key).
 func TestKMIPScript(t *testing.T) {
 	srv := kmiptest.Start(t)
 	dir := t.TempDir()
@@ -44,6 +50,29 @@ func TestKMIPScript(t *testing.T) {
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"kmip-server-stop": func(ts *testscript.TestScript, neg bool, args []string) { srv.Stop() },
+			"kmip-key-state": func(ts *testscript.TestScript, neg bool, args []string) {
+				if neg || len(args) != 3 {
+					ts.Fatalf("usage: kmip-key-state stdout|stderr REGEXP STATE")
+				}
+				m := regexp.MustCompile(args[1]).FindStringSubmatch(ts.ReadFile(args[0]))
+				if len(m) != 2 {
+					ts.Fatalf("no key UID matching %q in %s", args[1], args[0])
+				}
+				cfg, err := kmip.LoadConfig(good)
+				ts.Check(err)
+				c, err := cfg.Client(nil, nil)
+				ts.Check(err)
+				st, err := c.KeyState(context.Background(), m[1])
+				got := st.String()
+				if r, ok := kmip.Reason(err); ok && r == kmip.ReasonItemNotFound {
+					got = "gone"
+				} else if err != nil {
+					ts.Fatalf("key %s: %v", m[1], err)
+				}
+				if got != args[2] {
+					ts.Fatalf("key %s is %s, want %s", m[1], got, args[2])
+				}
+			},
 		},
 	})
 }

@@ -99,8 +99,15 @@ func (c *Client) Keyslots(ctx context.Context, volume string) ([]KeyslotStatus, 
 
 // AddKeyslot wraps volume's DEK (opened with old) for new in a new keyslot.
 func (c *Client) AddKeyslot(ctx context.Context, volume string, old, new []byte, kdf *keyring.KDFParams) (int, error) {
+	return c.AddKeyslotWrapped(ctx, volume, old, new, nil, kdf, nil)
+}
+
+// AddKeyslotWrapped is AddKeyslot for a new KEK the caller already wrapped
+// (see RotateKEKWrapped: the server binds tokens to the new keyslot in the
+// same commit), in keyslot slot if slot is not nil.
+func (c *Client) AddKeyslotWrapped(ctx context.Context, volume string, old, new []byte, tokens []json.RawMessage, kdf *keyring.KDFParams, slot *int) (int, error) {
 	var res KeyslotResult
-	err := c.do(ctx, http.MethodPost, "/v1/keyslots", &KeyRequest{Volume: volume, Secret: old, NewSecret: new, KDF: kdf}, &res)
+	err := c.do(ctx, http.MethodPost, "/v1/keyslots", &KeyRequest{Volume: volume, Secret: old, NewSecret: new, NewTokens: tokens, KDF: kdf, Slot: slot}, &res)
 	return res.Slot, err
 }
 

@@ -56,6 +56,24 @@ func keyFile(t testing.TB, secret []byte) *keyring.KeyFile {
 	return kf
 }
 
+// tokenSlots lists the keyslots that the tokens of type typ in the header
+// at path are bound to, in token order.
+func tokenSlots(t testing.TB, path, typ string) []int {
+	t.Helper()
+	kr, err := keyring.Open(path, &keyring.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kr.Close()
+	var bound []int
+	for _, tk := range kr.Tokens() {
+		if tk.Type == typ {
+			bound = append(bound, tk.Keyslots...)
+		}
+	}
+	return bound
+}
+
 // running is a Daemon serving in the background.
 type running struct {
 	nbdSock string
@@ -198,19 +216,23 @@ func TestControlAPI(t *testing.T) {
 	if err != nil || res.OldSlot != 1 || res.NewSlot != 0 {
 		t.Fatalf("rotate with a token: %+v %v", res, err)
 	}
-	kr, err := keyring.Open(path, &keyring.Options{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var bound []int
-	for _, tk := range kr.Tokens() {
-		if tk.Type == "encblk-test-wrapped" {
-			bound = append(bound, tk.Keyslots...)
-		}
-	}
-	kr.Close()
-	if len(bound) != 1 || bound[0] != res.NewSlot {
+	if bound := tokenSlots(t, path, "encblk-test-wrapped"); len(bound) != 1 || bound[0] != res.NewSlot {
 		t.Fatalf("token bound to keyslots %v, want [%d]", bound, res.NewSlot)
+	}
+	// Adding a keyslot works the same way, in a chosen slot; a refusal is
+	// the server's answer.
+	if _, err := r.ctl.AddKeyslotWrapped(ctx, id, []byte("wrong"), k1, tok, &fastKDF, nil); !errors.Is(err, keyring.ErrNoMatchingKeyslot) || !Answered(err) {
+		t.Fatalf("add with a wrong KEK: %v (answered %v)", err, Answered(err))
+	}
+	five := 5
+	if slot, err := r.ctl.AddKeyslotWrapped(ctx, id, k3, k1, tok, &fastKDF, &five); err != nil || slot != five {
+		t.Fatalf("add in keyslot 5 with a token: %d %v", slot, err)
+	}
+	if bound := tokenSlots(t, path, "encblk-test-wrapped"); len(bound) != 2 || bound[1] != five {
+		t.Fatalf("tokens bound to keyslots %v, want [%d 5]", bound, res.NewSlot)
+	}
+	if err := r.ctl.RemoveKeyslot(ctx, id, five); err != nil {
+		t.Fatal(err)
 	}
 	if err := r.ctl.Lock(ctx, id); err != nil {
 		t.Fatal(err)
@@ -231,6 +253,9 @@ func TestControlAPI(t *testing.T) {
 	}
 	if _, _, err := ClientFor(ctx, path); !errors.Is(err, ErrNotServed) {
 		t.Fatalf("ClientFor after shutdown: %v", err)
+	}
+	if _, err := r.ctl.Status(ctx); err == nil || Answered(err) {
+		t.Fatalf("a request to a stopped server: %v (answered %v)", err, Answered(err))
 	}
 	off, err := OfflineStatus(path)
 	if err != nil || off.State != "not served" || off.LastRotation == nil || len(off.Keyslots) != 1 {

@@ -13,9 +13,9 @@
 //	GET    /v1/status               every volume's state, geometry, keyslots, counters
 //	POST   /v1/unlock               {"volume", "secret"}: unlock with a KEK
 //	POST   /v1/lock                 {"volume"}: wait for in-flight I/O, flush, wipe the DEK
-//	POST   /v1/rotate-kek           {"volume", "secret", "new_secret", "kdf"}: new keyslot, old one wiped
+//	POST   /v1/rotate-kek           {"volume", "secret", "new_secret", "new_tokens", "kdf"}: new keyslot, old one wiped
 //	GET    /v1/keyslots?volume=ID   the keyslots
-//	POST   /v1/keyslots             {"volume", "secret", "new_secret", "kdf"}: add a keyslot
+//	POST   /v1/keyslots             {"volume", "secret", "new_secret", "new_tokens", "kdf", "slot"}: add a keyslot
 //	DELETE /v1/keyslots?volume=ID&slot=N
 //
 // A volume is named by its ID (VolumeID: device and inode of the backing)

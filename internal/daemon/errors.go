@@ -65,6 +65,15 @@ type remoteError struct {
 func (e *remoteError) Error() string { return e.msg }
 func (e *remoteError) Unwrap() error { return e.kind }
 
+// Answered reports whether err is the server's answer to a request: the
+// server finished with the request before replying, so what it changed is
+// final. After any other error (the connection failed, the caller gave up)
+// the request may still be carried out.
+func Answered(err error) bool {
+	var re *remoteError
+	return errors.As(err, &re)
+}
+
 func fromAPI(a apiError) error {
 	for _, k := range errorKinds {
 		if k.kind == a.Kind {
