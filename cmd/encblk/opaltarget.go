@@ -149,7 +149,7 @@ func rotateNote(v *opalTarget) string {
 // Discovery and, with --admin-key-file, the locking range read from the
 // drive.
 func (f *opalTargetFlags) status(ctx context.Context, target string, v *opalTarget) (vs daemon.VolumeStatus, err error) {
-	if vs, err = daemon.OfflineStatus(v.hdrPath); err != nil {
+	if vs, err = daemon.HeaderStatus(v.hdrPath, v.kr); err != nil {
 		return vs, err
 	}
 	vs.Backing = target

@@ -56,7 +56,12 @@ and, with --admin-key-file, the locking range's bounds and lock state.`,
 			switch {
 			case errors.Is(err, daemon.ErrNotServed) && t.control == "":
 				served = false
-				vs, err := daemon.OfflineStatus(target)
+				var vs daemon.VolumeStatus
+				if kr != nil {
+					vs, err = daemon.HeaderStatus(target, kr)
+				} else {
+					vs, err = daemon.OfflineStatus(target) // for its error
+				}
 				if err != nil {
 					return err
 				}

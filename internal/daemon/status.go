@@ -97,15 +97,21 @@ func (v *Volume) Status() VolumeStatus {
 
 // OfflineStatus describes a volume that no process serves, from its header.
 func OfflineStatus(path string) (VolumeStatus, error) {
-	id, err := VolumeID(path)
-	if err != nil {
-		return VolumeStatus{}, err
-	}
 	kr, err := keyring.Open(path, &keyring.Options{ReadOnly: true})
 	if err != nil {
 		return VolumeStatus{}, err
 	}
 	defer kr.Close()
+	return HeaderStatus(path, kr)
+}
+
+// HeaderStatus is OfflineStatus from kr, the header of the backing at path
+// that the caller has opened.
+func HeaderStatus(path string, kr *keyring.Keyring) (VolumeStatus, error) {
+	id, err := VolumeID(path)
+	if err != nil {
+		return VolumeStatus{}, err
+	}
 	s := VolumeStatus{ID: id, Backing: path, State: "not served"}
 	describeKeyring(&s, kr)
 	if t := rotationTime(kr); !t.IsZero() {
