@@ -260,7 +260,7 @@ func addKeyslotHere(ctx context.Context, kr *keyring.Keyring, old kek, readNew f
 	defer nk.Destroy()
 	slot, err := kr.AddKeyslot(ctx, dek, nk, opts)
 	if km, ok := nk.(*kmip.KEK); ok && err != nil {
-		return 0, discardNewKey(ctx, km, kr, err)
+		return 0, discardNewKey(ctx, km, kr, err, true)
 	}
 	return slot, err
 }
@@ -282,28 +282,23 @@ func addKeyslotServed(ctx context.Context, c *daemon.Client, vol string, kr *key
 	}
 	defer nk.Destroy()
 	km, _ := nk.(*kmip.KEK)
-	var newSecret []byte
-	var tokens []json.RawMessage
-	if km != nil {
-		if newSecret, tokens, err = wrapKMIP(ctx, km); err != nil {
-			return 0, discardNewKey(ctx, km, kr, err)
+	newSecret, tokens, err := newKEKSecret(ctx, nk)
+	if err != nil {
+		if km != nil {
+			return 0, discardNewKey(ctx, km, kr, err, true)
 		}
-	} else if newSecret, err = kekSecret(ctx, nk); err != nil {
 		return 0, err
 	}
 	defer secmem.Wipe(newSecret)
 	slot, err := c.AddKeyslotWrapped(ctx, vol, oldSecret, newSecret, tokens, &opts.KDF, opts.Slot)
-	switch {
-	case err == nil:
-		if err := kr.Reload(); err != nil {
-			return 0, fmt.Errorf("keyslot %d added, but re-reading the header failed: %w", slot, err)
+	if err != nil {
+		if km != nil {
+			return 0, discardNewKey(ctx, km, kr, err, daemon.Answered(err))
 		}
-		return slot, nil
-	case km == nil:
 		return 0, err
-	case !daemon.Answered(err) && km.Created() != "":
-		// The server may still carry the request out: the key must stay.
-		return 0, fmt.Errorf("%w (the KMIP key %s created for it was kept: without the server's answer the keyslot may yet be committed)", err, km.Created())
 	}
-	return 0, discardNewKey(ctx, km, kr, err)
+	if err := kr.Reload(); err != nil {
+		return 0, fmt.Errorf("keyslot %d added, but re-reading the header failed: %w", slot, err)
+	}
+	return slot, nil
 }

@@ -146,15 +146,30 @@ func kmipTargetStatus(ctx context.Context, kr *keyring.Keyring) ([]kmip.SlotStat
 }
 
 // discardNewKey is for a failed attempt, with err, to add a keyslot for
-// the KMIP KEK k: a key k created for it is destroyed unless a token in kr
-// (re-read) refers to it, since the failure may have come after the header
-// was committed. It returns err, saying what became of the key.
-func discardNewKey(ctx context.Context, k *kmip.KEK, kr *keyring.Keyring, err error) error {
+// the KMIP KEK k (alone or in a rotation). A key k created for it is
+// destroyed again when that is safe: the outcome must be final (the header
+// was changed here, or the volume's server answered; else the server may
+// still commit) and no token in kr, re-read, may refer to the key (the
+// failure may have come after the header was committed). With no header
+// to read, only a wrong old KEK proves that nothing was committed. It
+// returns err, saying what became of the key.
+func discardNewKey(ctx context.Context, k *kmip.KEK, kr *keyring.Keyring, err error, final bool) error {
 	uid := k.Created()
-	if uid == "" {
+	ctx = context.WithoutCancel(ctx)
+	var derr error
+	switch {
+	case uid == "":
 		return err
+	case !final:
+		return fmt.Errorf("%w (the KMIP key %s created for it was kept: without the server's answer the keyslot may yet be committed)", err, uid)
+	case kr != nil:
+		derr = k.DiscardUnreferenced(ctx, kr)
+	case errors.Is(err, keyring.ErrNoMatchingKeyslot):
+		derr = k.DiscardCreated(ctx)
+	default:
+		return fmt.Errorf("%w (the KMIP key %s created for it was kept: name the backing (TARGET) so that its header tells whether a keyslot uses it)", err, uid)
 	}
-	if derr := k.DiscardUnreferenced(context.WithoutCancel(ctx), kr); derr != nil {
+	if derr != nil {
 		return fmt.Errorf("%w (the KMIP key %s created for it was not destroyed: %v)", err, uid, derr)
 	}
 	return fmt.Errorf("%w (the KMIP key %s created for it was destroyed)", err, uid)
@@ -339,8 +354,8 @@ running server (over its 0600 control socket), which commits the change.`,
 			if served {
 				// A running server holds the header: it commits.
 				oldSlot, newSlot, err = rotateKMIPServed(cmd.Context(), c, vol, kr, old, next)
-			} else {
-				oldSlot, newSlot, err = kr.RotateKEK(cmd.Context(), old, next, kmip.KeyslotOptions())
+			} else if oldSlot, newSlot, err = kr.RotateKEK(cmd.Context(), old, next, kmip.KeyslotOptions()); err != nil {
+				err = discardNewKey(cmd.Context(), next, kr, err, true)
 			}
 			if err != nil {
 				return err
@@ -439,8 +454,8 @@ header backup together with another KEK). The volume itself is not changed.`,
 // key server releases the old KMIP keyslot's secret and wraps a new one,
 // and both go, with the new encblk-kmip token, to the server, which commits
 // the new keyslot and its token together and wipes the old keyslot. kr is
-// re-read afterwards. A key created for a keyslot that provably was not
-// committed is destroyed again.
+// re-read afterwards. A key created for a keyslot that was not committed
+// is destroyed again (discardNewKey).
 func rotateKMIPServed(ctx context.Context, c *daemon.Client, vol string, kr *keyring.Keyring, old, next *kmip.KEK) (oldSlot, newSlot int, err error) {
 	_, buf, err := old.Secret(ctx, kr)
 	if err != nil {
@@ -451,17 +466,12 @@ func rotateKMIPServed(ctx context.Context, c *daemon.Client, vol string, kr *key
 	defer secmem.Wipe(oldSecret)
 	newSecret, tokens, err := wrapKMIP(ctx, next)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, discardNewKey(ctx, next, kr, err, true)
 	}
 	defer secmem.Wipe(newSecret)
 	res, err := c.RotateKEKWrapped(ctx, vol, oldSecret, newSecret, tokens, &kmip.KeyslotOptions().KDF)
 	if err != nil {
-		if errors.Is(err, keyring.ErrNoMatchingKeyslot) && next.Created() != "" {
-			if derr := next.DiscardCreated(context.WithoutCancel(ctx)); derr != nil {
-				return 0, 0, fmt.Errorf("%w (the key %s created for it could not be destroyed: %v)", err, next.Created(), derr)
-			}
-		}
-		return 0, 0, err
+		return 0, 0, discardNewKey(ctx, next, kr, err, daemon.Answered(err))
 	}
 	if err := kr.Reload(); err != nil {
 		return 0, 0, fmt.Errorf("rotation done (keyslot %d replaced by %d), but re-reading the header failed: %w", res.OldSlot, res.NewSlot, err)

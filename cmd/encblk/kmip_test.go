@@ -3,13 +3,17 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/encblk/encblk/pkg/keyring"
 	"github.com/encblk/encblk/pkg/kmip"
 	"github.com/encblk/encblk/pkg/kmip/kmiptest"
 )
@@ -24,22 +28,8 @@ import (
 func TestKMIPScript(t *testing.T) {
 	srv := kmiptest.Start(t)
 	dir := t.TempDir()
-	writeConfig := func(name string, leaf *kmiptest.Leaf) string {
-		leaf.WriteFiles(t, dir, name)
-		if err := os.WriteFile(filepath.Join(dir, "ca.pem"), srv.CA.PEM, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		b, _ := json.Marshal(map[string]any{
-			"servers": []string{srv.Addr}, "ca": "ca.pem", "cert": name + ".crt", "key": name + ".key", "timeout": "5s",
-		})
-		path := filepath.Join(dir, name+".json")
-		if err := os.WriteFile(path, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return path
-	}
-	good := writeConfig("client", srv.Client)
-	intruder := writeConfig("intruder", kmiptest.NewCA(t, "another CA").Issue(t, "intruder", false))
+	good := writeKMIPConfig(t, srv, dir, "client", srv.Client)
+	intruder := writeKMIPConfig(t, srv, dir, "intruder", kmiptest.NewCA(t, "another CA").Issue(t, "intruder", false))
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata/kmip",
 		Setup: func(env *testscript.Env) error {
@@ -62,11 +52,8 @@ func TestKMIPScript(t *testing.T) {
 				ts.Check(err)
 				c, err := cfg.Client(nil, nil)
 				ts.Check(err)
-				st, err := c.KeyState(context.Background(), m[1])
-				got := st.String()
-				if r, ok := kmip.Reason(err); ok && r == kmip.ReasonItemNotFound {
-					got = "gone"
-				} else if err != nil {
+				got, err := keyState(c, m[1])
+				if err != nil {
 					ts.Fatalf("key %s: %v", m[1], err)
 				}
 				if got != args[2] {
@@ -75,4 +62,83 @@ func TestKMIPScript(t *testing.T) {
 			},
 		},
 	})
+}
+
+// writeKMIPConfig writes, in dir, the client configuration for srv with
+// leaf's certificate, and returns its path.
+func writeKMIPConfig(t *testing.T, srv *kmiptest.Server, dir, name string, leaf *kmiptest.Leaf) string {
+	t.Helper()
+	leaf.WriteFiles(t, dir, name)
+	if err := os.WriteFile(filepath.Join(dir, "ca.pem"), srv.CA.PEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(map[string]any{
+		"servers": []string{srv.Addr}, "ca": "ca.pem", "cert": name + ".crt", "key": name + ".key", "timeout": "5s",
+	})
+	path := filepath.Join(dir, name+".json")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// discardNewKey destroys a key created for a keyslot only when the outcome
+// is final and provably left no keyslot using it; otherwise the key stays
+// Active and the error says so.
+func TestDiscardNewKey(t *testing.T) {
+	srv := kmiptest.Start(t)
+	cfgPath := writeKMIPConfig(t, srv, t.TempDir(), "client", srv.Client)
+	cfg, err := kmip.LoadConfig(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := cfg.Client(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	lost := errors.New("connection reset")
+	for _, tc := range []struct {
+		name  string
+		err   error
+		final bool
+		want  string // the state of the key afterwards
+		says  string
+	}{
+		{"answer lost", lost, false, "Active", "was kept: without the server's answer"},
+		{"no header to read", lost, true, "Active", "was kept: name the backing"},
+		{"wrong old KEK", fmt.Errorf("server: %w", keyring.ErrNoMatchingKeyslot), true, "gone", "was destroyed"},
+	} {
+		k, err := kmip.NewKEK(cfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		secret, _, err := k.Wrap(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		secret.Destroy()
+		uid := k.Created()
+		got := discardNewKey(ctx, k, nil, tc.err, tc.final)
+		if !errors.Is(got, tc.err) || !strings.Contains(got.Error(), "the KMIP key "+uid+" created for it "+tc.says) {
+			t.Errorf("%s: %v", tc.name, got)
+		}
+		state, err := keyState(c, uid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if state != tc.want {
+			t.Errorf("%s: key %s is %s, want %s", tc.name, uid, state, tc.want)
+		}
+	}
+}
+
+// keyState is the state of the key uid on c's server, or "gone" if the
+// server has no such key (it was destroyed).
+func keyState(c *kmip.Client, uid string) (string, error) {
+	st, err := c.KeyState(context.Background(), uid)
+	if r, ok := kmip.Reason(err); ok && r == kmip.ReasonItemNotFound {
+		return "gone", nil
+	}
+	return st.String(), err
 }

@@ -99,6 +99,7 @@ keeps.`,
 
 			var oldSlot, newSlot int
 			attempted = true
+			final := true // the outcome is known: see discardNewKey
 			if offline {
 				oldSlot, newSlot, err = daemon.RotateOffline(ctx, target, old, nk, opts)
 			} else {
@@ -108,29 +109,18 @@ keeps.`,
 				}
 				defer secmem.Wipe(oldSecret)
 				var tokens []json.RawMessage
-				if km, ok := nk.(*kmip.KEK); ok {
-					// The key server encrypts a new random secret here;
-					// the server commits the keyslot with its token.
-					if newSecret, tokens, err = wrapKMIP(ctx, km); err != nil {
-						return err
-					}
-				} else if newSecret, err = kekSecret(ctx, nk); err != nil {
-					return err
+				if newSecret, tokens, err = newKEKSecret(ctx, nk); err == nil {
+					defer secmem.Wipe(newSecret)
+					var res daemon.RotateResult
+					res, err = c.RotateKEKWrapped(ctx, vol, oldSecret, newSecret, tokens, &opts.KDF)
+					oldSlot, newSlot, final = res.OldSlot, res.NewSlot, err == nil || daemon.Answered(err)
 				}
-				defer secmem.Wipe(newSecret)
-				var res daemon.RotateResult
-				res, err = c.RotateKEKWrapped(ctx, vol, oldSecret, newSecret, tokens, &opts.KDF)
-				oldSlot, newSlot = res.OldSlot, res.NewSlot
 			}
 			km, _ := nk.(*kmip.KEK)
 			if err != nil {
 				rotErr = err
-				// A KMIP key created for a keyslot that provably does
-				// not exist is destroyed again.
-				if km != nil && km.Created() != "" && errors.Is(err, keyring.ErrNoMatchingKeyslot) {
-					if derr := km.DiscardCreated(context.WithoutCancel(ctx)); derr != nil {
-						return fmt.Errorf("%w (the KMIP key %s created for it could not be destroyed: %v)", err, km.Created(), derr)
-					}
+				if km != nil {
+					return discardNewKey(ctx, km, kr, err, final)
 				}
 				return err
 			}
@@ -154,6 +144,18 @@ keeps.`,
 	ot.register(fs, false, false)
 	fs.StringVar(&generate, "generate-key-file", "", "the new KEK is a new random key file written to PATH (mode 0600; must not exist)")
 	return cmd
+}
+
+// newKEKSecret is what a server takes to make a keyslot for the new KEK
+// nk: its secret (the caller wipes it) and, for a KMIP KEK, whose key
+// server wraps a new random secret here, the encblk-kmip token that the
+// keyslot must be committed with.
+func newKEKSecret(ctx context.Context, nk kek) ([]byte, []json.RawMessage, error) {
+	if km, ok := nk.(*kmip.KEK); ok {
+		return wrapKMIP(ctx, km)
+	}
+	secret, err := kekSecret(ctx, nk)
+	return secret, nil, err
 }
 
 // wrapKMIP has the key server wrap a new random secret for a keyslot: it
