@@ -133,6 +133,11 @@ func (b *File) BlockSize() int { return b.blockSize }
 // IsDevice reports whether the backing is a block device.
 func (b *File) IsDevice() bool { return b.device }
 
+// SerialWrites reports whether writes to the backing run one at a time in
+// the kernel: buffered writes to a regular file do (the filesystem holds
+// the inode lock across each), O_DIRECT writes and block devices do not.
+func (b *File) SerialWrites() bool { return !b.device && b.direct == nil }
+
 // ReadOnly reports whether the backing was opened read-only.
 func (b *File) ReadOnly() bool { return b.readOnly }
 

@@ -71,6 +71,7 @@ func (p *Plain) Info() nbd.Info {
 		CanFUA:         true,
 		CanFlush:       true,
 		CanMultiConn:   true,
+		SerialWrites:   p.f.SerialWrites(),
 		Description:    "plain (unencrypted) " + p.f.Path(),
 	}
 }

@@ -75,6 +75,13 @@ type Info struct {
 	CanMultiConn bool // advertise NBD_FLAG_CAN_MULTI_CONN: a flush on one connection covers writes completed on all
 	CanCache     bool // advertise NBD_FLAG_SEND_CACHE
 
+	// SerialWrites says the backend's writes run one at a time whatever
+	// the server does: buffered writes to one regular file, which Linux
+	// filesystems serialize on the inode lock. The server then runs small
+	// writes on the connection's reader instead of spreading them over
+	// worker goroutines that would only wait for one another.
+	SerialWrites bool
+
 	// Description is sent as NBD_INFO_DESCRIPTION when not empty.
 	Description string
 }

@@ -28,22 +28,36 @@ func (b *budget) charge(n int64) int64 { return min(n, b.maxBytes) }
 // they are free or stop is closed; it reports whether it got them.
 func (b *budget) acquire(n int64, stop <-chan struct{}) bool {
 	for {
-		b.mu.Lock()
-		if b.bytes >= n && b.reqs > 0 {
-			b.bytes -= n
-			b.reqs--
-			b.mu.Unlock()
+		w, ok := b.take(n)
+		if ok {
 			return true
 		}
-		b.waiting = true
-		w := b.wake
-		b.mu.Unlock()
 		select {
 		case <-w:
 		case <-stop:
 			return false
 		}
 	}
+}
+
+// tryAcquire is acquire without waiting.
+func (b *budget) tryAcquire(n int64) bool {
+	_, ok := b.take(n)
+	return ok
+}
+
+// take takes n bytes and a request slot if both are free; if not, it
+// returns the channel closed at the next release.
+func (b *budget) take(n int64) (<-chan struct{}, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.bytes >= n && b.reqs > 0 {
+		b.bytes -= n
+		b.reqs--
+		return nil, true
+	}
+	b.waiting = true
+	return b.wake, false
 }
 
 // release gives back what acquire took.

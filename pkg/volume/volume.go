@@ -108,6 +108,12 @@ type Discarder interface {
 	Discard(off, length int64) error
 }
 
+// SerialWriter is implemented by backings that know whether their writes
+// run one at a time (see nbd.Info.SerialWrites).
+type SerialWriter interface {
+	SerialWrites() bool
+}
+
 // Sizer is implemented by backings that know their size; New then checks
 // the data segment fits.
 type Sizer interface {
@@ -184,6 +190,7 @@ func (v *Volume) Info() nbd.Info {
 		CanFUA:         true,
 		CanFlush:       true,
 		CanMultiConn:   true,
+		SerialWrites:   serialWrites(v.b),
 		Description:    v.cfg.Description,
 	}
 }
@@ -229,3 +236,9 @@ var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); retu
 
 // errClosed is the request error after Close.
 func errClosed() error { return fmt.Errorf("%w: %w", ErrClosed, syscall.ESHUTDOWN) }
+
+// serialWrites reports whether b says its writes run one at a time.
+func serialWrites(b Backing) bool {
+	sw, ok := b.(SerialWriter)
+	return ok && sw.SerialWrites()
+}
