@@ -404,6 +404,74 @@ func TestOutOfOrder(t *testing.T) {
 	}
 }
 
+// TestPipelinedWrites sends more writes than the in-flight budget in one
+// burst to a backend with serial writes (run on the reader, replies held),
+// mixed with flushes, FUA writes and writes too large to inline, and checks
+// every one is answered and the data landed.
+func TestPipelinedWrites(t *testing.T) {
+	t.Parallel()
+	const size = 80 << 20 // sparse
+	info := nbdtest.AllCaps()
+	info.SerialWrites = true
+	b, path := newFileExport(t, size, info)
+	s := startServer(t, nbd.StaticExports{"": b}, func(srv *nbd.Server) {
+		srv.MaxInFlightRequests = 4
+		srv.MaxInFlightBytes = 512 << 10
+	})
+	r := newRawClient(t, s, 3)
+	r.start("", true)
+	const n = 300
+	want := make([]byte, size)
+	var batch []byte
+	for i := range n {
+		typ, flags, l := uint16(tCmdWrite), uint16(0), uint32(4096)
+		switch i % 50 {
+		case 7:
+			l = 256 << 10 // larger than the reader runs itself
+		case 13:
+			flags = 1 // FUA
+		case 29:
+			typ, l = tCmdFlush, 0
+		}
+		off := uint64(i) * 256 << 10 // no two writes overlap
+		h := binary.BigEndian.AppendUint32(nil, 0x25609513)
+		h = binary.BigEndian.AppendUint16(h, flags)
+		h = binary.BigEndian.AppendUint16(h, typ)
+		h = binary.BigEndian.AppendUint64(h, uint64(i))
+		if typ == tCmdFlush {
+			off = 0
+		}
+		h = binary.BigEndian.AppendUint64(h, off)
+		h = binary.BigEndian.AppendUint32(h, l)
+		batch = append(batch, h...)
+		if typ == tCmdWrite {
+			p := make([]byte, l)
+			_, _ = rand.Read(p)
+			copy(want[off:], p)
+			batch = append(batch, p...)
+		}
+	}
+	go func() { _, _ = r.c.Write(batch) }()
+	seen := map[uint64]bool{}
+	for range n {
+		c := r.anyReply()
+		if seen[c.cookie] || c.cookie >= n {
+			t.Fatalf("reply for unknown or repeated cookie %d", c.cookie)
+		}
+		seen[c.cookie] = true
+		if e := c.errno(); e != 0 {
+			t.Fatalf("cookie %d: errno %d", c.cookie, e)
+		}
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("file content differs from what was written")
+	}
+}
+
 // TestHostileNoLeak runs clients that misbehave in every way we know, then
 // checks the server is still answering and, once stopped, left no
 // goroutine behind. Not parallel: it counts goroutines.
