@@ -3,6 +3,7 @@ package volume
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 )
 
@@ -41,5 +42,41 @@ func benchmarkIO(b *testing.B, write bool) {
 				}
 			})
 		}
+	}
+}
+
+// BenchmarkParallel is many goroutines doing 4 KiB requests on one volume,
+// as an NBD connection's workers (and several connections) do: the cost of
+// admitting concurrent requests (acquire/release) shows here.
+func BenchmarkParallel(b *testing.B) {
+	ctx := context.Background()
+	for _, write := range []bool{false, true} {
+		b.Run(map[bool]string{false: "ReadAt", true: "WriteAt"}[write], func(b *testing.B) {
+			const size, n = 16 << 20, 4 << 10
+			v := newTestVolume(b, Config{SectorSize: 4096, Size: size})
+			if err := v.WriteAt(ctx, make([]byte, size), 0, false); err != nil {
+				b.Fatal(err)
+			}
+			var next atomic.Int64
+			b.SetBytes(n)
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				p := make([]byte, n)
+				off := next.Add(1<<20) % size
+				for pb.Next() {
+					var err error
+					if write {
+						err = v.WriteAt(ctx, p, off, false)
+					} else {
+						err = v.ReadAt(ctx, p, off)
+					}
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					off = (off + n) % size
+				}
+			})
+		})
 	}
 }
