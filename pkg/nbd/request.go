@@ -3,6 +3,8 @@ package nbd
 import (
 	"encoding/binary"
 	"sync"
+
+	"github.com/encblk/encblk/internal/bufpool"
 )
 
 // requestHeaderLen is the size of a request message header on the wire.
@@ -10,7 +12,7 @@ const requestHeaderLen = 28
 
 // request is one client request and, once handled, its reply. Requests are
 // pooled: the reply header, the block-status scratch space and the extents
-// slice are reused, and the payload buffer comes from the buffer pools.
+// slice are reused, and the payload buffer comes from internal/bufpool.
 type request struct {
 	typ    uint16
 	flags  uint16
@@ -34,9 +36,13 @@ var requestPool = sync.Pool{New: func() any { return new(request) }}
 
 func getRequest() *request { return requestPool.Get().(*request) }
 
+// getBuf lends a payload buffer for n bytes. It is aligned, so a READ
+// buffer can go down through the backend to an O_DIRECT file as it is.
+func getBuf(n int) *[]byte { return bufpool.Get(n) }
+
 func putRequest(r *request) {
 	if r.buf != nil {
-		putBuf(r.buf)
+		bufpool.Put(r.buf)
 		r.buf = nil
 	}
 	r.payload = nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"syscall"
 
+	"github.com/encblk/encblk/internal/bufpool"
 	"github.com/encblk/encblk/pkg/nbd"
 	"github.com/encblk/encblk/pkg/xts"
 )
@@ -30,8 +31,8 @@ func (v *Volume) ReadAt(ctx context.Context, p []byte, off int64) error {
 			return err
 		}
 	} else {
-		bp := getBuf(int(end - start))
-		defer putBuf(bp)
+		bp := bufpool.Get(int(end - start))
+		defer bufpool.Put(bp)
 		buf := *bp
 		if err := v.readBacking(buf, start); err != nil {
 			return err
@@ -67,8 +68,8 @@ func (v *Volume) WriteAt(ctx context.Context, p []byte, off int64, fua bool) err
 // write is WriteAt for an admitted request.
 func (v *Volume) write(c *xts.Cipher, p []byte, off int64) error {
 	start, end := v.sectorSpan(off, int64(len(p)))
-	bp := getBuf(int(end - start))
-	defer putBuf(bp)
+	bp := bufpool.Get(int(end - start))
+	defer bufpool.Put(bp)
 	buf := *bp
 	if start == off && end == off+int64(len(p)) {
 		if err := v.crypt(c, buf, p, off, true); err != nil {
