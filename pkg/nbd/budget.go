@@ -60,11 +60,15 @@ func (b *budget) take(n int64) (<-chan struct{}, bool) {
 	return b.wake, false
 }
 
-// release gives back what acquire took.
-func (b *budget) release(n int64) {
+// release gives back what one acquire took.
+func (b *budget) release(n int64) { b.releaseBatch(n, 1) }
+
+// releaseBatch gives back what reqs acquires took, bytes in all: a batch
+// of replies returns its requests' allowance under one lock.
+func (b *budget) releaseBatch(bytes int64, reqs int) {
 	b.mu.Lock()
-	b.bytes += n
-	b.reqs++
+	b.bytes += bytes
+	b.reqs += reqs
 	if b.waiting {
 		b.waiting = false
 		close(b.wake)

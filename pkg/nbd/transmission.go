@@ -587,8 +587,9 @@ func (t *transmission) drain() {
 	t.wmu.Unlock()
 }
 
-// send writes a batch of replies and recycles the requests. It runs in one
-// goroutine at a time (the combiner in queue).
+// send writes a batch of replies, recycles the requests and gives their
+// budget back with one release. It runs in one goroutine at a time (the
+// combiner in queue).
 func (t *transmission) send(batch []*request) {
 	if t.writeErr == nil {
 		vec := t.vec[:0]
@@ -609,8 +610,10 @@ func (t *transmission) send(batch []*request) {
 		}
 		clear(vec) // slots past len were cleared by earlier batches
 	}
+	var charged int64
 	for _, r := range batch {
-		t.budget.release(r.charge)
+		charged += r.charge
 		putRequest(r)
 	}
+	t.budget.releaseBatch(charged, len(batch))
 }
