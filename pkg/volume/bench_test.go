@@ -29,13 +29,7 @@ func benchmarkIO(b *testing.B, write bool) {
 				b.ReportAllocs()
 				off := int64(0)
 				for b.Loop() {
-					var err error
-					if write {
-						err = v.WriteAt(ctx, p, off, false)
-					} else {
-						err = v.ReadAt(ctx, p, off)
-					}
-					if err != nil {
+					if err := benchRequest(ctx, v.Volume, write, p, off); err != nil {
 						b.Fatal(err)
 					}
 					off = (off + int64(n)) % (size / 4)
@@ -64,13 +58,7 @@ func BenchmarkParallel(b *testing.B) {
 				p := make([]byte, n)
 				off := next.Add(1<<20) % size
 				for pb.Next() {
-					var err error
-					if write {
-						err = v.WriteAt(ctx, p, off, false)
-					} else {
-						err = v.ReadAt(ctx, p, off)
-					}
-					if err != nil {
+					if err := benchRequest(ctx, v.Volume, write, p, off); err != nil {
 						b.Error(err)
 						return
 					}
@@ -79,4 +67,12 @@ func BenchmarkParallel(b *testing.B) {
 			})
 		})
 	}
+}
+
+// benchRequest is one request of a benchmark: a write or a read of p at off.
+func benchRequest(ctx context.Context, v *Volume, write bool, p []byte, off int64) error {
+	if write {
+		return v.WriteAt(ctx, p, off, false)
+	}
+	return v.ReadAt(ctx, p, off)
 }
