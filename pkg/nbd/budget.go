@@ -12,12 +12,16 @@ type budget struct {
 	bytes    int64 // available
 	reqs     int   // available
 	maxBytes int64
-	waiting  bool
-	wake     chan struct{}
+	// waiting: the reader found too little and may be waiting on wake.
+	// Having one waiter, wake is a one-slot signal, never replaced: a
+	// release sends to it, and a signal left over from a wait that ended
+	// otherwise only costs the reader one more look.
+	waiting bool
+	wake    chan struct{}
 }
 
 func newBudget(maxBytes int64, maxReqs int) *budget {
-	return &budget{bytes: maxBytes, reqs: maxReqs, maxBytes: maxBytes, wake: make(chan struct{})}
+	return &budget{bytes: maxBytes, reqs: maxReqs, maxBytes: maxBytes, wake: make(chan struct{}, 1)}
 }
 
 // charge is what a request of n payload bytes costs: a request larger than
@@ -47,7 +51,7 @@ func (b *budget) tryAcquire(n int64) bool {
 }
 
 // take takes n bytes and a request slot if both are free; if not, it
-// returns the channel closed at the next release.
+// returns the channel signalled at the next release.
 func (b *budget) take(n int64) (<-chan struct{}, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -71,8 +75,10 @@ func (b *budget) releaseBatch(bytes int64, reqs int) {
 	b.reqs += reqs
 	if b.waiting {
 		b.waiting = false
-		close(b.wake)
-		b.wake = make(chan struct{})
+		select {
+		case b.wake <- struct{}{}:
+		default: // a signal is already pending
+		}
 	}
 	b.mu.Unlock()
 }

@@ -599,9 +599,13 @@ func (t *transmission) send(batch []*request) {
 				vec = append(vec, r.payload)
 			}
 		}
+		// Written through t.vec, not a local net.Buffers: WriteTo takes
+		// its address, which would move a local to the heap every batch.
+		// WriteTo consumes what it writes, so t.vec is set back after.
 		t.vec = vec
-		bufs := net.Buffers(vec)
-		if _, err := bufs.WriteTo(t.conn); err != nil {
+		_, err := (*net.Buffers)(&t.vec).WriteTo(t.conn)
+		t.vec = vec
+		if err != nil {
 			t.writeErr = fmt.Errorf("nbd: send reply: %w", err)
 			// Nothing more can reach the client: stop everything.
 			t.cancel()
