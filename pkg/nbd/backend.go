@@ -30,7 +30,9 @@ type Backend interface {
 	ReadAt(ctx context.Context, p []byte, off int64) error
 
 	// WriteAt writes all of p at offset off. With fua the data is durable
-	// (on stable storage) before WriteAt returns.
+	// (on stable storage) before WriteAt returns. p is the server's request
+	// buffer, discarded afterwards: the backend may overwrite it (an
+	// encrypting backend encrypts in place).
 	WriteAt(ctx context.Context, p []byte, off int64, fua bool) error
 
 	// Flush makes every completed write durable.

@@ -26,7 +26,7 @@ func TestConcurrentLargeRequests(t *testing.T) {
 					off := int64(i * (n + 4096))
 					want := bytes.Repeat([]byte{byte(i + 1)}, n)
 					for range 3 {
-						if err := v.WriteAt(ctx, want, off, false); err != nil {
+						if err := v.WriteAt(ctx, bytes.Clone(want), off, false); err != nil {
 							errs[i] = err
 							return
 						}

@@ -50,7 +50,7 @@ func FuzzRequests(f *testing.F) {
 				}
 			case 1:
 				p := bytes.Repeat([]byte{byte(off), byte(n)}, int(n/2+1))[:n]
-				if err = v.WriteAt(ctx, p, off, n%2 == 0); err == nil {
+				if err = v.WriteAt(ctx, bytes.Clone(p), off, n%2 == 0); err == nil {
 					copy(model[off:], p)
 					clear(trimmed[off : off+n])
 				}

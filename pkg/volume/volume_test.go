@@ -109,7 +109,7 @@ func TestRoundTrip(t *testing.T) {
 				for j := range p {
 					p[j] = byte(rng.Uint32())
 				}
-				if err := v.WriteAt(ctx, p, off, i%7 == 0); err != nil {
+				if err := v.WriteAt(ctx, bytes.Clone(p), off, i%7 == 0); err != nil {
 					t.Fatalf("write %d+%d: %v", off, n, err)
 				}
 				copy(model[off:], p)
@@ -147,7 +147,7 @@ func TestCiphertextOpenSSL(t *testing.T) {
 	}{{512, 0}, {4096, 0}, {4096, 123}} {
 		v := newTestVolume(t, Config{SectorSize: c.ss, IVTweak: c.tweak, Size: 1 << 20})
 		plain := bytes.Repeat([]byte("encblk independent check "), 13000)[:300<<10]
-		if err := v.WriteAt(ctx, plain, 64<<10, true); err != nil {
+		if err := v.WriteAt(ctx, bytes.Clone(plain), 64<<10, true); err != nil {
 			t.Fatal(err)
 		}
 		ct, err := os.ReadFile(v.path)
@@ -311,7 +311,7 @@ func TestLockUnlock(t *testing.T) {
 	ctx := context.Background()
 	tv := newTestVolume(t, Config{SectorSize: 4096, Size: 64 << 10})
 	data := bytes.Repeat([]byte{0x5a}, 8192)
-	if err := tv.WriteAt(ctx, data, 4096, false); err != nil {
+	if err := tv.WriteAt(ctx, bytes.Clone(data), 4096, false); err != nil {
 		t.Fatal(err)
 	}
 	bb := &blockingBacking{File: tv.backing, started: make(chan struct{}), release: make(chan struct{})}
