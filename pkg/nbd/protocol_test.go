@@ -381,13 +381,7 @@ func TestOutOfOrder(t *testing.T) {
 		l := uint32(4096 * (1 + i%64))
 		off := uint64(i) * 32768 % (size - 256<<10)
 		lens[uint64(i)] = l
-		h := binary.BigEndian.AppendUint32(nil, 0x25609513)
-		h = binary.BigEndian.AppendUint16(h, 0)
-		h = binary.BigEndian.AppendUint16(h, tCmdRead)
-		h = binary.BigEndian.AppendUint64(h, uint64(i))
-		h = binary.BigEndian.AppendUint64(h, off)
-		h = binary.BigEndian.AppendUint32(h, l)
-		batch = append(batch, h...)
+		batch = appendRequest(batch, 0, tCmdRead, uint64(i), off, l)
 	}
 	go func() { _, _ = r.c.Write(batch) }() // more than the budget: backpressure
 	for range n {
@@ -434,16 +428,10 @@ func TestPipelinedWrites(t *testing.T) {
 			typ, l = tCmdFlush, 0
 		}
 		off := uint64(i) * 256 << 10 // no two writes overlap
-		h := binary.BigEndian.AppendUint32(nil, 0x25609513)
-		h = binary.BigEndian.AppendUint16(h, flags)
-		h = binary.BigEndian.AppendUint16(h, typ)
-		h = binary.BigEndian.AppendUint64(h, uint64(i))
 		if typ == tCmdFlush {
 			off = 0
 		}
-		h = binary.BigEndian.AppendUint64(h, off)
-		h = binary.BigEndian.AppendUint32(h, l)
-		batch = append(batch, h...)
+		batch = appendRequest(batch, flags, typ, uint64(i), off, l)
 		if typ == tCmdWrite {
 			p := make([]byte, l)
 			_, _ = rand.Read(p)

@@ -191,13 +191,18 @@ func (r *rawClient) start(name string, structured bool) (uint64, uint16) {
 
 func (r *rawClient) request(flags, typ uint16, cookie, off uint64, length uint32, payload []byte) {
 	r.t.Helper()
-	b := binary.BigEndian.AppendUint32(nil, 0x25609513)
+	r.write(append(appendRequest(nil, flags, typ, cookie, off, length), payload...))
+}
+
+// appendRequest appends a request header to b, for tests that send a burst
+// of requests in one write.
+func appendRequest(b []byte, flags, typ uint16, cookie, off uint64, length uint32) []byte {
+	b = binary.BigEndian.AppendUint32(b, 0x25609513)
 	b = binary.BigEndian.AppendUint16(b, flags)
 	b = binary.BigEndian.AppendUint16(b, typ)
 	b = binary.BigEndian.AppendUint64(b, cookie)
 	b = binary.BigEndian.AppendUint64(b, off)
-	b = binary.BigEndian.AppendUint32(b, length)
-	r.write(append(b, payload...))
+	return binary.BigEndian.AppendUint32(b, length)
 }
 
 // simpleReply reads a simple reply, with n bytes of data if it succeeded.
