@@ -460,6 +460,33 @@ func TestPipelinedWrites(t *testing.T) {
 	}
 }
 
+// TestHeldReplyBeforeRefusedPayload: the reply to a read the reader ran
+// itself is sent before the reader waits for the payload of a write it
+// refuses, so a client that sends that payload only after the read's
+// answer is not left waiting (the reader held the reply while it skipped
+// the payload).
+func TestHeldReplyBeforeRefusedPayload(t *testing.T) {
+	t.Parallel()
+	const size = 1 << 20
+	b, _ := newFileExport(t, size, nbdtest.AllCaps())
+	s := startServer(t, nbd.StaticExports{"": b}, nil)
+	r := newRawClient(t, s, 3)
+	r.start("", false)
+	// One write: a small read (run inline, its reply held while more is
+	// buffered) and the header of a write past the end, without payload.
+	burst := appendRequest(nil, 0, tCmdRead, 1, 0, 4096)
+	burst = appendRequest(burst, 0, tCmdWrite, 2, size, 4096)
+	r.write(burst)
+	_ = r.c.SetReadDeadline(time.Now().Add(10 * time.Second)) // hang detector only
+	if cookie, errno, _ := r.simpleReply(4096); cookie != 1 || errno != 0 {
+		t.Fatalf("first reply: cookie %d errno %d, want the read's (1, 0)", cookie, errno)
+	}
+	r.write(make([]byte, 4096))
+	if cookie, errno, _ := r.simpleReply(0); cookie != 2 || errno != tENOSPC {
+		t.Fatalf("second reply: cookie %d errno %d, want the write's (2, ENOSPC)", cookie, errno)
+	}
+}
+
 // TestHostileNoLeak runs clients that misbehave in every way we know, then
 // checks the server is still answering and, once stopped, left no
 // goroutine behind. Not parallel: it counts goroutines.

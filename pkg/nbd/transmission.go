@@ -212,6 +212,9 @@ func (t *transmission) readLoop() error {
 					putRequest(r)
 					return fmt.Errorf("%w: NBD_CMD_WRITE of %d bytes", errProtocol, r.count)
 				}
+				if t.br.Buffered() < int(r.count) {
+					t.unhold()
+				}
 				if _, err := t.br.Discard(int(r.count)); err != nil {
 					putRequest(r)
 					return fmt.Errorf("nbd: skip write payload: %w", err)
