@@ -20,17 +20,23 @@ import (
 //     (a burst of headers costs one read), validates them, takes the
 //     request's payload bytes from the connection's budget (waiting when
 //     the client is too far ahead: backpressure), reads WRITE payloads
-//     straight into a pooled buffer and hands the request to an idle worker
-//     goroutine (up to maxWorkers per connection, kept for the connection's
-//     life); the budget bounds how many requests are in flight. Small
-//     reads and writes it runs itself while such requests are quick,
-//     holding their replies until reading would block (see runInline and
-//     inlinePolicy);
+//     straight into a pooled buffer; the budget bounds how many requests
+//     are in flight. Small reads, writes and block-status queries (never
+//     flushes or FUA writes) it runs itself while such requests are quick
+//     (see inlinePolicy); the rest it hands to an idle worker goroutine
+//     (up to maxWorkers per connection, kept for the connection's life);
 //   - handlers call the Backend concurrently and queue their reply; replies
 //     go out in completion order, not request order, each batch of ready
 //     replies with one writev, written by whichever handler finds the
 //     connection idle (flat combining, see queue), so no goroutine handoff
-//     sits between a completion and its reply.
+//     sits between a completion and its reply;
+//   - while it runs requests itself, the reader holds the writer role
+//     (see runInline): its replies and the workers' wait, and go out in
+//     one batch before the reader does anything that may block (reading
+//     from the socket, waiting for budget or a worker) or once
+//     maxHeldReplies of its own are waiting. The inline request itself
+//     is the exception: while a backend call blocks (a volume locked with
+//     LockWait), the held replies wait with it.
 //
 // No lock is held across I/O; the only shared state on the hot path is the
 // work channel, the reply queue's mutex and the budget's mutex.
