@@ -91,8 +91,9 @@ func removeStaleSocket(ctx context.Context, path string) error {
 }
 
 // ListenTCP listens on a TCP address ("host:port"). Accepted connections
-// have TCP_NODELAY: Go sets it on every TCP connection it accepts. Serve TCP with TLS (Server.TLS and
-// RequireTLS): NBD has no other authentication.
+// have TCP_NODELAY: Go sets it on every TCP connection it accepts. Serve
+// TCP with TLS (Server.TLS and RequireTLS): NBD has no other
+// authentication.
 func ListenTCP(ctx context.Context, addr string) (net.Listener, error) {
 	var lc net.ListenConfig
 	l, err := lc.Listen(ctx, "tcp", addr)
