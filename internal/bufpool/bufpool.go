@@ -46,11 +46,12 @@ func Get(n int) *[]byte {
 	return &b
 }
 
-// Put returns a buffer from Get to its pool; one too large to pool is left
-// to the garbage collector.
+// Put returns a buffer from Get to its pool; one too large to pool, or not
+// from Get (not a whole, aligned size class), is left to the garbage
+// collector.
 func Put(p *[]byte) {
 	class := sizeClass(cap(*p))
-	if class < 0 || cap(*p) != 1<<(class+minShift) {
+	if class < 0 || cap(*p) != 1<<(class+minShift) || !aligned((*p)[:1]) {
 		return
 	}
 	pools[class].Put(p)

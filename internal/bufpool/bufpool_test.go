@@ -66,6 +66,22 @@ func TestPutForeign(t *testing.T) {
 	}
 }
 
+// A buffer of a class's exact size that is not aligned never enters the
+// pool either: Get promises aligned memory.
+func TestPutUnaligned(t *testing.T) {
+	t.Parallel()
+	big := alloc(2 * MinSize)
+	b := big[1 : 1+MinSize : 1+MinSize]
+	Put(&b)
+	for range 4 {
+		p := Get(MinSize)
+		if !aligned(*p) {
+			t.Fatal("Get returned the unaligned buffer given to Put")
+		}
+		defer Put(p)
+	}
+}
+
 func TestAlloc(t *testing.T) {
 	t.Parallel()
 	for _, n := range []int{1, MinSize, 3 * MinSize, 1 << 20, MaxSize + MinSize} {
