@@ -12,10 +12,12 @@
 // A sector at byte offset X of the data segment is encrypted with the
 // aes-xts-plain64 tweak X/512 + iv_tweak, counted in 512-byte units
 // whatever the sector size, as LUKS2 and dm-crypt do. Reads go straight
-// into the caller's buffer and are decrypted in place; writes are
-// encrypted into pooled buffers (the caller's data is never modified).
-// Requests that do not cover whole sectors read, merge and rewrite their
-// edge sectors. Writes register their sector range in a range lock: a
+// into the caller's buffer and are decrypted in place; whole-sector writes
+// are encrypted in place too, so the caller's buffer holds ciphertext
+// afterwards (nbd.Backend allows it; WRITE_ZEROES's static zeros go
+// through a pooled buffer). Requests that do not cover whole sectors go
+// through a pooled buffer: they read, merge and rewrite their edge
+// sectors. Writes register their sector range in a range lock: a
 // read-modify-write excludes every other write of its sectors, so
 // concurrent overlapping writes cannot tear a sector; whole-sector writes
 // exclude only read-modify-writes and otherwise run in parallel. Large
