@@ -98,9 +98,9 @@ keeps.`,
 			defer nk.Destroy()
 
 			var oldSlot, newSlot int
-			attempted = true
 			final := true // the outcome is known: see discardNewKey
 			if offline {
+				attempted = true
 				oldSlot, newSlot, err = daemon.RotateOffline(ctx, target, old, nk, opts)
 			} else {
 				var oldSecret, newSecret []byte
@@ -111,6 +111,7 @@ keeps.`,
 				var tokens []json.RawMessage
 				if newSecret, tokens, err = newKEKSecret(ctx, nk); err == nil {
 					defer secmem.Wipe(newSecret)
+					attempted = true // only now can the server commit
 					var res daemon.RotateResult
 					res, err = c.RotateKEKWrapped(ctx, vol, oldSecret, newSecret, tokens, &opts.KDF)
 					oldSlot, newSlot, final = res.OldSlot, res.NewSlot, err == nil || daemon.Answered(err)
