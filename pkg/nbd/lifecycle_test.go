@@ -280,3 +280,39 @@ func TestShutdownDuringHandshake(t *testing.T) {
 	idle.expectClosed()
 	tlsClient.expectClosed()
 }
+
+// TestSendErrorReported: when a reply cannot be sent (the client stopped
+// reading: EPIPE), ServeConn returns that error, not the read error that
+// follows from the server closing the connection because of it.
+func TestSendErrorReported(t *testing.T) {
+	t.Parallel()
+	b, _ := newFileExport(t, 4<<20, nbd.Info{})
+	srv := &nbd.Server{Exports: nbd.StaticExports{"": b}}
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := func(fd int) net.Conn {
+		f := os.NewFile(uintptr(fd), "socketpair")
+		defer f.Close()
+		c, err := net.FileConn(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	sc, cc := conn(fds[0]), conn(fds[1])
+	defer cc.Close()
+	done := make(chan error, 1)
+	go func() { done <- srv.ServeConn(context.Background(), sc) }()
+	r := newRawClientConn(t, cc, 3)
+	r.start("", false)
+	if err := cc.(*net.UnixConn).CloseRead(); err != nil {
+		t.Fatal(err)
+	}
+	r.request(0, tCmdRead, 1, 0, 1<<20, nil)
+	err = <-done
+	if !errors.Is(err, syscall.EPIPE) {
+		t.Fatalf("ServeConn after a failed reply: %v, want the send error (EPIPE)", err)
+	}
+}

@@ -63,7 +63,13 @@ const (
 // client flags (1 = fixed newstyle, 2 = no zeroes).
 func newRawClient(t testing.TB, s *testServer, clientFlags uint32) *rawClient {
 	t.Helper()
-	r := &rawClient{t: t, c: s.dial(t)}
+	return newRawClientConn(t, s.dial(t), clientFlags)
+}
+
+// newRawClientConn is newRawClient over a connection the test made.
+func newRawClientConn(t testing.TB, c net.Conn, clientFlags uint32) *rawClient {
+	t.Helper()
+	r := &rawClient{t: t, c: c}
 	_ = r.c.SetDeadline(time.Now().Add(60 * time.Second)) // hang detector only
 	var g [18]byte
 	r.read(g[:])

@@ -173,7 +173,9 @@ func (t *transmission) run(ctx context.Context, grace time.Duration) error {
 	if errors.Is(err, errDisconnect) || errors.Is(err, errClientGone) {
 		return nil
 	}
-	if err == nil && t.writeErr != nil {
+	if t.writeErr != nil && !errors.Is(err, ErrServerClosed) {
+		// A failed reply closed the connection, which is why reading
+		// failed: the reply's error is the one that says what happened.
 		err = t.writeErr
 	}
 	return err
