@@ -426,7 +426,13 @@ header backup together with another KEK). The volume itself is not changed.`,
 			var errs []error
 			done := map[string]bool{}
 			for _, st := range sts {
-				if st.KeyUID == "" || done[st.KeyUID] {
+				if st.Err != nil {
+					// Its key cannot be named: say so, or the volume
+					// would look crypto-locked while that keyslot works.
+					errs = append(errs, fmt.Errorf("keyslot %d (token %d): not revoked: %w", st.Keyslot, st.Token, st.Err))
+					continue
+				}
+				if done[st.KeyUID] {
 					continue
 				}
 				done[st.KeyUID] = true

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -141,4 +142,51 @@ func keyState(c *kmip.Client, uid string) (string, error) {
 		return "gone", nil
 	}
 	return st.String(), err
+}
+
+// TestKMIPRevokeUnreadableToken: a KMIP keyslot whose token cannot be read
+// (here, a newer token version) has a key that kmip revoke cannot name; the
+// crypto-lock must say so and fail rather than report success.
+func TestKMIPRevokeUnreadableToken(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "disk.img")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Truncate(20 << 20); err != nil {
+		t.Fatal(err)
+	}
+	pass, err := keyring.NewPassphrase([]byte("passphrase"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pass.Destroy()
+	kr, dek, err := keyring.Format(context.Background(), f, pass, &keyring.FormatOptions{
+		KDF: keyring.KDFParams{Type: "pbkdf2", Hash: "sha256", Iterations: 1000},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dek.Destroy()
+	tok := `{"type":"encblk-kmip","keyslots":["0"],"encblk_kmip_version":99,"servers":["kmip.example:5696"],"key_uid":"7"}`
+	if _, err := kr.AddToken(json.RawMessage(tok)); err != nil {
+		t.Fatal(err)
+	}
+	kr.Close()
+	cfg := filepath.Join(dir, "kmip.json")
+	if err := os.WriteFile(cfg, []byte(`{"servers":["kmip.example:5696"],"ca":"ca.pem","cert":"c.crt","key":"c.key"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	root := newRootCmd()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs([]string{"kmip", "revoke", "--batch-mode", "--config", cfg, path})
+	err = root.Execute()
+	if err == nil || !strings.Contains(err.Error(), "keyslot 0 (token 0): not revoked") || !errors.Is(err, kmip.ErrBadToken) {
+		t.Fatalf("kmip revoke with an unreadable token: %v (output %q)", err, out.String())
+	}
 }
