@@ -143,16 +143,7 @@ func TestListenTCPNoDelay(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	c, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	sc, err := l.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sc.Close()
+	_, sc := connectTo(t, l)
 	raw, err := sc.(syscall.Conn).SyscallConn()
 	if err != nil {
 		t.Fatal(err)
@@ -288,21 +279,12 @@ func TestSendErrorReported(t *testing.T) {
 	t.Parallel()
 	b, _ := newFileExport(t, 4<<20, nbd.Info{})
 	srv := &nbd.Server{Exports: nbd.StaticExports{"": b}}
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	l, err := nbd.ListenUnix(context.Background(), filepath.Join(t.TempDir(), "nbd.sock"), -1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn := func(fd int) net.Conn {
-		f := os.NewFile(uintptr(fd), "socketpair")
-		defer f.Close()
-		c, err := net.FileConn(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
-	sc, cc := conn(fds[0]), conn(fds[1])
-	defer cc.Close()
+	defer l.Close()
+	cc, sc := connectTo(t, l)
 	done := make(chan error, 1)
 	go func() { done <- srv.ServeConn(context.Background(), sc) }()
 	r := newRawClientConn(t, cc, 3)
@@ -315,4 +297,21 @@ func TestSendErrorReported(t *testing.T) {
 	if !errors.Is(err, syscall.EPIPE) {
 		t.Fatalf("ServeConn after a failed reply: %v, want the send error (EPIPE)", err)
 	}
+}
+
+// connectTo dials l and returns both ends of the connection, closed when
+// the test ends.
+func connectTo(t *testing.T, l net.Listener) (client, server net.Conn) {
+	t.Helper()
+	client, err := net.Dial(l.Addr().Network(), l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Close() })
+	server, err = l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = server.Close() })
+	return client, server
 }
