@@ -79,10 +79,11 @@ type Info struct {
 
 	// SerialWrites says the backend's writes run one at a time whatever
 	// the server does: buffered writes to one regular file, which Linux
-	// filesystems serialize on the inode lock. The server then keeps
-	// running small writes on the connection's reader while they average
-	// up to 1 ms (100 microseconds otherwise) instead of spreading them
-	// over worker goroutines that would only wait for one another.
+	// filesystems serialize on the inode lock. The server then runs
+	// writes of any size (not only small ones) on the connection's reader,
+	// and keeps doing so while they average up to 1 ms beyond their copy
+	// time (100 microseconds otherwise), instead of spreading them over
+	// worker goroutines that would only wait for one another.
 	SerialWrites bool
 
 	// Description is sent as NBD_INFO_DESCRIPTION when not empty.

@@ -21,10 +21,11 @@ import (
 //     request's payload bytes from the connection's budget (waiting when
 //     the client is too far ahead: backpressure), reads WRITE payloads
 //     straight into a pooled buffer; the budget bounds how many requests
-//     are in flight. Small reads, writes and block-status queries (never
-//     flushes or FUA writes) it runs itself while such requests are quick
-//     (see inlinePolicy); the rest it hands to an idle worker goroutine
-//     (up to maxWorkers per connection, kept for the connection's life);
+//     are in flight. Small reads, writes and block-status queries, and
+//     writes of any size to a backend with serial writes (never flushes
+//     or FUA writes), it runs itself while such requests are quick (see
+//     inlinePolicy); the rest it hands to an idle worker goroutine (up to
+//     maxWorkers per connection, kept for the connection's life);
 //   - handlers call the Backend concurrently and queue their reply; replies
 //     go out in completion order, not request order, each batch of ready
 //     replies with one writev, written by whichever handler finds the
