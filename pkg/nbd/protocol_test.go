@@ -400,7 +400,8 @@ func TestOutOfOrder(t *testing.T) {
 
 // TestPipelinedWrites sends more writes than the in-flight budget in one
 // burst to a backend with serial writes (run on the reader, replies held),
-// mixed with flushes, FUA writes and writes too large to inline, and checks
+// mixed with flushes and FUA writes (run by workers) and large writes
+// (inlined only because the writes are serial), and checks
 // every one is answered and the data landed.
 func TestPipelinedWrites(t *testing.T) {
 	t.Parallel()
@@ -421,7 +422,7 @@ func TestPipelinedWrites(t *testing.T) {
 		typ, flags, l := uint16(tCmdWrite), uint16(0), uint32(4096)
 		switch i % 50 {
 		case 7:
-			l = 256 << 10 // larger than the reader runs itself
+			l = 256 << 10 // larger than the reader runs for other backends
 		case 13:
 			flags = 1 // FUA
 		case 29:
