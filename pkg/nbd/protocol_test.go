@@ -2,10 +2,12 @@ package nbd_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"os"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -485,6 +487,58 @@ func TestHeldReplyBeforeRefusedPayload(t *testing.T) {
 	r.write(make([]byte, 4096))
 	if cookie, errno, _ := r.simpleReply(0); cookie != 2 || errno != tENOSPC {
 		t.Fatalf("second reply: cookie %d errno %d, want the write's (2, ENOSPC)", cookie, errno)
+	}
+}
+
+// gateBackend makes the reader's inline write wait for the test while a
+// worker's large read completes.
+type gateBackend struct {
+	*nbdtest.File
+	writing chan struct{} // closed when the inline write has started
+	release chan struct{} // the write waits for it
+}
+
+func (b *gateBackend) Info() nbd.Info {
+	i := b.File.Info()
+	i.SerialWrites = true
+	return i
+}
+
+func (b *gateBackend) ReadAt(ctx context.Context, p []byte, off int64) error {
+	<-b.writing
+	return b.File.ReadAt(ctx, p, off)
+}
+
+func (b *gateBackend) WriteAt(ctx context.Context, p []byte, off int64, fua bool) error {
+	close(b.writing)
+	<-b.release
+	return b.File.WriteAt(ctx, p, off, fua)
+}
+
+// TestWorkerReplyNotHeld: a worker's reply goes out while the reader is
+// busy with an inline request; it does not wait for the reader.
+func TestWorkerReplyNotHeld(t *testing.T) {
+	t.Parallel()
+	f, _ := newFileExport(t, 1<<20, nbdtest.AllCaps())
+	b := &gateBackend{File: f, writing: make(chan struct{}), release: make(chan struct{})}
+	s := startServer(t, nbd.StaticExports{"": b}, nil)
+	var once sync.Once
+	release := func() { once.Do(func() { close(b.release) }) }
+	t.Cleanup(release) // before the server stops
+	r := newRawClient(t, s, 3)
+	r.start("", true)
+	// A 256 KiB read (a worker's: too large to inline) that completes
+	// only once the 4 KiB write (inline, serial writes) is running.
+	req := appendRequest(nil, 0, tCmdRead, 1, 0, 256<<10)
+	req = appendRequest(req, 0, tCmdWrite, 2, 512<<10, 4096)
+	r.write(append(req, make([]byte, 4096)...))
+	_ = r.c.SetReadDeadline(time.Now().Add(20 * time.Second)) // hang detector
+	if c := r.anyReply(); c.cookie != 1 || c.errno() != 0 {
+		t.Fatalf("first reply: cookie %d errno %d, want the read's", c.cookie, c.errno())
+	}
+	release()
+	if c := r.anyReply(); c.cookie != 2 || c.errno() != 0 {
+		t.Fatalf("second reply: cookie %d errno %d, want the write's", c.cookie, c.errno())
 	}
 }
 

@@ -31,13 +31,12 @@ import (
 //     replies with one writev, written by whichever handler finds the
 //     connection idle (flat combining, see queue), so no goroutine handoff
 //     sits between a completion and its reply;
-//   - while it runs requests itself, the reader holds the writer role
-//     (see runInline): its replies and the workers' wait, and go out in
-//     one batch before the reader does anything that may block (reading
-//     from the socket, waiting for budget or a worker) or once
-//     maxHeldReplies of its own are waiting. The inline request itself
-//     is the exception: while a backend call blocks (a volume locked with
-//     LockWait), the held replies wait with it.
+//   - the reader keeps the replies of the requests it runs itself (see
+//     runInline) and queues them in one batch before it does anything
+//     that may block (reading from the socket, waiting for budget or a
+//     worker) or once maxHeldReplies are waiting. Workers' replies never
+//     wait for the reader: a flush or FUA write is answered as soon as it
+//     is done, whatever the reader is running.
 //
 // No lock is held across I/O; the only shared state on the hot path is the
 // work channel, the reply queue's mutex and the budget's mutex.
@@ -82,13 +81,11 @@ type transmission struct {
 
 	hdr [requestHeaderLen]byte
 
-	// Inline requests (see runInline); reader only. held: the reader has
-	// the writer role while it runs buffered requests, and heldReplies
-	// replies wait for it to send them (unhold).
+	// Inline requests (see runInline); reader only. held: the replies of
+	// the requests the reader ran, waiting for unhold.
 	inlineReads  inlinePolicy
 	inlineWrites inlinePolicy
-	held         bool
-	heldReplies  int
+	held         []*request
 }
 
 func newTransmission(s *session, exp *export) *transmission {
@@ -307,17 +304,11 @@ func (t *transmission) inlinePolicy(r *request) *inlinePolicy {
 // is held with those of the other requests already buffered, and they go
 // out together when reading would block or maxHeldReplies are waiting.
 func (t *transmission) runInline(r *request, p *inlinePolicy) {
-	if !t.held {
-		t.held = t.tryHold()
-	}
 	start := time.Now()
-	t.handle(r)
+	t.handle(r, true)
 	p.record(time.Since(start), r.count)
-	if t.held {
-		t.heldReplies++
-		if t.heldReplies >= maxHeldReplies {
-			t.unhold()
-		}
+	if len(t.held) >= maxHeldReplies {
+		t.unhold()
 	}
 }
 
@@ -336,28 +327,17 @@ func (t *transmission) acquire(n int64) bool {
 	return t.budget.acquire(n, t.stop)
 }
 
-// tryHold makes the reader the reply writer if nobody is writing, so that
-// replies queued meanwhile, its own and the workers', wait for unhold.
-func (t *transmission) tryHold() bool {
-	t.wmu.Lock()
-	defer t.wmu.Unlock()
-	if t.writing {
-		return false
-	}
-	t.writing = true
-	return true
-}
-
-// unhold sends the replies queued while the reader held the writer role
-// and gives the role up.
+// unhold queues the replies the reader holds, in one batch.
 func (t *transmission) unhold() {
-	if !t.held {
+	if len(t.held) == 0 {
 		return
 	}
-	t.held = false
-	t.heldReplies = 0
+	n := len(t.held)
 	t.wmu.Lock()
-	t.drain()
+	t.pending = append(t.pending, t.held...)
+	clear(t.held)
+	t.held = t.held[:0]
+	t.retire(n)
 }
 
 // maxWorkers bounds the handler goroutines of one connection: enough for
@@ -385,9 +365,9 @@ func (t *transmission) dispatch(r *request) {
 
 func (t *transmission) worker(r *request) {
 	defer t.workers.Done()
-	t.handle(r)
+	t.handle(r, false)
 	for r := range t.work {
-		t.handle(r)
+		t.handle(r, false)
 	}
 }
 
@@ -446,7 +426,7 @@ func (p *inlinePolicy) record(d time.Duration, n uint32) {
 var errServerStopping = errors.New("nbd: connection stopping")
 
 // handle runs one request against the backend and queues its reply.
-func (t *transmission) handle(r *request) {
+func (t *transmission) handle(r *request, inline bool) {
 	b := t.exp.backend
 	fua := r.flags&cmdFlagFUA != 0
 	var err error
@@ -461,7 +441,7 @@ func (t *transmission) handle(r *request) {
 			} else {
 				r.simpleReply(0, r.data())
 			}
-			t.queue(r)
+			t.finish(r, inline)
 			return
 		}
 	case cmdWrite:
@@ -495,7 +475,7 @@ func (t *transmission) handle(r *request) {
 	case cmdBlockStatus:
 		if err = t.blockStatus(r); err == nil {
 			r.blockStatusReply()
-			t.queue(r)
+			t.finish(r, inline)
 			return
 		}
 	}
@@ -510,7 +490,7 @@ func (t *transmission) handle(r *request) {
 	} else {
 		r.simpleReply(0, nil)
 	}
-	t.queue(r)
+	t.finish(r, inline)
 }
 
 // blockStatus fills r.scratch with a base:allocation chunk payload (context
@@ -575,6 +555,16 @@ func (t *transmission) blockStatus(r *request) error {
 // errBadExtents is a BlockStatuser breaking its contract.
 var errBadExtents = errors.New("invalid extents from backend")
 
+// finish hands a handled request's reply on: the reader keeps those of
+// requests it ran inline (see unhold), the rest are queued.
+func (t *transmission) finish(r *request, inline bool) {
+	if inline {
+		t.held = append(t.held, r)
+		return
+	}
+	t.queue(r)
+}
+
 // queue hands a finished request to the reply path and retires it from
 // the in-flight count. Replies are written by flat combining: the first
 // handler to find nobody writing becomes the writer and sends everything
@@ -584,14 +574,20 @@ var errBadExtents = errors.New("invalid extents from backend")
 func (t *transmission) queue(r *request) {
 	t.wmu.Lock()
 	t.pending = append(t.pending, r)
+	t.retire(1)
+}
+
+// retire, called with wmu held after n requests were added to pending,
+// sends them unless someone else is writing, and retires them from the
+// in-flight count. It unlocks wmu.
+func (t *transmission) retire(n int) {
 	if t.writing {
 		t.wmu.Unlock()
-		t.inflight.Done()
-		return
+	} else {
+		t.writing = true
+		t.drain()
 	}
-	t.writing = true
-	t.drain()
-	t.inflight.Done()
+	t.inflight.Add(-n)
 }
 
 // drain is the writer's loop: called with wmu held and the writer role
