@@ -112,7 +112,9 @@ func ReadKeyFile(r io.Reader) (*KeyFile, error) {
 	switch {
 	case err == nil:
 		var one [1]byte
-		if m, _ := r.Read(one[:]); m > 0 {
+		m, _ := r.Read(one[:])
+		secmem.Wipe(one[:]) // a byte of the key file (or passphrase)
+		if m > 0 {
 			return nil, fmt.Errorf("key file is larger than %d bytes", MaxKeyFileLen)
 		}
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):

@@ -1,0 +1,47 @@
+package keyring
+
+import (
+	"bytes"
+	"io"
+	"strings"
+	"testing"
+)
+
+// recordingReader serves n copies of a byte and keeps every small buffer
+// it was asked to fill: those are the reader's caller's own copies of the
+// key file, which the caller must wipe.
+type recordingReader struct {
+	n     int
+	small [][]byte
+}
+
+func (r *recordingReader) Read(p []byte) (int, error) {
+	if r.n == 0 {
+		return 0, io.EOF
+	}
+	m := min(len(p), r.n)
+	for i := range p[:m] {
+		p[i] = 'k'
+	}
+	r.n -= m
+	if len(p) < 64 {
+		r.small = append(r.small, p)
+	}
+	return m, nil
+}
+
+func TestReadKeyFileTooLargeWipesProbe(t *testing.T) {
+	t.Parallel()
+	r := &recordingReader{n: MaxKeyFileLen + 1}
+	if _, err := ReadKeyFile(r); err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Fatalf("ReadKeyFile of %d bytes: %v, want too large", MaxKeyFileLen+1, err)
+	}
+	if len(r.small) == 0 {
+		t.Fatal("ReadKeyFile did not probe for a byte past the limit")
+	}
+	for _, p := range r.small {
+		if !bytes.Equal(p, make([]byte, len(p))) {
+			t.Errorf("key file byte left in ReadKeyFile's %d-byte read buffer: %q", len(p), p)
+		}
+	}
+}
