@@ -11,6 +11,13 @@ die() {
 	exit 1
 }
 
+# need_value "$@": in an argument loop, at a flag that takes a value, dies
+# unless a value follows it ("script: --size needs a value"), instead of
+# bash's "unbound variable" at $2.
+need_value() {
+	[ $# -ge 2 ] || die "$1 needs a value"
+}
+
 # usage: prints the script's leading comment block (its help).
 usage() {
 	awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "$0"

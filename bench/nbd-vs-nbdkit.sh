@@ -15,9 +15,9 @@ runtime=6 ramp=1 size_mib=1024 rounds=1
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--quick) runtime=2 ramp=1 size_mib=256 ;;
-	--runtime) runtime=$2; shift ;;
-	--size) size_mib=$2; shift ;;
-	--rounds) rounds=$2; shift ;;
+	--runtime) need_value "$@"; runtime=$2; shift ;;
+	--size) need_value "$@"; size_mib=$2; shift ;;
+	--rounds) need_value "$@"; rounds=$2; shift ;;
 	-h|--help) usage; exit 0 ;;
 	*) die "unknown argument $1 (see --help)" ;;
 	esac

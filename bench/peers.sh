@@ -24,14 +24,14 @@ quick=0 json_out="" size="" only="" rounds=1 sock="" encblk=""
 while [ $# -gt 0 ]; do
 	case $1 in
 	--quick) quick=1 ;;
-	--json) json_out=$2; shift ;;
+	--json) need_value "$@"; json_out=$2; shift ;;
 	--json=*) json_out=${1#--json=} ;;
-	--size) size=$2; shift ;;
-	--only) only=$2; shift ;;
-	--rounds) rounds=$2; shift ;;
-	--runtime) RUNTIME=$2; shift ;;
-	--socket) sock=$2; shift ;;
-	--encblk) encblk=$2; shift ;;
+	--size) need_value "$@"; size=$2; shift ;;
+	--only) need_value "$@"; only=$2; shift ;;
+	--rounds) need_value "$@"; rounds=$2; shift ;;
+	--runtime) need_value "$@"; RUNTIME=$2; shift ;;
+	--socket) need_value "$@"; sock=$2; shift ;;
+	--encblk) need_value "$@"; encblk=$2; shift ;;
 	-h|--help) usage; exit 0 ;;
 	*) die "unknown argument $1 (see --help)" ;;
 	esac

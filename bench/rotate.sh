@@ -15,9 +15,9 @@ set -euo pipefail
 rounds=10 encblk="" json_out=""
 while [ $# -gt 0 ]; do
 	case $1 in
-	--rounds) rounds=$2; shift ;;
-	--encblk) encblk=$2; shift ;;
-	--json) json_out=$2; shift ;;
+	--rounds) need_value "$@"; rounds=$2; shift ;;
+	--encblk) need_value "$@"; encblk=$2; shift ;;
+	--json) need_value "$@"; json_out=$2; shift ;;
 	-h|--help) usage; exit 0 ;;
 	*) die "unknown argument $1 (see --help)" ;;
 	esac

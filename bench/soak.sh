@@ -15,11 +15,11 @@ set -euo pipefail
 duration=60 interval=3 size=1G encblk="" json_out=""
 while [ $# -gt 0 ]; do
 	case $1 in
-	--duration) duration=$2; shift ;;
-	--interval) interval=$2; shift ;;
-	--size) size=$2; shift ;;
-	--encblk) encblk=$2; shift ;;
-	--json) json_out=$2; shift ;;
+	--duration) need_value "$@"; duration=$2; shift ;;
+	--interval) need_value "$@"; interval=$2; shift ;;
+	--size) need_value "$@"; size=$2; shift ;;
+	--encblk) need_value "$@"; encblk=$2; shift ;;
+	--json) need_value "$@"; json_out=$2; shift ;;
 	-h|--help) usage; exit 0 ;;
 	*) die "unknown argument $1 (see --help)" ;;
 	esac
