@@ -275,7 +275,7 @@ func addKeyslotServed(ctx context.Context, c *daemon.Client, vol string, kr *key
 	if err != nil {
 		return 0, err
 	}
-	defer secmem.Wipe(oldSecret)
+	defer oldSecret.Destroy()
 	nk, err := readNew()
 	if err != nil {
 		return 0, err
@@ -289,8 +289,8 @@ func addKeyslotServed(ctx context.Context, c *daemon.Client, vol string, kr *key
 		}
 		return 0, err
 	}
-	defer secmem.Wipe(newSecret)
-	slot, err := c.AddKeyslotWrapped(ctx, vol, oldSecret, newSecret, tokens, &opts.KDF, opts.Slot)
+	defer newSecret.Destroy()
+	slot, err := c.AddKeyslotWrapped(ctx, vol, oldSecret.Bytes(), newSecret.Bytes(), tokens, &opts.KDF, opts.Slot)
 	if err != nil {
 		if km != nil {
 			return 0, discardNewKey(ctx, km, kr, err, daemon.Answered(err))

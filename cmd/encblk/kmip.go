@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -86,9 +85,9 @@ func (f *kekFlags) readFor(kr *keyring.Keyring, stdin io.Reader, stderr io.Write
 
 // serverSecret is kekSecret, and for a KMIP KEK the keyslot secret a key
 // server released for the KMIP keyslots of kr, the header of the served
-// volume: what a running server takes to open the volume. The caller wipes
-// it.
-func serverSecret(ctx context.Context, kr *keyring.Keyring, k kek) ([]byte, error) {
+// volume: what a running server takes to open the volume. The caller
+// destroys the buffer.
+func serverSecret(ctx context.Context, kr *keyring.Keyring, k kek) (*secmem.Buffer, error) {
 	kk, ok := k.(*kmip.KEK)
 	if !ok {
 		return kekSecret(ctx, k)
@@ -97,11 +96,7 @@ func serverSecret(ctx context.Context, kr *keyring.Keyring, k kek) ([]byte, erro
 		return nil, withExit(exitUsage, errors.New("name the backing (TARGET) whose header holds the KMIP keyslots to unlock a served volume through them"))
 	}
 	_, secret, err := kk.Secret(ctx, kr)
-	if err != nil {
-		return nil, err
-	}
-	defer secret.Destroy()
-	return bytes.Clone(secret.Bytes()), nil
+	return secret, err
 }
 
 // printKMIPTargetStatus adds to encblk status, for a volume whose header
@@ -463,19 +458,17 @@ header backup together with another KEK). The volume itself is not changed.`,
 // re-read afterwards. A key created for a keyslot that was not committed
 // is destroyed again (discardNewKey).
 func rotateKMIPServed(ctx context.Context, c *daemon.Client, vol string, kr *keyring.Keyring, old, next *kmip.KEK) (oldSlot, newSlot int, err error) {
-	_, buf, err := old.Secret(ctx, kr)
+	_, oldSecret, err := old.Secret(ctx, kr)
 	if err != nil {
 		return 0, 0, err
 	}
-	oldSecret := bytes.Clone(buf.Bytes())
-	buf.Destroy()
-	defer secmem.Wipe(oldSecret)
-	newSecret, tokens, err := wrapKMIP(ctx, next)
+	defer oldSecret.Destroy()
+	newSecret, tokens, err := next.Wrap(ctx)
 	if err != nil {
 		return 0, 0, discardNewKey(ctx, next, kr, err, true)
 	}
-	defer secmem.Wipe(newSecret)
-	res, err := c.RotateKEKWrapped(ctx, vol, oldSecret, newSecret, tokens, &kmip.KeyslotOptions().KDF)
+	defer newSecret.Destroy()
+	res, err := c.RotateKEKWrapped(ctx, vol, oldSecret.Bytes(), newSecret.Bytes(), tokens, &kmip.KeyslotOptions().KDF)
 	if err != nil {
 		return 0, 0, discardNewKey(ctx, next, kr, err, daemon.Answered(err))
 	}

@@ -103,17 +103,17 @@ keeps.`,
 				attempted = true
 				oldSlot, newSlot, err = daemon.RotateOffline(ctx, target, old, nk, opts)
 			} else {
-				var oldSecret, newSecret []byte
+				var oldSecret, newSecret *secmem.Buffer
 				if oldSecret, err = serverSecret(ctx, kr, old); err != nil {
 					return err
 				}
-				defer secmem.Wipe(oldSecret)
+				defer oldSecret.Destroy()
 				var tokens []json.RawMessage
 				if newSecret, tokens, err = newKEKSecret(ctx, nk); err == nil {
-					defer secmem.Wipe(newSecret)
+					defer newSecret.Destroy()
 					attempted = true // only now can the server commit
 					var res daemon.RotateResult
-					res, err = c.RotateKEKWrapped(ctx, vol, oldSecret, newSecret, tokens, &opts.KDF)
+					res, err = c.RotateKEKWrapped(ctx, vol, oldSecret.Bytes(), newSecret.Bytes(), tokens, &opts.KDF)
 					oldSlot, newSlot, final = res.OldSlot, res.NewSlot, err == nil || daemon.Answered(err)
 				}
 			}
@@ -148,25 +148,13 @@ keeps.`,
 }
 
 // newKEKSecret is what a server takes to make a keyslot for the new KEK
-// nk: its secret (the caller wipes it) and, for a KMIP KEK, whose key
-// server wraps a new random secret here, the encblk-kmip token that the
-// keyslot must be committed with.
-func newKEKSecret(ctx context.Context, nk kek) ([]byte, []json.RawMessage, error) {
+// nk: its secret in protected memory (the caller destroys it) and, for a
+// KMIP KEK, whose key server wraps a new random secret here, the
+// encblk-kmip token that the keyslot must be committed with.
+func newKEKSecret(ctx context.Context, nk kek) (*secmem.Buffer, []json.RawMessage, error) {
 	if km, ok := nk.(*kmip.KEK); ok {
-		return wrapKMIP(ctx, km)
+		return km.Wrap(ctx)
 	}
 	secret, err := kekSecret(ctx, nk)
 	return secret, nil, err
-}
-
-// wrapKMIP has the key server wrap a new random secret for a keyslot: it
-// returns a copy of the secret (the caller wipes it) and the encblk-kmip
-// token that the keyslot must be committed with.
-func wrapKMIP(ctx context.Context, k *kmip.KEK) ([]byte, []json.RawMessage, error) {
-	buf, tokens, err := k.Wrap(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer buf.Destroy()
-	return append([]byte(nil), buf.Bytes()...), tokens, nil
 }

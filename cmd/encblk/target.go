@@ -9,6 +9,7 @@ import (
 
 	"github.com/encblk/encblk/internal/backing"
 	"github.com/encblk/encblk/internal/daemon"
+	"github.com/encblk/encblk/internal/secmem"
 	"github.com/encblk/encblk/pkg/keyring"
 	"github.com/encblk/encblk/pkg/volume"
 )
@@ -69,17 +70,13 @@ func (f *targetFlags) client(ctx context.Context, target string) (*daemon.Client
 }
 
 // kekSecret returns the bytes a KEK feeds to the keyslot KDF, to send to
-// a server over its control socket. The caller wipes them.
-func kekSecret(ctx context.Context, k kek) ([]byte, error) {
+// a server over its control socket, in protected memory. The caller
+// destroys the buffer.
+func kekSecret(ctx context.Context, k kek) (*secmem.Buffer, error) {
 	switch k.(type) {
 	case *keyring.KeyFile, *keyring.Passphrase:
 	default:
 		return nil, withExit(exitUsage, errors.New("only key files and passphrases can be handed to a running server"))
 	}
-	buf, err := k.Unwrap(ctx, nil)
-	if err != nil {
-		return nil, err
-	}
-	defer buf.Destroy()
-	return append([]byte(nil), buf.Bytes()...), nil
+	return k.Unwrap(ctx, nil)
 }

@@ -59,8 +59,8 @@ which is unlocked.`,
 			if err != nil {
 				return err
 			}
-			defer secmem.Wipe(secret)
-			return c.Unlock(cmd.Context(), vol, secret)
+			defer secret.Destroy()
+			return c.Unlock(cmd.Context(), vol, secret.Bytes())
 		},
 	}
 	t.register(cmd.Flags())

@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,7 +13,6 @@ import (
 	"strconv"
 	"syscall"
 
-	"github.com/encblk/encblk/internal/secmem"
 	"github.com/encblk/encblk/pkg/keyring"
 )
 
@@ -117,20 +115,22 @@ func (c *Client) RemoveKeyslot(ctx context.Context, volume string, slot int) err
 	return c.do(ctx, http.MethodDelete, "/v1/keyslots?"+q.Encode(), nil, nil)
 }
 
-// do sends req (wiping its encoding afterwards: it may hold secrets) and
-// decodes the answer into res.
+// do sends req and decodes the answer into res. req's encoding, which
+// may hold secrets, is kept in protected memory and destroyed once sent,
+// at the latest when do returns (see encodeKeyRequest).
 func (c *Client) do(ctx context.Context, method, path string, req *KeyRequest, res any) error {
-	var body []byte
-	if req != nil {
-		var err error
-		if body, err = json.Marshal(req); err != nil {
-			return err
-		}
-		defer secmem.Wipe(body)
-	}
-	hreq, err := http.NewRequestWithContext(ctx, method, "http://encblk"+path, bytes.NewReader(body))
+	hreq, err := http.NewRequestWithContext(ctx, method, "http://encblk"+path, nil)
 	if err != nil {
 		return err
+	}
+	if req != nil {
+		buf, err := encodeKeyRequest(req)
+		if err != nil {
+			return err
+		}
+		body := &secretBody{buf: buf}
+		defer body.Close()
+		hreq.Body, hreq.ContentLength = body, int64(buf.Len())
 	}
 	hreq.Header.Set("Content-Type", "application/json")
 	resp, err := c.hc.Do(hreq)

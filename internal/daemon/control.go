@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"strconv"
@@ -158,16 +157,18 @@ func (d *Daemon) handleRemoveKeyslot(w http.ResponseWriter, r *http.Request) {
 // keyRequest decodes a KeyRequest and finds its volume; on failure it has
 // replied.
 func (d *Daemon) keyRequest(w http.ResponseWriter, r *http.Request, secret, newSecret bool) (*KeyRequest, *Volume, bool) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRequestBody))
+	size := 0
+	if r.ContentLength > 0 && r.ContentLength <= maxRequestBody {
+		size = int(r.ContentLength) + 1 // room to read the end without growing
+	}
+	body, err := readRequestBody(http.MaxBytesReader(w, r.Body, maxRequestBody), size)
 	defer secmem.Wipe(body)
 	if err != nil {
 		fail(w, fmt.Errorf("%w: reading the body: %v", ErrBadRequest, err))
 		return nil, nil, false
 	}
-	req := &KeyRequest{}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(req); err != nil {
+	req, err := decodeKeyRequest(body)
+	if err != nil {
 		req.wipe()
 		// The decoder's message may quote the body; never echo it.
 		fail(w, fmt.Errorf("%w: malformed JSON body", ErrBadRequest))
