@@ -34,9 +34,11 @@ import (
 //   - the reader keeps the replies of the requests it runs itself (see
 //     runInline) and queues them in one batch before it does anything
 //     that may block (reading from the socket, waiting for budget or a
-//     worker) or once maxHeldReplies are waiting. Workers' replies never
-//     wait for the reader: a flush or FUA write is answered as soon as it
-//     is done, whatever the reader is running.
+//     worker) or once maxHeldReplies are waiting; only while an inline
+//     backend call blocks (a volume locked with LockWait) do the replies
+//     held before it wait with it. Workers' replies never wait for the
+//     reader: a flush or FUA write is answered as soon as it is done,
+//     whatever the reader is running.
 //
 // No lock is held across I/O; the only shared state on the hot path is the
 // work channel, the reply queue's mutex and the budget's mutex.
