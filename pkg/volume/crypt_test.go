@@ -17,7 +17,7 @@ func TestConcurrentLargeRequests(t *testing.T) {
 	for _, ss := range []int{512, 4096} {
 		t.Run(fmt.Sprintf("ss%d", ss), func(t *testing.T) {
 			t.Parallel()
-			const reqs, n = 8, 1<<20 + 3*4096
+			const reqs, n = 8, 2*parallelChunk + 3*4096 // split in two or more shares
 			v := newTestVolume(t, Config{SectorSize: ss, Size: reqs * (n + 4096)})
 			var wg sync.WaitGroup
 			errs := make([]error, reqs)
