@@ -91,3 +91,17 @@ stop_pid() {
 	kill -9 "$1" 2>/dev/null || true
 	wait "$1" 2>/dev/null || true
 }
+
+# fresh_cache FILE: write FILE's dirty pages back, drop its pages from the
+# page cache and read it in again, so that every server a script compares
+# starts from the same page cache. The kernel's cost per small write
+# depends on the folios a file is cached in (this 6.18 kernel caches files
+# in large folios, and a 4 KiB write walks all the buffer heads of the one
+# it lands in); without the drop, a server inherits the folios the
+# previous one left, and the cost per 4 KiB write differs by 2x. Reading
+# it back in means no server pays for the disk.
+fresh_cache() {
+	sync "$1"
+	dd if="$1" iflag=nocache count=0 status=none
+	cat "$1" >/dev/null
+}

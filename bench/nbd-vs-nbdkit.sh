@@ -73,11 +73,11 @@ print(round(d["bw_bytes"]/1048576) if sys.argv[1]=="bw" else round(d["iops"]))
 }
 
 declare -A res
-cat "$img" >/dev/null # into the page cache
 for ((r = 0; r < rounds; r++)); do
 	for j in "${jobs[@]}"; do
 		read -r name rw bs qd metric <<<"$j"
 		for srv in nbdkit pkg/nbd; do
+			fresh_cache "$img" # the same page cache for both servers
 			start "$srv"
 			v=$(fiojob "$rw" "$bs" "$qd" "$metric")
 			stop

@@ -221,16 +221,9 @@ for round in $(seq "$rounds"); do
 	for s in "${servers[@]}"; do
 		say "round $round/$rounds: $s"
 		start_server "$s"
-		# Every server starts from the same page cache: the backing's pages
-		# are written back and dropped, then read in again (so no server
-		# pays for the disk, which this shared VM's page cache also drops
-		# behind our back). Without the drop, a server inherits the folios
-		# the previous one left (large or small, dirty or clean), and the
-		# kernel's cost per 4 KiB write differs by 2x between those states.
-		b=$(backing_of "$s")
-		sync "$b"
-		dd if="$b" iflag=nocache count=0 status=none
-		cat "$b" >/dev/null
+		# The same page cache for every server (this shared VM also drops
+		# page cache behind our back): see fresh_cache in lib.sh.
+		fresh_cache "$(backing_of "$s")"
 		dir=$work/$round-$s
 		mkdir "$dir"
 		jobfile >"$dir/jobs.fio"
