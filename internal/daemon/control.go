@@ -100,15 +100,10 @@ func (d *Daemon) handleRotate(w http.ResponseWriter, r *http.Request) {
 	}
 	defer req.wipe()
 	var res RotateResult
-	old, err := identity(req.Secret)
-	if err == nil {
-		defer old.Destroy()
-		var nk keyring.Recipient
-		if nk, err = req.recipient(); err == nil {
-			defer destroy(nk)
-			res.OldSlot, res.NewSlot, err = v.RotateKEK(r.Context(), old, nk, req.keyslotOptions())
-		}
-	}
+	err := req.withKEKs(func(old *keyring.KeyFile, nk keyring.Recipient) (err error) {
+		res.OldSlot, res.NewSlot, err = v.RotateKEK(r.Context(), old, nk, req.keyslotOptions())
+		return err
+	})
 	d.done(w, "rotate-kek", v, err, res)
 }
 
@@ -128,15 +123,10 @@ func (d *Daemon) handleAddKeyslot(w http.ResponseWriter, r *http.Request) {
 	}
 	defer req.wipe()
 	var res KeyslotResult
-	old, err := identity(req.Secret)
-	if err == nil {
-		defer old.Destroy()
-		var nk keyring.Recipient
-		if nk, err = req.recipient(); err == nil {
-			defer destroy(nk)
-			res.Slot, err = v.AddKeyslot(r.Context(), old, nk, req.keyslotOptions())
-		}
-	}
+	err := req.withKEKs(func(old *keyring.KeyFile, nk keyring.Recipient) (err error) {
+		res.Slot, err = v.AddKeyslot(r.Context(), old, nk, req.keyslotOptions())
+		return err
+	})
 	d.done(w, "add-keyslot", v, err, res)
 }
 
@@ -207,6 +197,22 @@ func (r *KeyRequest) recipient() (keyring.Recipient, error) {
 }
 
 // destroy wipes k's secret if it keeps one of its own.
+// withKEKs runs fn with the request's old KEK (Secret) and new one
+// (NewSecret or NewTokens), destroying both afterwards.
+func (r *KeyRequest) withKEKs(fn func(old *keyring.KeyFile, nk keyring.Recipient) error) error {
+	old, err := identity(r.Secret)
+	if err != nil {
+		return err
+	}
+	defer old.Destroy()
+	nk, err := r.recipient()
+	if err != nil {
+		return err
+	}
+	defer destroy(nk)
+	return fn(old, nk)
+}
+
 func destroy(k keyring.Recipient) {
 	if d, ok := k.(interface{ Destroy() }); ok {
 		d.Destroy()
