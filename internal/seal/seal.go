@@ -123,12 +123,7 @@ func Seal(w io.Writer, r io.Reader, passphrase []byte, p Params) error {
 	if _, err := rand.Read(hdr[26:headerLen]); err != nil {
 		return err
 	}
-	key, err := deriveKey(passphrase, hdr[26:42], p)
-	if err != nil {
-		return err
-	}
-	defer key.Destroy()
-	aead, err := chacha20poly1305.NewX(key.Bytes())
+	aead, err := newAEAD(passphrase, hdr[26:42], p)
 	if err != nil {
 		return err
 	}
@@ -193,12 +188,7 @@ func open(w io.Writer, r io.Reader, passphrase []byte, limit Params) error {
 	if err := p.check(limit); err != nil {
 		return fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
-	key, err := deriveKey(passphrase, hdr[26:42], p)
-	if err != nil {
-		return err
-	}
-	defer key.Destroy()
-	aead, err := chacha20poly1305.NewX(key.Bytes())
+	aead, err := newAEAD(passphrase, hdr[26:42], p)
 	if err != nil {
 		return err
 	}
@@ -235,4 +225,16 @@ func openChunks(w io.Writer, br *bufio.Reader, aead cipher.AEAD, hdr []byte) err
 			return nil
 		}
 	}
+}
+
+// newAEAD derives the key from passphrase and salt with p and returns the
+// XChaCha20-Poly1305 AEAD over it; the derived key is wiped (the AEAD
+// keeps its own copy).
+func newAEAD(passphrase, salt []byte, p Params) (cipher.AEAD, error) {
+	key, err := deriveKey(passphrase, salt, p)
+	if err != nil {
+		return nil, err
+	}
+	defer key.Destroy()
+	return chacha20poly1305.NewX(key.Bytes())
 }
