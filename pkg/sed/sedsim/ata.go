@@ -39,16 +39,11 @@ const ataMaxAttempts = 5
 // NewATA simulates a drive with no user password over the file at path.
 // Its factory master password is masterPassword.
 func NewATA(path string, masterPassword []byte) (*ATADrive, error) {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	f, size, err := openBacking(path)
 	if err != nil {
-		return nil, fmt.Errorf("sedsim: %w", err)
+		return nil, err
 	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("sedsim: %w", err)
-	}
-	return &ATADrive{f: f, size: st.Size(), master: pad32(masterPassword), masterID: 0xFFFE}, nil
+	return &ATADrive{f: f, size: size, master: pad32(masterPassword), masterID: 0xFFFE}, nil
 }
 
 // Close releases the backing file.

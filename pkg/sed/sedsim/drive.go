@@ -111,18 +111,9 @@ type Drive struct {
 // New simulates a factory-fresh drive over the backing file at path, whose
 // size (a multiple of 512) is the drive's capacity.
 func New(path string, opt Options) (*Drive, error) {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	f, size, err := openBacking(path)
 	if err != nil {
-		return nil, fmt.Errorf("sedsim: %w", err)
-	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("sedsim: %w", err)
-	}
-	if st.Size() == 0 || st.Size()%sectorSize != 0 {
-		f.Close()
-		return nil, fmt.Errorf("sedsim: backing file size %d is not a positive multiple of 512", st.Size())
+		return nil, err
 	}
 	if opt.ComID == 0 {
 		opt.ComID = 0x07FE
@@ -149,7 +140,7 @@ func New(path string, opt Options) (*Drive, error) {
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
-	d := &Drive{opt: opt, f: f, sectors: uint64(st.Size()) / sectorSize, nextTSN: 4096, state: savedState{path: opt.StatePath}}
+	d := &Drive{opt: opt, f: f, sectors: uint64(size) / sectorSize, nextTSN: 4096, state: savedState{path: opt.StatePath}}
 	loaded := false
 	if opt.StatePath != "" {
 		if loaded, err = d.load(); err != nil {
@@ -400,4 +391,23 @@ func (d *Drive) discovery() []byte {
 	binary.BigEndian.PutUint32(hdr[0:], uint32(44+len(body)))
 	binary.BigEndian.PutUint32(hdr[4:], 1)
 	return append(hdr, body...)
+}
+
+// openBacking opens a simulated drive's backing file, whose size (a
+// positive multiple of 512) is the drive's capacity.
+func openBacking(path string) (*os.File, int64, error) {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return nil, 0, fmt.Errorf("sedsim: %w", err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, fmt.Errorf("sedsim: %w", err)
+	}
+	if st.Size() == 0 || st.Size()%sectorSize != 0 {
+		f.Close()
+		return nil, 0, fmt.Errorf("sedsim: backing file size %d is not a positive multiple of 512", st.Size())
+	}
+	return f, st.Size(), nil
 }
