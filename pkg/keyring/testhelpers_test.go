@@ -3,7 +3,6 @@ package keyring
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -105,31 +104,7 @@ func dumpVolumeKey(t testing.TB, path, keyFile string, extra ...string) []byte {
 	t.Helper()
 	args := append([]string{"luksDump", "--dump-volume-key", "--batch-mode", "--key-file", keyFile}, extra...)
 	out := cryptsetup(t, "", append(args, path)...)
-	return parseMKDump(t, out)
-}
-
-// parseMKDump extracts the hex bytes after "MK dump:" in luksDump output.
-func parseMKDump(t testing.TB, out string) []byte {
-	t.Helper()
-	i := strings.Index(out, "MK dump:")
-	if i < 0 {
-		t.Fatalf("no MK dump in cryptsetup output:\n%s", out)
-	}
-	var key []byte
-	for _, line := range strings.Split(out[i+len("MK dump:"):], "\n") {
-		fields := strings.Fields(line)
-		if len(fields) == 0 {
-			continue
-		}
-		for _, f := range fields {
-			b, err := hex.DecodeString(f)
-			if err != nil || len(b) != 1 {
-				return key
-			}
-			key = append(key, b...)
-		}
-	}
-	return key
+	return testutil.VolumeKey(t, out)
 }
 
 func writeFile(t testing.TB, data []byte) string {

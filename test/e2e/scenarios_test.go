@@ -416,7 +416,10 @@ func TestCiphertextMatchesOpenSSL(t *testing.T) {
 			s.stop()
 
 			dump := tool(t, "cryptsetup", "luksDump", "--dump-volume-key", "--batch-mode", "--key-file", key, disk)
-			dek := volumeKey(t, dump)
+			dek := testutil.VolumeKey(t, dump)
+			if len(dek) != 64 {
+				t.Fatalf("volume key of %d bytes, want 64", len(dek))
+			}
 			// luksDump --dump-volume-key prints the data offset in
 			// 512-byte sectors ("Payload offset").
 			m := regexp.MustCompile(`Payload offset:\s*(\d+)`).FindStringSubmatch(dump)
@@ -447,33 +450,6 @@ func TestCiphertextMatchesOpenSSL(t *testing.T) {
 			}
 		})
 	}
-}
-
-// volumeKey parses the "MK dump:" hex lines of luksDump --dump-volume-key.
-func volumeKey(t *testing.T, dump string) []byte {
-	t.Helper()
-	i := strings.Index(dump, "MK dump:")
-	if i < 0 {
-		t.Fatalf("no MK dump in:\n%s", dump)
-	}
-	var key []byte
-	for n, line := range strings.Split(dump[i+len("MK dump:"):], "\n") {
-		f := strings.Fields(line)
-		if len(f) == 0 || (n > 0 && !regexp.MustCompile(`^([0-9a-f]{2}\s*)+$`).MatchString(strings.TrimSpace(line))) {
-			break
-		}
-		for _, h := range f {
-			b, err := hex.DecodeString(h)
-			if err != nil {
-				t.Fatalf("MK dump: %v", err)
-			}
-			key = append(key, b...)
-		}
-	}
-	if len(key) != 64 {
-		t.Fatalf("volume key of %d bytes", len(key))
-	}
-	return key
 }
 
 // TestBadInput: each failure exits with its documented status and one
