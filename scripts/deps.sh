@@ -8,7 +8,7 @@ packages=(
 	# NBD peers and clients
 	nbdkit libnbd-bin fuse3 qemu-utils fio
 	# LUKS2 interop and filesystems
-	cryptsetup-bin e2fsprogs util-linux
+	cryptsetup-bin e2fsprogs util-linux mount
 	# socket activation of encblk serve (systemd-socket-activate)
 	systemd
 	# independent crypto (OpenSSL via python3-cryptography) and KMIP server

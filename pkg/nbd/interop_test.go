@@ -106,7 +106,7 @@ func TestNbdfuseExt4(t *testing.T) {
 	testutil.RequireRoot(t)
 	nbdfuse := testutil.RequireTool(t, "nbdfuse", "libnbd-bin")
 	fusermount := testutil.RequireTool(t, "fusermount3", "fuse3")
-	losetup := testutil.RequireTool(t, "losetup", "util-linux")
+	losetup := testutil.RequireTool(t, "losetup", "mount")
 	mkfs := testutil.RequireTool(t, "mkfs.ext4", "e2fsprogs")
 	testutil.RequireFile(t, "/dev/fuse", "fuse3")
 	testutil.RequireFile(t, "/dev/loop-control", "util-linux")
