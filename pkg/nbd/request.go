@@ -36,10 +36,6 @@ var requestPool = sync.Pool{New: func() any { return new(request) }}
 
 func getRequest() *request { return requestPool.Get().(*request) }
 
-// getBuf lends a payload buffer for n bytes. It is aligned, so a READ
-// buffer can go down through the backend to an O_DIRECT file as it is.
-func getBuf(n int) *[]byte { return bufpool.Get(n) }
-
 func putRequest(r *request) {
 	if r.buf != nil {
 		bufpool.Put(r.buf)

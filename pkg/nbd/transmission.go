@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/encblk/encblk/internal/bufpool"
 )
 
 // transmission is the transmission phase of one connection. Its data path:
@@ -251,7 +253,8 @@ func (t *transmission) readLoop() error {
 			return errServerStopping
 		}
 		if n > 0 {
-			r.buf = getBuf(int(n))
+			// Aligned: a READ buffer can go down to an O_DIRECT file as it is.
+			r.buf = bufpool.Get(int(n))
 		}
 		if r.typ == cmdWrite {
 			if t.br.Buffered() < int(n) {
