@@ -22,8 +22,9 @@ type Backend interface {
 	// Size is the export size in bytes. It does not change while served.
 	Size() int64
 
-	// Info describes the export's limits and capabilities. It is read once
-	// per connection, at negotiation.
+	// Info describes the export's limits and capabilities. It is read at
+	// negotiation, for each option that names the export (INFO, then GO);
+	// the transmission phase uses what GO read.
 	Info() Info
 
 	// ReadAt fills all of p from offset off.
