@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/encblk/encblk/internal/nbdtest"
 	"github.com/encblk/encblk/pkg/nbd"
@@ -32,6 +33,23 @@ func (s *testServer) stop() error {
 		s.err = <-s.done
 	})
 	return s.err
+}
+
+// stopWithin stops the server and checks Serve returned ErrServerClosed;
+// if that takes a minute (a hang detector, not a timing) it fails with
+// hung.
+func (s *testServer) stopWithin(t testing.TB, hung string) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- s.stop() }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, nbd.ErrServerClosed) {
+			t.Errorf("Serve: %v", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal(hung)
+	}
 }
 
 // newFileExport creates a file of size bytes (sparse) and opens it as a

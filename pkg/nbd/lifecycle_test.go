@@ -232,16 +232,7 @@ func TestShutdownUnblocksStalledClient(t *testing.T) {
 		}
 	}()
 	time.Sleep(200 * time.Millisecond)
-	done := make(chan error, 1)
-	go func() { done <- s.stop() }()
-	select {
-	case err := <-done:
-		if !errors.Is(err, nbd.ErrServerClosed) {
-			t.Errorf("Serve: %v", err)
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("shutdown hung on a client that does not read")
-	}
+	s.stopWithin(t, "shutdown hung on a client that does not read")
 }
 
 // TestShutdownDuringHandshake: clients idle in option haggling, one of them
@@ -258,16 +249,7 @@ func TestShutdownDuringHandshake(t *testing.T) {
 	idle := newRawClient(t, s, 3)
 	tlsClient := newRawClient(t, s, 3)
 	tlsClient.expectOpt(tOptStartTLS, nil, tRepAck) // then never says hello
-	done := make(chan error, 1)
-	go func() { done <- s.stop() }()
-	select {
-	case err := <-done:
-		if !errors.Is(err, nbd.ErrServerClosed) {
-			t.Errorf("Serve: %v", err)
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("shutdown waited for clients in option haggling")
-	}
+	s.stopWithin(t, "shutdown waited for clients in option haggling")
 	idle.expectClosed()
 	tlsClient.expectClosed()
 }
