@@ -17,7 +17,8 @@ import (
 // transmission.
 type session struct {
 	srv  *Server
-	conn net.Conn // becomes a *tls.Conn after STARTTLS
+	conn net.Conn  // becomes a *tls.Conn after STARTTLS, or sock
+	sock *sockConn // conn, when transmission runs on a blocking socket
 	br   *bufio.Reader
 	log  *slog.Logger
 
@@ -38,6 +39,23 @@ type session struct {
 const readBufferSize = 128 << 10
 
 func newReader(c net.Conn) *bufio.Reader { return bufio.NewReaderSize(c, readBufferSize) }
+
+// detach moves a plain connection to a blocking socket for transmission
+// (see sockConn) if the server has a slot free. Not a TLS one, nor when
+// the client already sent requests the buffered reader holds.
+func (s *session) detach() {
+	if s.tls || s.br.Buffered() != 0 || !s.srv.takeBlockingSlot() {
+		return
+	}
+	sc := detachSocket(s.conn, s.srv.releaseBlockingSlot)
+	if sc == nil {
+		s.srv.releaseBlockingSlot()
+		return
+	}
+	s.conn = sc
+	s.sock = sc
+	s.br.Reset(sc)
+}
 
 // errProtocol is a client breaking a MUST of the protocol; the server
 // disconnects.

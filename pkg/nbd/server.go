@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,7 +47,15 @@ type Server struct {
 	// in-flight requests and replies before closing it hard; 0 means 30 s.
 	ShutdownTimeout time.Duration
 
-	conns atomic.Int64 // connections in ServeConn now
+	// BlockingConns is how many connections at a time may run
+	// transmission on a blocking socket (a thread of their own, like
+	// nbdkit's; see sockConn) instead of the runtime's network poller: 0
+	// means (GOMAXPROCS+1)/2, negative none. Only plain unix and TCP
+	// sockets qualify, not TLS.
+	BlockingConns int
+
+	conns    atomic.Int64 // connections in ServeConn now
+	blocking atomic.Int64 // connections on a sockConn now
 }
 
 // Connections is the number of connections being served now (by Serve or
@@ -98,6 +107,26 @@ func (s *Server) shutdownTimeout() time.Duration {
 	}
 	return defaultShutdownTimeout
 }
+
+// takeBlockingSlot reserves one of the BlockingConns slots; the caller
+// gives it back with releaseBlockingSlot.
+func (s *Server) takeBlockingSlot() bool {
+	limit := int64(s.BlockingConns)
+	if limit == 0 {
+		limit = int64(runtime.GOMAXPROCS(0)+1) / 2
+	}
+	for {
+		n := s.blocking.Load()
+		if n >= limit {
+			return false
+		}
+		if s.blocking.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+func (s *Server) releaseBlockingSlot() { s.blocking.Add(-1) }
 
 func (s *Server) check() error {
 	if s.Exports == nil {
@@ -208,6 +237,7 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) error {
 	}
 	_ = sess.conn.SetDeadline(time.Time{})
 	setSendBuffer(c)
+	sess.detach()
 	log.Debug("nbd transmission", "export", exp.name, "size", exp.size, "structured", sess.structured)
 	return newTransmission(sess, exp).run(ctx, s.shutdownTimeout())
 }
