@@ -2,7 +2,7 @@
 // backing.Plain, for benchmarks (bench/nbd-vs-nbdkit.sh) and manual
 // testing. It is not a product command: no encryption.
 //
-//	nbdserve -socket /tmp/nbd.sock -file disk.img [-cpuprofile cpu.out]
+//	nbdserve -socket /tmp/nbd.sock -file disk.img [-cpuprofile cpu.out] [-blocking-conns N]
 package main
 
 import (
@@ -35,6 +35,7 @@ func run() error {
 	ro := flag.Bool("readonly", false, "serve read-only")
 	debug := flag.Bool("debug", false, "log every option and command")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile here until exit")
+	blocking := flag.Int("blocking-conns", 0, "nbd.Server.BlockingConns: connections on blocking sockets (0 default, -1 none: all on the netpoller)")
 	flag.Parse()
 	if *file == "" || (*sock == "" && *tcp == "") {
 		return errors.New("need -file and -socket or -tcp")
@@ -83,6 +84,8 @@ func run() error {
 	srv := &nbd.Server{
 		Exports: nbd.StaticExports{"": b},
 		Logger:  slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
+
+		BlockingConns: *blocking,
 	}
 	if err := srv.Serve(ctx, ls...); !errors.Is(err, nbd.ErrServerClosed) {
 		return err

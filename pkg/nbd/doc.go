@@ -30,6 +30,15 @@
 // Memory is bounded per connection (Server.MaxInFlightBytes and
 // MaxInFlightRequests): past the bound the server stops reading.
 //
+// # Threads
+//
+// Up to Server.BlockingConns plain (not TLS) connections at a time, by
+// default half the cores, do their socket I/O with blocking system calls
+// on a thread of their own, as nbdkit does; the others, and every TLS
+// connection, use the Go runtime's network poller. Blocking is cheaper per
+// request for a busy connection that has a core to itself (see sockConn);
+// the poller shares the cores better among many.
+//
 // # Security
 //
 // NBD has no authentication of its own. Serve unix sockets (ListenUnix

@@ -1,6 +1,7 @@
 package nbd_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net"
@@ -296,4 +297,44 @@ func connectTo(t *testing.T, l net.Listener) (client, server net.Conn) {
 	}
 	t.Cleanup(func() { _ = server.Close() })
 	return client, server
+}
+
+// TestBlockingConnsReleased: with BlockingConns 1, of three clients in
+// transmission one runs on a blocking socket and two on the netpoller,
+// all three are served, and the slot is free again once they are gone.
+func TestBlockingConnsReleased(t *testing.T) {
+	t.Parallel()
+	b, _ := newFileExport(t, 1<<20, nbd.Info{})
+	s := startServer(t, nbd.StaticExports{"": b}, func(srv *nbd.Server) { srv.BlockingConns = 1 })
+	var clients []*rawClient
+	for i := range 3 {
+		r := newRawClient(t, s, 3)
+		r.start("", false)
+		p := bytes.Repeat([]byte{byte(i + 1)}, 4096)
+		r.request(0, tCmdWrite, 1, uint64(i)*4096, 4096, p)
+		if _, errno, _ := r.simpleReply(0); errno != 0 {
+			t.Fatalf("client %d: write errno %d", i, errno)
+		}
+		r.request(0, tCmdRead, 2, uint64(i)*4096, 4096, nil)
+		if _, errno, data := r.simpleReply(4096); errno != 0 || !bytes.Equal(data, p) {
+			t.Fatalf("client %d: read back errno %d, same data %v", i, errno, bytes.Equal(data, p))
+		}
+		clients = append(clients, r)
+	}
+	if n := nbd.BlockingConnsInUse(s.srv); n != 1 {
+		t.Errorf("blocking connections with three clients: %d, want 1", n)
+	}
+	for _, r := range clients {
+		r.request(0, tCmdDisc, 3, 0, 0, nil)
+		r.expectClosed()
+	}
+	for i := 0; s.srv.Connections() != 0; i++ {
+		if i == 6000 {
+			t.Fatal("connections still open a minute after the clients left")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := nbd.BlockingConnsInUse(s.srv); n != 0 {
+		t.Errorf("blocking connections after the clients left: %d, want 0", n)
+	}
 }

@@ -405,8 +405,23 @@ func TestOutOfOrder(t *testing.T) {
 // mixed with flushes and FUA writes (run by workers) and large writes
 // (inlined only because the writes are serial), and checks
 // every one is answered and the data landed.
+//
+// It runs on a blocking socket and on the netpoller (see
+// Server.BlockingConns).
 func TestPipelinedWrites(t *testing.T) {
 	t.Parallel()
+	for _, mode := range []struct {
+		name     string
+		blocking int
+	}{{"blocking", 0}, {"netpoller", -1}} {
+		t.Run(mode.name, func(t *testing.T) {
+			t.Parallel()
+			testPipelinedWrites(t, mode.blocking)
+		})
+	}
+}
+
+func testPipelinedWrites(t *testing.T, blockingConns int) {
 	const size = 80 << 20 // sparse
 	info := nbdtest.AllCaps()
 	info.SerialWrites = true
@@ -414,6 +429,7 @@ func TestPipelinedWrites(t *testing.T) {
 	s := startServer(t, nbd.StaticExports{"": b}, func(srv *nbd.Server) {
 		srv.MaxInFlightRequests = 4
 		srv.MaxInFlightBytes = 512 << 10
+		srv.BlockingConns = blockingConns
 	})
 	r := newRawClient(t, s, 3)
 	r.start("", true)
