@@ -5,19 +5,25 @@
 # runs against each server in turn, in the same run; the table shows
 # absolute figures and pkg/nbd / nbdkit.
 #
-#   bench/nbd-vs-nbdkit.sh [--quick] [--runtime S] [--size MiB] [--rounds N]
+#   bench/nbd-vs-nbdkit.sh [--quick] [--runtime S] [--size MiB] [--rounds N] [--netpoller]
+#
+# --netpoller adds a third server, pkg/nbd with every connection on the Go
+# runtime's network poller (nbd.Server.BlockingConns -1) instead of the
+# default blocking socket for the first connection.
 #
 # Needs fio and nbdkit (Debian: fio, nbdkit). Nothing asserts a timing.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 runtime=6 ramp=1 size_mib=1024 rounds=1
+servers=(nbdkit pkg/nbd)
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--quick) runtime=2 ramp=1 size_mib=256 ;;
 	--runtime) need_value "$@"; runtime=$2; shift ;;
 	--size) need_value "$@"; size_mib=$2; shift ;;
 	--rounds) need_value "$@"; rounds=$2; shift ;;
+	--netpoller) servers=(nbdkit pkg/nbd pkg/nbd-poll) ;;
 	-h|--help) usage; exit 0 ;;
 	*) die "unknown argument $1 (see --help)" ;;
 	esac
@@ -46,6 +52,7 @@ start() { # server
 	case "$1" in
 	nbdkit) nbdkit --foreground --exit-with-parent -U "$sock" file "$img" >"$work/server.log" 2>&1 & pid=$! ;;
 	pkg/nbd) "$nbdserve" -socket "$sock" -file "$img" >"$work/server.log" 2>&1 & pid=$! ;;
+	pkg/nbd-poll) "$nbdserve" -socket "$sock" -file "$img" -blocking-conns -1 >"$work/server.log" 2>&1 & pid=$! ;;
 	esac
 	wait_socket "$sock" "$pid" "$work/server.log"
 }
@@ -76,7 +83,7 @@ declare -A res
 for ((r = 0; r < rounds; r++)); do
 	for j in "${jobs[@]}"; do
 		read -r name rw bs qd metric <<<"$j"
-		for srv in nbdkit pkg/nbd; do
+		for srv in "${servers[@]}"; do
 			fresh_cache "$img" # the same page cache for both servers
 			start "$srv"
 			v=$(fiojob "$rw" "$bs" "$qd" "$metric")
@@ -86,12 +93,21 @@ for ((r = 0; r < rounds; r++)); do
 	done
 done
 
-printf '%-20s %14s %14s %8s\n' job nbdkit pkg/nbd ratio
+ratio() { python3 -c "print(f'{$1/$2:.2f}x' if $2 else 'n/a')"; }
+if [ ${#servers[@]} -eq 2 ]; then
+	printf '%-20s %14s %14s %8s\n' job nbdkit pkg/nbd ratio
+else
+	printf '%-20s %14s %14s %8s %14s %8s\n' job nbdkit pkg/nbd ratio pkg/nbd-poll ratio
+fi
 for j in "${jobs[@]}"; do
 	read -r name rw bs qd metric <<<"$j"
 	unit=MiB/s; [ "$metric" = iops ] && unit=IOPS
 	a=$(( ${res[$name,nbdkit]} / rounds )) b=$(( ${res[$name,pkg/nbd]} / rounds ))
-	printf '%-20s %9s %-4s %9s %-4s %8s\n' "$name" "$a" "$unit" "$b" "$unit" \
-		"$(python3 -c "print(f'{$b/$a:.2f}x' if $a else 'n/a')")"
+	line=$(printf '%-20s %9s %-4s %9s %-4s %8s' "$name" "$a" "$unit" "$b" "$unit" "$(ratio "$b" "$a")")
+	if [ ${#servers[@]} -gt 2 ]; then
+		c=$(( ${res[$name,pkg/nbd-poll]} / rounds ))
+		line+=$(printf ' %9s %-4s %8s' "$c" "$unit" "$(ratio "$c" "$a")")
+	fi
+	echo "$line"
 done
 echo "($(date -u +%F), $(nproc) CPUs, runtime ${runtime}s, ${size_mib} MiB file, $rounds round(s))"

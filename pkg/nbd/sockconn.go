@@ -44,28 +44,38 @@ import (
 // most (GOMAXPROCS+1)/2 connections at a time to blocking sockets (see
 // Server.BlockingConns) and serves the rest on the netpoller.
 //
-// Close shuts the socket down, which wakes blocked calls at once; read and
-// write deadlines are noticed within sockTick, the socket's receive and
-// send timeouts, which bound every blocking call.
+// Blocking calls sleep until they can go on: an idle connection costs no
+// wake-ups. Close shuts the socket down, which wakes them at once; so does
+// a deadline when it passes (a timer shuts down that direction of the
+// socket), which is why a sockConn's deadlines are final: once one has
+// passed, that direction stays shut. A graceful shutdown's
+// SetReadDeadline(now) is the one deadline transmission sets.
 type sockConn struct {
 	fd           int
 	laddr, raddr net.Addr
 	release      func() // gives the server's blocking slot back; once, at Close
 
-	// ops is held shared across every system call on fd and exclusively by
-	// Close, so fd is not closed (and its number reused) under a call.
+	// ops is held shared across every system call on fd (and by deadline
+	// timers when they shut fd down) and exclusively by Close, so fd is not
+	// closed (and its number reused) under a call.
 	ops     sync.RWMutex
 	closing atomic.Bool
-	// Deadlines in Unix nanoseconds, 0 for none.
-	readDeadline, writeDeadline atomic.Int64
+
+	dmu         sync.Mutex // guards the deadlines' timers
+	read, write sockDeadline
 
 	iov []unix.Iovec // writeBuffers' scratch; one writer at a time
 }
 
+// sockDeadline is one direction's deadline: a timer that, when it fires,
+// marks the deadline passed and shuts that direction of the socket down.
+type sockDeadline struct {
+	timer  *time.Timer
+	passed atomic.Bool
+	how    int // unix.SHUT_RD or SHUT_WR
+}
+
 const (
-	// sockTick bounds each blocking call (SO_RCVTIMEO, SO_SNDTIMEO): how
-	// late a deadline can be noticed. Only a shutdown sets one.
-	sockTick = 50 * time.Millisecond
 	// spinReads is how many non-blocking reads Read tries before it sleeps
 	// in a blocking one (about as long as the netpoller's scheduler spins).
 	spinReads = 4
@@ -97,14 +107,12 @@ func detachSocket(c net.Conn, release func()) *sockConn {
 	}); err != nil || fd < 0 {
 		return nil
 	}
-	tv := unix.NsecToTimeval(int64(sockTick))
-	if unix.SetNonblock(fd, false) != nil ||
-		unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv) != nil ||
-		unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv) != nil {
+	if unix.SetNonblock(fd, false) != nil {
 		_ = unix.Close(fd)
 		return nil
 	}
 	s := &sockConn{fd: fd, laddr: c.LocalAddr(), raddr: c.RemoteAddr(), release: release}
+	s.read.how, s.write.how = unix.SHUT_RD, unix.SHUT_WR
 	// Closing c takes its descriptor out of the runtime's epoll set; the
 	// socket lives on in fd.
 	_ = c.Close()
@@ -120,7 +128,7 @@ func (c *sockConn) Read(p []byte) (int, error) {
 	c.ops.RLock()
 	defer c.ops.RUnlock()
 	for i := 0; ; i++ {
-		if err := c.check(&c.readDeadline); err != nil {
+		if err := c.check(&c.read); err != nil {
 			return 0, c.opError("read", err)
 		}
 		flags := 0
@@ -131,9 +139,10 @@ func (c *sockConn) Read(p []byte) (int, error) {
 		switch {
 		case err == nil && n == 0:
 			return 0, c.eof()
+		case err == unix.EINTR:
 		case err == nil:
 			return n, nil
-		case err == unix.EAGAIN || err == unix.EINTR:
+		case err == unix.EAGAIN && i < spinReads:
 		default:
 			return 0, c.opError("read", err)
 		}
@@ -141,13 +150,13 @@ func (c *sockConn) Read(p []byte) (int, error) {
 }
 
 // readFull reads exactly len(p) bytes, sleeping until they are all there
-// (MSG_WAITALL: one system call for a whole payload, unless a tick or a
-// signal interrupts it).
+// (MSG_WAITALL: one system call for a whole payload, unless a signal
+// interrupts it).
 func (c *sockConn) readFull(p []byte) error {
 	c.ops.RLock()
 	defer c.ops.RUnlock()
 	for len(p) > 0 {
-		if err := c.check(&c.readDeadline); err != nil {
+		if err := c.check(&c.read); err != nil {
 			return c.opError("read", err)
 		}
 		n, err := recv(c.fd, p, unix.MSG_WAITALL)
@@ -158,7 +167,7 @@ func (c *sockConn) readFull(p []byte) error {
 				return err
 			}
 			return io.ErrUnexpectedEOF
-		case err == nil, err == unix.EAGAIN, err == unix.EINTR:
+		case err == nil, err == unix.EINTR:
 		default:
 			return c.opError("read", err)
 		}
@@ -179,7 +188,7 @@ func (c *sockConn) writeBuffers(bufs [][]byte) (int64, error) {
 	defer c.ops.RUnlock()
 	var total int64
 	for len(bufs) > 0 {
-		if err := c.check(&c.writeDeadline); err != nil {
+		if err := c.check(&c.write); err != nil {
 			return total, c.opError("write", err)
 		}
 		iov := c.iov[:0]
@@ -214,8 +223,11 @@ func (c *sockConn) writeBuffers(bufs [][]byte) (int64, error) {
 			bufs = bufs[1:]
 		}
 		switch err {
-		case nil, unix.EAGAIN, unix.EINTR:
+		case nil, unix.EINTR:
 		default:
+			if e := c.check(&c.write); e != nil {
+				err = e // EPIPE from a deadline's shutdown
+			}
 			return total, c.opError("write", err)
 		}
 	}
@@ -228,6 +240,13 @@ func (c *sockConn) Close() error {
 	if c.closing.Swap(true) {
 		return c.opError("close", net.ErrClosed)
 	}
+	c.dmu.Lock()
+	for _, d := range []*sockDeadline{&c.read, &c.write} {
+		if d.timer != nil {
+			d.timer.Stop()
+		}
+	}
+	c.dmu.Unlock()
 	_ = unix.Shutdown(c.fd, unix.SHUT_RDWR)
 	c.ops.Lock()
 	err := unix.Close(c.fd)
@@ -245,44 +264,67 @@ func (c *sockConn) LocalAddr() net.Addr  { return c.laddr }
 func (c *sockConn) RemoteAddr() net.Addr { return c.raddr }
 
 func (c *sockConn) SetDeadline(t time.Time) error {
-	c.readDeadline.Store(deadlineNanos(t))
-	c.writeDeadline.Store(deadlineNanos(t))
+	c.setDeadline(&c.read, t)
+	c.setDeadline(&c.write, t)
 	return nil
 }
 
 func (c *sockConn) SetReadDeadline(t time.Time) error {
-	c.readDeadline.Store(deadlineNanos(t))
+	c.setDeadline(&c.read, t)
 	return nil
 }
 
 func (c *sockConn) SetWriteDeadline(t time.Time) error {
-	c.writeDeadline.Store(deadlineNanos(t))
+	c.setDeadline(&c.write, t)
 	return nil
 }
 
-func deadlineNanos(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
+// setDeadline sets or (t zero) clears d's timer; one that has passed stays
+// passed.
+func (c *sockConn) setDeadline(d *sockDeadline, t time.Time) {
+	c.dmu.Lock()
+	defer c.dmu.Unlock()
+	if d.timer != nil {
+		d.timer.Stop()
+		d.timer = nil
 	}
-	return max(t.UnixNano(), 1)
+	if t.IsZero() || d.passed.Load() {
+		return
+	}
+	if wait := time.Until(t); wait > 0 {
+		d.timer = time.AfterFunc(wait, func() { c.expire(d) })
+		return
+	}
+	c.expire(d)
 }
 
-// eof is what a read that found the end of the stream returns: io.EOF, or
-// net.ErrClosed when it was Close that shut the socket down.
+// expire marks d passed and shuts its direction down, waking a call
+// blocked on it.
+func (c *sockConn) expire(d *sockDeadline) {
+	d.passed.Store(true)
+	c.ops.RLock()
+	if !c.closing.Load() {
+		_ = unix.Shutdown(c.fd, d.how)
+	}
+	c.ops.RUnlock()
+}
+
+// eof is what a read that found the end of the stream returns: io.EOF,
+// unless it was Close or a deadline that shut the socket down.
 func (c *sockConn) eof() error {
-	if c.closing.Load() {
-		return c.opError("read", net.ErrClosed)
+	if err := c.check(&c.read); err != nil {
+		return c.opError("read", err)
 	}
 	return io.EOF
 }
 
 // check is what every turn of a blocking loop asks first: closed, or past
 // the deadline d?
-func (c *sockConn) check(d *atomic.Int64) error {
+func (c *sockConn) check(d *sockDeadline) error {
 	if c.closing.Load() {
 		return net.ErrClosed
 	}
-	if dl := d.Load(); dl != 0 && time.Now().UnixNano() >= dl {
+	if d.passed.Load() {
 		return os.ErrDeadlineExceeded
 	}
 	return nil

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // detachedPair returns a sockConn (from a connection accepted on a listener
@@ -177,33 +179,82 @@ func TestSockConnCloseWakes(t *testing.T) {
 	}
 }
 
-// TestSockConnDeadline: a read deadline set while Read or readFull is
-// blocked ends it with os.ErrDeadlineExceeded (a graceful shutdown does
-// that); clearing it makes the socket usable again.
+// TestSockConnDeadline: a read deadline that passes while Read or
+// readFull is blocked ends it with os.ErrDeadlineExceeded, whether it was
+// set in the past (a graceful shutdown does that) or passes later; it is
+// final: clearing it does not make the socket readable again. Writing
+// still works.
 func TestSockConnDeadline(t *testing.T) {
-	s, client, _ := detachedPair(t, "tcp")
-	for _, read := range []func() error{
-		func() error { _, err := s.Read(make([]byte, 10)); return err },
-		func() error { return s.readFull(make([]byte, 10)) },
+	for _, tc := range []struct {
+		name string
+		read func(s *sockConn) error
+		when time.Duration
+	}{
+		{"Read/now", func(s *sockConn) error { _, err := s.Read(make([]byte, 10)); return err }, 0},
+		{"readFull/now", func(s *sockConn) error { return s.readFull(make([]byte, 10)) }, 0},
+		{"Read/later", func(s *sockConn) error { _, err := s.Read(make([]byte, 10)); return err }, 30 * time.Millisecond},
 	} {
-		errc := make(chan error, 1)
-		go func() { errc <- read() }()
-		time.Sleep(20 * time.Millisecond)
-		_ = s.SetReadDeadline(time.Now())
-		within(t, "read past its deadline", func() {
-			if err := <-errc; !errors.Is(err, os.ErrDeadlineExceeded) {
-				t.Errorf("blocked read after SetReadDeadline(now): %v, want os.ErrDeadlineExceeded", err)
+		t.Run(tc.name, func(t *testing.T) {
+			s, client, _ := detachedPair(t, "tcp")
+			errc := make(chan error, 1)
+			go func() { errc <- tc.read(s) }()
+			time.Sleep(20 * time.Millisecond) // let it block (the test holds either way)
+			_ = s.SetReadDeadline(time.Now().Add(tc.when))
+			within(t, "read past its deadline", func() {
+				if err := <-errc; !errors.Is(err, os.ErrDeadlineExceeded) {
+					t.Errorf("blocked read after its deadline: %v, want os.ErrDeadlineExceeded", err)
+				}
+			})
+			_ = s.SetReadDeadline(time.Time{})
+			if _, err := client.Write([]byte("x")); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Errorf("read after the deadline was cleared: %v, want os.ErrDeadlineExceeded (final)", err)
+			}
+			if _, err := s.Write([]byte("y")); err != nil {
+				t.Errorf("write after a read deadline: %v", err)
 			}
 		})
-		_ = s.SetReadDeadline(time.Time{})
 	}
-	if _, err := client.Write([]byte("x")); err != nil {
+}
+
+// TestSockConnIdleSleeps: a connection waiting for its client makes no
+// system calls: the blocked read sleeps until data comes (no polling
+// timeout), unlike a socket with SO_RCVTIMEO.
+func TestSockConnIdleSleeps(t *testing.T) {
+	s, client, _ := detachedPair(t, "unix")
+	tv, err := unix.GetsockoptTimeval(s.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO)
+	if err != nil {
 		t.Fatal(err)
 	}
-	b := make([]byte, 1)
-	if err := s.readFull(b); err != nil || b[0] != 'x' {
-		t.Fatalf("read after the deadline was cleared: %q, %v", b, err)
+	if tv.Sec != 0 || tv.Usec != 0 {
+		t.Fatalf("SO_RCVTIMEO %v: a blocked read would wake to poll", tv)
 	}
+	flags, err := unix.FcntlInt(uintptr(s.fd), unix.F_GETFL, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if flags&unix.O_NONBLOCK != 0 {
+		t.Fatal("the socket is non-blocking: reads would spin or need the netpoller")
+	}
+	got := make(chan byte, 1)
+	go func() {
+		b := make([]byte, 1)
+		if _, err := s.Read(b); err == nil {
+			got <- b[0]
+		}
+		close(got)
+	}()
+	time.Sleep(20 * time.Millisecond)
+	if _, err := client.Write([]byte("z")); err != nil {
+		t.Fatal(err)
+	}
+	within(t, "read", func() {
+		if b := <-got; b != 'z' {
+			t.Errorf("read %q, want z", b)
+		}
+	})
 }
 
 // TestBlockingSlots: a server gives at most BlockingConns slots at a time
