@@ -12,6 +12,7 @@ type budget struct {
 	bytes    int64 // available
 	reqs     int   // available
 	maxBytes int64
+	maxReqs  int
 	// waiting: the reader found too little and may be waiting on wake.
 	// Having one waiter, wake is a one-slot signal, never replaced: a
 	// release sends to it, and a signal left over from a wait that ended
@@ -21,7 +22,15 @@ type budget struct {
 }
 
 func newBudget(maxBytes int64, maxReqs int) *budget {
-	return &budget{bytes: maxBytes, reqs: maxReqs, maxBytes: maxBytes, wake: make(chan struct{}, 1)}
+	return &budget{bytes: maxBytes, reqs: maxReqs, maxBytes: maxBytes, maxReqs: maxReqs, wake: make(chan struct{}, 1)}
+}
+
+// idle reports whether no request holds any of the budget: each one read
+// so far has been answered (its reply written) or dropped.
+func (b *budget) idle() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.reqs == b.maxReqs
 }
 
 // charge is what a request of n payload bytes costs: a request larger than

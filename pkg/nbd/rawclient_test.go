@@ -53,10 +53,11 @@ const (
 	tFlagReqOne   = 8
 	tFlagFastZero = 16
 
-	tEPERM   = 1
-	tEINVAL  = 22
-	tENOSPC  = 28
-	tENOTSUP = 95
+	tEPERM     = 1
+	tEINVAL    = 22
+	tENOSPC    = 28
+	tENOTSUP   = 95
+	tESHUTDOWN = 108
 )
 
 // newRawClient connects and completes the initial handshake with the given

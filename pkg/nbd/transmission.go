@@ -147,7 +147,7 @@ func (t *transmission) run(ctx context.Context, grace time.Duration) error {
 		t.shutdown.Store(true)
 		t.cancel()
 		t.closeStop()
-		_ = t.conn.SetReadDeadline(time.Now())
+		t.endReading()
 		hardMu.Lock()
 		hard = time.AfterFunc(grace, func() { _ = t.conn.Close() })
 		hardMu.Unlock()
@@ -191,6 +191,23 @@ func (t *transmission) run(ctx context.Context, grace time.Duration) error {
 	return err
 }
 
+// endReading, in a graceful shutdown, ends the reader's wait for the
+// client. On the netpoller a read deadline does that at once. On a
+// blocking socket the one way to wake a blocked read is shutting the
+// socket's read side down (see sockConn), and on a unix socket that also
+// makes the client's writes fail (EPIPE): libnbd and the kernel's client
+// then drop the connection, and with it the replies to the requests still
+// in flight, which a server shutting down SHOULD answer first (NBD spec,
+// "Terminating the transmission phase"). So there it waits until no
+// request is in flight: send calls it again after every batch of replies
+// during a shutdown, and the reader starts no new read once shutdown is
+// set (see readLoop).
+func (t *transmission) endReading() {
+	if t.sock == nil || t.budget.idle() {
+		_ = t.conn.SetReadDeadline(time.Now())
+	}
+}
+
 // readLoop reads and dispatches requests until the client disconnects, an
 // error occurs or the server shuts down.
 func (t *transmission) readLoop() error {
@@ -200,6 +217,10 @@ func (t *transmission) readLoop() error {
 			t.yield()
 		}
 		if t.br.Buffered() < requestHeaderLen {
+			if t.shutdown.Load() {
+				// Read nothing more from the client (see endReading).
+				return errServerStopping
+			}
 			// Reading may block: the replies held so far go first.
 			t.unhold()
 		}
@@ -701,4 +722,7 @@ func (t *transmission) send(batch []*request) {
 		putRequest(r)
 	}
 	t.budget.releaseBatch(charged, len(batch))
+	if t.sock != nil && t.shutdown.Load() {
+		t.endReading()
+	}
 }
