@@ -205,6 +205,9 @@ func (s *Server) Serve(ctx context.Context, listeners ...net.Listener) error {
 // disconnects or ctx is cancelled, and closes c. It returns nil after a
 // clean disconnect (NBD_OPT_ABORT, NBD_CMD_DISC), ErrServerClosed after a
 // graceful shutdown, and otherwise the error that ended the connection.
+// In transmission a plain unix or TCP c may have its socket moved to a
+// blocking one (see BlockingConns) and c closed: closing c or setting its
+// deadlines from outside then has no effect; cancel ctx to end it.
 func (s *Server) ServeConn(ctx context.Context, c net.Conn) error {
 	if err := s.check(); err != nil {
 		_ = c.Close()

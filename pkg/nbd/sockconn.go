@@ -49,7 +49,9 @@ import (
 // a deadline when it passes (a timer shuts down that direction of the
 // socket), which is why a sockConn's deadlines are final: once one has
 // passed, that direction stays shut. A graceful shutdown's
-// SetReadDeadline(now) is the one deadline transmission sets.
+// SetReadDeadline(now) is the one deadline transmission sets, and only
+// once no request is in flight: on a unix socket, shutting the read side
+// down also makes the client's writes fail (see transmission.endReading).
 type sockConn struct {
 	fd           int
 	laddr, raddr net.Addr
