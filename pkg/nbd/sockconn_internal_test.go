@@ -139,43 +139,61 @@ func TestSockConnData(t *testing.T) {
 	}
 }
 
-// TestSockConnCloseWakes: Close returns, and wakes a Read blocked for data
-// and a writeBuffers blocked on a full socket, which fail with
-// net.ErrClosed; the server's slot is given back once.
+// TestSockConnCloseWakes: Close returns, and wakes a Read blocked for data,
+// a readFull blocked with part of its bytes in, and a writeBuffers blocked
+// on a full socket, on unix and TCP sockets; they fail with net.ErrClosed,
+// and the server's slot is given back once.
 func TestSockConnCloseWakes(t *testing.T) {
-	s, _, released := detachedPair(t, "unix")
-	readErr := make(chan error, 1)
-	go func() {
-		_, err := s.Read(make([]byte, 10))
-		readErr <- err
-	}()
-	writeErr := make(chan error, 1)
-	go func() {
-		// The client reads nothing: this fills the socket and blocks.
-		_, err := s.writeBuffers([][]byte{make([]byte, 64<<20)})
-		writeErr <- err
-	}()
-	time.Sleep(50 * time.Millisecond) // let both block (the test holds either way)
-	within(t, "Close", func() {
-		if err := s.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
-	within(t, "blocked Read after Close", func() {
-		if err := <-readErr; !errors.Is(err, net.ErrClosed) {
-			t.Errorf("Read after Close: %v, want net.ErrClosed", err)
-		}
-	})
-	within(t, "blocked write after Close", func() {
-		if err := <-writeErr; !errors.Is(err, net.ErrClosed) {
-			t.Errorf("writeBuffers after Close: %v, want net.ErrClosed", err)
-		}
-	})
-	if err := s.Close(); !errors.Is(err, net.ErrClosed) {
-		t.Errorf("second Close: %v, want net.ErrClosed", err)
-	}
-	if *released != 1 {
-		t.Errorf("release called %d times, want 1", *released)
+	for _, network := range []string{"unix", "tcp"} {
+		t.Run(network, func(t *testing.T) {
+			s, client, released := detachedPair(t, network)
+			readErr := make(chan error, 1)
+			go func() {
+				_, err := s.Read(make([]byte, 10))
+				readErr <- err
+			}()
+			time.Sleep(20 * time.Millisecond) // let Read block first (the test holds either way)
+			fullErr := make(chan error, 1)
+			go func() {
+				// 3 bytes come (to Read or here), the rest never does.
+				fullErr <- s.readFull(make([]byte, 100))
+			}()
+			if _, err := client.Write([]byte("abc")); err != nil {
+				t.Fatal(err)
+			}
+			writeErr := make(chan error, 1)
+			go func() {
+				// The client reads nothing: this fills the socket and blocks.
+				_, err := s.writeBuffers([][]byte{make([]byte, 64<<20)})
+				writeErr <- err
+			}()
+			time.Sleep(50 * time.Millisecond) // let them block (the test holds either way)
+			within(t, "Close", func() {
+				if err := s.Close(); err != nil {
+					t.Errorf("Close: %v", err)
+				}
+			})
+			within(t, "blocked reads after Close", func() {
+				// Read may have taken the 3 bytes; then readFull waits for all 100.
+				if err := <-readErr; err != nil && !errors.Is(err, net.ErrClosed) {
+					t.Errorf("Read after Close: %v, want data or net.ErrClosed", err)
+				}
+				if err := <-fullErr; !errors.Is(err, net.ErrClosed) {
+					t.Errorf("readFull after Close: %v, want net.ErrClosed", err)
+				}
+			})
+			within(t, "blocked write after Close", func() {
+				if err := <-writeErr; !errors.Is(err, net.ErrClosed) {
+					t.Errorf("writeBuffers after Close: %v, want net.ErrClosed", err)
+				}
+			})
+			if err := s.Close(); !errors.Is(err, net.ErrClosed) {
+				t.Errorf("second Close: %v, want net.ErrClosed", err)
+			}
+			if *released != 1 {
+				t.Errorf("release called %d times, want 1", *released)
+			}
+		})
 	}
 }
 
