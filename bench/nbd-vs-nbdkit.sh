@@ -5,7 +5,10 @@
 # runs against each server in turn, in the same run; the table shows
 # absolute figures and pkg/nbd / nbdkit.
 #
-#   bench/nbd-vs-nbdkit.sh [--quick] [--runtime S] [--size MiB] [--rounds N] [--netpoller]
+#   bench/nbd-vs-nbdkit.sh [--quick] [--runtime S] [--size MiB] [--rounds N] [--netpoller] [--conns N]
+#
+# --conns N runs each job as N fio jobs at once, each on its own NBD
+# connection, with the same iodepth each (default 1: the issue's jobs).
 #
 # --netpoller adds a third server, pkg/nbd with every connection on the Go
 # runtime's network poller (nbd.Server.BlockingConns -1) instead of the
@@ -15,7 +18,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-runtime=6 ramp=1 size_mib=1024 rounds=1
+runtime=6 ramp=1 size_mib=1024 rounds=1 conns=1
 servers=(nbdkit pkg/nbd)
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -24,12 +27,14 @@ while [ $# -gt 0 ]; do
 	--size) need_value "$@"; size_mib=$2; shift ;;
 	--rounds) need_value "$@"; rounds=$2; shift ;;
 	--netpoller) servers=(nbdkit pkg/nbd pkg/nbd-poll) ;;
+	--conns) need_value "$@"; conns=$2; shift ;;
 	-h|--help) usage; exit 0 ;;
 	*) die "unknown argument $1 (see --help)" ;;
 	esac
 	shift
 done
 need_positive --rounds "$rounds"
+need_positive --conns "$conns"
 need_tools nbdkit go python3
 need_fio_nbd
 
@@ -70,7 +75,8 @@ fiojob() { # rw bs iodepth metric -> number (MiB/s or IOPS)
 	local out
 	out=$(fio --name=j --ioengine=nbd --uri="nbd+unix:///?socket=$sock" \
 		--rw="$1" --bs="$2" --iodepth="$3" --time_based --runtime="$runtime" \
-		--ramp_time="$ramp" --output-format=json 2>/dev/null | sed -n '/^{/,$p')
+		--ramp_time="$ramp" --numjobs="$conns" --group_reporting \
+		--output-format=json 2>/dev/null | sed -n '/^{/,$p')
 	python3 -c '
 import json,sys
 j=json.load(sys.stdin)["jobs"][0]
@@ -110,4 +116,4 @@ for j in "${jobs[@]}"; do
 	fi
 	echo "$line"
 done
-echo "($(date -u +%F), $(nproc) CPUs, runtime ${runtime}s, ${size_mib} MiB file, $rounds round(s))"
+echo "($(date -u +%F), $(nproc) CPUs, runtime ${runtime}s, ${size_mib} MiB file, $rounds round(s), $conns connection(s) per job)"
