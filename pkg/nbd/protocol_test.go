@@ -507,11 +507,11 @@ func TestHeldReplyBeforeRefusedPayload(t *testing.T) {
 }
 
 // gateBackend makes the reader's inline write wait for the test while a
-// worker's large read completes.
+// worker's FUA write completes.
 type gateBackend struct {
 	*nbdtest.File
 	writing chan struct{} // closed when the inline write has started
-	release chan struct{} // the write waits for it
+	release chan struct{} // the inline write waits for it
 }
 
 func (b *gateBackend) Info() nbd.Info {
@@ -520,41 +520,52 @@ func (b *gateBackend) Info() nbd.Info {
 	return i
 }
 
-func (b *gateBackend) ReadAt(ctx context.Context, p []byte, off int64) error {
-	<-b.writing
-	return b.File.ReadAt(ctx, p, off)
-}
-
 func (b *gateBackend) WriteAt(ctx context.Context, p []byte, off int64, fua bool) error {
-	close(b.writing)
-	<-b.release
+	if fua {
+		// The worker's (FUA writes never run on the reader): it completes
+		// only once the inline write is running.
+		<-b.writing
+	} else {
+		close(b.writing)
+		<-b.release
+	}
 	return b.File.WriteAt(ctx, p, off, fua)
 }
 
 // TestWorkerReplyNotHeld: a worker's reply goes out while the reader is
-// busy with an inline request; it does not wait for the reader.
+// busy with an inline request; it does not wait for the reader. On a
+// blocking socket and on the netpoller.
 func TestWorkerReplyNotHeld(t *testing.T) {
 	t.Parallel()
-	f, _ := newFileExport(t, 1<<20, nbdtest.AllCaps())
-	b := &gateBackend{File: f, writing: make(chan struct{}), release: make(chan struct{})}
-	s := startServer(t, nbd.StaticExports{"": b}, nil)
-	var once sync.Once
-	release := func() { once.Do(func() { close(b.release) }) }
-	t.Cleanup(release) // before the server stops
-	r := newRawClient(t, s, 3)
-	r.start("", true)
-	// A 256 KiB read (a worker's: too large to inline) that completes
-	// only once the 4 KiB write (inline, serial writes) is running.
-	req := appendRequest(nil, 0, tCmdRead, 1, 0, 256<<10)
-	req = appendRequest(req, 0, tCmdWrite, 2, 512<<10, 4096)
-	r.write(append(req, make([]byte, 4096)...))
-	_ = r.c.SetReadDeadline(time.Now().Add(20 * time.Second)) // hang detector
-	if c := r.anyReply(); c.cookie != 1 || c.errno() != 0 {
-		t.Fatalf("first reply: cookie %d errno %d, want the read's", c.cookie, c.errno())
-	}
-	release()
-	if c := r.anyReply(); c.cookie != 2 || c.errno() != 0 {
-		t.Fatalf("second reply: cookie %d errno %d, want the write's", c.cookie, c.errno())
+	for _, mode := range []struct {
+		name     string
+		blocking int
+	}{{"blocking", 0}, {"netpoller", -1}} {
+		t.Run(mode.name, func(t *testing.T) {
+			t.Parallel()
+			f, _ := newFileExport(t, 1<<20, nbdtest.AllCaps())
+			b := &gateBackend{File: f, writing: make(chan struct{}), release: make(chan struct{})}
+			s := startServer(t, nbd.StaticExports{"": b}, func(srv *nbd.Server) { srv.BlockingConns = mode.blocking })
+			var once sync.Once
+			release := func() { once.Do(func() { close(b.release) }) }
+			t.Cleanup(release) // before the server stops
+			r := newRawClient(t, s, 3)
+			r.start("", true)
+			// A FUA write (a worker's) that completes only once the plain
+			// 4 KiB write (inline, serial writes) is running.
+			req := appendRequest(nil, tFlagFUA, tCmdWrite, 1, 0, 4096)
+			req = append(req, make([]byte, 4096)...)
+			req = appendRequest(req, 0, tCmdWrite, 2, 512<<10, 4096)
+			r.write(append(req, make([]byte, 4096)...))
+			_ = r.c.SetReadDeadline(time.Now().Add(20 * time.Second)) // hang detector
+			if c := r.anyReply(); c.cookie != 1 || c.errno() != 0 {
+				t.Fatalf("first reply: cookie %d errno %d, want the FUA write's", c.cookie, c.errno())
+			}
+			release()
+			if c := r.anyReply(); c.cookie != 2 || c.errno() != 0 {
+				t.Fatalf("second reply: cookie %d errno %d, want the write's", c.cookie, c.errno())
+			}
+		})
 	}
 }
 
