@@ -131,3 +131,19 @@ func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(string(p[:len(p)-1]))
 	return len(p), nil
 }
+
+// inBothModes runs f as parallel subtests, once with the server's
+// connections on blocking sockets (BlockingConns 1: the first connection)
+// and once on the Go runtime's network poller (BlockingConns -1).
+func inBothModes(t *testing.T, f func(t *testing.T, blockingConns int)) {
+	t.Helper()
+	for _, mode := range []struct {
+		name     string
+		blocking int
+	}{{"blocking", 1}, {"netpoller", -1}} {
+		t.Run(mode.name, func(t *testing.T) {
+			t.Parallel()
+			f(t, mode.blocking)
+		})
+	}
+}

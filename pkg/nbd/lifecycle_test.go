@@ -385,61 +385,55 @@ func (b *gatedFlush) Flush(ctx context.Context) error {
 // ShutdownTimeout.
 func TestShutdownKeepsClientWriting(t *testing.T) {
 	t.Parallel()
-	for _, mode := range []struct {
-		name     string
-		blocking int
-	}{{"blocking", 1}, {"netpoller", -1}} {
-		t.Run(mode.name, func(t *testing.T) {
-			t.Parallel()
-			b := newGatedFlush(t)
-			defer b.open()
-			s := startServer(t, nbd.StaticExports{"": b}, func(srv *nbd.Server) {
-				srv.BlockingConns = mode.blocking
-				srv.ShutdownTimeout = time.Hour // the hard close must not be what ends it
-			})
-			r := newRawClient(t, s, 3)
-			r.start("", false)
-			if want := int64(max(mode.blocking, 0)); nbd.BlockingConnsInUse(s.srv) != want {
-				t.Fatalf("blocking connections: %d, want %d", nbd.BlockingConnsInUse(s.srv), want)
-			}
-			r.request(0, tCmdFlush, 1, 0, 0, nil)
-			<-b.entered
-			stopped := make(chan error, 1)
-			go func() { stopped <- s.stop() }()
-			<-b.cancelled
-			// Let the shutdown go on (a broken server shuts the socket's read
-			// side down now); the test holds either way.
-			time.Sleep(50 * time.Millisecond)
-			if _, err := r.c.Write(appendRequest(nil, 0, tCmdRead, 2, 0, 4096)); err != nil {
-				t.Fatalf("client write during a graceful shutdown with a request in flight: %v", err)
-			}
-			b.open()
-			for flushed := false; !flushed; {
-				var h [16]byte
-				r.read(h[:])
-				cookie, errno := binary.BigEndian.Uint64(h[8:]), binary.BigEndian.Uint32(h[4:])
-				switch {
-				case cookie == 1 && errno != 0:
-					t.Fatalf("in-flight flush: errno %d", errno)
-				case cookie == 1:
-					flushed = true
-				case cookie == 2 && errno == 0:
-					r.read(make([]byte, 4096))
-				case cookie == 2 && errno != tESHUTDOWN:
-					t.Fatalf("read sent during the shutdown: errno %d, want 0 or NBD_ESHUTDOWN", errno)
-				}
-			}
-			r.expectClosed()
-			select {
-			case err := <-stopped:
-				if !errors.Is(err, nbd.ErrServerClosed) {
-					t.Errorf("Serve: %v", err)
-				}
-			case <-time.After(time.Minute):
-				t.Fatal("shutdown hung after the in-flight request was answered")
-			}
+	inBothModes(t, func(t *testing.T, blockingConns int) {
+		b := newGatedFlush(t)
+		defer b.open()
+		s := startServer(t, nbd.StaticExports{"": b}, func(srv *nbd.Server) {
+			srv.BlockingConns = blockingConns
+			srv.ShutdownTimeout = time.Hour // the hard close must not be what ends it
 		})
-	}
+		r := newRawClient(t, s, 3)
+		r.start("", false)
+		if want := int64(max(blockingConns, 0)); nbd.BlockingConnsInUse(s.srv) != want {
+			t.Fatalf("blocking connections: %d, want %d", nbd.BlockingConnsInUse(s.srv), want)
+		}
+		r.request(0, tCmdFlush, 1, 0, 0, nil)
+		<-b.entered
+		stopped := make(chan error, 1)
+		go func() { stopped <- s.stop() }()
+		<-b.cancelled
+		// Let the shutdown go on (a broken server shuts the socket's read
+		// side down now); the test holds either way.
+		time.Sleep(50 * time.Millisecond)
+		if _, err := r.c.Write(appendRequest(nil, 0, tCmdRead, 2, 0, 4096)); err != nil {
+			t.Fatalf("client write during a graceful shutdown with a request in flight: %v", err)
+		}
+		b.open()
+		for flushed := false; !flushed; {
+			var h [16]byte
+			r.read(h[:])
+			cookie, errno := binary.BigEndian.Uint64(h[8:]), binary.BigEndian.Uint32(h[4:])
+			switch {
+			case cookie == 1 && errno != 0:
+				t.Fatalf("in-flight flush: errno %d", errno)
+			case cookie == 1:
+				flushed = true
+			case cookie == 2 && errno == 0:
+				r.read(make([]byte, 4096))
+			case cookie == 2 && errno != tESHUTDOWN:
+				t.Fatalf("read sent during the shutdown: errno %d, want 0 or NBD_ESHUTDOWN", errno)
+			}
+		}
+		r.expectClosed()
+		select {
+		case err := <-stopped:
+			if !errors.Is(err, nbd.ErrServerClosed) {
+				t.Errorf("Serve: %v", err)
+			}
+		case <-time.After(time.Minute):
+			t.Fatal("shutdown hung after the in-flight request was answered")
+		}
+	})
 }
 
 // TestShutdownWithBusyClient: a graceful shutdown ends while the client
@@ -448,40 +442,34 @@ func TestShutdownKeepsClientWriting(t *testing.T) {
 // is large enough that the reader never waits for it.
 func TestShutdownWithBusyClient(t *testing.T) {
 	t.Parallel()
-	for _, mode := range []struct {
-		name     string
-		blocking int
-	}{{"blocking", 1}, {"netpoller", -1}} {
-		t.Run(mode.name, func(t *testing.T) {
-			t.Parallel()
-			f, _ := newFileExport(t, 1<<20, nbdtest.AllCaps())
-			b := &slowBackend{File: f, delay: 2 * time.Millisecond}
-			s := startServer(t, nbd.StaticExports{"": b}, func(srv *nbd.Server) {
-				srv.BlockingConns = mode.blocking
-				srv.ShutdownTimeout = time.Hour
-				srv.MaxInFlightRequests = 4096
-				srv.MaxInFlightBytes = 64 << 20
-			})
-			r := newRawClient(t, s, 3)
-			r.start("", false)
-			_ = r.c.SetDeadline(time.Time{}) // the client runs until the server hangs up
-			go func() {
-				_, _ = io.Copy(io.Discard, r.c) // replies are dropped
-			}()
-			// FUA writes: each one goes to a worker, none is run by the reader.
-			req := appendRequest(nil, tFlagFUA, tCmdWrite, 1, 0, 4096)
-			req = append(req, make([]byte, 4096)...)
-			go func() {
-				for {
-					if _, err := r.c.Write(req); err != nil {
-						return
-					}
-				}
-			}()
-			for b.writes.Load() < 100 {
-				time.Sleep(time.Millisecond)
-			}
-			s.stopWithin(t, "shutdown hung while the client kept sending requests")
+	inBothModes(t, func(t *testing.T, blockingConns int) {
+		f, _ := newFileExport(t, 1<<20, nbdtest.AllCaps())
+		b := &slowBackend{File: f, delay: 2 * time.Millisecond}
+		s := startServer(t, nbd.StaticExports{"": b}, func(srv *nbd.Server) {
+			srv.BlockingConns = blockingConns
+			srv.ShutdownTimeout = time.Hour
+			srv.MaxInFlightRequests = 4096
+			srv.MaxInFlightBytes = 64 << 20
 		})
-	}
+		r := newRawClient(t, s, 3)
+		r.start("", false)
+		_ = r.c.SetDeadline(time.Time{}) // the client runs until the server hangs up
+		go func() {
+			_, _ = io.Copy(io.Discard, r.c) // replies are dropped
+		}()
+		// FUA writes: each one goes to a worker, none is run by the reader.
+		req := appendRequest(nil, tFlagFUA, tCmdWrite, 1, 0, 4096)
+		req = append(req, make([]byte, 4096)...)
+		go func() {
+			for {
+				if _, err := r.c.Write(req); err != nil {
+					return
+				}
+			}
+		}()
+		for b.writes.Load() < 100 {
+			time.Sleep(time.Millisecond)
+		}
+		s.stopWithin(t, "shutdown hung while the client kept sending requests")
+	})
 }

@@ -410,15 +410,7 @@ func TestOutOfOrder(t *testing.T) {
 // Server.BlockingConns).
 func TestPipelinedWrites(t *testing.T) {
 	t.Parallel()
-	for _, mode := range []struct {
-		name     string
-		blocking int
-	}{{"blocking", 0}, {"netpoller", -1}} {
-		t.Run(mode.name, func(t *testing.T) {
-			t.Parallel()
-			testPipelinedWrites(t, mode.blocking)
-		})
-	}
+	inBothModes(t, testPipelinedWrites)
 }
 
 func testPipelinedWrites(t *testing.T, blockingConns int) {
@@ -537,36 +529,30 @@ func (b *gateBackend) WriteAt(ctx context.Context, p []byte, off int64, fua bool
 // blocking socket and on the netpoller.
 func TestWorkerReplyNotHeld(t *testing.T) {
 	t.Parallel()
-	for _, mode := range []struct {
-		name     string
-		blocking int
-	}{{"blocking", 0}, {"netpoller", -1}} {
-		t.Run(mode.name, func(t *testing.T) {
-			t.Parallel()
-			f, _ := newFileExport(t, 1<<20, nbdtest.AllCaps())
-			b := &gateBackend{File: f, writing: make(chan struct{}), release: make(chan struct{})}
-			s := startServer(t, nbd.StaticExports{"": b}, func(srv *nbd.Server) { srv.BlockingConns = mode.blocking })
-			var once sync.Once
-			release := func() { once.Do(func() { close(b.release) }) }
-			t.Cleanup(release) // before the server stops
-			r := newRawClient(t, s, 3)
-			r.start("", true)
-			// A FUA write (a worker's) that completes only once the plain
-			// 4 KiB write (inline, serial writes) is running.
-			req := appendRequest(nil, tFlagFUA, tCmdWrite, 1, 0, 4096)
-			req = append(req, make([]byte, 4096)...)
-			req = appendRequest(req, 0, tCmdWrite, 2, 512<<10, 4096)
-			r.write(append(req, make([]byte, 4096)...))
-			_ = r.c.SetReadDeadline(time.Now().Add(20 * time.Second)) // hang detector
-			if c := r.anyReply(); c.cookie != 1 || c.errno() != 0 {
-				t.Fatalf("first reply: cookie %d errno %d, want the FUA write's", c.cookie, c.errno())
-			}
-			release()
-			if c := r.anyReply(); c.cookie != 2 || c.errno() != 0 {
-				t.Fatalf("second reply: cookie %d errno %d, want the write's", c.cookie, c.errno())
-			}
-		})
-	}
+	inBothModes(t, func(t *testing.T, blockingConns int) {
+		f, _ := newFileExport(t, 1<<20, nbdtest.AllCaps())
+		b := &gateBackend{File: f, writing: make(chan struct{}), release: make(chan struct{})}
+		s := startServer(t, nbd.StaticExports{"": b}, func(srv *nbd.Server) { srv.BlockingConns = blockingConns })
+		var once sync.Once
+		release := func() { once.Do(func() { close(b.release) }) }
+		t.Cleanup(release) // before the server stops
+		r := newRawClient(t, s, 3)
+		r.start("", true)
+		// A FUA write (a worker's) that completes only once the plain
+		// 4 KiB write (inline, serial writes) is running.
+		req := appendRequest(nil, tFlagFUA, tCmdWrite, 1, 0, 4096)
+		req = append(req, make([]byte, 4096)...)
+		req = appendRequest(req, 0, tCmdWrite, 2, 512<<10, 4096)
+		r.write(append(req, make([]byte, 4096)...))
+		_ = r.c.SetReadDeadline(time.Now().Add(20 * time.Second)) // hang detector
+		if c := r.anyReply(); c.cookie != 1 || c.errno() != 0 {
+			t.Fatalf("first reply: cookie %d errno %d, want the FUA write's", c.cookie, c.errno())
+		}
+		release()
+		if c := r.anyReply(); c.cookie != 2 || c.errno() != 0 {
+			t.Fatalf("second reply: cookie %d errno %d, want the write's", c.cookie, c.errno())
+		}
+	})
 }
 
 // TestHostileNoLeak runs clients that misbehave in every way we know, then
