@@ -17,8 +17,7 @@ import (
 // transmission.
 type session struct {
 	srv  *Server
-	conn net.Conn  // becomes a *tls.Conn after STARTTLS, or sock
-	sock *sockConn // conn, when transmission runs on a blocking socket
+	conn net.Conn // becomes a *tls.Conn after STARTTLS, or a *sockConn (see detach)
 	br   *bufio.Reader
 	log  *slog.Logger
 
@@ -53,7 +52,6 @@ func (s *session) detach() {
 		return
 	}
 	s.conn = sc
-	s.sock = sc
 	s.br.Reset(sc)
 }
 

@@ -147,3 +147,16 @@ func inBothModes(t *testing.T, f func(t *testing.T, blockingConns int)) {
 		})
 	}
 }
+
+// waitNoConnections waits until the server has no connection left (each
+// ServeConn returned), failing if that takes a minute: a leak detector,
+// not a timing.
+func (s *testServer) waitNoConnections(t testing.TB) {
+	t.Helper()
+	for i := 0; s.srv.Connections() != 0; i++ {
+		if i == 6000 {
+			t.Fatalf("%d connections still open a minute after the clients left", s.srv.Connections())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -133,9 +133,7 @@ func TestConnections(t *testing.T) {
 	}
 	_ = one.c.Close()
 	_ = two.c.Close()
-	for s.srv.Connections() != 0 {
-		time.Sleep(time.Millisecond) // the test's timeout catches a leak
-	}
+	s.waitNoConnections(t)
 }
 
 // TestListenTCPNoDelay: accepted TCP connections have TCP_NODELAY (set by
@@ -331,12 +329,7 @@ func TestBlockingConnsReleased(t *testing.T) {
 		r.request(0, tCmdDisc, 3, 0, 0, nil)
 		r.expectClosed()
 	}
-	for i := 0; s.srv.Connections() != 0; i++ {
-		if i == 6000 {
-			t.Fatal("connections still open a minute after the clients left")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	s.waitNoConnections(t)
 	if n := nbd.BlockingConnsInUse(s.srv); n != 0 {
 		t.Errorf("blocking connections after the clients left: %d, want 0", n)
 	}

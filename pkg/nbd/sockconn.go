@@ -90,13 +90,13 @@ const (
 // or the socket can't be moved. release is called when the sockConn is
 // closed.
 func detachSocket(c net.Conn, release func()) *sockConn {
-	switch c.(type) {
-	case *net.UnixConn, *net.TCPConn:
+	var sc syscall.Conn
+	switch c := c.(type) {
+	case *net.UnixConn:
+		sc = c
+	case *net.TCPConn:
+		sc = c
 	default:
-		return nil
-	}
-	sc, ok := c.(syscall.Conn)
-	if !ok {
 		return nil
 	}
 	rc, err := sc.SyscallConn()

@@ -46,8 +46,8 @@ func detachedPair(t *testing.T, network string) (s *sockConn, client net.Conn, r
 	return s, client, released
 }
 
-// within fails the test if f does not return in a minute: a hang
-// detector, not a timing.
+// within, the internal tests' hang detector, fails the test if f does not
+// return in a minute (a hang detector, not a timing).
 func within(t *testing.T, what string, f func()) {
 	t.Helper()
 	done := make(chan struct{})

@@ -102,9 +102,10 @@ type transmission struct {
 
 func newTransmission(s *session, exp *export) *transmission {
 	maxReqs := s.srv.maxInFlightRequests()
+	sock, _ := s.conn.(*sockConn)
 	t := &transmission{
 		conn:         s.conn,
-		sock:         s.sock,
+		sock:         sock,
 		br:           s.br,
 		exp:          exp,
 		log:          s.log.With("export", exp.name),
