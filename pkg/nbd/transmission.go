@@ -707,13 +707,14 @@ func (t *transmission) send(batch []*request) {
 				vec = append(vec, r.payload)
 			}
 		}
-		// Written through t.vec, not a local net.Buffers: WriteTo takes
-		// its address, which would move a local to the heap every batch.
-		// WriteTo consumes what it writes, so t.vec is set back after.
 		var err error
 		if t.sock != nil {
 			_, err = t.sock.writeBuffers(vec)
 		} else {
+			// Written through t.vec, not a local net.Buffers: WriteTo
+			// takes its address, which would move a local to the heap
+			// every batch. WriteTo consumes what it writes, so t.vec is
+			// set back after.
 			t.vec = vec
 			_, err = (*net.Buffers)(&t.vec).WriteTo(t.conn)
 		}
