@@ -70,7 +70,10 @@ func copyFile(t *testing.T, src, dst string) {
 
 // TestRotateKEKCrashSafety stops RotateKEK's write sequence at every step
 // (with the interrupted write lost, torn in half, or complete) and checks
-// that the old or the new KEK still opens the volume with the same DEK.
+// that exactly one of the old and the new KEK opens the volume, with the
+// same DEK: never both (a rotation away from a leaked KEK must not leave
+// it working), never neither. Once the new one works, the old one must
+// never work again at a later step.
 func TestRotateKEKCrashSafety(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -87,7 +90,7 @@ func TestRotateKEKCrashSafety(t *testing.T) {
 	ctx := context.Background()
 
 	for _, torn := range []float64{0, 0.5, 1} {
-		completed := false
+		completed, sawNew := false, false
 		for step := 0; step < 64 && !completed; step++ {
 			path := filepath.Join(dir, "crash.img")
 			copyFile(t, golden, path)
@@ -126,8 +129,13 @@ func TestRotateKEKCrashSafety(t *testing.T) {
 				}
 			}
 			after.Close()
-			if len(opened) == 0 {
-				t.Fatalf("torn %.1f, crash at step %d: neither the old nor the new KEK opens the volume", torn, step)
+			if len(opened) != 1 {
+				t.Fatalf("torn %.1f, crash at step %d: these KEKs open the volume: %v, want exactly one", torn, step, opened)
+			}
+			if opened[0] == "new" {
+				sawNew = true
+			} else if sawNew {
+				t.Fatalf("torn %.1f, crash at step %d: the old KEK opens again after an earlier step opened only the new one", torn, step)
 			}
 			if completed && (len(opened) != 1 || opened[0] != "new") {
 				t.Fatalf("after a complete rotation these KEKs open: %v, want only new", opened)

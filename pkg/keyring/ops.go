@@ -27,70 +27,82 @@ type KeyslotOptions struct {
 // served: nothing the data path reads changes. If another process changed
 // the header since it was read, it is re-read first.
 func (k *Keyring) AddKeyslot(ctx context.Context, dek *secmem.Buffer, r Recipient, opts *KeyslotOptions) (int, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err := k.beginAdditiveUpdate(); err != nil {
+		return -1, err
+	}
+	e, id, err := k.stageKeyslot(ctx, k.meta, dek, r, opts)
+	if err != nil {
+		return -1, err
+	}
+	if err := k.commit(e); err != nil {
+		return -1, err
+	}
+	return id, nil
+}
+
+// stageKeyslot writes and syncs a new keyslot area wrapping dek for r and
+// returns m with the keyslot (and r's tokens, bound to it) added, not
+// committed: until a commit names it, the area is unreferenced and opens
+// nothing. dek is checked against m's digest first, so a wrong key can
+// never be wrapped. The caller holds k.mu.
+func (k *Keyring) stageKeyslot(ctx context.Context, m *metadata, dek *secmem.Buffer, r Recipient, opts *KeyslotOptions) (*metadata, int, error) {
 	var o KeyslotOptions
 	if opts != nil {
 		o = *opts
 	}
 	kdf, err := o.KDF.resolve(ctx, 64)
 	if err != nil {
-		return -1, err
+		return nil, -1, err
 	}
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if err := k.beginAdditiveUpdate(); err != nil {
-		return -1, err
-	}
-	m := k.meta
 	if err := m.checkRequirements(); err != nil {
-		return -1, err
+		return nil, -1, err
 	}
 	d := m.segmentDigest(lowestSegment(m))
 	if d == nil {
-		return -1, fmt.Errorf("%w: no digest for the data segment", ErrCorrupt)
+		return nil, -1, fmt.Errorf("%w: no digest for the data segment", ErrCorrupt)
 	}
 	if ok, err := d.verify(dek.Bytes()); err != nil || !ok {
 		if err == nil {
 			err = fmt.Errorf("the given volume key does not match the volume's digest")
 		}
-		return -1, err
+		return nil, -1, err
 	}
 	id, err := m.freeKeyslotID(o.Slot)
 	if err != nil {
-		return -1, err
+		return nil, -1, err
 	}
 	areaOff, areaSize, err := m.findArea(k.bin.HdrSize, keyslotAreaSize(dek.Len()))
 	if err != nil {
-		return -1, err
+		return nil, -1, err
 	}
 	secret, tokens, err := r.Wrap(ctx)
 	if err != nil {
-		return -1, fmt.Errorf("new KEK: %w", err)
+		return nil, -1, fmt.Errorf("new KEK: %w", err)
 	}
 	ks, err := newKeyslot(ctx, k.dev, dek.Bytes(), secret.Bytes(), kdf, areaOff, areaSize, 1)
 	secret.Destroy()
 	if err != nil {
-		return -1, err
+		return nil, -1, err
 	}
 	e := m.clone()
 	e.keyslots[strconv.Itoa(id)] = ks
 	if e.digests[strconv.Itoa(d.ID)], err = setField(e.digests[strconv.Itoa(d.ID)], "keyslots", idStrings(append(slices.Clone(d.Keyslots), id))); err != nil {
-		return -1, err
+		return nil, -1, err
 	}
 	// Parse once so that the new keyslot exists for its tokens to name.
 	e2, err := e.reparse(k.bin.HdrSize)
 	if err != nil {
-		return -1, err
+		return nil, -1, err
 	}
 	if err := e2.addTokens(tokens, id); err != nil {
-		return -1, err
+		return nil, -1, err
 	}
 	if e2, err = e2.reparse(k.bin.HdrSize); err != nil {
-		return -1, err
+		return nil, -1, err
 	}
-	if err := k.commit(e2); err != nil {
-		return -1, err
-	}
-	return id, nil
+	return e2, id, nil
 }
 
 func (m *metadata) freeKeyslotID(want *int) (int, error) {
@@ -177,30 +189,15 @@ func (m *metadata) addToken(t json.RawMessage, keyslots []int) (int, error) {
 // does. Removing the last keyslot that opens the volume is refused (see
 // Erase).
 func (k *Keyring) RemoveKeyslot(ctx context.Context, slot int) error {
-	return k.removeKeyslot(ctx, slot, nil)
-}
-
-// removeKeyslot removes keyslot slot. With a non-nil salt it is the
-// second half of a rotation: the header may have been changed by another
-// process meanwhile, so it is re-read, and the keyslot is removed only if
-// it is still the one the old KEK opened (same KDF salt).
-func (k *Keyring) removeKeyslot(ctx context.Context, slot int, salt []byte) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	begin := k.beginUpdate
-	if salt != nil {
-		begin = k.beginAdditiveUpdate
-	}
-	if err := begin(); err != nil {
+	if err := k.beginUpdate(); err != nil {
 		return err
 	}
 	m := k.meta
 	ks := m.Keyslots[slot]
 	if ks == nil {
 		return fmt.Errorf("%w: %d", ErrKeyslotNotFound, slot)
-	}
-	if salt != nil && !bytes.Equal(ks.KDF.Salt, salt) {
-		return fmt.Errorf("%w: keyslot %d was replaced by another process; not removed", ErrStale, slot)
 	}
 	if d := m.segmentDigest(lowestSegment(m)); d != nil && slices.Equal(d.Keyslots, []int{slot}) {
 		return fmt.Errorf("keyslot %d is the last one that opens the volume; use erase to destroy all keys", slot)
@@ -252,10 +249,21 @@ func (m *metadata) withoutKeyslots(slots []int) (*metadata, error) {
 }
 
 // RotateKEK replaces the KEK old by new: it finds the keyslot old opens,
-// wraps the same DEK for new in a new keyslot and commits, then wipes the
-// old keyslot and commits again. The DEK and the data do not change. At
-// every point a crash leaves a volume that the old or the new KEK opens
-// (both, between the two commits). It returns the retired and the new
+// wraps the same DEK for new in a new keyslot area (written and synced,
+// but named by no header yet), then commits ONE metadata update that adds
+// the new keyslot and drops the old one (with the encblk tokens bound only
+// to it), and finally wipes the old keyslot's area. The DEK and the data
+// do not change.
+//
+// Crash safety, at every write and sync: until the primary header copy
+// of the commit is synced, the old KEK opens the volume and the new one
+// does not; from then on the new one does and the old one does not (the
+// newest valid copy wins; a stale secondary is repaired from it). The two
+// never both work, and a nil error means the old keyslot's area has been
+// overwritten too. A crash between the commit and that wipe leaves the
+// old keyslot's bytes in an area no header names: only a header backup
+// taken before the rotation could still use them (a backup always can;
+// only reencryption retires a DEK). It returns the retired and the new
 // keyslot ids.
 func (k *Keyring) RotateKEK(ctx context.Context, old Identity, new Recipient, opts *KeyslotOptions) (oldSlot, newSlot int, err error) {
 	oldSlot, dek, err := k.Match(ctx, old)
@@ -264,18 +272,32 @@ func (k *Keyring) RotateKEK(ctx context.Context, old Identity, new Recipient, op
 	}
 	defer dek.Destroy()
 	k.mu.Lock()
+	defer k.mu.Unlock()
 	ks := k.meta.Keyslots[oldSlot]
-	k.mu.Unlock()
 	if ks == nil {
 		return oldSlot, -1, fmt.Errorf("%w: keyslot %d vanished during the rotation", ErrStale, oldSlot)
 	}
-	oldSalt := bytes.Clone(ks.KDF.Salt)
-	newSlot, err = k.AddKeyslot(ctx, dek, new, opts)
+	oldKS := *ks
+	if err := k.beginAdditiveUpdate(); err != nil {
+		return oldSlot, -1, err
+	}
+	// Another process may have changed the header since Match: the slot
+	// must still be the one the old KEK opened.
+	if now := k.meta.Keyslots[oldSlot]; now == nil || !bytes.Equal(now.KDF.Salt, oldKS.KDF.Salt) {
+		return oldSlot, -1, fmt.Errorf("%w: keyslot %d was replaced by another process; nothing rotated", ErrStale, oldSlot)
+	}
+	e, newSlot, err := k.stageKeyslot(ctx, k.meta, dek, new, opts)
 	if err != nil {
 		return oldSlot, -1, err
 	}
-	if err := k.removeKeyslot(context.WithoutCancel(ctx), oldSlot, oldSalt); err != nil {
-		return oldSlot, newSlot, fmt.Errorf("new keyslot %d added, but removing old keyslot %d failed: %w", newSlot, oldSlot, err)
+	if e, err = e.withoutKeyslots([]int{oldSlot}); err != nil {
+		return oldSlot, -1, err
+	}
+	if err := k.commit(e); err != nil {
+		return oldSlot, -1, err
+	}
+	if err := wipeArea(k.dev, oldKS.AreaOffset, oldKS.AreaSize); err != nil {
+		return oldSlot, newSlot, fmt.Errorf("rotated to keyslot %d, but wiping old keyslot %d's area failed (no header names it any more): %w", newSlot, oldSlot, err)
 	}
 	return oldSlot, newSlot, nil
 }
