@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -33,6 +32,7 @@ type serveFlags struct {
 	lockMode    string
 	lockTimeout time.Duration
 	control     []string
+	statusGroup string
 	plain       bool
 	direct      bool
 	tlsCert     string
@@ -54,8 +54,14 @@ I/O waits for "encblk unlock") and serves it over NBD as the export named by
 the matching --export (default: the default export "" for one backing, the
 file name for several).
 
-A control socket (mode 0600) answers "encblk status|lock|unlock|rotate";
-those commands find it from the backing's path, or take --control.
+A control socket (mode 0600, in a runtime directory that must be the
+user's own, mode 0700) answers "encblk status|lock|unlock|rotate"; those
+commands find it from the backing's path, or take --control. Only root and
+the server's user may use it (checked with SO_PEERCRED at both ends);
+--status-group lets a group read status through the --control sockets.
+
+The KEK given to serve is wiped as soon as the volumes are unlocked: after
+"encblk lock" nothing in the process can unwrap the volume key again.
 
 --plain serves a backing unencrypted, for benchmarks and tests; it refuses
 a backing that carries a LUKS header.`,
@@ -72,6 +78,7 @@ a backing that carries a LUKS header.`,
 	fs.StringVar(&f.lockMode, "lock-mode", "wait", "I/O while locked: wait (for unlock, up to --lock-timeout) or fail (EIO at once)")
 	fs.DurationVar(&f.lockTimeout, "lock-timeout", 0, "with --lock-mode wait: fail I/O with EIO after waiting this long (0: wait until unlocked or the client goes)")
 	fs.StringArrayVar(&f.control, "control", nil, "also answer the control API on this unix socket (repeatable)")
+	fs.StringVar(&f.statusGroup, "status-group", "", "members of this group may read status (nothing else) through the --control sockets (then mode 0660)")
 	fs.BoolVar(&f.plain, "plain", false, "serve the backing unencrypted (benchmarks and tests; refuses LUKS backings)")
 	fs.BoolVar(&f.direct, "direct", false, "use O_DIRECT on the backing for aligned requests")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "TLS certificate (PEM) for NBD STARTTLS (TLS 1.3)")
@@ -106,18 +113,40 @@ func runServe(cmd *cobra.Command, a *app, f *serveFlags, args []string) error {
 	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	var key kek
-	if f.kek.given() && !f.plain {
-		if key, err = f.kek.read(cmd.InOrStdin(), cmd.ErrOrStderr(), false); err != nil {
-			return err
-		}
-		defer key.Destroy()
+	vols, err := openServed(ctx, cmd, f, mode, args)
+	if err != nil {
+		return err
 	}
-	var vols []*daemon.Volume
 	closeAll := func() {
 		for _, v := range vols {
 			v.Close()
 		}
+	}
+	listeners, err := serveListeners(ctx, a, f, args[0])
+	if err != nil {
+		closeAll()
+		return err
+	}
+	d, err := daemon.New(daemon.Config{Volumes: vols, Listeners: listeners, ControlPaths: f.control,
+		StatusGroup: f.statusGroup, TLS: tlsCfg, RequireTLS: f.tlsRequire, Logger: a.log})
+	if err != nil {
+		closeAll()
+		return withExit(exitUsage, err)
+	}
+	limitServeMemory()
+	return d.Run(ctx)
+}
+
+// openServed opens (and, given a KEK, unlocks) each backing. The KEK is
+// destroyed before it returns: it must not outlive the unlock, or after
+// "encblk lock" the process would still hold what unwraps the DEK.
+func openServed(ctx context.Context, cmd *cobra.Command, f *serveFlags, mode volume.LockMode, args []string) (vols []*daemon.Volume, err error) {
+	var key kek
+	if f.kek.given() && !f.plain {
+		if key, err = f.kek.read(cmd.InOrStdin(), cmd.ErrOrStderr(), false); err != nil {
+			return nil, err
+		}
+		defer key.Destroy()
 	}
 	for i, path := range args {
 		spec := daemon.VolumeSpec{Backing: path, ReadOnly: f.readOnly, Plain: f.plain, Direct: f.direct,
@@ -134,24 +163,14 @@ func runServe(cmd *cobra.Command, a *app, f *serveFlags, args []string) error {
 		}
 		v, err := daemon.OpenVolume(ctx, spec, id)
 		if err != nil {
-			closeAll()
-			return err
+			for _, v := range vols {
+				v.Close()
+			}
+			return nil, err
 		}
 		vols = append(vols, v)
 	}
-	listeners, err := serveListeners(ctx, a, f, args[0])
-	if err != nil {
-		closeAll()
-		return err
-	}
-	d, err := daemon.New(daemon.Config{Volumes: vols, Listeners: listeners, ControlPaths: f.control,
-		TLS: tlsCfg, RequireTLS: f.tlsRequire, Logger: a.log})
-	if err != nil {
-		closeAll()
-		return withExit(exitUsage, err)
-	}
-	limitServeMemory()
-	return d.Run(ctx)
+	return vols, nil
 }
 
 // serveListeners opens the NBD sockets: --listen, systemd's, or a unix
@@ -167,10 +186,11 @@ func serveListeners(ctx context.Context, a *app, f *serveFlags, first string) ([
 		if err != nil {
 			return nil, err
 		}
-		if err := os.MkdirAll(daemon.RuntimeDir(), 0o700); err != nil {
+		dir, err := daemon.PrepareRuntimeDir()
+		if err != nil {
 			return nil, err
 		}
-		specs = []string{"unix:" + filepath.Join(daemon.RuntimeDir(), id+".nbd")}
+		specs = []string{"unix:" + filepath.Join(dir, id+".nbd")}
 	}
 	for _, s := range specs {
 		var l net.Listener

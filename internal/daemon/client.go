@@ -1,15 +1,18 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"syscall"
 
@@ -22,12 +25,14 @@ type Client struct {
 	hc   *http.Client
 }
 
-// NewClient returns a client of the control socket at path.
+// NewClient returns a client of the control socket at path. Every
+// connection checks the server's credentials first (SO_PEERCRED: root or
+// the same user) and fails with ErrUntrustedPeer otherwise, before any
+// request, and so any KEK, is sent.
 func NewClient(path string) *Client {
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", path)
+			return dialControl(ctx, path)
 		},
 		DisableKeepAlives: true,
 	}
@@ -36,7 +41,8 @@ func NewClient(path string) *Client {
 
 // ClientFor finds the server of the backing at path through its
 // well-known control socket. It fails with an error wrapping ErrNotServed
-// when no server answers there.
+// when no server answers there, and with one wrapping ErrUnsafeRuntimeDir
+// when the runtime directory is not the user's own.
 func ClientFor(ctx context.Context, path string) (*Client, string, error) {
 	id, err := VolumeID(path)
 	if err != nil {
@@ -44,6 +50,12 @@ func ClientFor(ctx context.Context, path string) (*Client, string, error) {
 	}
 	sock, err := ControlSocket(path)
 	if err != nil {
+		return nil, "", err
+	}
+	if _, err := os.Lstat(filepath.Dir(sock)); errors.Is(err, fs.ErrNotExist) {
+		return nil, "", fmt.Errorf("%s: %w", path, ErrNotServed)
+	}
+	if err := CheckRuntimeDir(filepath.Dir(sock)); err != nil {
 		return nil, "", err
 	}
 	if _, err := os.Stat(sock); err != nil {
@@ -115,22 +127,29 @@ func (c *Client) RemoveKeyslot(ctx context.Context, volume string, slot int) err
 	return c.do(ctx, http.MethodDelete, "/v1/keyslots?"+q.Encode(), nil, nil)
 }
 
-// do sends req and decodes the answer into res. req's encoding, which
-// may hold secrets, is kept in protected memory and destroyed once sent,
-// at the latest when do returns (see encodeKeyRequest).
+// do sends req and decodes the answer into res. req's secrets go in the
+// connection's preamble (see secretconn.go), from protected memory
+// destroyed when do returns; the HTTP body carries the rest.
 func (c *Client) do(ctx context.Context, method, path string, req *KeyRequest, res any) error {
-	hreq, err := http.NewRequestWithContext(ctx, method, "http://encblk"+path, nil)
-	if err != nil {
-		return err
-	}
+	var body io.Reader
 	if req != nil {
-		buf, err := encodeKeyRequest(req)
+		if len(req.Secret) > 0 || len(req.NewSecret) > 0 {
+			pre, err := encodePreamble(req.Secret, req.NewSecret)
+			if err != nil {
+				return err
+			}
+			defer pre.Destroy()
+			ctx = context.WithValue(ctx, preambleKey{}, pre)
+		}
+		b, err := json.Marshal(req)
 		if err != nil {
 			return err
 		}
-		body := &secretBody{buf: buf}
-		defer body.Close()
-		hreq.Body, hreq.ContentLength = body, int64(buf.Len())
+		body = bytes.NewReader(b)
+	}
+	hreq, err := http.NewRequestWithContext(ctx, method, "http://encblk"+path, body)
+	if err != nil {
+		return err
 	}
 	hreq.Header.Set("Content-Type", "application/json")
 	resp, err := c.hc.Do(hreq)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"strconv"
@@ -12,21 +13,22 @@ import (
 	"github.com/encblk/encblk/pkg/keyring"
 )
 
-// maxRequestBody bounds a control request: a key file of
-// keyring.MaxKeyFileLen bytes, twice, in base64, with room to spare.
-const maxRequestBody = 4*keyring.MaxKeyFileLen + 4096
+// maxRequestBody bounds a control request's body: no secrets (they come
+// in the preamble), but a KMIP token or two.
+const maxRequestBody = 1 << 20
 
 // KeyRequest is the body of the requests that name a volume and carry
 // KEKs. Secrets are the KEK's bytes (a key file's contents or a
-// passphrase), base64 in JSON; the server wipes its copies after use.
+// passphrase); they never travel in the JSON body but in the connection's
+// preamble (secretconn.go), and the server wipes them after use.
 // NewTokens, if given, are the LUKS2 tokens the client made for NewSecret
 // (a KMIP KEK's encblk-kmip token, whose ciphertext the key server
 // decrypts back to NewSecret); the server binds them to the new keyslot in
 // the same header commit.
 type KeyRequest struct {
 	Volume    string             `json:"volume"`
-	Secret    []byte             `json:"secret,omitempty"`
-	NewSecret []byte             `json:"new_secret,omitempty"`
+	Secret    []byte             `json:"-"`
+	NewSecret []byte             `json:"-"`
 	NewTokens []json.RawMessage  `json:"new_tokens,omitempty"`
 	KDF       *keyring.KDFParams `json:"kdf,omitempty"`
 	Slot      *int               `json:"slot,omitempty"`
@@ -57,7 +59,7 @@ func (d *Daemon) handler() http.Handler {
 	mux.HandleFunc("GET /v1/keyslots", d.handleKeyslots)
 	mux.HandleFunc("POST /v1/keyslots", d.handleAddKeyslot)
 	mux.HandleFunc("DELETE /v1/keyslots", d.handleRemoveKeyslot)
-	return mux
+	return authorize(mux)
 }
 
 func (d *Daemon) handleStatus(w http.ResponseWriter, r *http.Request) {
@@ -147,22 +149,18 @@ func (d *Daemon) handleRemoveKeyslot(w http.ResponseWriter, r *http.Request) {
 // keyRequest decodes a KeyRequest and finds its volume; on failure it has
 // replied.
 func (d *Daemon) keyRequest(w http.ResponseWriter, r *http.Request, secret, newSecret bool) (*KeyRequest, *Volume, bool) {
-	size := 0
-	if r.ContentLength > 0 && r.ContentLength <= maxRequestBody {
-		size = int(r.ContentLength) + 1 // room to read the end without growing
-	}
-	body, err := readRequestBody(http.MaxBytesReader(w, r.Body, maxRequestBody), size)
-	defer secmem.Wipe(body)
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRequestBody))
 	if err != nil {
 		fail(w, fmt.Errorf("%w: reading the body: %v", ErrBadRequest, err))
 		return nil, nil, false
 	}
 	req, err := decodeKeyRequest(body)
 	if err != nil {
-		req.wipe()
-		// The decoder's message may quote the body; never echo it.
 		fail(w, fmt.Errorf("%w: malformed JSON body", ErrBadRequest))
 		return nil, nil, false
+	}
+	if c := preambleFrom(r.Context()); c != nil {
+		req.Secret, req.NewSecret = c.secret(0), c.secret(1)
 	}
 	if (secret && len(req.Secret) == 0) || (newSecret && len(req.NewSecret) == 0) {
 		req.wipe()

@@ -31,6 +31,12 @@ type Config struct {
 	ControlPaths []string
 	// NoWellKnownControl skips the per-volume sockets in RuntimeDir.
 	NoWellKnownControl bool
+	// StatusGroup, if not empty, names a group (or gid) whose members may
+	// read status and keyslots, and nothing else, through the ControlPaths
+	// sockets, which are then mode 0660 and owned by that group. The
+	// well-known sockets stay in the 0700 runtime directory. Every other
+	// client must be root or this process's user (SO_PEERCRED).
+	StatusGroup string
 	// TLS and RequireTLS are passed to the NBD server.
 	TLS        *tls.Config
 	RequireTLS bool
@@ -45,6 +51,7 @@ type Daemon struct {
 	cfg Config
 	log *slog.Logger
 	nbd *nbd.Server
+	gid int // of StatusGroup; -1 without
 }
 
 // New checks cfg and returns a Daemon.
@@ -70,8 +77,12 @@ func New(cfg Config) (*Daemon, error) {
 	for _, v := range cfg.Volumes {
 		exports[v.spec.Export] = v.backend
 	}
+	gid, err := lookupGroup(cfg.StatusGroup)
+	if err != nil {
+		return nil, err
+	}
 	srv := &nbd.Server{Exports: exports, TLS: cfg.TLS, RequireTLS: cfg.RequireTLS, Logger: log}
-	return &Daemon{cfg: cfg, log: log, nbd: srv}, nil
+	return &Daemon{cfg: cfg, log: log, nbd: srv, gid: gid}, nil
 }
 
 // Run serves until ctx is cancelled (SIGTERM/SIGINT in the CLI), then
@@ -84,39 +95,51 @@ func (d *Daemon) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	ctlPaths := append([]string(nil), d.cfg.ControlPaths...)
-	if !d.cfg.NoWellKnownControl {
-		for _, v := range d.cfg.Volumes {
-			p, err := ControlSocket(v.spec.Backing)
-			if err != nil {
-				return err
-			}
-			ctlPaths = append(ctlPaths, p)
-		}
-	}
 	var ctlListeners []net.Listener
 	defer func() {
 		for _, l := range ctlListeners {
 			l.Close()
 		}
 	}()
-	for _, p := range ctlPaths {
-		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-			return fmt.Errorf("control socket: %w", err)
-		}
-		l, err := nbd.ListenUnix(ctx, p, -1)
+	var ctlPaths []string
+	listen := func(p string, gid int) error {
+		l, err := nbd.ListenUnix(ctx, p, gid)
 		if err != nil {
 			return fmt.Errorf("control socket: %w", err)
 		}
-		ctlListeners = append(ctlListeners, l)
+		ctlListeners = append(ctlListeners, secretListener{l})
+		ctlPaths = append(ctlPaths, p)
+		return nil
 	}
 	defer func() {
 		for _, p := range ctlPaths {
 			os.Remove(p)
 		}
 	}()
+	for _, p := range d.cfg.ControlPaths {
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			return fmt.Errorf("control socket: %w", err)
+		}
+		if err := listen(p, d.gid); err != nil {
+			return err
+		}
+	}
+	if !d.cfg.NoWellKnownControl {
+		if _, err := PrepareRuntimeDir(); err != nil {
+			return err
+		}
+		for _, v := range d.cfg.Volumes {
+			p, err := ControlSocket(v.spec.Backing)
+			if err != nil {
+				return err
+			}
+			if err := listen(p, -1); err != nil {
+				return err
+			}
+		}
+	}
 
-	hs := &http.Server{Handler: d.handler(), ReadHeaderTimeout: 10 * time.Second,
+	hs := &http.Server{Handler: d.handler(), ReadHeaderTimeout: 10 * time.Second, ConnContext: withConn,
 		ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelDebug)}
 	var wg sync.WaitGroup
 	for _, l := range ctlListeners {

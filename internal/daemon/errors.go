@@ -38,6 +38,7 @@ var errorKinds = []struct {
 	{"keyslot-not-found", keyring.ErrKeyslotNotFound, http.StatusNotFound},
 	{"no-volume", ErrNoVolume, http.StatusNotFound},
 	{"bad-request", ErrBadRequest, http.StatusBadRequest},
+	{"forbidden", ErrUntrustedPeer, http.StatusForbidden},
 }
 
 // apiError is the body of an error reply.

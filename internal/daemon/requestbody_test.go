@@ -1,85 +1,15 @@
 package daemon
 
 import (
+	"bufio"
 	"bytes"
-	"encoding/json"
-	"errors"
+	"encoding/binary"
 	"io"
-	"log/slog"
+	"net"
 	"net/http"
-	"net/http/httptest"
-	"reflect"
 	"strings"
 	"testing"
-
-	"github.com/encblk/encblk/pkg/keyring"
 )
-
-func TestEncodeKeyRequest(t *testing.T) {
-	t.Parallel()
-	slot := 3
-	for _, tc := range []struct {
-		name string
-		req  KeyRequest
-	}{
-		{"no secret", KeyRequest{Volume: "v"}},
-		{"empty volume", KeyRequest{Secret: []byte("k")}},
-		{"secret", KeyRequest{Volume: `a"b\`, Secret: []byte("secret\n\x00\xff")}},
-		{"both", KeyRequest{Volume: "v", Secret: bytes.Repeat([]byte{7}, 1000), NewSecret: []byte("new")}},
-		{"new only", KeyRequest{Volume: "v", NewSecret: []byte("n")}},
-		{"everything", KeyRequest{
-			Volume: "v", Secret: []byte("old"), NewSecret: []byte("new"),
-			NewTokens: []json.RawMessage{json.RawMessage(`{"type":"t","keyslots":[]}`)},
-			KDF:       &keyring.KDFParams{Type: "pbkdf2", Hash: "sha256", Iterations: 1000}, Slot: &slot,
-		}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			buf, err := encodeKeyRequest(&tc.req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer buf.Destroy()
-			want, err := json.Marshal(&tc.req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var got, exp map[string]any
-			if err := json.Unmarshal(buf.Bytes(), &got); err != nil {
-				t.Fatalf("%q: %v", buf.Bytes(), err)
-			}
-			json.Unmarshal(want, &exp)
-			if !reflect.DeepEqual(got, exp) {
-				t.Fatalf("encoded %s, json.Marshal gives %s", buf.Bytes(), want)
-			}
-			back, err := decodeKeyRequest(buf.Bytes())
-			if err != nil || !reflect.DeepEqual(*back, tc.req) {
-				t.Fatalf("decoded back to %+v, %v", back, err)
-			}
-		})
-	}
-}
-
-func TestSecretBodyClose(t *testing.T) {
-	t.Parallel()
-	buf, err := encodeKeyRequest(&KeyRequest{Volume: "v", Secret: []byte("secret")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := bytes.Clone(buf.Bytes())
-	b := &secretBody{buf: buf}
-	got, err := io.ReadAll(b)
-	if err != nil || !bytes.Equal(got, want) {
-		t.Fatalf("read %q, %v; want %q", got, err, want)
-	}
-	b.Close()
-	if buf.Len() != 0 {
-		t.Fatal("Close left the buffer alive")
-	}
-	if _, err := b.Read(make([]byte, 8)); !errors.Is(err, errBodyClosed) {
-		t.Fatalf("Read after Close: %v", err)
-	}
-	b.Close() // a second Close (the transport's, then do's) is harmless
-}
 
 func TestDecodeKeyRequest(t *testing.T) {
 	t.Parallel()
@@ -87,14 +17,14 @@ func TestDecodeKeyRequest(t *testing.T) {
 		body string
 		ok   bool
 	}{
-		{`{"volume":"a","secret":"c2VjcmV0"}`, true},
-		{`{"Volume":"a","SECRET":"c2VjcmV0"}`, true}, // as encoding/json matches names
+		{`{"volume":"a"}`, true},
+		{`{"Volume":"a"}`, true}, // as encoding/json matches names
 		{`{"volume":"a","slot":2,"kdf":{"Type":"pbkdf2"},"new_tokens":[{}]}`, true},
 		{`null`, true},
+		{`{"volume":"a","secret":"c2VjcmV0"}`, false}, // secrets never come in the body
+		{`{"volume":"a","new_secret":"c2VjcmV0"}`, false},
 		{`{"volume":"a","unknown":1}`, false},
-		{`{"volume":"a","secret":"c2VjcmV0","x":{"secret":"c2VjcmV0"}}`, false},
 		{`{"volume":"a"} {}`, false},
-		{`{"secret":12}`, false},
 		{`[]`, false},
 		{``, false},
 	} {
@@ -105,44 +35,89 @@ func TestDecodeKeyRequest(t *testing.T) {
 	}
 }
 
-// recordingBody serves a request body and keeps every buffer it was
-// asked to fill: the handler's copies of the body, which it must wipe.
-type recordingBody struct {
-	r    io.Reader
-	bufs [][]byte
+// readThrough sends raw over a pipe into a secretConn and returns the
+// connection and what an HTTP reader then reads of it.
+func readThrough(t *testing.T, raw []byte) (*secretConn, []byte, error) {
+	t.Helper()
+	a, b := net.Pipe()
+	go func() { a.Write(raw); a.Close() }()
+	c := &secretConn{Conn: b}
+	rest, err := io.ReadAll(c)
+	return c, rest, err
 }
 
-func (b *recordingBody) Read(p []byte) (int, error) {
-	b.bufs = append(b.bufs, p)
-	return b.r.Read(p)
-}
-
-func (b *recordingBody) Close() error { return nil }
-
-// TestKeyRequestWipesBody: whatever the handler read the request (and
-// its secret) into is zero once it has answered, buffers it outgrew
-// while reading included.
-func TestKeyRequestWipesBody(t *testing.T) {
+// TestPreamble: secrets sent in the preamble arrive in the connection's
+// protected buffer, the HTTP request after it arrives intact, and a
+// connection without a preamble is plain HTTP.
+func TestPreamble(t *testing.T) {
 	t.Parallel()
-	secret := bytes.Repeat([]byte("S"), 4000)
-	body, err := json.Marshal(&KeyRequest{Volume: "no-such-volume", Secret: secret})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := &Daemon{log: slog.New(slog.DiscardHandler)}
-	for _, length := range []int64{-1, int64(len(body))} { // unknown (chunked), given
-		rb := &recordingBody{r: bytes.NewReader(body)}
-		req := httptest.NewRequest(http.MethodPost, "/v1/unlock", nil)
-		req.Body, req.ContentLength = rb, length
-		rec := httptest.NewRecorder()
-		d.handler().ServeHTTP(rec, req)
-		if !strings.Contains(rec.Body.String(), "no-such-volume") {
-			t.Fatalf("answer: %s", rec.Body.String())
+	const httpReq = "POST /v1/unlock HTTP/1.1\r\nHost: encblk\r\nContent-Length: 2\r\n\r\n{}"
+	for _, secrets := range [][][]byte{
+		{[]byte("old secret\n"), []byte("new")},
+		{[]byte("only one")},
+		{bytes.Repeat([]byte{0, 0xff}, 4096), nil},
+		{},
+	} {
+		pre, err := encodePreamble(secrets...)
+		if err != nil {
+			t.Fatal(err)
 		}
-		for _, p := range rb.bufs {
-			if i := bytes.IndexFunc(p[:cap(p)], func(r rune) bool { return r != 0 }); i >= 0 {
-				t.Fatalf("Content-Length %d: a %d-byte buffer the body was read into still holds %q...", length, cap(p), p[i:min(i+16, cap(p))])
+		c, rest, err := readThrough(t, append(bytes.Clone(pre.Bytes()), httpReq...))
+		pre.Destroy()
+		if err != nil || string(rest) != httpReq {
+			t.Fatalf("HTTP after the preamble: %q, %v", rest, err)
+		}
+		for i, s := range secrets {
+			if got := c.secret(i); !bytes.Equal(got, s) {
+				t.Fatalf("secret %d: %q, want %q", i, got, s)
 			}
 		}
+		if c.secret(len(secrets)) != nil {
+			t.Fatal("a secret that was not sent")
+		}
+		c.Close()
+		if c.secret(0) != nil {
+			t.Fatal("secrets outlive Close")
+		}
 	}
+	c, rest, err := readThrough(t, []byte(httpReq))
+	if err != nil || string(rest) != httpReq || c.secret(0) != nil {
+		t.Fatalf("plain HTTP: %q, %v", rest, err)
+	}
+	if _, err := http.ReadRequest(bufio.NewReader(strings.NewReader(string(rest)))); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPreambleMalformed(t *testing.T) {
+	t.Parallel()
+	be := func(n uint32) []byte { return binary.BigEndian.AppendUint32(nil, n) }
+	for name, raw := range map[string][]byte{
+		"truncated length": []byte(preambleMagic + "\x00\x00"),
+		"too large":        append([]byte(preambleMagic), be(maxPreamble+1)...),
+		"short payload":    append(append([]byte(preambleMagic), be(10)...), "abc"...),
+		"bad inner length": append(append(append([]byte(preambleMagic), be(6)...), be(3)...), "ab"...),
+		"inner overflow":   append(append(append([]byte(preambleMagic), be(8)...), be(0xffffffff)...), "abcd"...),
+	} {
+		if c, _, err := readThrough(t, raw); err == nil || c.secret(0) != nil {
+			t.Errorf("%s: read without error (%v)", name, err)
+		}
+	}
+}
+
+func FuzzPreamble(f *testing.F) {
+	pre, _ := encodePreamble([]byte("a"), []byte("bc"))
+	f.Add(bytes.Clone(pre.Bytes()))
+	pre.Destroy()
+	f.Add([]byte("GET / HTTP/1.1\r\n\r\n"))
+	f.Add([]byte(preambleMagic + "\x00\x00\x00\x04\x00\x00\x00\x00"))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		c, _, _ := readThrough(t, raw)
+		for i := range 3 {
+			if s := c.secret(i); s != nil && len(s) > len(raw) {
+				t.Fatalf("secret %d longer than the input", i)
+			}
+		}
+		c.Close()
+	})
 }

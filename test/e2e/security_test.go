@@ -1,0 +1,289 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/encblk/encblk/internal/daemon"
+	"github.com/encblk/encblk/internal/testutil"
+)
+
+// processMemory reads every readable mapping of process pid (as root may,
+// through /proc/PID/mem, MADV_DONTDUMP or not).
+func processMemory(t *testing.T, pid int) []byte {
+	t.Helper()
+	maps, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem, err := os.Open(fmt.Sprintf("/proc/%d/mem", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mem.Close()
+	var all bytes.Buffer
+	sc := bufio.NewScanner(bytes.NewReader(maps))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 2 || f[1][0] != 'r' {
+			continue
+		}
+		if len(f) >= 6 && (f[5] == "[vvar]" || f[5] == "[vsyscall]") {
+			continue
+		}
+		lo, hi, _ := strings.Cut(f[0], "-")
+		start, err1 := strconv.ParseUint(lo, 16, 64)
+		end, err2 := strconv.ParseUint(hi, 16, 64)
+		if err1 != nil || err2 != nil || end-start > 8<<30 {
+			continue
+		}
+		buf := make([]byte, end-start)
+		n, _ := mem.ReadAt(buf, int64(start))
+		all.Write(buf[:n])
+	}
+	return all.Bytes()
+}
+
+// secretsIn names which of the secrets occur in the process's memory.
+func secretsIn(t *testing.T, pid int, secrets map[string][]byte) []string {
+	t.Helper()
+	mem := processMemory(t, pid)
+	var found []string
+	for name, s := range secrets {
+		if bytes.Contains(mem, s) {
+			found = append(found, name)
+		}
+	}
+	return found
+}
+
+// TestLockLeavesNoKey: after `encblk lock`, nothing in the server's memory
+// can unwrap the DEK again: neither the key file given to serve, nor one
+// sent with `encblk unlock` (raw or as the base64 the control API carries),
+// nor the DEK itself (either XTS half). While unlocked the DEK is there,
+// which shows the scan sees what it looks for.
+func TestLockLeavesNoKey(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("reading another process's memory needs root")
+	}
+	require(t, cryptsetupT)
+	e := newEnv(t)
+	key := e.keyFile("disk.key")
+	disk := e.format("disk.img", 64<<20, key)
+	dek := testutil.VolumeKey(t, tool(t, "cryptsetup", "luksDump", "--dump-volume-key", "--batch-mode", "--key-file", key, disk))
+	kf, err := os.ReadFile(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets := map[string][]byte{
+		"key file":           kf,
+		"key file in base64": []byte(base64.StdEncoding.EncodeToString(kf)),
+		"DEK (first half)":   dek[:len(dek)/2],
+		"DEK (second half)":  dek[len(dek)/2:],
+	}
+
+	s := e.serve("disk.nbd", "--key-file", key, disk)
+	pid := s.cmd.Process.Pid
+	if found := secretsIn(t, pid, secrets); !strings.Contains(strings.Join(found, ","), "DEK") {
+		t.Fatalf("unlocked server: the scan does not find the DEK (found %v); it cannot prove its absence either", found)
+	}
+	e.must("lock", disk)
+	if found := secretsIn(t, pid, secrets); len(found) > 0 {
+		t.Fatalf("after serve --key-file and lock, the server's memory still holds: %v", found)
+	}
+
+	// The same through the control socket.
+	e.must("unlock", "--key-file", key, disk)
+	e.must("lock", disk)
+	if found := secretsIn(t, pid, secrets); len(found) > 0 {
+		t.Fatalf("after unlock over the control socket and lock, the server's memory still holds: %v", found)
+	}
+	s.stop()
+}
+
+// sharedDir is a new directory in the system's temp dir with mode perm,
+// which other users can reach (a test's own TempDir is under a 0700 one).
+func sharedDir(t *testing.T, perm os.FileMode) string {
+	t.Helper()
+	d, err := os.MkdirTemp("", "encblk-shared-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	if err := os.Chmod(d, perm); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// asUser runs name with args as uid:gid (the test runs as root).
+func asUser(uid, gid uint32, name string, args ...string) *exec.Cmd {
+	c := exec.Command(name, args...)
+	c.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: gid}}
+	return c
+}
+
+// captureServer is python3 listening on a unix socket as another user,
+// writing whatever a client sends it to out: the socket a hostile local
+// user puts where encblk looks for its server.
+const captureServer = `
+import os, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.bind(sys.argv[1]); os.chmod(sys.argv[1], 0o777); s.listen(4)
+open(sys.argv[2] + ".ready", "w").close()
+while True:
+    c, _ = s.accept()
+    c.settimeout(2)
+    with open(sys.argv[2], "ab") as f:
+        try:
+            while True:
+                b = c.recv(65536)
+                if not b: break
+                f.write(b); f.flush()
+        except OSError: pass
+    c.close()
+`
+
+// startCapture starts captureServer at sock as uid:gid; what it receives
+// goes to the returned file.
+func startCapture(t *testing.T, uid, gid uint32, sock string) string {
+	t.Helper()
+	out := sock + ".captured"
+	c := asUser(uid, gid, "/usr/bin/python3", "-c", captureServer, sock, out)
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Process.Kill(); c.Wait() })
+	for range 200 {
+		if _, err := os.Stat(out + ".ready"); err == nil {
+			return out
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	t.Fatal("capture server did not start")
+	return ""
+}
+
+// TestRuntimeDirHijack: another local user who creates the runtime
+// directory of a user without XDG_RUNTIME_DIR first ($TMPDIR/encblk-UID)
+// and listens on the well-known control socket there receives nothing:
+// `encblk unlock` refuses the directory; and a client named a socket
+// (--control) served by another user refuses it before sending the KEK.
+func TestRuntimeDirHijack(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to act as two other users")
+	}
+	require(t, [2]string{"/usr/bin/python3", "python3"})
+	const victim, attacker = 4242, 65534
+	tmp := sharedDir(t, 0o1777) // a shared /tmp
+	e := newEnv(t)
+	key := e.keyFile("disk.key")
+	disk := e.format("disk.img", 32<<20, key)
+	// The victim's own copies, readable by the victim alone.
+	vdir := filepath.Join(tmp, "victim")
+	os.Mkdir(vdir, 0o700)
+	vkey, vdisk := filepath.Join(vdir, "disk.key"), filepath.Join(vdir, "disk.img")
+	tool(t, "cp", "--sparse=always", disk, vdisk)
+	tool(t, "cp", key, vkey)
+	bin := filepath.Join(tmp, "encblk")
+	tool(t, "cp", encblkBin, bin)
+	for _, p := range []string{vdir, vkey, vdisk} {
+		if err := os.Chown(p, victim, victim); err != nil {
+			t.Fatal(err)
+		}
+	}
+	id, err := daemon.VolumeID(vdisk)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The attacker's directory where the victim's runtime dir would be.
+	rdir := filepath.Join(tmp, fmt.Sprintf("encblk-%d", victim))
+	if out, err := asUser(attacker, attacker, "mkdir", "-m", "0777", rdir).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	captured := startCapture(t, attacker, attacker, filepath.Join(rdir, id+".ctl"))
+
+	env := []string{"PATH=" + os.Getenv("PATH"), "TMPDIR=" + tmp, "HOME=" + vdir}
+	run := func(args ...string) (string, int) {
+		c := asUser(victim, victim, bin, args...)
+		c.Env = env
+		out, err := c.CombinedOutput()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return string(out), ee.ExitCode()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(out), 0
+	}
+	out, code := run("unlock", "--key-file", vkey, vdisk)
+	if code == 0 || !strings.Contains(out, "unsafe runtime directory") || !strings.Contains(out, fmt.Sprint(attacker)) {
+		t.Fatalf("unlock through the attacker's directory: exit %d: %s", code, out)
+	}
+	out, code = run("unlock", "--control", filepath.Join(rdir, id+".ctl"), "--key-file", vkey, vdisk)
+	if code == 0 || !strings.Contains(out, "neither root nor the same user") {
+		t.Fatalf("unlock through --control on the attacker's socket: exit %d: %s", code, out)
+	}
+	if got, _ := os.ReadFile(captured); len(got) > 0 {
+		t.Fatalf("the attacker's socket received %d bytes: %q", len(got), got)
+	}
+	// A server started as the victim refuses the directory too, rather
+	// than putting its sockets (NBD and control) there.
+	c := asUser(victim, victim, bin, "serve", "--key-file", vkey, vdisk)
+	c.Env = env
+	sout, err := c.CombinedOutput()
+	if err == nil || !strings.Contains(string(sout), "unsafe runtime directory") {
+		t.Fatalf("serve with the attacker's runtime directory: %v: %s", err, sout)
+	}
+}
+
+// TestControlPeerCheck: the server answers only root and its own user;
+// members of --status-group may read status through a --control socket,
+// and nothing else.
+func TestControlPeerCheck(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to act as another user")
+	}
+	require(t, [2]string{"/usr/bin/python3", "python3"})
+	const other, group = 65534, 4343
+	e := newEnv(t)
+	key := e.keyFile("disk.key")
+	disk := e.format("disk.img", 32<<20, key)
+	ctl := filepath.Join(sharedDir(t, 0o755), "status.ctl")
+	s := e.serve("disk.nbd", "--key-file", key, "--control", ctl, "--status-group", fmt.Sprint(group), disk)
+	ask := func(method, path string) string {
+		c := asUser(other, group, "/usr/bin/python3", "-c", `
+import socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+s.sendall(("%s %s HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}" % (sys.argv[2], sys.argv[3])).encode())
+print(s.makefile("rb").readline().decode().strip())`, ctl, method, path)
+		out, err := c.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s %s as uid %d: %v: %s", method, path, other, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	if got := ask("GET", "/v1/status"); !strings.Contains(got, "200") {
+		t.Fatalf("status as a member of the status group: %s", got)
+	}
+	if got := ask("POST", "/v1/lock"); !strings.Contains(got, "403") {
+		t.Fatalf("lock as a member of the status group: %s", got)
+	}
+	if st := statusJSON(t, e, disk); st.Volumes[0].State != "unlocked" {
+		t.Fatalf("state after the refused lock: %s", st.Volumes[0].State)
+	}
+	s.stop()
+}
