@@ -15,6 +15,8 @@ packages=(
 	openssl python3 python3-cryptography python3-pykmip
 	# kernel VM harness (test/vm); 6.12 (bookworm-security) has ublk too
 	qemu-system-x86 linux-image-6.12-amd64 busybox-static nbd-client kmod cpio xz-utils zstd dmsetup iproute2
+	# real-process crash tests (SIGKILL injected at each fsync)
+	strace
 	# pkg/sed: ioctl struct layouts checked against the kernel's uapi headers
 	gcc libc6-dev linux-libc-dev
 )

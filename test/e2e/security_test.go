@@ -287,3 +287,142 @@ print(s.makefile("rb").readline().decode().strip())`, ctl, method, path)
 	}
 	s.stop()
 }
+
+// opensWith reports whether cryptsetup opens the LUKS header of img with
+// the key file (the independent judge of which KEK works).
+func opensWith(t *testing.T, img, key string) bool {
+	t.Helper()
+	out, err := exec.Command("cryptsetup", "open", "--test-passphrase", "--disable-locks", "--key-file", key, img).CombinedOutput()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return true
+	case errors.As(err, &ee) && ee.ExitCode() == 2: // no key available with this passphrase
+		return false
+	}
+	t.Fatalf("cryptsetup open --test-passphrase %s: %v: %s", img, err, out)
+	return false
+}
+
+// TestRotateKilledAtEachSync: `encblk rotate` (offline, and by a server
+// while it serves) is SIGKILLed at its Nth fsync/fdatasync, for every N
+// until it completes (strace injects the signal as the call is entered).
+// Afterwards cryptsetup must open the volume with exactly one of the old
+// and the new key file; once the new one worked at some N it must keep
+// working for every later N, and a completed rotation leaves only the new.
+func TestRotateKilledAtEachSync(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a rotation per sync point")
+	}
+	require(t, cryptsetupT, [2]string{"strace", "strace"})
+	e := newEnv(t)
+	oldKey, newKey := e.keyFile("old.key"), e.keyFile("new.key")
+	golden := e.format("golden.img", 32<<20, oldKey)
+	kdf := []string{"--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000"}
+
+	check := func(mode string, n int, img string, sawNew *bool) {
+		t.Helper()
+		o, nw := opensWith(t, img, oldKey), opensWith(t, img, newKey)
+		switch {
+		case o == nw:
+			t.Fatalf("%s, killed at sync %d: old key opens %v, new key opens %v; want exactly one", mode, n, o, nw)
+		case nw:
+			*sawNew = true
+		case *sawNew:
+			t.Fatalf("%s, killed at sync %d: the old key opens again after an earlier kill left only the new", mode, n)
+		}
+	}
+	strace := func(n int) []string {
+		return []string{"-f", "-qq", "-o", "/dev/null", "-e", "trace=fsync,fdatasync",
+			"-e", fmt.Sprintf("inject=fsync,fdatasync:signal=KILL:when=%d", n)}
+	}
+
+	t.Run("offline", func(t *testing.T) {
+		sawNew := false
+		for n := 1; ; n++ {
+			if n > 32 {
+				t.Fatal("rotate never completed")
+			}
+			img := e.path(fmt.Sprintf("offline-%d.img", n))
+			tool(t, "cp", "--sparse=always", golden, img)
+			args := append(strace(n), encblkBin, "rotate", "--key-file", oldKey, "--new-key-file", newKey)
+			c := exec.Command("strace", append(append(args, kdf...), img)...)
+			c.Env = append(os.Environ(), "ENCBLK_RUNTIME_DIR="+e.run)
+			out, err := c.CombinedOutput()
+			check("offline", n, img, &sawNew)
+			if err == nil {
+				if !opensWith(t, img, newKey) || opensWith(t, img, oldKey) {
+					t.Fatalf("completed rotation: want only the new key to open")
+				}
+				t.Logf("offline rotation completed after %d syncs", n-1)
+				return
+			}
+			if !strings.Contains(string(out), "killed by SIGKILL") && !strings.Contains(err.Error(), "signal: killed") && !strings.Contains(err.Error(), "exit status 137") {
+				t.Logf("rotate killed at sync %d: %v: %s", n, err, out)
+			}
+		}
+	})
+
+	t.Run("served", func(t *testing.T) {
+		sawNew := false
+		for n := 1; ; n++ {
+			if n > 32 {
+				t.Fatal("rotate never completed")
+			}
+			img := e.path(fmt.Sprintf("served-%d.img", n))
+			tool(t, "cp", "--sparse=always", golden, img)
+			s := e.serve(fmt.Sprintf("served-%d.nbd", n), "--key-file", oldKey, img)
+			// Attach to every thread of the running server; -f follows
+			// the threads it starts later.
+			tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", s.cmd.Process.Pid))
+			args := strace(n)
+			for _, tk := range tasks {
+				args = append(args, "-p", tk.Name())
+			}
+			tr := exec.Command("strace", args...)
+			var trOut syncBuffer
+			tr.Stderr = &trOut
+			if err := tr.Start(); err != nil {
+				t.Fatal(err)
+			}
+			waitTraced(t, s.cmd.Process.Pid, tasks)
+			_, errs, code := e.encblk(append(append([]string{"rotate", "--key-file", oldKey, "--new-key-file", newKey}, kdf...), img)...)
+			completed := code == 0
+			if completed {
+				s.stop()
+			} else {
+				s.kill()
+			}
+			tr.Process.Kill()
+			tr.Wait()
+			check("served", n, img, &sawNew)
+			if completed {
+				if !opensWith(t, img, newKey) || opensWith(t, img, oldKey) {
+					t.Fatalf("completed rotation: want only the new key to open")
+				}
+				t.Logf("served rotation completed after %d syncs", n-1)
+				return
+			}
+			t.Logf("server killed at sync %d; rotate said: %s", n, strings.TrimSpace(errs))
+		}
+	})
+}
+
+// waitTraced waits until strace has attached to each of pid's tasks.
+func waitTraced(t *testing.T, pid int, tasks []os.DirEntry) {
+	t.Helper()
+	for range 400 {
+		all := true
+		for _, tk := range tasks {
+			st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, tk.Name()))
+			if !strings.Contains(string(st), "TracerPid:\t") || strings.Contains(string(st), "TracerPid:\t0\n") {
+				all = false
+			}
+		}
+		if all {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("strace did not attach to the server")
+}
