@@ -177,7 +177,7 @@ func TestInteropLUKS1(t *testing.T) {
 		qemuImg := testutil.RequireTool(t, "qemu-img", "qemu-utils")
 		dir := t.TempDir()
 		path := dir + "/q.luks"
-		run(t, qemuImg, "create", "-f", "luks", "--object", "secret,id=sec0,data=qemu pass",
+		qemuLUKSCreate(t, qemuImg, "--object", "secret,id=sec0,data=qemu pass",
 			"-o", "key-secret=sec0,iter-time=100", path, "4M")
 		keyFile := writeFile(t, []byte("qemu pass"))
 		want := dumpVolumeKey(t, path, keyFile)
