@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
+
+	"github.com/encblk/encblk/internal/audit"
 )
 
 func init() { subcommands = append(subcommands, newEraseCmd) }
@@ -29,7 +31,9 @@ data is unrecoverable unless someone kept the volume key or a header backup.`,
 				fmt.Sprintf("This will destroy every keyslot of %s: the data becomes unrecoverable.", args[0])); err != nil {
 				return err
 			}
-			return k.Erase(cmd.Context())
+			err = k.Erase(cmd.Context())
+			audit.Log(cmd.Context(), a.log, audit.Record{Event: audit.Erase, Volume: k.UUID(), Backing: args[0], Keyslot: -1, Err: err}.Self())
+			return err
 		},
 	}
 	hdr.register(cmd.Flags())

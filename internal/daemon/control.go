@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 
+	"github.com/encblk/encblk/internal/audit"
 	"github.com/encblk/encblk/internal/secmem"
 	"github.com/encblk/encblk/pkg/keyring"
 )
@@ -59,7 +60,7 @@ func (d *Daemon) handler() http.Handler {
 	mux.HandleFunc("GET /v1/keyslots", d.handleKeyslots)
 	mux.HandleFunc("POST /v1/keyslots", d.handleAddKeyslot)
 	mux.HandleFunc("DELETE /v1/keyslots", d.handleRemoveKeyslot)
-	return authorize(mux)
+	return d.authorize(mux)
 }
 
 func (d *Daemon) handleStatus(w http.ResponseWriter, r *http.Request) {
@@ -79,12 +80,13 @@ func (d *Daemon) handleUnlock(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer req.wipe()
+	slot := -1
 	kek, err := identity(req.Secret)
 	if err == nil {
 		defer kek.Destroy()
-		err = v.Unlock(r.Context(), kek)
+		slot, err = v.unlock(r.Context(), kek)
 	}
-	d.done(w, "unlock", v, err, struct{}{})
+	d.done(w, r, audit.Unlock, v, slot, err, struct{}{})
 }
 
 func (d *Daemon) handleLock(w http.ResponseWriter, r *http.Request) {
@@ -92,7 +94,7 @@ func (d *Daemon) handleLock(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	d.done(w, "lock", v, v.Lock(r.Context()), struct{}{})
+	d.done(w, r, audit.Lock, v, -1, v.Lock(r.Context()), struct{}{})
 }
 
 func (d *Daemon) handleRotate(w http.ResponseWriter, r *http.Request) {
@@ -101,12 +103,12 @@ func (d *Daemon) handleRotate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer req.wipe()
-	var res RotateResult
+	res := RotateResult{OldSlot: -1, NewSlot: -1}
 	err := req.withKEKs(func(old *keyring.KeyFile, nk keyring.Recipient) (err error) {
 		res.OldSlot, res.NewSlot, err = v.RotateKEK(r.Context(), old, nk, req.keyslotOptions())
 		return err
 	})
-	d.done(w, "rotate-kek", v, err, res)
+	d.done(w, r, audit.RotateKEK, v, res.NewSlot, err, res)
 }
 
 func (d *Daemon) handleKeyslots(w http.ResponseWriter, r *http.Request) {
@@ -124,12 +126,12 @@ func (d *Daemon) handleAddKeyslot(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer req.wipe()
-	var res KeyslotResult
+	res := KeyslotResult{Slot: -1}
 	err := req.withKEKs(func(old *keyring.KeyFile, nk keyring.Recipient) (err error) {
 		res.Slot, err = v.AddKeyslot(r.Context(), old, nk, req.keyslotOptions())
 		return err
 	})
-	d.done(w, "add-keyslot", v, err, res)
+	d.done(w, r, audit.AddKeyslot, v, res.Slot, err, res)
 }
 
 func (d *Daemon) handleRemoveKeyslot(w http.ResponseWriter, r *http.Request) {
@@ -143,7 +145,8 @@ func (d *Daemon) handleRemoveKeyslot(w http.ResponseWriter, r *http.Request) {
 		fail(w, fmt.Errorf("%w: slot must be a number", ErrBadRequest))
 		return
 	}
-	d.done(w, "remove-keyslot", v, v.RemoveKeyslot(r.Context(), slot), struct{}{})
+	kind := v.kekKind(slot)
+	d.done(w, r, audit.RemoveKeyslot, v, slot, v.RemoveKeyslot(r.Context(), slot), struct{}{}, kind)
 }
 
 // keyRequest decodes a KeyRequest and finds its volume; on failure it has
@@ -227,14 +230,27 @@ func identity(secret []byte) (*keyring.KeyFile, error) {
 	return k, nil
 }
 
-// done logs the outcome of an action (never a secret) and replies.
-func (d *Daemon) done(w http.ResponseWriter, action string, v *Volume, err error, res any) {
+// done writes the action's audit record (never a secret) and replies.
+// slot is the keyslot acted on (or that opened), -1 if none; kind, if
+// given, is the KEK kind when the keyslot is gone by now.
+func (d *Daemon) done(w http.ResponseWriter, r *http.Request, event string, v *Volume, slot int, err error, res any, kind ...string) {
+	rec := audit.Record{Event: event, Backing: v.spec.Backing, Keyslot: slot, Err: err, PeerUID: -1, PeerPID: -1}
+	if v.kr != nil {
+		rec.Volume = v.kr.UUID()
+	}
+	if len(kind) > 0 {
+		rec.KEK = kind[0]
+	} else if err == nil {
+		rec.KEK = v.kekKind(slot)
+	}
+	if p, ok := PeerFrom(r.Context()); ok {
+		rec.PeerUID, rec.PeerPID = int64(p.UID), int64(p.PID)
+	}
+	audit.Log(r.Context(), d.log, rec)
 	if err != nil {
-		d.log.Warn(action+" failed", "backing", v.spec.Backing, "err", err)
 		fail(w, err)
 		return
 	}
-	d.log.Info(action, "backing", v.spec.Backing, "state", v.state())
 	reply(w, res)
 }
 

@@ -12,6 +12,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/encblk/encblk/internal/audit"
 )
 
 // ErrUntrustedPeer: the other end of a control socket is neither root nor
@@ -94,14 +96,28 @@ func lookupGroup(name string) (int, error) {
 // readOnlyRoutes are what a member of the status group may ask.
 var readOnlyRoutes = map[string]bool{"GET /v1/status": true, "GET /v1/keyslots": true}
 
+// deniedEvents are the audit events of the routes an untrusted peer may
+// be denied.
+var deniedEvents = map[string]string{
+	"/v1/unlock": audit.Unlock, "/v1/lock": audit.Lock, "/v1/rotate-kek": audit.RotateKEK,
+	"/v1/keyslots": audit.AddKeyslot,
+}
+
 // authorize admits requests from root and this process's user; others
 // (members of the status group, who alone can reach a 0660 socket) may
-// only read status.
-func authorize(next http.Handler) http.Handler {
+// only read status. A denial is audited.
+func (d *Daemon) authorize(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, _ := PeerFrom(r.Context())
 		if !p.trusted() && !readOnlyRoutes[r.Method+" "+r.URL.Path] {
-			fail(w, fmt.Errorf("%w: uid %d may only read status", ErrUntrustedPeer, p.UID))
+			err := fmt.Errorf("%w: uid %d may only read status", ErrUntrustedPeer, p.UID)
+			ev := deniedEvents[r.URL.Path]
+			if r.Method == http.MethodDelete {
+				ev = audit.RemoveKeyslot
+			}
+			audit.Log(r.Context(), d.log, audit.Record{Event: ev, Result: audit.Denied, Keyslot: -1, Err: err,
+				PeerUID: int64(p.UID), PeerPID: int64(p.PID)})
+			fail(w, err)
 			return
 		}
 		next.ServeHTTP(w, r)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -132,25 +133,45 @@ func (v *Volume) Backend() nbd.Backend { return v.backend }
 
 // Unlock opens the keyring with kek and hands the DEK to the volume.
 func (v *Volume) Unlock(ctx context.Context, kek keyring.Identity) error {
+	_, err := v.unlock(ctx, kek)
+	return err
+}
+
+// unlock is Unlock that also reports which keyslot opened.
+func (v *Volume) unlock(ctx context.Context, kek keyring.Identity) (int, error) {
 	if v.vol == nil {
-		return errPlain
+		return -1, errPlain
 	}
 	v.keyMu.Lock()
 	defer v.keyMu.Unlock()
-	dek, err := v.kr.Unlock(ctx, kek)
+	slot, dek, err := v.kr.Match(ctx, kek)
 	if errors.Is(err, keyring.ErrNoMatchingKeyslot) {
 		// Another process (encblk keyslot add, encblk kmip add) may have
 		// added the keyslot since this server read the header: if the
 		// header on disk is newer, try again with it.
 		seq := v.kr.SeqID()
 		if rerr := v.kr.Reload(); rerr == nil && v.kr.SeqID() != seq {
-			dek, err = v.kr.Unlock(ctx, kek)
+			slot, dek, err = v.kr.Match(ctx, kek)
 		}
 	}
 	if err != nil {
-		return err
+		return -1, err
 	}
-	return v.vol.Unlock(dek)
+	return slot, v.vol.Unlock(dek)
+}
+
+// kekKind names what opens keyslot slot for audit records: the type of
+// a token bound to it, else "secret" (a passphrase or a key file).
+func (v *Volume) kekKind(slot int) string {
+	if v.kr == nil || slot < 0 {
+		return ""
+	}
+	for _, t := range v.kr.Tokens() {
+		if slices.Contains(t.Keyslots, slot) {
+			return t.Type
+		}
+	}
+	return "secret"
 }
 
 // Lock waits for in-flight requests, flushes and wipes the DEK.

@@ -165,7 +165,7 @@ func (e *env) waitUp(s *server) {
 			e.t.Fatalf("encblk serve exited: %v\n%s", err, s.log)
 		default:
 		}
-		if strings.Contains(s.log.String(), "control=") {
+		if l := s.log.String(); strings.Contains(l, "control=") || strings.Contains(l, `"control":`) {
 			return
 		}
 		time.Sleep(25 * time.Millisecond)

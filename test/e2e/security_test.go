@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -425,4 +426,65 @@ func waitTraced(t *testing.T, pid int, tasks []os.DirEntry) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatal("strace did not attach to the server")
+}
+
+// auditRecord is one record of the audit schema (internal/audit).
+type auditRecord struct {
+	Msg     string `json:"msg"`
+	Event   string `json:"event"`
+	Result  string `json:"result"`
+	Volume  string `json:"volume"`
+	Keyslot int    `json:"keyslot"`
+	KEK     string `json:"kek"`
+	Error   string `json:"error"`
+	PeerUID int64  `json:"peer_uid"`
+	PeerPID int64  `json:"peer_pid"`
+}
+
+// TestAuditRecords: a scripted session against a server logging JSON
+// leaves one audit record per action, in order, with the schema's fields.
+func TestAuditRecords(t *testing.T) {
+	require(t, cryptsetupT)
+	e := newEnv(t)
+	key, other, extra := e.keyFile("disk.key"), e.keyFile("other.key"), e.keyFile("extra.key")
+	disk := e.format("disk.img", 32<<20, key)
+	uuid := strings.TrimSpace(tool(t, "cryptsetup", "luksUUID", disk))
+	s := e.serve("disk.nbd", "--log-format", "json", "--locked", disk)
+	kdf := []string{"--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000"}
+
+	if _, _, code := e.encblk("unlock", "--key-file", other, disk); code != 2 {
+		t.Fatalf("unlock with a wrong key: exit %d", code)
+	}
+	e.must("unlock", "--key-file", key, disk)
+	e.must(append(append([]string{"keyslot", "add", "--key-file", key}, kdf...), disk, extra)...)
+	e.must("keyslot", "remove", "--batch-mode", disk, "1")
+	e.must(append(append([]string{"rotate", "--key-file", key, "--new-key-file", other}, kdf...), disk)...)
+	e.must("lock", disk)
+	s.stop()
+
+	var got []auditRecord
+	for _, line := range strings.Split(s.log.String(), "\n") {
+		var r auditRecord
+		if json.Unmarshal([]byte(line), &r) == nil && r.Msg == "audit" {
+			got = append(got, r)
+		}
+	}
+	want := []auditRecord{
+		{Event: "unlock", Result: "failed", Keyslot: -1},
+		{Event: "unlock", Result: "ok", Keyslot: 0, KEK: "secret"},
+		{Event: "add-keyslot", Result: "ok", Keyslot: 1, KEK: "secret"},
+		{Event: "remove-keyslot", Result: "ok", Keyslot: 1, KEK: "secret"},
+		{Event: "rotate-kek", Result: "ok", Keyslot: 1, KEK: "secret"},
+		{Event: "lock", Result: "ok", Keyslot: -1},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d audit records, want %d:\n%s", len(got), len(want), s.log)
+	}
+	for i, w := range want {
+		g := got[i]
+		if g.Event != w.Event || g.Result != w.Result || g.Keyslot != w.Keyslot || g.KEK != w.KEK ||
+			g.Volume != uuid || g.PeerUID != int64(os.Getuid()) || g.PeerPID <= 0 || (g.Result == "ok") != (g.Error == "") {
+			t.Errorf("record %d: %+v, want %+v with volume %s and this test's uid", i, g, w, uuid)
+		}
+	}
 }
