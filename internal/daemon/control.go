@@ -104,8 +104,11 @@ func (d *Daemon) handleRotate(w http.ResponseWriter, r *http.Request) {
 	}
 	defer req.wipe()
 	res := RotateResult{OldSlot: -1, NewSlot: -1}
-	err := req.withKEKs(func(old *keyring.KeyFile, nk keyring.Recipient) (err error) {
-		res.OldSlot, res.NewSlot, err = v.RotateKEK(r.Context(), old, nk, req.keyslotOptions())
+	err := req.withKEKs(func(old *keyring.KeyFile, nk keyring.Recipient) error {
+		o, n, err := v.RotateKEK(r.Context(), old, nk, req.keyslotOptions())
+		if err == nil {
+			res = RotateResult{OldSlot: o, NewSlot: n}
+		}
 		return err
 	})
 	d.done(w, r, audit.RotateKEK, v, res.NewSlot, err, res)
@@ -127,8 +130,11 @@ func (d *Daemon) handleAddKeyslot(w http.ResponseWriter, r *http.Request) {
 	}
 	defer req.wipe()
 	res := KeyslotResult{Slot: -1}
-	err := req.withKEKs(func(old *keyring.KeyFile, nk keyring.Recipient) (err error) {
-		res.Slot, err = v.AddKeyslot(r.Context(), old, nk, req.keyslotOptions())
+	err := req.withKEKs(func(old *keyring.KeyFile, nk keyring.Recipient) error {
+		slot, err := v.AddKeyslot(r.Context(), old, nk, req.keyslotOptions())
+		if err == nil {
+			res.Slot = slot
+		}
 		return err
 	})
 	d.done(w, r, audit.AddKeyslot, v, res.Slot, err, res)
