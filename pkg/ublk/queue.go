@@ -1,0 +1,269 @@
+package ublk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/encblk/encblk/pkg/blockdev"
+	"github.com/encblk/encblk/pkg/iouring"
+)
+
+// wakeTag is the user data of the eventfd read that wakes a queue's ring
+// when workers have results to commit; request tags are below 4096.
+const wakeTag = 1 << 32
+
+// queue serves one hardware queue of a ublk device. Its ring lives on one
+// OS thread: the kernel takes a queue's commands only from the task that
+// fetched them (ubq_daemon), so run locks its goroutine to its thread for
+// good, and only that thread enters the ring.
+//
+// Each tag owns a data buffer (its address goes to the kernel with every
+// FETCH and COMMIT_AND_FETCH): the kernel copies a write's data into it
+// before completing the fetch, and a read's data out of it when the
+// result is committed. A request runs on its own goroutine; results come
+// back through done and an eventfd whose read sits in the ring.
+type queue struct {
+	id    uint16
+	depth int
+	cdev  int
+	dev   blockdev.Device
+	ctx   context.Context // cancelled when the server gives up on waiting I/O
+	bufSz int
+
+	descs []ioDesc // the kernel's read-only descriptor array (mmap)
+	bufs  []byte   // depth * bufSz, anonymous mmap
+	efd   int
+	efdB  *[8]byte // the eventfd read's buffer; heap, so it does not move
+
+	mu       sync.Mutex
+	done     []completion
+	notified bool
+	quit     bool // abandon: leave the ring at the next wake-up
+}
+
+type completion struct {
+	tag uint16
+	res int32
+}
+
+func newQueue(id uint16, depth, bufSz, cdev int, dev blockdev.Device, ctx context.Context) (*queue, error) {
+	q := &queue{id: id, depth: depth, cdev: cdev, dev: dev, ctx: ctx, bufSz: bufSz, efd: -1, efdB: new([8]byte)}
+	descSz := (depth*int(unsafe.Sizeof(ioDesc{})) + unix.Getpagesize() - 1) &^ (unix.Getpagesize() - 1)
+	m, err := unix.Mmap(cdev, int64(id)*cmdBufMax, descSz, unix.PROT_READ, unix.MAP_SHARED|unix.MAP_POPULATE)
+	if err != nil {
+		return nil, fmt.Errorf("ublk: mmap queue %d descriptors: %w", id, err)
+	}
+	q.descs = unsafe.Slice((*ioDesc)(unsafe.Pointer(&m[0])), depth)
+	if q.bufs, err = unix.Mmap(-1, 0, depth*bufSz, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS); err != nil {
+		q.close()
+		return nil, fmt.Errorf("ublk: queue %d buffers: %w", id, err)
+	}
+	if q.efd, err = unix.Eventfd(0, unix.EFD_CLOEXEC); err != nil {
+		q.close()
+		return nil, fmt.Errorf("ublk: queue %d eventfd: %w", id, err)
+	}
+	return q, nil
+}
+
+func (q *queue) close() {
+	if q.descs != nil {
+		sz := (q.depth*int(unsafe.Sizeof(ioDesc{})) + unix.Getpagesize() - 1) &^ (unix.Getpagesize() - 1)
+		_ = unix.Munmap(unsafe.Slice((*byte)(unsafe.Pointer(&q.descs[0])), sz))
+		q.descs = nil
+	}
+	if q.bufs != nil {
+		_ = unix.Munmap(q.bufs)
+		q.bufs = nil
+	}
+	if q.efd >= 0 {
+		unix.Close(q.efd)
+		q.efd = -1
+	}
+}
+
+func (q *queue) buf(tag uint16) []byte {
+	return q.bufs[int(tag)*q.bufSz : (int(tag)+1)*q.bufSz]
+}
+
+// run fetches every tag, reports on fetched (nil, or why it could not),
+// then serves requests until the kernel aborts every tag (STOP_DEV, or the
+// device going away). The goroutine stays locked to its thread, which
+// exits with it: the kernel watches that task.
+func (q *queue) run(fetched chan<- error) error {
+	runtime.LockOSThread()
+	ring, err := iouring.New(uint32(q.depth+1), 0)
+	if err != nil {
+		fetched <- fmt.Errorf("ublk: queue %d: %w", q.id, err)
+		return err
+	}
+	defer ring.Close()
+	for tag := 0; tag < q.depth; tag++ {
+		q.prep(ring, ioFetchReq, uint16(tag), 0)
+	}
+	q.armWake(ring)
+	if err := ring.Submit(); err != nil {
+		fetched <- fmt.Errorf("ublk: queue %d: submit FETCH_REQ: %w", q.id, err)
+		return err
+	}
+	fetched <- nil
+
+	var inflight, aborted int
+	var quitting bool // abandoned: wait for the requests running, commit nothing
+	var failed error
+	for inflight > 0 || !quitting && aborted < q.depth {
+		if err := ring.Wait(1); err != nil {
+			return fmt.Errorf("ublk: queue %d: %w", q.id, err)
+		}
+		ring.Reap(func(c *iouring.CQE) {
+			if c.UserData == wakeTag {
+				q.mu.Lock()
+				done := q.done
+				quitting = q.quit
+				q.done, q.notified = nil, false
+				q.mu.Unlock()
+				for _, d := range done {
+					inflight--
+					if !quitting {
+						q.prep(ring, ioCommitFetchReq, d.tag, d.res)
+					}
+				}
+				if inflight > 0 || !quitting && aborted < q.depth {
+					q.armWake(ring)
+				}
+				return
+			}
+			tag := uint16(c.UserData)
+			switch {
+			case quitting:
+			case c.Res == ioResOK:
+				inflight++
+				desc := q.descs[tag] // copy: the kernel rewrites it at the next request
+				go q.serve(tag, desc)
+			case c.Res == ioResAbort:
+				aborted++
+			default:
+				// The driver refused the command (a state error): the tag
+				// is dead for this server.
+				aborted++
+				if failed == nil {
+					failed = fmt.Errorf("ublk: queue %d tag %d: %w", q.id, tag, syscall.Errno(-c.Res))
+				}
+			}
+		})
+	}
+	return failed
+}
+
+// prep queues a FETCH_REQ or COMMIT_AND_FETCH_REQ for tag. The ring has
+// room for every tag plus the wake read, so GetSQE cannot fail.
+func (q *queue) prep(ring *iouring.Ring, nr uint32, tag uint16, res int32) {
+	s := ring.GetSQE()
+	s.Opcode = iouring.OpUringCmd
+	s.Fd = int32(q.cdev)
+	s.SetCmdOp(ioOp(nr))
+	s.UserData = uint64(tag)
+	*(*ioCmd)(unsafe.Pointer(&ring.Cmd(s)[0])) = ioCmd{QID: q.id, Tag: tag, Result: res,
+		Addr: uint64(uintptr(unsafe.Pointer(&q.buf(tag)[0])))}
+}
+
+func (q *queue) armWake(ring *iouring.Ring) {
+	s := ring.GetSQE()
+	s.Opcode = iouring.OpRead
+	s.Fd = int32(q.efd)
+	s.Addr = uint64(uintptr(unsafe.Pointer(&q.efdB[0])))
+	s.Len = 8
+	s.UserData = wakeTag
+}
+
+// serve runs one request on the device and hands its result to the ring's
+// thread.
+func (q *queue) serve(tag uint16, d ioDesc) {
+	res := handle(q.ctx, q.dev, d, q.buf(tag))
+	q.mu.Lock()
+	q.done = append(q.done, completion{tag, res})
+	q.mu.Unlock()
+	q.wake()
+}
+
+// abandon makes run return without waiting for the kernel's aborts; its
+// ring closes, and the kernel cancels the fetches it holds.
+func (q *queue) abandon() {
+	q.mu.Lock()
+	q.quit = true
+	q.mu.Unlock()
+	q.wake()
+}
+
+func (q *queue) wake() {
+	q.mu.Lock()
+	wake := !q.notified
+	q.notified = true
+	q.mu.Unlock()
+	if wake {
+		one := [8]byte{1}
+		for {
+			if _, err := unix.Write(q.efd, one[:]); err != unix.EINTR {
+				break
+			}
+		}
+	}
+}
+
+// handle runs the request d on dev with buf as its data and returns what
+// COMMIT_AND_FETCH_REQ reports: the bytes done for reads and writes, 0 for
+// the others, or a negated errno.
+func handle(ctx context.Context, dev blockdev.Device, d ioDesc, buf []byte) int32 {
+	off := int64(d.StartSector) << 9
+	n := int64(d.NrSectors) << 9
+	fua := d.OpFlags&ioFlagFUA != 0
+	var err error
+	switch d.OpFlags & 0xff {
+	case opRead, opWrite:
+		if n > int64(len(buf)) || n == 0 {
+			return -int32(unix.EINVAL)
+		}
+		if d.OpFlags&0xff == opRead {
+			err = dev.ReadAt(ctx, buf[:n], off)
+		} else {
+			err = dev.WriteAt(ctx, buf[:n], off, fua)
+		}
+		if err == nil {
+			return int32(n)
+		}
+	case opFlush:
+		err = dev.Flush(ctx)
+	case opDiscard:
+		err = dev.Trim(ctx, off, n, fua)
+	case opWriteZeroes:
+		var f blockdev.ZeroFlags
+		if fua {
+			f |= blockdev.ZeroFUA
+		}
+		if d.OpFlags&ioFlagNoUnmap != 0 {
+			f |= blockdev.ZeroNoHole
+		}
+		err = dev.Zero(ctx, off, n, f)
+	default:
+		return -int32(unix.EOPNOTSUPP)
+	}
+	if err == nil {
+		return 0
+	}
+	return -int32(errnoOf(err))
+}
+
+// errnoOf is the errno an error wraps, EIO if none.
+func errnoOf(err error) syscall.Errno {
+	var e syscall.Errno
+	if errors.As(err, &e) && e != 0 {
+		return e
+	}
+	return unix.EIO
+}
