@@ -1,12 +1,6 @@
 package sed
 
 import (
-	"bufio"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
 	"unsafe"
 
@@ -19,10 +13,6 @@ import (
 // ioctls take.
 func TestStructLayouts(t *testing.T) {
 	t.Parallel()
-	gcc := testutil.RequireTool(t, "gcc", "gcc")
-	testutil.RequireFile(t, "/usr/include/scsi/sg.h", "libc6-dev")
-	testutil.RequireFile(t, "/usr/include/linux/nvme_ioctl.h", "linux-libc-dev")
-	dir := t.TempDir()
 	src := `#include <stdio.h>
 #include <stddef.h>
 #include <sys/ioctl.h>
@@ -50,27 +40,8 @@ int main(void) {
 	return 0;
 }
 `
-	if err := os.WriteFile(filepath.Join(dir, "layout.c"), []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "layout")
-	if out, err := exec.Command(gcc, "-o", bin, filepath.Join(dir, "layout.c")).CombinedOutput(); err != nil {
-		t.Fatalf("gcc: %v\n%s", err, out)
-	}
-	out, err := exec.Command(bin).Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := map[string]uint64{}
-	sc := bufio.NewScanner(strings.NewReader(string(out)))
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		v, err := strconv.ParseUint(f[1], 10, 64)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c[f[0]] = v
-	}
+	c := testutil.CValues(t, src, map[string]string{
+		"/usr/include/scsi/sg.h": "libc6-dev", "/usr/include/linux/nvme_ioctl.h": "linux-libc-dev"})
 	var sg sgIOHdr
 	var nv nvmeAdminCmd
 	want := map[string]uintptr{
@@ -97,17 +68,9 @@ int main(void) {
 		"nvme_admin_cmd.cdw15": unsafe.Offsetof(nv.Cdw15), "nvme_admin_cmd.timeout_ms": unsafe.Offsetof(nv.TimeoutMs),
 		"nvme_admin_cmd.result": unsafe.Offsetof(nv.Result),
 	}
+	w := map[string]uint64{}
 	for k, v := range want {
-		got, ok := c[k]
-		if !ok {
-			t.Errorf("%s: not printed by the C program", k)
-			continue
-		}
-		if got != uint64(v) {
-			t.Errorf("%s: C says %d, Go has %d", k, got, v)
-		}
+		w[k] = uint64(v)
 	}
-	if len(c) != len(want) {
-		t.Errorf("C printed %d values, checked %d", len(c), len(want))
-	}
+	testutil.CompareValues(t, c, w)
 }
