@@ -387,6 +387,12 @@ func TestShutdownKeepsClientWriting(t *testing.T) {
 		})
 		r := newRawClient(t, s, 3)
 		r.start("", false)
+		// A reply in transmission, not the handshake's, proves the server
+		// has taken (or not) its blocking slot: it does so between the two.
+		r.request(0, tCmdRead, 3, 0, 4096, nil)
+		if _, errno, _ := r.simpleReply(4096); errno != 0 {
+			t.Fatalf("read before the shutdown: errno %d", errno)
+		}
 		if want := int64(max(blockingConns, 0)); nbd.BlockingConnsInUse(s.srv) != want {
 			t.Fatalf("blocking connections: %d, want %d", nbd.BlockingConnsInUse(s.srv), want)
 		}
