@@ -192,14 +192,18 @@ func TestSideBySideNbdkit(t *testing.T) {
 	_ = f.Close()
 	ours := startServer(t, nbd.StaticExports{"": b}, nil)
 
-	kitSock := filepath.Join(t.TempDir(), "kit.sock")
-	kit := exec.Command(nbdkit, "--foreground", "--exit-with-parent", "-U", kitSock, "file", path)
+	kitDir := t.TempDir()
+	kitSock, kitPID := filepath.Join(kitDir, "kit.sock"), filepath.Join(kitDir, "kit.pid")
+	// nbdkit writes its pid file once it accepts connections; the socket
+	// file exists a moment before that (bind, then listen), and a client
+	// that connects in between is refused.
+	kit := exec.Command(nbdkit, "--foreground", "--exit-with-parent", "-U", kitSock, "-P", kitPID, "file", path)
 	if err := kit.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = kit.Process.Kill(); _ = kit.Wait() })
 	for i := 0; ; i++ {
-		if _, err := os.Stat(kitSock); err == nil {
+		if pid, err := os.ReadFile(kitPID); err == nil && bytes.HasSuffix(pid, []byte("\n")) {
 			break
 		}
 		if i == 1200 { // 30 s: generous on a loaded machine
