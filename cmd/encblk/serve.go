@@ -39,6 +39,8 @@ type serveFlags struct {
 	tlsKey      string
 	tlsClientCA string
 	tlsRequire  bool
+	maxConns    int
+	idleTimeout time.Duration
 	kek         kekFlags
 }
 
@@ -85,6 +87,8 @@ a backing that carries a LUKS header.`,
 	fs.StringVar(&f.tlsKey, "tls-key", "", "TLS private key (PEM)")
 	fs.StringVar(&f.tlsClientCA, "tls-client-ca", "", "require client certificates signed by this CA (PEM): mutual TLS")
 	fs.BoolVar(&f.tlsRequire, "tls-require", false, "refuse clients that do not start TLS")
+	fs.IntVar(&f.maxConns, "max-connections", nbd.DefaultMaxConnections, "NBD connections served at once, on all exports; more are closed at once (0: no limit)")
+	fs.DurationVar(&f.idleTimeout, "idle-timeout", 0, "close an NBD connection with no request for this long (0: never; the kernel's client keeps idle connections)")
 	f.kek.register(fs, "")
 	return cmd
 }
@@ -100,8 +104,12 @@ func runServe(cmd *cobra.Command, a *app, f *serveFlags, args []string) error {
 	if len(f.exports) > len(args) {
 		return withExit(exitUsage, fmt.Errorf("%d --export names for %d backings", len(f.exports), len(args)))
 	}
-	if f.lockTimeout < 0 {
-		return withExit(exitUsage, errors.New("--lock-timeout must not be negative"))
+	if f.lockTimeout < 0 || f.idleTimeout < 0 || f.maxConns < 0 {
+		return withExit(exitUsage, errors.New("--lock-timeout, --idle-timeout and --max-connections must not be negative"))
+	}
+	maxConns := f.maxConns
+	if maxConns == 0 {
+		maxConns = -1 // nbd.Server's "no limit"
 	}
 	tlsCfg, err := serveTLS(f)
 	if err != nil {
@@ -128,7 +136,8 @@ func runServe(cmd *cobra.Command, a *app, f *serveFlags, args []string) error {
 		return err
 	}
 	d, err := daemon.New(daemon.Config{Volumes: vols, Listeners: listeners, ControlPaths: f.control,
-		StatusGroup: f.statusGroup, TLS: tlsCfg, RequireTLS: f.tlsRequire, Logger: a.log})
+		StatusGroup: f.statusGroup, TLS: tlsCfg, RequireTLS: f.tlsRequire,
+		MaxConnections: maxConns, IdleTimeout: f.idleTimeout, Logger: a.log})
 	if err != nil {
 		closeAll()
 		return withExit(exitUsage, err)

@@ -40,6 +40,11 @@ type Config struct {
 	// TLS and RequireTLS are passed to the NBD server.
 	TLS        *tls.Config
 	RequireTLS bool
+	// MaxConnections and IdleTimeout are passed to the NBD server (see
+	// nbd.Server: 0 is its default limit, negative no limit; an
+	// IdleTimeout of 0 keeps idle connections open).
+	MaxConnections int
+	IdleTimeout    time.Duration
 	// Logger receives the daemon's events; nil discards them.
 	Logger *slog.Logger
 	// Ready, when set, is called once every socket listens.
@@ -81,7 +86,8 @@ func New(cfg Config) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	srv := &nbd.Server{Exports: exports, TLS: cfg.TLS, RequireTLS: cfg.RequireTLS, Logger: log}
+	srv := &nbd.Server{Exports: exports, TLS: cfg.TLS, RequireTLS: cfg.RequireTLS, Logger: log,
+		MaxConnections: cfg.MaxConnections, IdleTimeout: cfg.IdleTimeout}
 	return &Daemon{cfg: cfg, log: log, nbd: srv, gid: gid}, nil
 }
 

@@ -47,7 +47,7 @@ func benchTransmission(b *testing.B, typ uint16, size uint32, qd int) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = newTransmission(sess, exp).run(context.Background(), 0)
+		_ = newTransmission(sess, exp).run(context.Background(), 0, 0)
 		_ = srvConn.Close()
 	}()
 

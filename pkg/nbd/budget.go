@@ -1,6 +1,9 @@
 package nbd
 
-import "sync"
+import (
+	"sync"
+	"time"
+)
 
 // budget is a connection's in-flight allowance: bytes of payload buffers
 // and a number of requests. Only the connection's reader acquires (so
@@ -19,6 +22,11 @@ type budget struct {
 	// otherwise only costs the reader one more look.
 	waiting bool
 	wake    chan struct{}
+	// idleAt is when the last request in flight was answered, kept only
+	// once trackIdle was called (for Server.IdleTimeout): it costs a
+	// clock read each time the connection goes idle.
+	trackingIdle bool
+	idleAt       time.Time
 }
 
 func newBudget(maxBytes int64, maxReqs int) *budget {
@@ -31,6 +39,22 @@ func (b *budget) idle() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.reqs == b.maxReqs
+}
+
+// trackIdle starts keeping the time the budget last became idle, taking
+// now as the first.
+func (b *budget) trackIdle(now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.trackingIdle, b.idleAt = true, now
+}
+
+// idleSince reports whether the budget is idle and, if so, since when
+// (see trackIdle).
+func (b *budget) idleSince() (time.Time, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.idleAt, b.reqs == b.maxReqs
 }
 
 // charge is what a request of n payload bytes costs: a request larger than
@@ -82,6 +106,9 @@ func (b *budget) releaseBatch(bytes int64, reqs int) {
 	b.mu.Lock()
 	b.bytes += bytes
 	b.reqs += reqs
+	if b.trackingIdle && b.reqs == b.maxReqs {
+		b.idleAt = time.Now()
+	}
 	if b.waiting {
 		b.waiting = false
 		select {

@@ -185,7 +185,7 @@ func FuzzRequests(f *testing.F) {
 			structured: structured, metaSet: structured, metaExport: name}
 		sess.br = newReader(sess.conn)
 		within(t, "transmission on a closed input", func() {
-			_ = newTransmission(sess, exp).run(context.Background(), time.Second)
+			_ = newTransmission(sess, exp).run(context.Background(), time.Second, 0)
 		})
 	})
 }

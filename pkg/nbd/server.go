@@ -54,9 +54,37 @@ type Server struct {
 	// sockets qualify, not TLS.
 	BlockingConns int
 
+	// MaxConnections bounds the connections served at once (in option
+	// haggling or transmission, on all exports): a client past it is
+	// closed as soon as it is accepted, before the greeting, as nbdkit's
+	// limit filter does, and the refusal is logged (at most one line every
+	// refusalLogEvery; see refusalLog). 0 means DefaultMaxConnections,
+	// negative no limit. A connection costs about 65 KiB stalled in its
+	// handshake, 20 KiB idle in transmission, and up to MaxInFlightBytes
+	// of request buffers busy.
+	MaxConnections int
+
+	// IdleTimeout, when positive, ends a connection in transmission that
+	// has had no request in flight for that long (no request read and
+	// none unanswered), after flushing the backend as a clean disconnect
+	// does. 0 means never: the kernel's NBD client keeps a device's
+	// connections open, idle, for as long as the device exists.
+	IdleTimeout time.Duration
+
 	conns    atomic.Int64 // connections in ServeConn now
 	blocking atomic.Int64 // connections on a sockConn now
+	refusals refusalLog
 }
+
+// DefaultMaxConnections is the connection limit of a Server whose
+// MaxConnections is 0: room for several multi-connection clients (the
+// kernel's nbd-client opens one per CPU with -connections) on a few
+// exports, at most a few MiB of handshake buffers for stalled clients.
+const DefaultMaxConnections = 64
+
+// ErrTooManyConnections is returned by ServeConn for a connection it
+// refused because MaxConnections were being served.
+var ErrTooManyConnections = errors.New("nbd: too many connections")
 
 // Connections is the number of connections being served now (by Serve or
 // ServeConn), in option haggling or transmission, on all exports.
@@ -128,6 +156,41 @@ func (s *Server) takeBlockingSlot() bool {
 
 func (s *Server) releaseBlockingSlot() { s.blocking.Add(-1) }
 
+func (s *Server) maxConnections() int64 {
+	switch {
+	case s.MaxConnections > 0:
+		return int64(s.MaxConnections)
+	case s.MaxConnections < 0:
+		return -1
+	}
+	return DefaultMaxConnections
+}
+
+// admit counts a new connection in unless MaxConnections are being
+// served; the caller takes it out again (s.conns.Add(-1)) when it ends.
+func (s *Server) admit() bool {
+	limit := s.maxConnections()
+	for {
+		n := s.conns.Load()
+		if limit >= 0 && n >= limit {
+			return false
+		}
+		if s.conns.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// refuse logs a connection past MaxConnections, without flooding the log,
+// and closes it.
+func (s *Server) refuse(c net.Conn) {
+	if n := s.refusals.note(time.Now()); n > 0 {
+		s.logger().Warn("nbd connections refused: too many connections",
+			"limit", s.maxConnections(), "refused", n, "last_remote", remoteName(c))
+	}
+	_ = c.Close()
+}
+
 func (s *Server) check() error {
 	if s.Exports == nil {
 		return errors.New("nbd: Server.Exports is nil")
@@ -179,10 +242,17 @@ func (s *Server) Serve(ctx context.Context, listeners ...net.Listener) error {
 					cancel()
 					return
 				}
+				// Refused here, not in ServeConn: a flood of clients past
+				// the limit costs no goroutine each.
+				if !s.admit() {
+					s.refuse(c)
+					continue
+				}
 				conns.Add(1)
 				go func() {
 					defer conns.Done()
-					if err := s.ServeConn(ctx, c); err != nil && !errors.Is(err, ErrServerClosed) {
+					defer s.conns.Add(-1)
+					if err := s.serveConn(ctx, c); err != nil && !errors.Is(err, ErrServerClosed) {
 						log.Info("nbd connection ended", "remote", c.RemoteAddr().String(), "err", err)
 					}
 				}()
@@ -204,7 +274,8 @@ func (s *Server) Serve(ctx context.Context, listeners ...net.Listener) error {
 // ServeConn runs the NBD protocol on one connection until the client
 // disconnects or ctx is cancelled, and closes c. It returns nil after a
 // clean disconnect (NBD_OPT_ABORT, NBD_CMD_DISC), ErrServerClosed after a
-// graceful shutdown, and otherwise the error that ended the connection.
+// graceful shutdown, ErrTooManyConnections when MaxConnections were being
+// served already, and otherwise the error that ended the connection.
 // In transmission a plain unix or TCP c may have its socket moved to a
 // blocking one (see BlockingConns) and c closed: closing c or setting its
 // deadlines from outside then has no effect; cancel ctx to end it.
@@ -213,8 +284,16 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) error {
 		_ = c.Close()
 		return err
 	}
-	s.conns.Add(1)
+	if !s.admit() {
+		s.refuse(c)
+		return ErrTooManyConnections
+	}
 	defer s.conns.Add(-1)
+	return s.serveConn(ctx, c)
+}
+
+// serveConn is ServeConn for a connection admitted and counted.
+func (s *Server) serveConn(ctx context.Context, c net.Conn) error {
 	log := s.logger().With("remote", remoteName(c))
 	sess := &session{srv: s, conn: c, log: log}
 	defer func() { _ = sess.conn.Close() }()
@@ -242,7 +321,7 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) error {
 	setSendBuffer(c)
 	sess.detach()
 	log.Debug("nbd transmission", "export", exp.name, "size", exp.size, "structured", sess.structured)
-	return newTransmission(sess, exp).run(ctx, s.shutdownTimeout())
+	return newTransmission(sess, exp).run(ctx, s.shutdownTimeout(), s.IdleTimeout)
 }
 
 // sendBufferSize is the socket send buffer asked for in transmission: a

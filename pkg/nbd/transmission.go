@@ -85,6 +85,7 @@ type transmission struct {
 	stop     chan struct{} // closed when the connection is going down
 	stopOnce sync.Once
 	shutdown atomic.Bool
+	idled    atomic.Bool // Server.IdleTimeout passed: reading was ended
 
 	work     chan *request // to idle workers
 	workers  sync.WaitGroup
@@ -134,13 +135,20 @@ var errClientGone = errors.New("nbd: client closed the connection")
 // errDisconnect is the client's NBD_CMD_DISC.
 var errDisconnect = errors.New("nbd: client disconnected")
 
-// run serves requests until the client leaves or ctx is cancelled, then
-// drains: every request read is answered (if the connection still works),
-// the backend is flushed after a clean end, and the connection is closed by
-// the caller.
-func (t *transmission) run(ctx context.Context, grace time.Duration) error {
+// errIdle ends a connection that was idle for Server.IdleTimeout.
+var errIdle = errors.New("nbd: connection idle")
+
+// run serves requests until the client leaves, ctx is cancelled or (if
+// idle > 0) no request has been in flight for idle, then drains: every
+// request read is answered (if the connection still works), the backend
+// is flushed after a clean end, and the connection is closed by the
+// caller.
+func (t *transmission) run(ctx context.Context, grace, idle time.Duration) error {
 	t.ctx, t.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	defer t.cancel()
+	if idle > 0 {
+		defer t.watchIdle(idle)()
+	}
 	var hard *time.Timer
 	var hardMu sync.Mutex
 	stopWatch := context.AfterFunc(ctx, func() {
@@ -165,8 +173,12 @@ func (t *transmission) run(ctx context.Context, grace time.Duration) error {
 
 	err := t.readLoop()
 	clean := errors.Is(err, errDisconnect)
-	if t.shutdown.Load() {
+	switch {
+	case t.shutdown.Load():
 		err = ErrServerClosed
+		clean = true
+	case t.idled.Load():
+		err = fmt.Errorf("%w for %v", errIdle, idle)
 		clean = true
 	}
 	if !clean {
@@ -191,6 +203,49 @@ func (t *transmission) run(ctx context.Context, grace time.Duration) error {
 		err = t.writeErr
 	}
 	return err
+}
+
+// watchIdle ends reading once no request has been in flight for idle
+// (the connection then ends as a graceful shutdown's does, with nothing to
+// drain); it returns the function that stops watching. A request that
+// arrives just as the timeout passes may find the connection closing,
+// unanswered: as with any idle timeout, a client must expect that.
+func (t *transmission) watchIdle(idle time.Duration) (stop func()) {
+	t.budget.trackIdle(time.Now())
+	var (
+		mu      sync.Mutex
+		stopped bool
+		timer   *time.Timer
+	)
+	check := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
+			return
+		}
+		since, ok := t.budget.idleSince()
+		if !ok {
+			timer.Reset(idle)
+			return
+		}
+		if left := idle - time.Since(since); left > 0 {
+			timer.Reset(left)
+			return
+		}
+		t.idled.Store(true)
+		// On a blocking socket this shuts the read side down, which
+		// endReading waits to do until nothing is in flight: nothing is.
+		_ = t.conn.SetReadDeadline(time.Now())
+	}
+	mu.Lock()
+	timer = time.AfterFunc(idle, check)
+	mu.Unlock()
+	return func() {
+		mu.Lock()
+		defer mu.Unlock()
+		stopped = true
+		timer.Stop()
+	}
 }
 
 // endReading, in a graceful shutdown, ends the reader's wait for the
