@@ -17,6 +17,9 @@ packages=(
 	qemu-system-x86 linux-image-6.12-amd64 busybox-static nbd-client kmod cpio xz-utils zstd dmsetup iproute2
 	# real-process crash tests (SIGKILL injected at each fsync)
 	strace
+	# age files (header backups, the age KEK source): the age tools, SSH keys,
+	# and script(1) to give age a terminal for its passphrase
+	age openssh-client bsdutils
 	# pkg/sed: ioctl struct layouts checked against the kernel's uapi headers
 	gcc libc6-dev linux-libc-dev
 )

@@ -24,7 +24,7 @@ func newHeaderBackupCmd() *cobra.Command {
 	var (
 		hdr  headerFlag
 		file string
-		sf   sealFlags
+		bc   backupCrypto
 	)
 	cmd := &cobra.Command{
 		Use:   "backup DEVICE --header-backup-file FILE",
@@ -32,8 +32,15 @@ func newHeaderBackupCmd() *cobra.Command {
 		Long: `Backup copies the header area (both LUKS2 copies and the keyslots) to a new
 file with mode 0600. Anyone with the backup and a KEK it lists can open the
 volume, even after that KEK is rotated out: keep it as safe as the keys.
---encrypt seals it with a passphrase of its own (argon2id and
-XChaCha20-Poly1305); header restore asks for that passphrase.`,
+
+With --recipient/--recipients-file (age1…, ssh-ed25519, ssh-rsa public keys),
+or --encrypt and a passphrase, the backup is an age file (age-encryption.org/v1)
+instead: any age client opens it, and
+
+  age -d -i KEY backup.age > backup.hdr
+
+gives the very file cryptsetup luksHeaderRestore takes. header restore opens
+it with --identity KEY, or asks for the passphrase.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if file == "" {
@@ -48,7 +55,7 @@ XChaCha20-Poly1305); header restore asks for that passphrase.`,
 			if err != nil {
 				return fmt.Errorf("header backup: %w", err)
 			}
-			if err := writeBackup(k, f, &sf, cmd.InOrStdin(), cmd.ErrOrStderr()); err != nil {
+			if err := writeBackup(k, f, &bc, cmd.InOrStdin(), cmd.ErrOrStderr()); err != nil {
 				f.Close()
 				os.Remove(file)
 				return err
@@ -61,7 +68,7 @@ XChaCha20-Poly1305); header restore asks for that passphrase.`,
 		},
 	}
 	hdr.register(cmd.Flags())
-	sf.register(cmd.Flags(), true)
+	bc.register(cmd.Flags(), true)
 	cmd.Flags().StringVar(&file, "header-backup-file", "", "file to write (must not exist)")
 	return cmd
 }
@@ -71,7 +78,7 @@ func newHeaderRestoreCmd() *cobra.Command {
 		hdr   headerFlag
 		file  string
 		batch bool
-		sf    sealFlags
+		bc    backupCrypto
 	)
 	cmd := &cobra.Command{
 		Use:   "restore DEVICE --header-backup-file FILE",
@@ -91,12 +98,12 @@ func newHeaderRestoreCmd() *cobra.Command {
 				return err
 			}
 			defer f.Close()
-			return restoreBackup(f, file, &sf, cmd.InOrStdin(), cmd.ErrOrStderr())
+			return restoreBackup(f, file, &bc, cmd.InOrStdin(), cmd.ErrOrStderr())
 		},
 	}
 	hdr.register(cmd.Flags())
 	cmd.Flags().StringVar(&file, "header-backup-file", "", "backup file to restore")
 	cmd.Flags().BoolVarP(&batch, "batch-mode", "q", false, "do not ask for confirmation")
-	sf.register(cmd.Flags(), false)
+	bc.register(cmd.Flags(), false)
 	return cmd
 }

@@ -1,6 +1,7 @@
 package keyring
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"os"
@@ -30,27 +31,43 @@ func (k *Keyring) headerAreaSizeLocked() uint64 {
 	return 2*k.bin.HdrSize + k.meta.Config.KeyslotsSize
 }
 
-// Restore writes the header backup at backupPath over the header of dev
-// (the backing device, or a detached header file) and syncs. The backup
-// must be a valid LUKS header. If dev already holds a LUKS header, its data
-// offset must be the backup's, so the data stays where the header says.
-// dev must be open read-write.
-func Restore(dev *os.File, backupPath string) error {
-	b, err := Open(backupPath, &Options{ReadOnly: true})
+// maxBackupSize is the largest header area a backup can hold: two LUKS2
+// copies of the largest size and the largest keyslots area.
+const maxBackupSize = 2*maxHdrSize + maxKeyslotsSize
+
+// Restore reads a header backup from r to its end and writes it over the
+// header of dev (the backing device, or a detached header file), then
+// syncs. The backup must be a valid LUKS header with both copies intact.
+// If dev already holds a LUKS header, its data offset must be the
+// backup's, so the data stays where the header says. Nothing is written
+// unless r was read to its end without error and the backup checked out,
+// so a reader that authenticates as it goes (an age file) cannot leave a
+// half-restored header. dev must be open read-write.
+func Restore(dev *os.File, r io.Reader) error {
+	data, err := io.ReadAll(io.LimitReader(r, maxBackupSize+1))
 	if err != nil {
-		return fmt.Errorf("header backup %s: %w", backupPath, err)
+		return fmt.Errorf("read: %w", err)
 	}
-	defer b.Close()
+	if len(data) > maxBackupSize {
+		return fmt.Errorf("%w: header backup is larger than %d bytes, the largest LUKS header area", ErrCorrupt, maxBackupSize)
+	}
+	b, err := openDevice(backupImage{bytes.NewReader(data)}, true)
+	if err != nil {
+		return fmt.Errorf("header backup: %w", err)
+	}
 	if p, s := b.HeaderStatus(); p != nil || s != nil {
-		return fmt.Errorf("%w: header backup %s has a bad copy (primary: %v, secondary: %v); repair the backup first", ErrCorrupt, backupPath, p, s)
+		return fmt.Errorf("%w: header backup has a bad copy (primary: %v, secondary: %v); repair the backup first", ErrCorrupt, p, s)
+	}
+	size := b.HeaderAreaSize()
+	if uint64(len(data)) < size {
+		return fmt.Errorf("%w: header backup is truncated (%d bytes, its header area is %d)", ErrCorrupt, len(data), size)
 	}
 	if cur, err := openDevice(dev, true); err == nil {
 		if co, bo := segmentOffset(cur), segmentOffset(b); co != bo {
 			return fmt.Errorf("the device's data starts at %d, the backup's at %d: refusing to restore a header of another volume", co, bo)
 		}
 	}
-	size := int64(b.HeaderAreaSize())
-	if _, err := io.Copy(io.NewOffsetWriter(dev, 0), io.NewSectionReader(b.file, 0, size)); err != nil {
+	if _, err := dev.WriteAt(data[:size], 0); err != nil {
 		return fmt.Errorf("%w: restore header: %w", ErrIO, err)
 	}
 	if err := dev.Sync(); err != nil {
@@ -58,6 +75,12 @@ func Restore(dev *os.File, backupPath string) error {
 	}
 	return nil
 }
+
+// backupImage is a header backup held in memory, opened read-only.
+type backupImage struct{ *bytes.Reader }
+
+func (backupImage) WriteAt([]byte, int64) (int, error) { return 0, ErrReadOnly }
+func (backupImage) Sync() error                        { return nil }
 
 func segmentOffset(k *Keyring) uint64 {
 	if s := k.Segments(); len(s) > 0 {

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/encblk/encblk/internal/testutil"
 )
@@ -227,7 +229,7 @@ func TestHeaderBackupRestore(t *testing.T) {
 	if _, err := Open(path, nil); !errors.Is(err, ErrNotLUKS) {
 		t.Fatalf("wiped header opens: %v", err)
 	}
-	if err := Restore(dev, backup); err != nil {
+	if err := Restore(dev, openReader(t, backup)); err != nil {
 		t.Fatal(err)
 	}
 	if got := unlockBytes(t, openPath(t, path), passphrase(t, "kek")); !bytes.Equal(got, dek) {
@@ -236,9 +238,20 @@ func TestHeaderBackupRestore(t *testing.T) {
 	// A backup of another layout is refused.
 	other := newBacking(t, 20<<20)
 	formatPath(t, other, passphrase(t, "x"), &FormatOptions{KDF: fastKDF, DataOffset: 18 << 20})
-	if err := Restore(dev, other); err == nil || !strings.Contains(err.Error(), "another volume") {
+	if err := Restore(dev, openReader(t, other)); err == nil || !strings.Contains(err.Error(), "another volume") {
 		t.Fatalf("restoring a foreign header: %v", err)
 	}
+}
+
+// openReader opens path for reading until the test ends.
+func openReader(t *testing.T, path string) *os.File {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
 }
 
 // sameBackupAsCryptsetup checks that Backup writes exactly the bytes
@@ -257,5 +270,51 @@ func sameBackupAsCryptsetup(t *testing.T, k *Keyring, path string) {
 	}
 	if !bytes.Equal(ours.Bytes(), want) {
 		t.Fatalf("header backup differs from cryptsetup's (%d vs %d bytes)", ours.Len(), len(want))
+	}
+}
+
+// A backup that is short, unreadable to its end or damaged is refused
+// before anything is written.
+func TestRestoreRefusesBadBackups(t *testing.T) {
+	t.Parallel()
+	path := newBacking(t, 20<<20)
+	k, _ := formatPath(t, path, passphrase(t, "kek"), &FormatOptions{KDF: fastKDF})
+	var backup bytes.Buffer
+	if err := k.Backup(&backup); err != nil {
+		t.Fatal(err)
+	}
+	dev, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dev.Close()
+	if err := zeroRange(dev, 0, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := backup.Bytes()
+	damaged := bytes.Clone(full)
+	damaged[4096+100] ^= 1 // in the primary copy's JSON: its checksum fails
+	readErr := errors.New("the reader failed")
+	for _, tc := range []struct {
+		name string
+		r    io.Reader
+		want error
+	}{
+		{"truncated in the keyslots area", bytes.NewReader(full[:len(full)-4096]), ErrCorrupt},
+		{"truncated in the header", bytes.NewReader(full[:1000]), ErrCorrupt},
+		{"empty", bytes.NewReader(nil), ErrNotLUKS},
+		{"damaged copy", bytes.NewReader(damaged), ErrCorrupt},
+		{"reader fails at the end", io.MultiReader(bytes.NewReader(full), iotest.ErrReader(readErr)), readErr},
+	} {
+		if err := Restore(dev, tc.r); !errors.Is(err, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
+		}
+		if after, _ := os.ReadFile(path); !bytes.Equal(after, before) {
+			t.Fatalf("%s: the device was written", tc.name)
+		}
 	}
 }
