@@ -2,6 +2,7 @@ package agekeys
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -111,6 +112,18 @@ func TestRealKeys(t *testing.T) {
 	}
 }
 
+// wantError checks that err says want and quotes none of the private keys
+// the tests use (all of them spell GFPYY).
+func wantError(t *testing.T, call string, err error, want string) {
+	t.Helper()
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("%s = %v, want %q", call, err, want)
+	}
+	if err != nil && strings.Contains(err.Error(), "GFPYY") {
+		t.Errorf("%s: the error quotes a private key: %v", call, err)
+	}
+}
+
 func TestBadRecipients(t *testing.T) {
 	t.Parallel()
 	const secret = "AGE-SECRET-KEY-1GFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPQ4EGAEX"
@@ -124,12 +137,7 @@ func TestBadRecipients(t *testing.T) {
 		{secret, "an identity (a private key), not a recipient"},
 	} {
 		_, err := ParseRecipient(tc.in)
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("ParseRecipient(%q) = %v, want %q", tc.in, err, tc.want)
-		}
-		if err != nil && strings.Contains(err.Error(), secret) {
-			t.Errorf("the error quotes a private key: %v", err)
-		}
+		wantError(t, fmt.Sprintf("ParseRecipient(%.20q)", tc.in), err, tc.want)
 	}
 	for _, tc := range []struct{ in, want string }{
 		{"", "names no recipient"},
@@ -140,12 +148,7 @@ func TestBadRecipients(t *testing.T) {
 		{strings.Repeat("x", maxLineLen+10), "line 1 is longer than"},
 	} {
 		_, err := ReadRecipients(strings.NewReader(tc.in), "F")
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("ReadRecipients(%.20q) = %v, want %q", tc.in, err, tc.want)
-		}
-		if err != nil && strings.Contains(err.Error(), "GFPYY") {
-			t.Errorf("the error quotes a private key: %v", err)
-		}
+		wantError(t, fmt.Sprintf("ReadRecipients(%.20q)", tc.in), err, tc.want)
 	}
 }
 
@@ -170,12 +173,7 @@ func TestBadIdentities(t *testing.T) {
 		{"-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n", "not an SSH private key"},
 	} {
 		_, err := ReadIdentities(strings.NewReader(tc.in), "F")
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("ReadIdentities(%.30q) = %v, want %q", tc.in, err, tc.want)
-		}
-		if err != nil && strings.Contains(err.Error(), "GFPYY") {
-			t.Errorf("the error quotes a private key: %v", err)
-		}
+		wantError(t, fmt.Sprintf("ReadIdentities(%.30q)", tc.in), err, tc.want)
 	}
 }
 

@@ -218,14 +218,7 @@ func TestHeaderBackupRestore(t *testing.T) {
 		t.Fatal("cryptsetup's DEK from the backup differs")
 	}
 	// Destroy the header, then restore it.
-	dev, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dev.Close()
-	if err := zeroRange(dev, 0, 1<<20); err != nil {
-		t.Fatal(err)
-	}
+	dev := wipeHeader(t, path)
 	if _, err := Open(path, nil); !errors.Is(err, ErrNotLUKS) {
 		t.Fatalf("wiped header opens: %v", err)
 	}
@@ -241,6 +234,21 @@ func TestHeaderBackupRestore(t *testing.T) {
 	if err := Restore(dev, openReader(t, other)); err == nil || !strings.Contains(err.Error(), "another volume") {
 		t.Fatalf("restoring a foreign header: %v", err)
 	}
+}
+
+// wipeHeader zeroes the first MiB of path, and returns it open read-write
+// until the test ends.
+func wipeHeader(t *testing.T, path string) *os.File {
+	t.Helper()
+	dev, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dev.Close() })
+	if err := zeroRange(dev, 0, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	return dev
 }
 
 // openReader opens path for reading until the test ends.
@@ -283,14 +291,7 @@ func TestRestoreRefusesBadBackups(t *testing.T) {
 	if err := k.Backup(&backup); err != nil {
 		t.Fatal(err)
 	}
-	dev, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dev.Close()
-	if err := zeroRange(dev, 0, 1<<20); err != nil {
-		t.Fatal(err)
-	}
+	dev := wipeHeader(t, path)
 	before, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
