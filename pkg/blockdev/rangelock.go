@@ -1,18 +1,19 @@
-package volume
+package blockdev
 
 import "sync"
 
-// rangeLock orders writes that share sectors. Every write registers the
-// byte range of the whole sectors it touches for the duration of its
-// backing I/O. An exclusive range (a read-modify-write of edge sectors)
-// conflicts with every overlapping range; a shared one (whole sectors
-// written as they are, a discard) conflicts only with exclusive ones, so
-// whole-sector writes never wait for each other.
+// rangeLock orders the writes of a ByteGranular device that share
+// blocks. Every write registers the byte range of the whole blocks it
+// touches for the duration of its device call. An exclusive range (a
+// read-modify-write of edge blocks) conflicts with every overlapping
+// range; a shared one (whole blocks written as they are, a trim, a zeroing
+// of whole blocks) conflicts only with exclusive ones, so whole-block
+// writes never wait for each other.
 //
-// A read-modify-write racing a whole-sector write of the same sector would
-// otherwise write back the stale rest of the sector over the newer data:
-// a torn sector. In flight there are at most as many ranges as requests
-// (the client's queue depth), so a slice scan is cheap.
+// A read-modify-write racing a whole-block write of the same block would
+// otherwise write back the stale rest of the block over the newer data: a
+// lost update. In flight there are at most as many ranges as requests (the
+// clients' queue depths), so a slice scan is cheap.
 type rangeLock struct {
 	mu      sync.Mutex
 	cond    sync.Cond // signalled when a range is released while waiters exist
