@@ -5,15 +5,18 @@ package volume
 import (
 	"context"
 	"testing"
+
+	"github.com/encblk/encblk/pkg/blockdev"
 )
 
 // TestRequestsDoNotAllocate: once the buffer pools are warm, reads and
-// writes, whole-sector or not, cost no allocation. (Under the race
+// writes, whole-sector or not (through blockdev.ByteGranular), cost no
+// allocation. (Under the race
 // detector sync.Pool drops some Puts on purpose, so this only runs
 // without it.)
 func TestRequestsDoNotAllocate(t *testing.T) {
 	ctx := context.Background()
-	v := newTestVolume(t, Config{SectorSize: 4096, Size: 1 << 20})
+	v := blockdev.ByteGranular(newTestVolume(t, Config{SectorSize: 4096, Size: 1 << 20}))
 	for _, c := range []struct {
 		name string
 		off  int64

@@ -5,10 +5,14 @@ import (
 	"fmt"
 	"sync/atomic"
 	"testing"
+
+	"github.com/encblk/encblk/pkg/blockdev"
 )
 
-// The in-process data path, without NBD: pread/pwrite on a page-cached
-// file plus AES-XTS. Run with
+// The in-process data path, without a frontend: pread/pwrite on a
+// page-cached file plus AES-XTS, aligned requests on the volume itself
+// (as ublk sends them) and through blockdev.ByteGranular (as the NBD
+// server does: the "/nbd" runs). Run with
 //
 //	go test -run '^$' -bench . -benchmem ./pkg/volume
 func BenchmarkReadAt(b *testing.B)  { benchmarkIO(b, false) }
@@ -18,23 +22,33 @@ func benchmarkIO(b *testing.B, write bool) {
 	ctx := context.Background()
 	for _, ss := range []int{512, 4096} {
 		for _, n := range []int{4 << 10, 1 << 20} {
-			b.Run(fmt.Sprintf("ss%d/%dK", ss, n>>10), func(b *testing.B) {
-				const size = 64 << 20
-				v := newTestVolume(b, Config{SectorSize: ss, Size: size})
-				p := make([]byte, n)
-				if err := v.WriteAt(ctx, make([]byte, size/4), 0, false); err != nil {
-					b.Fatal(err)
+			for _, nbd := range []bool{false, true} {
+				name := fmt.Sprintf("ss%d/%dK", ss, n>>10)
+				if nbd {
+					name += "/nbd"
 				}
-				b.SetBytes(int64(n))
-				b.ReportAllocs()
-				off := int64(0)
-				for b.Loop() {
-					if err := benchRequest(ctx, v.Volume, write, p, off); err != nil {
+				b.Run(name, func(b *testing.B) {
+					const size = 64 << 20
+					v := newTestVolume(b, Config{SectorSize: ss, Size: size})
+					var d blockdev.Device = v.Volume
+					if nbd {
+						d = blockdev.ByteGranular(v.Volume)
+					}
+					p := make([]byte, n)
+					if err := v.WriteAt(ctx, make([]byte, size/4), 0, false); err != nil {
 						b.Fatal(err)
 					}
-					off = (off + int64(n)) % (size / 4)
-				}
-			})
+					b.SetBytes(int64(n))
+					b.ReportAllocs()
+					off := int64(0)
+					for b.Loop() {
+						if err := benchRequest(ctx, d, write, p, off); err != nil {
+							b.Fatal(err)
+						}
+						off = (off + int64(n)) % (size / 4)
+					}
+				})
+			}
 		}
 	}
 }
@@ -70,7 +84,7 @@ func BenchmarkParallel(b *testing.B) {
 }
 
 // benchRequest is one request of a benchmark: a write or a read of p at off.
-func benchRequest(ctx context.Context, v *Volume, write bool, p []byte, off int64) error {
+func benchRequest(ctx context.Context, v blockdev.Device, write bool, p []byte, off int64) error {
 	if write {
 		return v.WriteAt(ctx, p, off, false)
 	}

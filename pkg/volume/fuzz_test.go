@@ -6,13 +6,14 @@ import (
 	"encoding/binary"
 	"testing"
 
-	"github.com/encblk/encblk/pkg/nbd"
+	"github.com/encblk/encblk/pkg/blockdev"
 )
 
-// FuzzRequests drives a volume with arbitrary requests (read, write,
-// zero, trim, flush at any offset and length, valid or not) and checks it
-// against a plain byte slice: reads return what was last written, requests
-// outside the volume fail, nothing panics.
+// FuzzRequests drives a volume through blockdev.ByteGranular, as the NBD
+// server does, with arbitrary requests (read, write, zero, trim, flush at
+// any offset and length, valid or not) and checks it against a plain byte
+// slice: reads return what was last written, requests outside the volume
+// fail, nothing panics.
 func FuzzRequests(f *testing.F) {
 	f.Add([]byte{0, 1, 0, 0, 0, 16, 0}, false)
 	f.Add([]byte{1, 0xff, 0x0f, 0x01, 0x02, 3, 1, 2, 0, 1, 3}, true)
@@ -23,7 +24,7 @@ func FuzzRequests(f *testing.F) {
 			ss = 4096
 		}
 		const size = 32 << 10
-		v := newTestVolume(t, Config{SectorSize: ss, Size: size, AllowDiscards: true})
+		v := blockdev.ByteGranular(newTestVolume(t, Config{SectorSize: ss, Size: size, AllowDiscards: true}))
 		ctx := context.Background()
 		model := make([]byte, size)
 		if err := v.Zero(ctx, 0, size, 0); err != nil {
@@ -55,7 +56,7 @@ func FuzzRequests(f *testing.F) {
 					clear(trimmed[off : off+n])
 				}
 			case 2:
-				if err = v.Zero(ctx, off, n, nbd.ZeroFlags(n%2)); err == nil {
+				if err = v.Zero(ctx, off, n, blockdev.ZeroFlags(n%2)); err == nil {
 					clear(model[off : off+n])
 					clear(trimmed[off : off+n])
 				}

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/encblk/encblk/internal/backing"
+	"github.com/encblk/encblk/pkg/blockdev"
 )
 
 // watchedBacking counts reads and writes that reach the backing while the
@@ -50,6 +51,7 @@ func TestLockRacingRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer v.Close()
+	d := blockdev.ByteGranular(v) // unaligned requests, as over NBD
 
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -67,9 +69,9 @@ func TestLockRacingRequests(t *testing.T) {
 				}
 				var err error
 				if i%2 == 0 {
-					err = v.WriteAt(ctx, p, off+int64(i%7)*100, false)
+					err = d.WriteAt(ctx, p, off+int64(i%7)*100, false)
 				} else {
-					err = v.ReadAt(ctx, p, off+int64(i%5)*100)
+					err = d.ReadAt(ctx, p, off+int64(i%5)*100)
 				}
 				if err != nil {
 					t.Errorf("request: %v", err)

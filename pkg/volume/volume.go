@@ -9,12 +9,12 @@ import (
 	"time"
 
 	"github.com/encblk/encblk/internal/secmem"
-	"github.com/encblk/encblk/pkg/nbd"
+	"github.com/encblk/encblk/pkg/blockdev"
 	"github.com/encblk/encblk/pkg/xts"
 )
 
 // Errors a caller acts on. Request errors also wrap a syscall.Errno that
-// chooses the NBD error.
+// chooses the error a frontend reports (NBD error, ublk's -errno).
 var (
 	// ErrLocked: the volume is locked and the request was not let through
 	// (LockFail, or the LockTimeout expired). Wraps EIO in request errors.
@@ -72,8 +72,6 @@ type Config struct {
 	// LockTimeout waits until Unlock or until the request's context ends.
 	LockMode    LockMode
 	LockTimeout time.Duration
-	// Description is advertised to NBD clients.
-	Description string
 }
 
 func (c *Config) validate() error {
@@ -109,7 +107,7 @@ type Discarder interface {
 }
 
 // SerialWriter is implemented by backings that know whether their writes
-// run one at a time (see nbd.Info.SerialWrites).
+// run one at a time (see blockdev.Info.SerialWrites).
 type SerialWriter interface {
 	SerialWrites() bool
 }
@@ -121,13 +119,13 @@ type Sizer interface {
 }
 
 // Volume is an encrypted block device over a Backing. It implements
-// nbd.Backend and is safe for concurrent use.
+// blockdev.Device (requests of whole sectors) and is safe for concurrent
+// use.
 type Volume struct {
 	b     Backing
 	cfg   Config
 	ss    int64  // sector size
 	step  uint64 // tweak step per sector, in 512-byte units
-	rl    rangeLock
 	stats counters
 
 	admin sync.Mutex // serialises Lock, Unlock and Close
@@ -141,7 +139,7 @@ type Volume struct {
 	closed   bool
 }
 
-var _ nbd.Backend = (*Volume)(nil)
+var _ blockdev.Device = (*Volume)(nil)
 
 // New returns a Volume over b. With a nil dek it starts locked; otherwise
 // it takes ownership of dek (see Unlock).
@@ -176,22 +174,22 @@ func (v *Volume) Config() Config { return v.cfg }
 // Size is the plaintext size.
 func (v *Volume) Size() int64 { return v.cfg.Size }
 
-// Info advertises byte-granular requests (edges are read-modify-written),
-// a preferred block of 4096 bytes, trim (passed down or ignored), zeroing
-// (never fast: zeros are encrypted and written), FUA, flush and multi-conn
-// (every connection shares one backing descriptor, so a flush covers all).
-func (v *Volume) Info() nbd.Info {
-	return nbd.Info{
-		MinBlock:       1,
-		PreferredBlock: 4096,
-		ReadOnly:       v.cfg.ReadOnly,
-		CanTrim:        true,
-		CanZero:        true,
-		CanFUA:         true,
-		CanFlush:       true,
-		CanMultiConn:   true,
-		SerialWrites:   serialWrites(v.b),
-		Description:    v.cfg.Description,
+// Info describes the volume: its logical block is its encryption sector
+// (requests are whole sectors), its physical block at least a page, as the
+// backing is written through the page cache or with O_DIRECT in pages.
+// It can trim (passed down when discards are allowed, else ignored), zero
+// (never fast: zeros are encrypted and written), FUA and flush (fdatasync
+// of the backing, which covers every frontend's writes).
+func (v *Volume) Info() blockdev.Info {
+	return blockdev.Info{
+		LogicalBlockSize:  uint32(v.ss),
+		PhysicalBlockSize: uint32(max(v.ss, 4096)),
+		ReadOnly:          v.cfg.ReadOnly,
+		CanTrim:           true,
+		CanZero:           true,
+		CanFUA:            true,
+		CanFlush:          true,
+		SerialWrites:      serialWrites(v.b),
 	}
 }
 

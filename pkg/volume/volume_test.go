@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	crand "crypto/rand"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -13,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -22,7 +20,7 @@ import (
 	"github.com/encblk/encblk/internal/backing"
 	"github.com/encblk/encblk/internal/secmem"
 	"github.com/encblk/encblk/internal/testutil"
-	"github.com/encblk/encblk/pkg/nbd"
+	"github.com/encblk/encblk/pkg/blockdev"
 )
 
 // testVolume is a volume over a sparse backing file in a temp dir.
@@ -74,8 +72,9 @@ func newDEK(t testing.TB, key []byte) *secmem.Buffer {
 	return dek
 }
 
-// TestRoundTrip writes and reads at every alignment against a model of
-// the plaintext, for both sector sizes and a non-zero iv_tweak.
+// TestRoundTrip writes and reads at every alignment, through
+// blockdev.ByteGranular as the NBD server does, against a model of the
+// plaintext, for both sector sizes and a non-zero iv_tweak.
 func TestRoundTrip(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -86,7 +85,8 @@ func TestRoundTrip(t *testing.T) {
 		t.Run("", func(t *testing.T) {
 			t.Parallel()
 			const size = 64 << 10
-			v := newTestVolume(t, Config{SectorSize: c.ss, IVTweak: c.tweak, Size: size})
+			tv := newTestVolume(t, Config{SectorSize: c.ss, IVTweak: c.tweak, Size: size})
+			v := blockdev.ByteGranular(tv)
 			model := make([]byte, size)
 			// Fresh sectors read back as whatever a zero-filled backing
 			// decrypts to; start from a known state instead.
@@ -126,7 +126,7 @@ func TestRoundTrip(t *testing.T) {
 			if err := v.ReadAt(ctx, got, 0); err != nil || !bytes.Equal(got, model) {
 				t.Fatalf("full read differs (%v)", err)
 			}
-			st := v.Stats()
+			st := tv.Stats()
 			if st.BytesRead == 0 || st.BytesWritten < size {
 				t.Fatalf("stats %+v", st)
 			}
@@ -194,99 +194,6 @@ func opensslDecrypt(t *testing.T, py string, v *testVolume, ranges [][2]int64) [
 		t.Fatalf("xts-decrypt.py returned %d ranges, want %d", len(res), len(ranges))
 	}
 	return res
-}
-
-// TestConcurrentOverlappingWrites races unaligned and whole-sector writes
-// over the same sectors and checks the result is linearizable: every
-// 2-byte cell holds the id of a write that covered it, and no write that
-// covered it started after that write had finished. A read-modify-write
-// that wrote back a stale copy of its sector over a concurrent write (a
-// lost update, a torn sector) leaves an older id; mixed ciphertext leaves
-// garbage.
-func TestConcurrentOverlappingWrites(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	for _, ss := range []int{512, 4096} {
-		const base = 8192
-		size := int64(base + 32*ss)
-		tv := newTestVolume(t, Config{SectorSize: ss, Size: size})
-		if err := tv.Zero(ctx, 0, size, 0); err != nil {
-			t.Fatal(err)
-		}
-		// A backing that yields after every read, like slow storage,
-		// widens the window between a read-modify-write's read and write.
-		v, err := New(slowBacking{tv.backing}, tv.cfg, newDEK(t, tv.key))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer v.Close()
-		const writers, rounds = 6, 300
-		type op struct {
-			off, n     int64
-			start, end int64 // logical clock before and after WriteAt
-		}
-		ops := make([]op, 1+writers*rounds) // id 0: never written
-		var clock atomic.Int64
-		var wg sync.WaitGroup
-		for w := range writers {
-			rng := rand.New(rand.NewPCG(uint64(w), uint64(ss)))
-			wg.Go(func() {
-				p := make([]byte, 2*ss)
-				for r := range rounds {
-					id := 1 + w*rounds + r
-					// Even offsets and lengths: each 2-byte cell holds one id.
-					off := base + 2*rng.Int64N(int64(14*ss))
-					n := 2 + 2*rng.Int64N(int64(ss/2))
-					if rng.IntN(3) == 0 {
-						off, n = off/int64(ss)*int64(ss), int64(ss)*(1+rng.Int64N(2))
-					}
-					for i := int64(0); i < n; i += 2 {
-						binary.LittleEndian.PutUint16(p[i:], uint16(id))
-					}
-					o := op{off: off, n: n, start: clock.Add(1)}
-					if err := v.WriteAt(ctx, p[:n], off, false); err != nil {
-						t.Error(err)
-						return
-					}
-					o.end = clock.Add(1)
-					ops[id] = o
-				}
-			})
-		}
-		wg.Wait()
-		// latestStart[c]: the latest start of any write covering cell c.
-		latestStart := make([]int64, size/2)
-		for _, o := range ops[1:] {
-			for c := o.off / 2; c < (o.off+o.n)/2; c++ {
-				latestStart[c] = max(latestStart[c], o.start)
-			}
-		}
-		got := make([]byte, size)
-		if err := v.ReadAt(ctx, got, 0); err != nil {
-			t.Fatal(err)
-		}
-		for c := range latestStart {
-			id := int(binary.LittleEndian.Uint16(got[2*c:]))
-			switch {
-			case id == 0 && latestStart[c] == 0:
-			case id == 0 || id >= len(ops):
-				t.Fatalf("ss %d: byte %d holds %#x, no write's id (torn sector)", ss, 2*c, id)
-			case ops[id].off > int64(2*c) || ops[id].off+ops[id].n <= int64(2*c):
-				t.Fatalf("ss %d: byte %d holds the id of a write that did not cover it", ss, 2*c)
-			case ops[id].end < latestStart[c]:
-				t.Fatalf("ss %d: byte %d holds write %d, overwritten by a later write (lost update)", ss, 2*c, id)
-			}
-		}
-	}
-}
-
-// slowBacking yields the processor after every read.
-type slowBacking struct{ *backing.File }
-
-func (b slowBacking) ReadAt(p []byte, off int64) (int, error) {
-	n, err := b.File.ReadAt(p, off)
-	time.Sleep(10 * time.Microsecond)
-	return n, err
 }
 
 // blockingBacking holds its first read until release is closed, to keep
@@ -446,9 +353,9 @@ func TestZeroWritesCiphertext(t *testing.T) {
 	if err := v.WriteAt(ctx, bytes.Repeat([]byte{1}, 3<<20), 0, false); err != nil {
 		t.Fatal(err)
 	}
-	// Unaligned and spanning several zero chunks.
+	// Unaligned (through ByteGranular) and spanning several zero chunks.
 	const off, n = 1000, 2<<20 + 12345
-	if err := v.Zero(ctx, off, n, nbd.ZeroFUA); err != nil {
+	if err := blockdev.ByteGranular(v).Zero(ctx, off, n, blockdev.ZeroFUA); err != nil {
 		t.Fatal(err)
 	}
 	got := make([]byte, 3<<20)
@@ -472,7 +379,7 @@ func TestZeroWritesCiphertext(t *testing.T) {
 	if bytes.Equal(raw, make([]byte, 4096)) {
 		t.Fatal("zeroed sector is zeros in the backing")
 	}
-	if err := v.Zero(ctx, 0, 4096, nbd.ZeroFast); !errors.Is(err, syscall.ENOTSUP) {
+	if err := v.Zero(ctx, 0, 4096, blockdev.ZeroFast); !errors.Is(err, syscall.ENOTSUP) {
 		t.Fatalf("fast zero: %v, want ENOTSUP", err)
 	}
 }
@@ -485,8 +392,9 @@ func TestTrim(t *testing.T) {
 		if err := v.WriteAt(ctx, bytes.Repeat([]byte{7}, 1<<20), 0, false); err != nil {
 			t.Fatal(err)
 		}
-		// Only whole sectors inside the range are discarded.
-		if err := v.Trim(ctx, 100, 64<<10, true); err != nil {
+		// Through ByteGranular only whole sectors inside the range are
+		// discarded.
+		if err := blockdev.ByteGranular(v).Trim(ctx, 100, 64<<10, true); err != nil {
 			t.Fatal(err)
 		}
 		raw := make([]byte, 68<<10)
@@ -522,8 +430,25 @@ func TestReadOnlyAndBounds(t *testing.T) {
 			t.Errorf("%s: %v, want EPERM", name, err)
 		}
 	}
-	if err := v.ReadAt(ctx, make([]byte, 512), 64<<10-100); !errors.Is(err, syscall.EINVAL) {
-		t.Errorf("read past end: %v, want EINVAL", err)
+	for name, err := range map[string]error{
+		"read past the end": v.ReadAt(ctx, make([]byte, 1024), 64<<10-512),
+		"unaligned offset":  v.ReadAt(ctx, make([]byte, 512), 100),
+		"unaligned length":  v.ReadAt(ctx, make([]byte, 100), 512),
+		"negative offset":   v.ReadAt(ctx, make([]byte, 512), -512),
+	} {
+		if !errors.Is(err, syscall.EINVAL) {
+			t.Errorf("%s: %v, want EINVAL", name, err)
+		}
+	}
+	rw := newTestVolume(t, Config{SectorSize: 4096, Size: 64 << 10})
+	for name, err := range map[string]error{
+		"unaligned write": rw.WriteAt(ctx, make([]byte, 4096), 512, false),
+		"unaligned zero":  rw.Zero(ctx, 0, 512, 0),
+		"unaligned trim":  rw.Trim(ctx, 4096, 100, false),
+	} {
+		if !errors.Is(err, syscall.EINVAL) {
+			t.Errorf("%s: %v, want EINVAL", name, err)
+		}
 	}
 }
 
