@@ -4,6 +4,6 @@
 // BLKDISCARD on devices), reports the size and logical block size, and
 // holds an exclusive flock so that two servers never share one backing.
 //
-// Plain is an unencrypted nbd.Backend over a File, for benchmarks and tests
-// (`encblk serve --plain`).
+// Plain is an unencrypted blockdev.Device over a File, for benchmarks and
+// tests (`encblk serve --plain`).
 package backing

@@ -37,3 +37,12 @@ func (b *File) Allocation(off int64) (data bool, end int64, err error) {
 	}
 	return true, min(hole, b.size), nil
 }
+
+// Prefetch starts reading [off, off+length) into the page cache
+// (POSIX_FADV_WILLNEED) and returns without waiting for it.
+func (b *File) Prefetch(off, length int64) error {
+	if err := unix.Fadvise(int(b.f.Fd()), off, length, unix.FADV_WILLNEED); err != nil {
+		return fmt.Errorf("prefetch backing at %d: %w", off, err)
+	}
+	return nil
+}

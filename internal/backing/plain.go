@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"syscall"
 
-	"github.com/encblk/encblk/pkg/nbd"
+	"github.com/encblk/encblk/pkg/blockdev"
 )
 
 // ErrLUKSHeader is returned by NewPlain for a backing that starts with a
@@ -30,16 +30,17 @@ func (b *File) HasLUKSHeader() (bool, error) {
 	return bytes.Equal(m[:], luksMagic), nil
 }
 
-// Plain is an unencrypted nbd.Backend over a File: the backing's bytes are
-// the export's bytes. It exists to measure and test the server without
-// encryption.
+// Plain is an unencrypted blockdev.Device over a File: the backing's bytes
+// are the device's bytes, at any byte offset and length. It exists to
+// measure and test the frontends without encryption.
 type Plain struct {
 	f *File
 }
 
 var (
-	_ nbd.Backend       = (*Plain)(nil)
-	_ nbd.BlockStatuser = (*Plain)(nil)
+	_ blockdev.Device     = (*Plain)(nil)
+	_ blockdev.Extenter   = (*Plain)(nil)
+	_ blockdev.Prefetcher = (*Plain)(nil)
 )
 
 // NewPlain returns the plain backend over f. It refuses a backing that
@@ -58,21 +59,19 @@ func NewPlain(f *File) (*Plain, error) {
 // Size is the backing's size.
 func (p *Plain) Size() int64 { return p.f.Size() }
 
-// Info advertises byte-granular access, trim, fast zeroing on files, FUA,
-// flush and multi-conn (one descriptor: a flush covers every connection).
-func (p *Plain) Info() nbd.Info {
-	return nbd.Info{
-		MinBlock:       1,
-		PreferredBlock: 4096,
-		ReadOnly:       p.f.ReadOnly(),
-		CanTrim:        true,
-		CanZero:        true,
-		CanFastZero:    !p.f.IsDevice(),
-		CanFUA:         true,
-		CanFlush:       true,
-		CanMultiConn:   true,
-		SerialWrites:   p.f.SerialWrites(),
-		Description:    "plain (unencrypted) " + p.f.Path(),
+// Info: any byte range (a logical block of 1), pages as the physical
+// block, trim, fast zeroing on files, FUA and flush.
+func (p *Plain) Info() blockdev.Info {
+	return blockdev.Info{
+		LogicalBlockSize:  1,
+		PhysicalBlockSize: uint32(max(4096, p.f.BlockSize())),
+		ReadOnly:          p.f.ReadOnly(),
+		CanTrim:           true,
+		CanZero:           true,
+		CanFastZero:       !p.f.IsDevice(),
+		CanFUA:            true,
+		CanFlush:          true,
+		SerialWrites:      p.f.SerialWrites(),
 	}
 }
 
@@ -104,14 +103,14 @@ func (p *Plain) Trim(_ context.Context, off, length int64, fua bool) error {
 
 // Zero punches a hole (or, with ZeroNoHole, zeroes allocated blocks) and
 // falls back to writing zeros unless ZeroFast asks to fail instead.
-func (p *Plain) Zero(ctx context.Context, off, length int64, flags nbd.ZeroFlags) error {
-	if flags&nbd.ZeroFast != 0 && p.f.IsDevice() {
+func (p *Plain) Zero(ctx context.Context, off, length int64, flags blockdev.ZeroFlags) error {
+	if flags&blockdev.ZeroFast != 0 && p.f.IsDevice() {
 		// BLKZEROOUT may write zeros itself: no faster than a write.
 		return fmt.Errorf("fast zero on a block device: %w", syscall.ENOTSUP)
 	}
-	err := p.f.ZeroRange(off, length, flags&nbd.ZeroNoHole == 0)
+	err := p.f.ZeroRange(off, length, flags&blockdev.ZeroNoHole == 0)
 	if errors.Is(err, syscall.ENOTSUP) {
-		if flags&nbd.ZeroFast != 0 {
+		if flags&blockdev.ZeroFast != 0 {
 			return err
 		}
 		err = writeZeros(ctx, p.f, off, length)
@@ -119,12 +118,12 @@ func (p *Plain) Zero(ctx context.Context, off, length int64, flags nbd.ZeroFlags
 	if err != nil {
 		return err
 	}
-	return p.fua(flags&nbd.ZeroFUA != 0)
+	return p.fua(flags&blockdev.ZeroFUA != 0)
 }
 
-// BlockStatus reports holes of a sparse file (SEEK_DATA/SEEK_HOLE); they
-// read as zeros.
-func (p *Plain) BlockStatus(_ context.Context, dst []nbd.Extent, off, length int64) ([]nbd.Extent, error) {
+// Extents reports holes of a sparse file (SEEK_DATA/SEEK_HOLE); they read
+// as zeros.
+func (p *Plain) Extents(_ context.Context, dst []blockdev.Extent, off, length int64) ([]blockdev.Extent, error) {
 	end := off + length
 	for off < end {
 		data, runEnd, err := p.f.Allocation(off)
@@ -132,7 +131,7 @@ func (p *Plain) BlockStatus(_ context.Context, dst []nbd.Extent, off, length int
 			return dst, err
 		}
 		runEnd = min(max(runEnd, off+1), end)
-		dst = append(dst, nbd.Extent{Length: runEnd - off, Hole: !data, Zero: !data})
+		dst = append(dst, blockdev.Extent{Length: runEnd - off, Hole: !data, Zero: !data})
 		off = runEnd
 		if len(dst) >= maxExtents {
 			break
@@ -141,7 +140,12 @@ func (p *Plain) BlockStatus(_ context.Context, dst []nbd.Extent, off, length int
 	return dst, nil
 }
 
-// maxExtents bounds one BlockStatus reply; the client asks again for the rest.
+// Prefetch asks the kernel to read the range into the page cache.
+func (p *Plain) Prefetch(_ context.Context, off, length int64) error {
+	return p.f.Prefetch(off, length)
+}
+
+// maxExtents bounds one Extents reply; the client asks again for the rest.
 const maxExtents = 1024
 
 func (p *Plain) fua(fua bool) error {

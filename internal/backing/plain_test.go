@@ -7,7 +7,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/encblk/encblk/pkg/nbd"
+	"github.com/encblk/encblk/pkg/blockdev"
 )
 
 func TestPlainRefusesLUKS(t *testing.T) {
@@ -63,7 +63,7 @@ func TestPlainBackend(t *testing.T) {
 	if err := p.ReadAt(ctx, got, 4096); err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("round trip: %v", err)
 	}
-	for _, flags := range []nbd.ZeroFlags{0, nbd.ZeroNoHole | nbd.ZeroFUA, nbd.ZeroFast} {
+	for _, flags := range []blockdev.ZeroFlags{0, blockdev.ZeroNoHole | blockdev.ZeroFUA, blockdev.ZeroFast} {
 		if err := p.WriteAt(ctx, data[:8192], 8192, false); err != nil {
 			t.Fatal(err)
 		}
@@ -80,11 +80,14 @@ func TestPlainBackend(t *testing.T) {
 	if err := p.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
+	if err := p.Prefetch(ctx, 0, 1<<20); err != nil {
+		t.Fatal(err)
+	}
 	// After trimming everything the file is one hole; then one data run.
 	if err := p.WriteAt(ctx, data[:4096], 64<<10, false); err != nil {
 		t.Fatal(err)
 	}
-	ext, err := p.BlockStatus(ctx, nil, 0, 1<<20)
+	ext, err := p.Extents(ctx, nil, 0, 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
