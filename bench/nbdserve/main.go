@@ -82,7 +82,7 @@ func run() error {
 		level = slog.LevelDebug
 	}
 	srv := &nbd.Server{
-		Exports: nbd.StaticExports{"": b},
+		Exports: nbd.StaticExports{"": {Device: b, Description: "plain (unencrypted) " + *file, MultiConn: true, Cache: true}},
 		Logger:  slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
 
 		BlockingConns: *blocking,

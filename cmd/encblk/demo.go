@@ -139,7 +139,7 @@ func demoServe(cmd *cobra.Command, a *app, dir, disk, key string) error {
 	}
 	d, err := daemon.New(daemon.Config{Volumes: []*daemon.Volume{v}, Listeners: []net.Listener{l},
 		ControlPaths: []string{ctl}, Logger: a.log,
-		Ready: func() { printDemo(cmd.OutOrStdout(), dir, disk, key, sock, ctl, v.Backend().Size()) }})
+		Ready: func() { printDemo(cmd.OutOrStdout(), dir, disk, key, sock, ctl, v.Device().Size()) }})
 	if err != nil {
 		v.Close()
 		l.Close()

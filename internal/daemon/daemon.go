@@ -80,7 +80,7 @@ func New(cfg Config) (*Daemon, error) {
 	}
 	exports := nbd.StaticExports{}
 	for _, v := range cfg.Volumes {
-		exports[v.spec.Export] = v.backend
+		exports[v.spec.Export] = v.export
 	}
 	gid, err := lookupGroup(cfg.StatusGroup)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/encblk/encblk/internal/backing"
+	"github.com/encblk/encblk/pkg/blockdev"
 	"github.com/encblk/encblk/pkg/keyring"
 	"github.com/encblk/encblk/pkg/nbd"
 	"github.com/encblk/encblk/pkg/volume"
@@ -37,14 +38,20 @@ type VolumeSpec struct {
 }
 
 // Volume is one served backing: the flock'ed backing, and either the
-// keyring and the encrypted volume over it, or the plain backend.
+// keyring and the encrypted volume over it, or the plain device.
 type Volume struct {
-	spec    VolumeSpec
-	id      string
-	file    *backing.File
-	kr      *keyring.Keyring // nil when plain
-	vol     *volume.Volume   // nil when plain
-	backend nbd.Backend
+	spec VolumeSpec
+	id   string
+	file *backing.File
+	kr   *keyring.Keyring // nil when plain
+	vol  *volume.Volume   // nil when plain
+	dev  blockdev.Device  // vol, or the plain device
+	// export is dev as every NBD connection sees it: byte-granular (one
+	// read-modify-write adapter, so that its range lock orders the
+	// partial-sector writes of all connections), multi-conn (they share
+	// one backing descriptor, so a flush covers them all), CACHE when the
+	// device can prefetch.
+	export nbd.Export
 
 	keyMu     sync.Mutex // serialises unlock, lock, rotation and keyslot changes
 	rotatedAt time.Time  // last KEK rotation (from the encblk-rotation token)
@@ -76,7 +83,7 @@ func (v *Volume) open(ctx context.Context, kek keyring.Identity) error {
 		if err != nil {
 			return err
 		}
-		v.backend = p
+		v.setDevice(p, "plain (unencrypted) "+v.spec.Backing)
 		return nil
 	}
 	kr, err := keyring.Open(v.spec.Backing, nil)
@@ -108,13 +115,13 @@ func (v *Volume) open(ctx context.Context, kek keyring.Identity) error {
 		ReadOnly:      v.spec.ReadOnly,
 		LockMode:      v.spec.LockMode,
 		LockTimeout:   v.spec.LockTimeout,
-		Description:   "encblk " + kr.UUID(),
 	}
 	vol, err := volume.New(v.file, cfg, nil)
 	if err != nil {
 		return fmt.Errorf("%s: %w", v.spec.Backing, err)
 	}
-	v.vol, v.backend = vol, vol
+	v.vol = vol
+	v.setDevice(vol, "encblk "+kr.UUID())
 	v.rotatedAt = rotationTime(kr)
 	if kek != nil {
 		return v.Unlock(ctx, kek)
@@ -128,8 +135,20 @@ func (v *Volume) ID() string { return v.id }
 // Spec is how the volume is served.
 func (v *Volume) Spec() VolumeSpec { return v.spec }
 
-// Backend is what the NBD server exports.
-func (v *Volume) Backend() nbd.Backend { return v.backend }
+// setDevice makes dev the volume's device and derives its NBD export.
+func (v *Volume) setDevice(dev blockdev.Device, description string) {
+	v.dev = dev
+	_, cache := dev.(blockdev.Prefetcher)
+	v.export = nbd.Export{Device: blockdev.ByteGranular(dev), Description: description, MultiConn: true, Cache: cache}
+}
+
+// Device is the volume's block device, for a frontend that sends whole
+// logical blocks (ublk). Partial-block writes through the NBD export are
+// not ordered against writes sent to it directly.
+func (v *Volume) Device() blockdev.Device { return v.dev }
+
+// NBDExport is what the NBD server serves: the device, byte-granular.
+func (v *Volume) NBDExport() nbd.Export { return v.export }
 
 // Unlock opens the keyring with kek and hands the DEK to the volume.
 func (v *Volume) Unlock(ctx context.Context, kek keyring.Identity) error {

@@ -72,7 +72,7 @@ type KeyslotStatus struct {
 // Status describes the served volume.
 func (v *Volume) Status() VolumeStatus {
 	s := VolumeStatus{ID: v.id, Backing: v.spec.Backing, Export: v.spec.Export, ReadOnly: v.spec.ReadOnly,
-		Size: v.backend.Size(), Discards: "passed to the backing"}
+		Size: v.dev.Size(), Discards: "passed to the backing"}
 	if v.vol == nil {
 		s.State = "plain"
 		return s

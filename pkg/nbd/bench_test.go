@@ -9,6 +9,8 @@ import (
 	"os"
 	"syscall"
 	"testing"
+
+	"github.com/encblk/encblk/pkg/blockdev"
 )
 
 // socketPair returns the two ends of a connected unix stream socket.
@@ -32,13 +34,13 @@ func socketPair(tb testing.TB) (net.Conn, net.Conn) {
 
 // benchTransmission serves an in-memory export on one end of a socket pair
 // in transmission phase and drives it from the other with qd requests in
-// flight: the server's data path without a backend's I/O cost.
+// flight: the server's data path without a device's I/O cost.
 func benchTransmission(b *testing.B, typ uint16, size uint32, qd int) {
 	srvConn, cli := socketPair(b)
 	s := fuzzServer()
 	s.MaxInFlightRequests = 256
-	be := &memBackend{data: make([]byte, 64*int(size)), info: Info{CanFlush: true}}
-	exp, err := newExport("", be)
+	be := &memBackend{data: make([]byte, 64*int(size)), info: blockdev.Info{CanFlush: true}}
+	exp, err := negotiate("", Export{Device: be})
 	if err != nil {
 		b.Fatal(err)
 	}

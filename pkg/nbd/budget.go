@@ -8,7 +8,7 @@ import (
 // budget is a connection's in-flight allowance: bytes of payload buffers
 // and a number of requests. Only the connection's reader acquires (so
 // waiters never starve one another); replies release. This is the
-// backpressure: a client that sends faster than the backend or its own
+// backpressure: a client that sends faster than the device or its own
 // reading of replies allows finds the server no longer reading.
 type budget struct {
 	mu       sync.Mutex

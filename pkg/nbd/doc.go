@@ -1,9 +1,11 @@
 // Package nbd is a Network Block Device server: the fixed-newstyle
 // handshake, option haggling, and the transmission phase of the NBD protocol
-// (NetworkBlockDevice/nbd doc/proto.md), serving any Backend.
+// (NetworkBlockDevice/nbd doc/proto.md), serving any blockdev.Device.
 //
-// The package knows nothing about encryption; pkg/volume is one Backend, a
-// plain file another.
+// The package knows nothing about encryption; an encrypted volume
+// (pkg/volume) is one device, a plain file another. NBD's own facts
+// (description, multi-conn, cache, block-size constraints) are the
+// Export's, not the device's.
 //
 // # What a client can negotiate
 //
@@ -17,16 +19,16 @@
 // Commands: NBD_CMD_READ, WRITE, DISC, FLUSH, TRIM, CACHE, WRITE_ZEROES
 // (NO_HOLE, FAST_ZERO) and BLOCK_STATUS (REQ_ONE), with FUA and DF; simple
 // replies, or structured replies when negotiated. The transmission flags
-// follow the Backend's Info; a read-only export advertises no writing.
+// follow the device's Info; a read-only export advertises no writing.
 //
 // # Concurrency, ordering and durability
 //
 // A connection's requests run concurrently and are answered as they
-// complete. A reply is sent only after the Backend call returned, so a
-// Backend whose Flush makes every completed write durable (whichever
+// complete. A reply is sent only after the device call returned, so a
+// device whose Flush makes every completed write durable (whichever
 // connection it came through) gives the spec's NBD_CMD_FLUSH semantics,
-// and with Info.CanMultiConn makes multi-connection clients safe. FUA is
-// passed to the Backend, which must not return before the data is durable.
+// and with Export.MultiConn makes multi-connection clients safe. FUA is
+// passed to the device, which must not return before the data is durable.
 // Memory is bounded per connection (Server.MaxInFlightBytes and
 // MaxInFlightRequests): past the bound the server stops reading.
 //
@@ -50,10 +52,11 @@
 //
 //	l, err := nbd.ListenUnix(ctx, "/run/encblk/nbd.sock", -1)
 //	...
-//	srv := &nbd.Server{Exports: nbd.StaticExports{"": backend}, Logger: logger}
+//	exp := nbd.Export{Device: blockdev.ByteGranular(vol), MultiConn: true}
+//	srv := &nbd.Server{Exports: nbd.StaticExports{"": exp}, Logger: logger}
 //	err = srv.Serve(ctx, l) // until ctx is cancelled: ErrServerClosed
 //
-// Errors a Backend returns choose the NBD error by the syscall.Errno they
-// wrap (see Backend); the debug log names every option and command as the
+// Errors a device returns choose the NBD error by the syscall.Errno they
+// wrap (see Export); the debug log names every option and command as the
 // specification does.
 package nbd

@@ -6,7 +6,7 @@ import (
 	"syscall"
 )
 
-// nbdErrno maps a Backend error to the NBD error value the client sees: a
+// nbdErrno maps a device error to the NBD error value the client sees: a
 // wrapped syscall.Errno picks it, a cancelled context means the server is
 // going away (ESHUTDOWN), anything else is EIO. Mapping follows the spec's
 // "Error values" (EDQUOT and EFBIG are ENOSPC) and nbdkit (EROFS is EPERM).

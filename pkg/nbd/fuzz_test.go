@@ -11,17 +11,19 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/encblk/encblk/pkg/blockdev"
 )
 
-// memBackend is an in-memory Backend for the in-package tests and fuzzing.
+// memBackend is an in-memory device for the in-package tests and fuzzing.
 type memBackend struct {
 	mu   sync.Mutex
 	data []byte
-	info Info
+	info blockdev.Info
 }
 
-func (m *memBackend) Size() int64 { return int64(len(m.data)) }
-func (m *memBackend) Info() Info  { return m.info }
+func (m *memBackend) Size() int64         { return int64(len(m.data)) }
+func (m *memBackend) Info() blockdev.Info { return m.info }
 func (m *memBackend) ReadAt(_ context.Context, p []byte, off int64) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -38,8 +40,8 @@ func (m *memBackend) Flush(context.Context) error { return nil }
 func (m *memBackend) Trim(ctx context.Context, off, length int64, fua bool) error {
 	return m.Zero(ctx, off, length, 0)
 }
-func (m *memBackend) Zero(_ context.Context, off, length int64, f ZeroFlags) error {
-	if f&ZeroFast != 0 {
+func (m *memBackend) Zero(_ context.Context, off, length int64, f blockdev.ZeroFlags) error {
+	if f&blockdev.ZeroFast != 0 {
 		return syscall.ENOTSUP
 	}
 	m.mu.Lock()
@@ -47,15 +49,17 @@ func (m *memBackend) Zero(_ context.Context, off, length int64, f ZeroFlags) err
 	clear(m.data[off : off+length])
 	return nil
 }
-func (m *memBackend) BlockStatus(_ context.Context, dst []Extent, off, length int64) ([]Extent, error) {
+func (m *memBackend) Extents(_ context.Context, dst []blockdev.Extent, off, length int64) ([]blockdev.Extent, error) {
 	// Alternate 4 KiB data and zero extents, to exercise merging and limits.
 	for end := off + length; off < end; {
 		n := min(4096-off%4096, end-off)
-		dst = append(dst, Extent{Length: n, Zero: (off/4096)%2 == 1})
+		dst = append(dst, blockdev.Extent{Length: n, Zero: (off/4096)%2 == 1})
 		off += n
 	}
 	return dst, nil
 }
+
+func (m *memBackend) Prefetch(context.Context, int64, int64) error { return nil }
 
 // pipeConn is a net.Conn whose reads come from a byte slice and whose
 // writes are discarded: a client that says exactly the fuzzer's bytes.
@@ -73,13 +77,13 @@ func (c *pipeConn) SetReadDeadline(time.Time) error  { return nil }
 func (c *pipeConn) SetWriteDeadline(time.Time) error { return nil }
 
 func fuzzServer() *Server {
-	info := Info{CanTrim: true, CanZero: true, CanFastZero: true, CanFUA: true, CanFlush: true, CanCache: true, MinBlock: 1}
+	info := blockdev.Info{LogicalBlockSize: 1, CanTrim: true, CanZero: true, CanFastZero: true, CanFUA: true, CanFlush: true}
 	ro := info
 	ro.ReadOnly = true
 	return &Server{
 		Exports: StaticExports{
-			"":   &memBackend{data: make([]byte, 1<<20), info: info},
-			"ro": &memBackend{data: make([]byte, 64<<10), info: ro},
+			"":   {Device: &memBackend{data: make([]byte, 1<<20), info: info}, Cache: true},
+			"ro": {Device: &memBackend{data: make([]byte, 64<<10), info: ro}, Cache: true},
 		},
 		Logger:              slog.New(slog.DiscardHandler),
 		MaxInFlightRequests: 8,
@@ -177,7 +181,7 @@ func FuzzRequests(f *testing.F) {
 			name = "ro"
 		}
 		b, _ := s.Exports.Lookup(name)
-		exp, err := newExport(name, b)
+		exp, err := negotiate(name, b)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -61,7 +61,7 @@ var errProtocol = errors.New("nbd: protocol violation")
 
 // negotiate runs the fixed newstyle handshake and option haggling until
 // the client picks an export (NBD_OPT_GO, NBD_OPT_EXPORT_NAME).
-func (s *session) negotiate(ctx context.Context) (*export, error) {
+func (s *session) negotiate(ctx context.Context) (*negotiated, error) {
 	s.br = newReader(s.conn)
 	var hello [18]byte
 	binary.BigEndian.PutUint64(hello[0:], nbdMagic)
@@ -119,7 +119,7 @@ func (s *session) negotiate(ctx context.Context) (*export, error) {
 }
 
 // option handles one option; it returns the export when transmission starts.
-func (s *session) option(ctx context.Context, opt uint32, data []byte) (*export, error) {
+func (s *session) option(ctx context.Context, opt uint32, data []byte) (*negotiated, error) {
 	if s.srv.RequireTLS && !s.tls {
 		switch opt {
 		case optStartTLS, optAbort:
@@ -157,7 +157,7 @@ func (s *session) option(ctx context.Context, opt uint32, data []byte) (*export,
 	}
 }
 
-func (s *session) optExportName(data []byte) (*export, error) {
+func (s *session) optExportName(data []byte) (*negotiated, error) {
 	if len(data) > maxStringLen {
 		return nil, fmt.Errorf("%w: export name of %d bytes", errProtocol, len(data))
 	}
@@ -186,12 +186,12 @@ func (s *session) optExportName(data []byte) (*export, error) {
 // errUnknownExport is a client naming an export that does not exist.
 var errUnknownExport = errors.New("nbd: unknown export")
 
-func (s *session) lookup(name string) (*export, error) {
-	b, ok := s.srv.Exports.Lookup(name)
+func (s *session) lookup(name string) (*negotiated, error) {
+	x, ok := s.srv.Exports.Lookup(name)
 	if !ok {
 		return nil, fmt.Errorf("%w %q", errUnknownExport, name)
 	}
-	return newExport(name, b)
+	return negotiate(name, x)
 }
 
 func (s *session) optList(data []byte) error {
@@ -199,11 +199,11 @@ func (s *session) optList(data []byte) error {
 		return s.reply(optList, repErrInvalid, []byte("NBD_OPT_LIST takes no data"))
 	}
 	for _, name := range s.srv.Exports.Names() {
-		b, ok := s.srv.Exports.Lookup(name)
+		x, ok := s.srv.Exports.Lookup(name)
 		if !ok {
 			continue
 		}
-		desc := b.Info().Description
+		desc := x.Description
 		p := make([]byte, 4, 4+len(name)+len(desc))
 		binary.BigEndian.PutUint32(p, uint32(len(name)))
 		p = append(p, name...)
@@ -252,7 +252,7 @@ func (s *session) optStartTLS(ctx context.Context, data []byte) error {
 
 // optInfoGo handles NBD_OPT_INFO and NBD_OPT_GO, which share their format:
 // name length, name, number of information requests, requests.
-func (s *session) optInfoGo(opt uint32, data []byte) (*export, error) {
+func (s *session) optInfoGo(opt uint32, data []byte) (*negotiated, error) {
 	if len(data) < 6 {
 		return nil, s.reply(opt, repErrInvalid, []byte("option data too short"))
 	}
@@ -310,7 +310,7 @@ func (s *session) optInfoGo(opt uint32, data []byte) (*export, error) {
 			return nil, err
 		}
 	}
-	if d := exp.info.Description; wantDesc && d != "" {
+	if d := exp.Description; wantDesc && d != "" {
 		if len(d) > maxStringLen {
 			d = d[:maxStringLen]
 		}

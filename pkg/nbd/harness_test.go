@@ -11,7 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/encblk/encblk/internal/nbdtest"
+	"github.com/encblk/encblk/internal/backing"
+	"github.com/encblk/encblk/pkg/blockdev"
 	"github.com/encblk/encblk/pkg/nbd"
 )
 
@@ -52,9 +53,29 @@ func (s *testServer) stopWithin(t testing.TB, hung string) {
 	}
 }
 
+// fileDevice is backing.Plain over a regular file, advertising the
+// capabilities a test chooses instead of Plain's own.
+type fileDevice struct {
+	*backing.Plain
+	info blockdev.Info
+}
+
+func (d *fileDevice) Info() blockdev.Info { return d.info }
+
+// allCaps is every capability a fileDevice has.
+func allCaps() blockdev.Info {
+	return blockdev.Info{CanTrim: true, CanZero: true, CanFastZero: true, CanFUA: true, CanFlush: true}
+}
+
+// fullExport serves d with every NBD capability: multi-conn and cache
+// (backing.Plain prefetches).
+func fullExport(d blockdev.Device) nbd.Export {
+	return nbd.Export{Device: d, MultiConn: true, Cache: true}
+}
+
 // newFileExport creates a file of size bytes (sparse) and opens it as a
-// Backend with info.
-func newFileExport(t testing.TB, size int64, info nbd.Info) (*nbdtest.File, string) {
+// device that advertises info (read-only when info.ReadOnly).
+func newFileExport(t testing.TB, size int64, info blockdev.Info) (*fileDevice, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "disk.img")
 	if err := os.WriteFile(path, nil, 0o600); err != nil {
@@ -63,12 +84,16 @@ func newFileExport(t testing.TB, size int64, info nbd.Info) (*nbdtest.File, stri
 	if err := os.Truncate(path, size); err != nil {
 		t.Fatal(err)
 	}
-	b, err := nbdtest.OpenFile(path, info)
+	f, err := backing.Open(path, backing.Options{ReadOnly: info.ReadOnly})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = b.Close() })
-	return b, path
+	t.Cleanup(func() { _ = f.Close() })
+	p, err := backing.NewPlain(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fileDevice{Plain: p, info: info}, path
 }
 
 // startServer serves exports on a fresh unix socket; configure may adjust

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/encblk/encblk/internal/nbdtest"
 	"github.com/encblk/encblk/internal/testutil"
 	"github.com/encblk/encblk/pkg/nbd"
 )
@@ -20,8 +19,8 @@ func TestQemuImgCompare(t *testing.T) {
 	t.Parallel()
 	qemuImg := testutil.RequireTool(t, "qemu-img", "qemu-utils")
 	const size = 32 << 20
-	b, _ := newFileExport(t, size, nbdtest.AllCaps())
-	s := startServer(t, nbd.StaticExports{"": b}, nil)
+	b, _ := newFileExport(t, size, allCaps())
+	s := startServer(t, nbd.StaticExports{"": fullExport(b)}, nil)
 	src := filepath.Join(t.TempDir(), "src.raw")
 	data := make([]byte, size)
 	_, _ = rand.Read(data[:size/2]) // second half zeros: qemu writes zeroes/trims
@@ -44,8 +43,8 @@ func TestQemuImgCompare(t *testing.T) {
 func TestQemuIOPatterns(t *testing.T) {
 	t.Parallel()
 	qemuIO := testutil.RequireTool(t, "qemu-io", "qemu-utils")
-	b, _ := newFileExport(t, 16<<20, nbdtest.AllCaps())
-	s := startServer(t, nbd.StaticExports{"": b}, nil)
+	b, _ := newFileExport(t, 16<<20, allCaps())
+	s := startServer(t, nbd.StaticExports{"": fullExport(b)}, nil)
 	cmds := []string{
 		"write -P 0xab 0 1M",
 		"write -P 0xcd -f 1M 512k", // FUA
@@ -79,8 +78,8 @@ func TestFioVerify(t *testing.T) {
 	t.Parallel()
 	fio := testutil.RequireTool(t, "fio", "fio")
 	const jobs, per = 4, 8 << 20
-	b, _ := newFileExport(t, jobs*per, nbdtest.AllCaps())
-	s := startServer(t, nbd.StaticExports{"": b}, nil)
+	b, _ := newFileExport(t, jobs*per, allCaps())
+	s := startServer(t, nbd.StaticExports{"": fullExport(b)}, nil)
 	// fio keeps verify state files in its working directory: use a temporary one.
 	cmd := exec.Command(fio, "--name=verify", "--ioengine=nbd", "--uri="+s.uri(""),
 		"--rw=randwrite", "--bs=4k", "--bsrange=4k-64k", "--iodepth=64",
@@ -112,8 +111,8 @@ func TestNbdfuseExt4(t *testing.T) {
 	testutil.RequireFile(t, "/dev/loop-control", "util-linux")
 	t.Parallel()
 
-	b, _ := newFileExport(t, 64<<20, nbdtest.AllCaps())
-	s := startServer(t, nbd.StaticExports{"": b}, nil)
+	b, _ := newFileExport(t, 64<<20, allCaps())
+	s := startServer(t, nbd.StaticExports{"": fullExport(b)}, nil)
 	dir := t.TempDir()
 	fuseDir, mnt := filepath.Join(dir, "fuse"), filepath.Join(dir, "mnt")
 	for _, d := range []string{fuseDir, mnt} {
@@ -182,7 +181,7 @@ func TestSideBySideNbdkit(t *testing.T) {
 	t.Parallel()
 	nbdkit := testutil.RequireTool(t, "nbdkit", "nbdkit")
 	nbdinfoBin := testutil.RequireTool(t, "nbdinfo", "libnbd-bin")
-	b, path := newFileExport(t, 8<<20, nbdtest.AllCaps())
+	b, path := newFileExport(t, 8<<20, allCaps())
 	f, err := os.OpenFile(path, os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -190,7 +189,7 @@ func TestSideBySideNbdkit(t *testing.T) {
 	_, _ = f.WriteAt(bytes.Repeat([]byte{1}, 1<<20), 2<<20)
 	_, _ = f.WriteAt(bytes.Repeat([]byte{2}, 64<<10), 6<<20)
 	_ = f.Close()
-	ours := startServer(t, nbd.StaticExports{"": b}, nil)
+	ours := startServer(t, nbd.StaticExports{"": fullExport(b)}, nil)
 
 	kitDir := t.TempDir()
 	kitSock, kitPID := filepath.Join(kitDir, "kit.sock"), filepath.Join(kitDir, "kit.pid")

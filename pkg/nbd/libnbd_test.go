@@ -11,8 +11,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/encblk/encblk/internal/nbdtest"
 	"github.com/encblk/encblk/internal/testutil"
+	"github.com/encblk/encblk/pkg/blockdev"
 	"github.com/encblk/encblk/pkg/nbd"
 )
 
@@ -65,12 +65,12 @@ func nbdinfo(t testing.TB, args ...string) nbdinfoJSON {
 
 func TestNbdinfoCapabilities(t *testing.T) {
 	t.Parallel()
-	info := nbdtest.AllCaps()
-	info.Description = "test disk"
-	info.MinBlock, info.PreferredBlock, info.MaxBlock = 512, 4096, 32<<20
-	b, _ := newFileExport(t, 16<<20, info)
-	ro, _ := newFileExport(t, 1<<20, nbd.Info{ReadOnly: true, CanFlush: true})
-	s := startServer(t, nbd.StaticExports{"": b, "ro": ro}, nil)
+	b, _ := newFileExport(t, 16<<20, allCaps())
+	exp := fullExport(b)
+	exp.Description = "test disk"
+	exp.MinBlock, exp.PreferredBlock, exp.MaxBlock = 512, 4096, 32<<20
+	ro, _ := newFileExport(t, 1<<20, blockdev.Info{ReadOnly: true, CanFlush: true})
+	s := startServer(t, nbd.StaticExports{"": exp, "ro": {Device: ro}}, nil)
 
 	v := nbdinfo(t, s.uri(""))
 	if len(v.Exports) != 1 {
@@ -116,9 +116,9 @@ func TestNbdinfoCapabilities(t *testing.T) {
 
 func TestNbdinfoList(t *testing.T) {
 	t.Parallel()
-	a, _ := newFileExport(t, 1<<20, nbd.Info{Description: "first"})
-	b, _ := newFileExport(t, 2<<20, nbd.Info{Description: "second"})
-	s := startServer(t, nbd.StaticExports{"": a, "vol2": b}, nil)
+	a, _ := newFileExport(t, 1<<20, blockdev.Info{})
+	b, _ := newFileExport(t, 2<<20, blockdev.Info{})
+	s := startServer(t, nbd.StaticExports{"": {Device: a, Description: "first"}, "vol2": {Device: b, Description: "second"}}, nil)
 	v := nbdinfo(t, "--list", s.uri(""))
 	got := map[string]int64{}
 	for _, e := range v.Exports {
@@ -137,7 +137,7 @@ func TestNbdinfoList(t *testing.T) {
 
 func TestNbdinfoMap(t *testing.T) {
 	t.Parallel()
-	b, path := newFileExport(t, 4<<20, nbdtest.AllCaps())
+	b, path := newFileExport(t, 4<<20, allCaps())
 	// Data at 1 MiB..2 MiB, holes elsewhere.
 	f, err := os.OpenFile(path, os.O_WRONLY, 0)
 	if err != nil {
@@ -147,7 +147,7 @@ func TestNbdinfoMap(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = f.Close()
-	s := startServer(t, nbd.StaticExports{"": b}, nil)
+	s := startServer(t, nbd.StaticExports{"": fullExport(b)}, nil)
 	bin := testutil.RequireTool(t, "nbdinfo", "libnbd-bin")
 	out := run(t, bin, "--map", s.uri(""))
 	// nbdinfo --map prints "offset length type description".
@@ -172,8 +172,8 @@ func TestNbdcopyRoundTrip(t *testing.T) {
 	t.Parallel()
 	nbdcopy := testutil.RequireTool(t, "nbdcopy", "libnbd-bin")
 	size := int64(nbdcopySize)
-	b, _ := newFileExport(t, size, nbdtest.AllCaps())
-	s := startServer(t, nbd.StaticExports{"": b}, nil)
+	b, _ := newFileExport(t, size, allCaps())
+	s := startServer(t, nbd.StaticExports{"": fullExport(b)}, nil)
 
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src")

@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/encblk/encblk/internal/nbdtest"
+	"github.com/encblk/encblk/pkg/blockdev"
 	"github.com/encblk/encblk/pkg/nbd"
 )
 
@@ -88,7 +88,7 @@ func TestListenUnixPermissions(t *testing.T) {
 // at once and queries both with nbdinfo.
 func TestServeSeveralListeners(t *testing.T) {
 	t.Parallel()
-	b, _ := newFileExport(t, 1<<20, nbd.Info{})
+	b, _ := newFileExport(t, 1<<20, blockdev.Info{})
 	ctx, cancel := context.WithCancel(context.Background())
 	tl, err := nbd.ListenTCP(ctx, "127.0.0.1:0")
 	if err != nil {
@@ -100,7 +100,7 @@ func TestServeSeveralListeners(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	srv := &nbd.Server{Exports: nbd.StaticExports{"": b}}
+	srv := &nbd.Server{Exports: nbd.StaticExports{"": {Device: b}}}
 	go func() { done <- srv.Serve(ctx, tl, ul) }()
 	for _, uri := range []string{"nbd://" + tl.Addr().String() + "/", "nbd+unix:///?socket=" + sock} {
 		if v := nbdinfo(t, uri); v.Exports[0].Size != 1<<20 {
@@ -120,8 +120,8 @@ func TestServeSeveralListeners(t *testing.T) {
 // counting each once it has ended.
 func TestConnections(t *testing.T) {
 	t.Parallel()
-	b, _ := newFileExport(t, 1<<20, nbd.Info{})
-	s := startServer(t, nbd.StaticExports{"": b}, nil)
+	b, _ := newFileExport(t, 1<<20, blockdev.Info{})
+	s := startServer(t, nbd.StaticExports{"": {Device: b}}, nil)
 	if n := s.srv.Connections(); n != 0 {
 		t.Fatalf("Connections before any client: %d", n)
 	}
@@ -163,7 +163,7 @@ func TestListenTCPNoDelay(t *testing.T) {
 
 // slowBackend delays writes and counts flushes, to watch a shutdown.
 type slowBackend struct {
-	*nbdtest.File
+	*fileDevice
 	delay   time.Duration
 	writes  atomic.Int32
 	flushes atomic.Int32
@@ -172,12 +172,12 @@ type slowBackend struct {
 func (b *slowBackend) WriteAt(ctx context.Context, p []byte, off int64, fua bool) error {
 	b.writes.Add(1)
 	time.Sleep(b.delay)
-	return b.File.WriteAt(ctx, p, off, fua)
+	return b.fileDevice.WriteAt(ctx, p, off, fua)
 }
 
 func (b *slowBackend) Flush(ctx context.Context) error {
 	b.flushes.Add(1)
-	return b.File.Flush(ctx)
+	return b.fileDevice.Flush(ctx)
 }
 
 // TestGracefulShutdown cancels the server with writes in flight: each is
@@ -185,9 +185,9 @@ func (b *slowBackend) Flush(ctx context.Context) error {
 // returns ErrServerClosed.
 func TestGracefulShutdown(t *testing.T) {
 	t.Parallel()
-	f, _ := newFileExport(t, 1<<20, nbdtest.AllCaps())
-	b := &slowBackend{File: f, delay: 300 * time.Millisecond}
-	s := startServer(t, nbd.StaticExports{"": b}, nil)
+	f, _ := newFileExport(t, 1<<20, allCaps())
+	b := &slowBackend{fileDevice: f, delay: 300 * time.Millisecond}
+	s := startServer(t, nbd.StaticExports{"": fullExport(b)}, nil)
 	r := newRawClient(t, s, 3)
 	r.start("", false)
 	for i := range 4 {
@@ -221,8 +221,8 @@ func TestGracefulShutdown(t *testing.T) {
 // cannot hold a shutdown past ShutdownTimeout.
 func TestShutdownUnblocksStalledClient(t *testing.T) {
 	t.Parallel()
-	b, _ := newFileExport(t, 32<<20, nbdtest.AllCaps())
-	s := startServer(t, nbd.StaticExports{"": b}, func(srv *nbd.Server) {
+	b, _ := newFileExport(t, 32<<20, allCaps())
+	s := startServer(t, nbd.StaticExports{"": fullExport(b)}, func(srv *nbd.Server) {
 		srv.ShutdownTimeout = 200 * time.Millisecond
 		srv.MaxInFlightBytes = 8 << 20
 	})
@@ -246,8 +246,8 @@ func TestShutdownDuringHandshake(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := newFileExport(t, 1<<20, nbd.Info{})
-	s := startServer(t, nbd.StaticExports{"": b}, func(srv *nbd.Server) { srv.TLS = cfg })
+	b, _ := newFileExport(t, 1<<20, blockdev.Info{})
+	s := startServer(t, nbd.StaticExports{"": {Device: b}}, func(srv *nbd.Server) { srv.TLS = cfg })
 	idle := newRawClient(t, s, 3)
 	tlsClient := newRawClient(t, s, 3)
 	tlsClient.expectOpt(tOptStartTLS, nil, tRepAck) // then never says hello
@@ -261,8 +261,8 @@ func TestShutdownDuringHandshake(t *testing.T) {
 // follows from the server closing the connection because of it.
 func TestSendErrorReported(t *testing.T) {
 	t.Parallel()
-	b, _ := newFileExport(t, 4<<20, nbd.Info{})
-	srv := &nbd.Server{Exports: nbd.StaticExports{"": b}}
+	b, _ := newFileExport(t, 4<<20, blockdev.Info{})
+	srv := &nbd.Server{Exports: nbd.StaticExports{"": {Device: b}}}
 	l, err := nbd.ListenUnix(context.Background(), filepath.Join(t.TempDir(), "nbd.sock"), -1)
 	if err != nil {
 		t.Fatal(err)
@@ -305,8 +305,8 @@ func connectTo(t *testing.T, l net.Listener) (client, server net.Conn) {
 // all three are served, and the slot is free again once they are gone.
 func TestBlockingConnsReleased(t *testing.T) {
 	t.Parallel()
-	b, _ := newFileExport(t, 1<<20, nbd.Info{})
-	s := startServer(t, nbd.StaticExports{"": b}, func(srv *nbd.Server) { srv.BlockingConns = 1 })
+	b, _ := newFileExport(t, 1<<20, blockdev.Info{})
+	s := startServer(t, nbd.StaticExports{"": {Device: b}}, func(srv *nbd.Server) { srv.BlockingConns = 1 })
 	var clients []*rawClient
 	for i := range 3 {
 		r := newRawClient(t, s, 3)
@@ -339,7 +339,7 @@ func TestBlockingConnsReleased(t *testing.T) {
 // cancelled it and the test opens gate, to keep a request in flight
 // through a shutdown.
 type gatedFlush struct {
-	*nbdtest.File
+	*fileDevice
 	entered   chan struct{} // closed when the first flush starts
 	cancelled chan struct{} // closed when its context is cancelled
 	gate      chan struct{} // closed by open
@@ -352,8 +352,8 @@ type gatedFlush struct {
 func (b *gatedFlush) open() { b.gateOnce.Do(func() { close(b.gate) }) }
 
 func newGatedFlush(t *testing.T) *gatedFlush {
-	f, _ := newFileExport(t, 1<<20, nbdtest.AllCaps())
-	b := &gatedFlush{File: f, entered: make(chan struct{}), cancelled: make(chan struct{}), gate: make(chan struct{})}
+	f, _ := newFileExport(t, 1<<20, allCaps())
+	b := &gatedFlush{fileDevice: f, entered: make(chan struct{}), cancelled: make(chan struct{}), gate: make(chan struct{})}
 	return b
 }
 
@@ -364,7 +364,7 @@ func (b *gatedFlush) Flush(ctx context.Context) error {
 		close(b.cancelled)
 		<-b.gate
 	}
-	return b.File.Flush(context.WithoutCancel(ctx))
+	return b.fileDevice.Flush(context.WithoutCancel(ctx))
 }
 
 // TestShutdownKeepsClientWriting: during a graceful shutdown with a
@@ -381,7 +381,7 @@ func TestShutdownKeepsClientWriting(t *testing.T) {
 	inBothModes(t, func(t *testing.T, blockingConns int) {
 		b := newGatedFlush(t)
 		defer b.open()
-		s := startServer(t, nbd.StaticExports{"": b}, func(srv *nbd.Server) {
+		s := startServer(t, nbd.StaticExports{"": fullExport(b)}, func(srv *nbd.Server) {
 			srv.BlockingConns = blockingConns
 			srv.ShutdownTimeout = time.Hour // the hard close must not be what ends it
 		})
@@ -442,9 +442,9 @@ func TestShutdownKeepsClientWriting(t *testing.T) {
 func TestShutdownWithBusyClient(t *testing.T) {
 	t.Parallel()
 	inBothModes(t, func(t *testing.T, blockingConns int) {
-		f, _ := newFileExport(t, 1<<20, nbdtest.AllCaps())
-		b := &slowBackend{File: f, delay: 2 * time.Millisecond}
-		s := startServer(t, nbd.StaticExports{"": b}, func(srv *nbd.Server) {
+		f, _ := newFileExport(t, 1<<20, allCaps())
+		b := &slowBackend{fileDevice: f, delay: 2 * time.Millisecond}
+		s := startServer(t, nbd.StaticExports{"": fullExport(b)}, func(srv *nbd.Server) {
 			srv.BlockingConns = blockingConns
 			srv.ShutdownTimeout = time.Hour
 			srv.MaxInFlightRequests = 4096

@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/encblk/encblk/internal/nbdtest"
 	"github.com/encblk/encblk/internal/testutil"
+	"github.com/encblk/encblk/pkg/blockdev"
 	"github.com/encblk/encblk/pkg/nbd"
 )
 
@@ -69,9 +69,9 @@ func expectRefused(t *testing.T, s *testServer) {
 func TestMaxConnections(t *testing.T) {
 	t.Parallel()
 	nbdinfoBin := testutil.RequireTool(t, "nbdinfo", "libnbd-bin")
-	b, _ := newFileExport(t, 1<<20, nbd.Info{})
+	b, _ := newFileExport(t, 1<<20, blockdev.Info{})
 	logs := &logCapture{t: t}
-	s := startServer(t, nbd.StaticExports{"": b}, func(srv *nbd.Server) {
+	s := startServer(t, nbd.StaticExports{"": {Device: b}}, func(srv *nbd.Server) {
 		srv.MaxConnections = 2
 		srv.Logger = logs.logger()
 		nbd.SetRefusalLogEvery(srv, time.Hour) // one line for the whole test
@@ -107,8 +107,8 @@ func TestMaxConnections(t *testing.T) {
 // says why.
 func TestServeConnMaxConnections(t *testing.T) {
 	t.Parallel()
-	b, _ := newFileExport(t, 1<<20, nbd.Info{})
-	srv := &nbd.Server{Exports: nbd.StaticExports{"": b}, MaxConnections: 1}
+	b, _ := newFileExport(t, 1<<20, blockdev.Info{})
+	srv := &nbd.Server{Exports: nbd.StaticExports{"": {Device: b}}, MaxConnections: 1}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	c1, p1 := net.Pipe()
@@ -133,10 +133,10 @@ func TestServeConnMaxConnections(t *testing.T) {
 	}
 }
 
-// flushCounter counts the backend's flushes and holds a flush while gate
+// flushCounter counts the device's flushes and holds a flush while gate
 // is set.
 type flushCounter struct {
-	*nbdtest.File
+	*fileDevice
 	flushes atomic.Int64
 	gate    chan struct{} // nil: flushes pass
 	entered chan struct{}
@@ -148,7 +148,7 @@ func (b *flushCounter) Flush(ctx context.Context) error {
 		<-b.gate
 	}
 	b.flushes.Add(1)
-	return b.File.Flush(ctx)
+	return b.fileDevice.Flush(ctx)
 }
 
 // TestIdleTimeout: a connection in transmission with nothing in flight is
@@ -157,11 +157,11 @@ func (b *flushCounter) Flush(ctx context.Context) error {
 func TestIdleTimeout(t *testing.T) {
 	t.Parallel()
 	inBothModes(t, func(t *testing.T, blockingConns int) {
-		f, _ := newFileExport(t, 1<<20, nbdtest.AllCaps())
-		b := &flushCounter{File: f, gate: make(chan struct{}), entered: make(chan struct{})}
+		f, _ := newFileExport(t, 1<<20, allCaps())
+		b := &flushCounter{fileDevice: f, gate: make(chan struct{}), entered: make(chan struct{})}
 		logs := &logCapture{t: t}
 		const idle = 50 * time.Millisecond
-		s := startServer(t, nbd.StaticExports{"": b}, func(srv *nbd.Server) {
+		s := startServer(t, nbd.StaticExports{"": fullExport(b)}, func(srv *nbd.Server) {
 			srv.BlockingConns = blockingConns
 			srv.IdleTimeout = idle
 			srv.Logger = logs.logger()
@@ -201,9 +201,9 @@ func TestIdleTimeout(t *testing.T) {
 func TestIdleTimeoutQemu(t *testing.T) {
 	t.Parallel()
 	qemuIO := testutil.RequireTool(t, "qemu-io", "qemu-utils")
-	b, _ := newFileExport(t, 1<<20, nbdtest.AllCaps())
+	b, _ := newFileExport(t, 1<<20, allCaps())
 	logs := &logCapture{t: t}
-	s := startServer(t, nbd.StaticExports{"": b}, func(srv *nbd.Server) {
+	s := startServer(t, nbd.StaticExports{"": fullExport(b)}, func(srv *nbd.Server) {
 		srv.IdleTimeout = 50 * time.Millisecond
 		srv.Logger = logs.logger()
 	})

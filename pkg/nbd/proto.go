@@ -139,7 +139,7 @@ const (
 	// maxOptions bounds the options one client may send before transmission.
 	maxOptions = 1024
 	// maxPayload is the largest READ/WRITE payload we accept, whatever the
-	// backend says: the spec's interoperable maximum.
+	// device says: the spec's interoperable maximum.
 	maxPayload = 32 << 20
 	// defaultPreferredBlock is the spec's default preferred block size.
 	defaultPreferredBlock = 4096

@@ -11,15 +11,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/encblk/encblk/internal/nbdtest"
+	"github.com/encblk/encblk/pkg/blockdev"
 	"github.com/encblk/encblk/pkg/nbd"
 )
 
 // optionCase is one option-phase exchange and what must come of it.
 func TestOptionPhase(t *testing.T) {
 	t.Parallel()
-	b, _ := newFileExport(t, 1<<20, nbd.Info{Description: "disk"})
-	s := startServer(t, nbd.StaticExports{"": b, "two": b}, nil)
+	b, _ := newFileExport(t, 1<<20, blockdev.Info{})
+	s := startServer(t, nbd.StaticExports{"": {Device: b, Description: "disk"}, "two": {Device: b, Description: "disk"}}, nil)
 
 	tests := []struct {
 		name string
@@ -158,8 +158,8 @@ func TestRequireTLSRefusesOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := newFileExport(t, 1<<20, nbd.Info{})
-	s := startServer(t, nbd.StaticExports{"": b}, func(srv *nbd.Server) { srv.TLS, srv.RequireTLS = cfg, true })
+	b, _ := newFileExport(t, 1<<20, blockdev.Info{})
+	s := startServer(t, nbd.StaticExports{"": {Device: b}}, func(srv *nbd.Server) { srv.TLS, srv.RequireTLS = cfg, true })
 	r := newRawClient(t, s, 1)
 	for _, opt := range []uint32{tOptList, tOptInfo, tOptGo, tOptStructured, 99} {
 		r.expectOpt(opt, goData(""), tRepErrTLSReqd)
@@ -173,11 +173,11 @@ func TestRequireTLSRefusesOptions(t *testing.T) {
 func TestTransmission(t *testing.T) {
 	t.Parallel()
 	const size = 64 << 20 // sparse; larger than the maximum payload
-	info := nbdtest.AllCaps()
-	info.MinBlock = 512
-	b, path := newFileExport(t, size, info)
-	ro, _ := newFileExport(t, 1<<20, nbd.Info{ReadOnly: true})
-	s := startServer(t, nbd.StaticExports{"": b, "ro": ro}, nil)
+	b, path := newFileExport(t, size, allCaps())
+	exp := fullExport(b)
+	exp.MinBlock = 512
+	ro, _ := newFileExport(t, 1<<20, blockdev.Info{ReadOnly: true})
+	s := startServer(t, nbd.StaticExports{"": exp, "ro": {Device: ro}}, nil)
 
 	for _, structured := range []bool{false, true} {
 		r := newRawClient(t, s, 3)
@@ -364,13 +364,13 @@ func b2u(b bool) uint16 {
 func TestOutOfOrder(t *testing.T) {
 	t.Parallel()
 	const size = 8 << 20
-	b, path := newFileExport(t, size, nbdtest.AllCaps())
+	b, path := newFileExport(t, size, allCaps())
 	content := make([]byte, size)
 	_, _ = rand.Read(content)
 	if err := os.WriteFile(path, content, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s := startServer(t, nbd.StaticExports{"": b}, func(srv *nbd.Server) {
+	s := startServer(t, nbd.StaticExports{"": fullExport(b)}, func(srv *nbd.Server) {
 		srv.MaxInFlightRequests = 16
 		srv.MaxInFlightBytes = 256 << 10
 	})
@@ -415,10 +415,10 @@ func TestPipelinedWrites(t *testing.T) {
 
 func testPipelinedWrites(t *testing.T, blockingConns int) {
 	const size = 80 << 20 // sparse
-	info := nbdtest.AllCaps()
+	info := allCaps()
 	info.SerialWrites = true
 	b, path := newFileExport(t, size, info)
-	s := startServer(t, nbd.StaticExports{"": b}, func(srv *nbd.Server) {
+	s := startServer(t, nbd.StaticExports{"": fullExport(b)}, func(srv *nbd.Server) {
 		srv.MaxInFlightRequests = 4
 		srv.MaxInFlightBytes = 512 << 10
 		srv.BlockingConns = blockingConns
@@ -479,8 +479,8 @@ func testPipelinedWrites(t *testing.T, blockingConns int) {
 func TestHeldReplyBeforeRefusedPayload(t *testing.T) {
 	t.Parallel()
 	const size = 1 << 20
-	b, _ := newFileExport(t, size, nbdtest.AllCaps())
-	s := startServer(t, nbd.StaticExports{"": b}, nil)
+	b, _ := newFileExport(t, size, allCaps())
+	s := startServer(t, nbd.StaticExports{"": fullExport(b)}, nil)
 	r := newRawClient(t, s, 3)
 	r.start("", false)
 	// One write: a small read (run inline, its reply held while more is
@@ -501,13 +501,13 @@ func TestHeldReplyBeforeRefusedPayload(t *testing.T) {
 // gateBackend makes the reader's inline write wait for the test while a
 // worker's FUA write completes.
 type gateBackend struct {
-	*nbdtest.File
+	*fileDevice
 	writing chan struct{} // closed when the inline write has started
 	release chan struct{} // the inline write waits for it
 }
 
-func (b *gateBackend) Info() nbd.Info {
-	i := b.File.Info()
+func (b *gateBackend) Info() blockdev.Info {
+	i := b.fileDevice.Info()
 	i.SerialWrites = true
 	return i
 }
@@ -521,7 +521,7 @@ func (b *gateBackend) WriteAt(ctx context.Context, p []byte, off int64, fua bool
 		close(b.writing)
 		<-b.release
 	}
-	return b.File.WriteAt(ctx, p, off, fua)
+	return b.fileDevice.WriteAt(ctx, p, off, fua)
 }
 
 // TestWorkerReplyNotHeld: a worker's reply goes out while the reader is
@@ -530,9 +530,9 @@ func (b *gateBackend) WriteAt(ctx context.Context, p []byte, off int64, fua bool
 func TestWorkerReplyNotHeld(t *testing.T) {
 	t.Parallel()
 	inBothModes(t, func(t *testing.T, blockingConns int) {
-		f, _ := newFileExport(t, 1<<20, nbdtest.AllCaps())
-		b := &gateBackend{File: f, writing: make(chan struct{}), release: make(chan struct{})}
-		s := startServer(t, nbd.StaticExports{"": b}, func(srv *nbd.Server) { srv.BlockingConns = blockingConns })
+		f, _ := newFileExport(t, 1<<20, allCaps())
+		b := &gateBackend{fileDevice: f, writing: make(chan struct{}), release: make(chan struct{})}
+		s := startServer(t, nbd.StaticExports{"": fullExport(b)}, func(srv *nbd.Server) { srv.BlockingConns = blockingConns })
 		var once sync.Once
 		release := func() { once.Do(func() { close(b.release) }) }
 		t.Cleanup(release) // before the server stops
@@ -572,8 +572,8 @@ func TestHostileNoLeak(t *testing.T) {
 		}
 	})
 	func() {
-		b, _ := newFileExport(t, 1<<20, nbdtest.AllCaps())
-		ctxServer := startServer(t, nbd.StaticExports{"": b}, nil)
+		b, _ := newFileExport(t, 1<<20, allCaps())
+		ctxServer := startServer(t, nbd.StaticExports{"": fullExport(b)}, nil)
 		s := ctxServer
 		hostile := []func(r *rawClient){
 			// vanish mid-handshake

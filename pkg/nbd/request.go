@@ -5,6 +5,7 @@ import (
 	"sync"
 
 	"github.com/encblk/encblk/internal/bufpool"
+	"github.com/encblk/encblk/pkg/blockdev"
 )
 
 // requestHeaderLen is the size of a request message header on the wire.
@@ -28,8 +29,8 @@ type request struct {
 	hdrLen  int
 	payload []byte
 
-	scratch []byte   // block status descriptors; kept across uses
-	extents []Extent // kept across uses
+	scratch []byte            // block status descriptors; kept across uses
+	extents []blockdev.Extent // kept across uses
 }
 
 var requestPool = sync.Pool{New: func() any { return new(request) }}
@@ -86,7 +87,7 @@ func (r *request) writes() bool {
 // order of checks and the errors follow the spec's "Error values" and
 // nbdkit: EPERM for writing a read-only export, ENOSPC for writing past
 // the end, EINVAL for everything else that is malformed.
-func (r *request) validate(e *export, structured, meta bool) (uint32, string) {
+func (r *request) validate(e *negotiated, structured, meta bool) (uint32, string) {
 	switch r.typ {
 	case cmdRead, cmdWrite, cmdTrim, cmdWriteZeroes, cmdCache, cmdBlockStatus:
 		if r.writes() && e.info.ReadOnly {
@@ -144,7 +145,7 @@ func (r *request) validate(e *export, structured, meta bool) (uint32, string) {
 			return errInval, "NBD_CMD_WRITE_ZEROES not supported"
 		}
 	case cmdCache:
-		if !e.info.CanCache {
+		if !e.Cache {
 			return errInval, "NBD_CMD_CACHE not supported"
 		}
 	case cmdBlockStatus:

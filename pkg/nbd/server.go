@@ -16,7 +16,7 @@ import (
 // Server serves Exports over NBD. The zero value is not usable: Exports must
 // be set. Fields must not change once Serve or ServeConn has been called.
 type Server struct {
-	// Exports are the backends served, by export name ("" is the default).
+	// Exports are the devices served, by export name ("" is the default).
 	Exports Exports
 
 	// TLS, when not nil, lets clients upgrade with NBD_OPT_STARTTLS. Use
@@ -66,7 +66,7 @@ type Server struct {
 
 	// IdleTimeout, when positive, ends a connection in transmission that
 	// has had no request in flight for that long (no request read and
-	// none unanswered), after flushing the backend as a clean disconnect
+	// none unanswered), after flushing the device as a clean disconnect
 	// does. 0 means never: the kernel's NBD client keeps a device's
 	// connections open, idle, for as long as the device exists.
 	IdleTimeout time.Duration

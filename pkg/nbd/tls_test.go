@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/encblk/encblk/internal/nbdtest"
 	"github.com/encblk/encblk/internal/testutil"
 	"github.com/encblk/encblk/pkg/nbd"
 )
@@ -110,7 +109,7 @@ func TestTLSNbdinfo(t *testing.T) {
 	t.Parallel()
 	bin := testutil.RequireTool(t, "nbdinfo", "libnbd-bin")
 	pki := newTestPKI(t)
-	b, _ := newFileExport(t, 1<<20, nbdtest.AllCaps())
+	b, _ := newFileExport(t, 1<<20, allCaps())
 
 	for _, tc := range []struct {
 		name     string
@@ -131,7 +130,7 @@ func TestTLSNbdinfo(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			s := startServer(t, nbd.StaticExports{"": b}, func(srv *nbd.Server) {
+			s := startServer(t, nbd.StaticExports{"": fullExport(b)}, func(srv *nbd.Server) {
 				srv.TLS = cfg
 				srv.RequireTLS = tc.require
 			})

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/encblk/encblk/internal/bufpool"
+	"github.com/encblk/encblk/pkg/blockdev"
 )
 
 // transmission is the transmission phase of one connection. Its data path:
@@ -25,12 +26,12 @@ import (
 //     the client is too far ahead: backpressure), reads WRITE payloads
 //     straight into a pooled buffer; the budget bounds how many requests
 //     are in flight. Small reads, writes and block-status queries, writes
-//     of any size to a backend with serial writes, and reads and writes of
+//     of any size to a device with serial writes, and reads and writes of
 //     any size on a blocking socket (never flushes or FUA writes), it runs
 //     itself while such requests are quick (see inlinePolicy); the rest it
 //     hands to an idle worker goroutine (up to
 //     maxWorkers per connection, kept for the connection's life);
-//   - handlers call the Backend concurrently and queue their reply; replies
+//   - handlers call the device concurrently and queue their reply; replies
 //     go out in completion order, not request order, each batch of ready
 //     replies with one writev, written by whichever handler finds the
 //     connection idle (flat combining, see queue), so no goroutine handoff
@@ -39,7 +40,7 @@ import (
 //     runInline) and queues them in one batch before it does anything
 //     that may block (reading from the socket, waiting for budget or a
 //     worker) or once maxHeldReplies are waiting; only while an inline
-//     backend call blocks (a volume locked with LockWait) do the replies
+//     device call blocks (a volume locked with LockWait) do the replies
 //     held before it wait with it. Workers' replies never wait for the
 //     reader: a flush or FUA write is answered as soon as it is done,
 //     whatever the reader is running.
@@ -61,13 +62,13 @@ type transmission struct {
 	conn       net.Conn
 	sock       *sockConn // conn, when it is a blocking socket (see sockConn)
 	br         *bufio.Reader
-	exp        *export
+	exp        *negotiated
 	log        *slog.Logger
 	debug      bool
 	structured bool
 	meta       bool
 
-	ctx    context.Context // passed to the Backend
+	ctx    context.Context // passed to the device
 	cancel context.CancelFunc
 
 	budget   *budget
@@ -101,7 +102,7 @@ type transmission struct {
 	yielded      time.Time // last yield; reader only
 }
 
-func newTransmission(s *session, exp *export) *transmission {
+func newTransmission(s *session, exp *negotiated) *transmission {
 	maxReqs := s.srv.maxInFlightRequests()
 	sock, _ := s.conn.(*sockConn)
 	t := &transmission{
@@ -140,7 +141,7 @@ var errIdle = errors.New("nbd: connection idle")
 
 // run serves requests until the client leaves, ctx is cancelled or (if
 // idle > 0) no request has been in flight for idle, then drains: every
-// request read is answered (if the connection still works), the backend
+// request read is answered (if the connection still works), the device
 // is flushed after a clean end, and the connection is closed by the
 // caller.
 func (t *transmission) run(ctx context.Context, grace, idle time.Duration) error {
@@ -190,7 +191,7 @@ func (t *transmission) run(ctx context.Context, grace, idle time.Duration) error
 	t.workers.Wait()
 	if clean && t.exp.info.CanFlush && !t.exp.info.ReadOnly {
 		// Graceful end: make what was acknowledged durable before closing.
-		if ferr := t.exp.backend.Flush(context.WithoutCancel(ctx)); ferr != nil {
+		if ferr := t.exp.Device.Flush(context.WithoutCancel(ctx)); ferr != nil {
 			t.log.Warn("nbd flush at disconnect failed", "err", ferr)
 		}
 	}
@@ -407,7 +408,7 @@ const (
 
 // inlinePolicy returns the policy under which the reader may run r itself,
 // or nil if r goes to a worker: small reads, writes and block-status
-// queries may be inlined, writes of any size to a backend whose writes run
+// queries may be inlined, writes of any size to a device whose writes run
 // one at a time anyway (Info.SerialWrites), and reads and writes of any
 // size on a blocking socket; flushes, FUA writes (both wait for the disk)
 // and the rest never are.
@@ -515,7 +516,7 @@ func (t *transmission) worker(r *request) {
 }
 
 // inlineMaxBytes is the largest request the reader may run itself, but for
-// writes to a backend with serial writes and on a blocking socket.
+// writes to a device with serial writes and on a blocking socket.
 const inlineMaxBytes = 64 << 10
 
 // inlinePolicy decides whether the reader may run a kind of request
@@ -531,8 +532,8 @@ type inlinePolicy struct {
 	backoff int           // requests to dispatch before inlining again
 }
 
-// inlineSlow is the slow mark for most backends; inlineSlowSerial is the
-// one for writes to a backend whose writes run one at a time anyway
+// inlineSlow is the slow mark for most devices; inlineSlowSerial is the
+// one for writes to a device whose writes run one at a time anyway
 // (Info.SerialWrites): handing those to workers buys no parallelism, only
 // handoffs, lock contention and sysmon retaking Ps from long pwrites, so
 // the reader keeps them unless they wait for the disk, when reads should
@@ -568,9 +569,9 @@ func (p *inlinePolicy) record(d time.Duration, n uint32) {
 // errServerStopping ends the read loop when the connection is going down.
 var errServerStopping = errors.New("nbd: connection stopping")
 
-// handle runs one request against the backend and queues its reply.
+// handle runs one request against the device and queues its reply.
 func (t *transmission) handle(r *request, inline bool) {
-	b := t.exp.backend
+	b := t.exp.Device
 	fua := r.flags&cmdFlagFUA != 0
 	var err error
 	switch r.typ {
@@ -598,22 +599,22 @@ func (t *transmission) handle(r *request, inline bool) {
 			err = b.Trim(t.ctx, int64(r.off), int64(r.count), fua)
 		}
 	case cmdWriteZeroes:
-		var zf ZeroFlags
+		var zf blockdev.ZeroFlags
 		if fua {
-			zf |= ZeroFUA
+			zf |= blockdev.ZeroFUA
 		}
 		if r.flags&cmdFlagNoHole != 0 {
-			zf |= ZeroNoHole
+			zf |= blockdev.ZeroNoHole
 		}
 		if r.flags&cmdFlagFastZero != 0 {
-			zf |= ZeroFast
+			zf |= blockdev.ZeroFast
 		}
 		if r.count > 0 {
 			err = b.Zero(t.ctx, int64(r.off), int64(r.count), zf)
 		}
 	case cmdCache:
-		if t.exp.cacher != nil && r.count > 0 {
-			err = t.exp.cacher.Cache(t.ctx, int64(r.off), int64(r.count))
+		if r.count > 0 {
+			err = t.exp.prefetcher.Prefetch(t.ctx, int64(r.off), int64(r.count))
 		}
 	case cmdBlockStatus:
 		if err = t.blockStatus(r); err == nil {
@@ -641,9 +642,9 @@ func (t *transmission) handle(r *request, inline bool) {
 func (t *transmission) blockStatus(r *request) error {
 	length := int64(r.count)
 	exts := r.extents[:0]
-	if t.exp.statuser != nil {
+	if t.exp.extenter != nil {
 		var err error
-		exts, err = t.exp.statuser.BlockStatus(t.ctx, exts, int64(r.off), length)
+		exts, err = t.exp.extenter.Extents(t.ctx, exts, int64(r.off), length)
 		if err != nil {
 			return err
 		}
@@ -651,7 +652,7 @@ func (t *transmission) blockStatus(r *request) error {
 	r.extents = exts
 	if len(exts) == 0 {
 		// No BlockStatuser (or nothing said): all allocated, not known zero.
-		exts = append(exts, Extent{Length: length})
+		exts = append(exts, blockdev.Extent{Length: length})
 		r.extents = exts
 	}
 	p := append(r.scratch[:0], 0, 0, 0, 0)
@@ -690,13 +691,13 @@ func (t *transmission) blockStatus(r *request) error {
 	}
 	r.scratch = p
 	if n == 0 {
-		return fmt.Errorf("nbd: backend returned no usable extent at offset %d: %w", r.off, errBadExtents)
+		return fmt.Errorf("nbd: device returned no usable extent at offset %d: %w", r.off, errBadExtents)
 	}
 	return nil
 }
 
 // errBadExtents is a BlockStatuser breaking its contract.
-var errBadExtents = errors.New("invalid extents from backend")
+var errBadExtents = errors.New("invalid extents from the device")
 
 // finish hands a handled request's reply on: the reader keeps those of
 // requests it ran inline (see unhold), the rest are queued.
