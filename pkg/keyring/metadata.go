@@ -345,6 +345,9 @@ func decodeMetadata(text []byte, hdrSize uint64) (*metadata, error) {
 	if err := m.parseTokens(); err != nil {
 		return nil, err
 	}
+	if err := m.parseReencrypt(); err != nil {
+		return nil, err
+	}
 	return m, nil
 }
 

@@ -1,0 +1,158 @@
+package keyring
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/encblk/encblk/pkg/xts"
+)
+
+// reencryptVolume formats a small volume (data at 1 MiB, dataSize bytes
+// of random plaintext written through the DEK) opened by a key file and a
+// passphrase; it returns the path, the key file's path and the plaintext's
+// sha256.
+func reencryptVolume(t *testing.T, dataSize int, ss int) (path, keyPath, sum string) {
+	t.Helper()
+	dir := t.TempDir()
+	path = filepath.Join(dir, "vol.img")
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, int64(1<<20+dataSize)); err != nil {
+		t.Fatal(err)
+	}
+	key := make([]byte, 32)
+	rand.Read(key)
+	keyPath = filepath.Join(dir, "key")
+	if err := os.WriteFile(keyPath, key, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	kf, err := OpenKeyFile(keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kf.Destroy()
+	k, dek := formatPath(t, path, kf, &FormatOptions{KDF: fastKDF, DataOffset: 1 << 20, SectorSize: ss, KeySize: 32})
+	buf, err := secmemFrom(dek)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer buf.Destroy()
+	if _, err := k.AddKeyslot(context.Background(), buf, passphrase(t, "second"), &KeyslotOptions{KDF: fastKDF}); err != nil {
+		t.Fatal(err)
+	}
+	plain := make([]byte, dataSize)
+	rand.Read(plain)
+	s := sha256.Sum256(plain)
+	c, err := xts.New(dek)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.EncryptSectors(plain, plain, ss, 0, uint64(ss/512)); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(plain, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	return path, keyPath, hex.EncodeToString(s[:])
+}
+
+func keyFileAt(t *testing.T, path string) *KeyFile {
+	t.Helper()
+	k, err := OpenKeyFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(k.Destroy)
+	return k
+}
+
+// reencryptAll starts (unless started) and completes a reencryption of the
+// volume on dev, as encblk reencrypt does.
+func reencryptAll(ctx context.Context, dev device, size uint64, ids []Identity, opts *ReencryptOptions) error {
+	k, err := openDevice(dev, false)
+	if err != nil {
+		return err
+	}
+	if r, err := k.Reencryption(); err != nil {
+		return err
+	} else if r == nil {
+		if err := k.StartReencrypt(ctx, ids, opts); err != nil {
+			return err
+		}
+	}
+	rc, err := k.OpenReencryption(ctx, ids, dev, size, opts)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	for !rc.Done() {
+		if err := rc.Step(); err != nil {
+			return err
+		}
+	}
+	return rc.Finish()
+}
+
+// TestReencryptCrashSafety stops a whole reencryption at every header
+// write, keyslot write, data write and sync (the write lost, torn in half
+// at a sector boundary, or complete), then resumes it on the result: the
+// plaintext must be intact and both KEKs must open the volume, with the
+// old or (after the first commit) the new key.
+func TestReencryptCrashSafety(t *testing.T) {
+	t.Parallel()
+	const dataSize = 256 << 10
+	golden, keyPath, want := reencryptVolume(t, dataSize, 4096)
+	ctx := context.Background()
+	opts := &ReencryptOptions{HotZone: 64 << 10}
+	size := uint64(1<<20 + dataSize)
+	for _, torn := range []float64{0, 0.5, 1} {
+		completed := false
+		for step := 0; step < 200 && !completed; step++ {
+			path := filepath.Join(t.TempDir(), "crash.img")
+			copyFile(t, golden, path)
+			f, err := os.OpenFile(path, os.O_RDWR, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids := []Identity{keyFileAt(t, keyPath), passphrase(t, "second")}
+			err = reencryptAll(ctx, &crashDevice{f: f, budget: step, tornFraction: torn}, size, ids, opts)
+			if err == nil {
+				completed = true
+			} else if !errors.Is(err, errCrash) {
+				t.Fatalf("torn %.1f, step %d: %v", torn, step, err)
+			}
+			// Resume on the real file.
+			if err := reencryptAll(ctx, f, size, ids, opts); err != nil {
+				t.Fatalf("torn %.1f, crash at step %d: resume: %v", torn, step, err)
+			}
+			f.Close()
+			k := openPath(t, path)
+			dek := unlockBytes(t, k, passphrase(t, "second"))
+			if got := unlockBytes(t, k, keyFileAt(t, keyPath)); string(got) != string(dek) {
+				t.Fatalf("torn %.1f, step %d: the KEKs open different keys", torn, step)
+			}
+			if got := plaintextSHA(t, path, dek); got != want {
+				t.Fatalf("torn %.1f, crash at step %d: plaintext changed", torn, step)
+			}
+			if n := len(k.Keyslots()); n != 2 {
+				t.Fatalf("torn %.1f, step %d: %d keyslots, want 2", torn, step, n)
+			}
+		}
+		if !completed {
+			t.Fatalf("torn %.1f: never completed", torn)
+		}
+	}
+}
