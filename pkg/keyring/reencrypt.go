@@ -547,13 +547,6 @@ func (rc *Reencryptor) writeData(buf []byte, p uint64) error {
 	return nil
 }
 
-func (rc *Reencryptor) syncData() error {
-	if err := rc.data.Sync(); err != nil {
-		return fmt.Errorf("%w: sync data: %w", ErrIO, err)
-	}
-	return nil
-}
-
 // recover finishes the hot zone a crash left: each block whose hash is
 // still the one recorded before the zone was rewritten holds old
 // ciphertext and is rewritten; the others already hold new ciphertext.
@@ -588,8 +581,13 @@ func (rc *Reencryptor) recover() error {
 	if err := rc.writeData(buf, p); err != nil {
 		return err
 	}
-	if err := rc.syncData(); err != nil {
-		return err
+	return rc.zoneDone(p, n)
+}
+
+// zoneDone syncs the rewritten zone [p, p+n) and commits it as done.
+func (rc *Reencryptor) zoneDone(p, n uint64) error {
+	if err := rc.data.Sync(); err != nil {
+		return fmt.Errorf("%w: sync data: %w", ErrIO, err)
 	}
 	if err := rc.commitSegments(p+n, 0, false); err != nil {
 		return err
@@ -637,14 +635,7 @@ func (rc *Reencryptor) stepZone(buf []byte, p uint64, sums []byte, write func() 
 	if err := write(); err != nil {
 		return err
 	}
-	if err := rc.syncData(); err != nil {
-		return err
-	}
-	if err := rc.commitSegments(p+n, 0, false); err != nil {
-		return err
-	}
-	rc.progress = p + n
-	return nil
+	return rc.zoneDone(p, n)
 }
 
 // Finish ends a reencryption whose data is all done: one commit leaves
