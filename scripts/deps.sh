@@ -20,6 +20,9 @@ packages=(
 	# age files (header backups, the age KEK source): the age tools, SSH keys,
 	# and script(1) to give age a terminal for its passphrase
 	age openssh-client bsdutils
+	# pkg/sed judges in test/vm: ATA Security (sedutil, cryptsetup 2.7 come from
+	# Debian 13 through scripts/debian13.sh)
+	hdparm
 	# pkg/sed: ioctl struct layouts checked against the kernel's uapi headers
 	gcc libc6-dev linux-libc-dev
 )
