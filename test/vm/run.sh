@@ -35,7 +35,7 @@ repo=$(cd "$here/../.." && pwd)
 out=$here/out
 export PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin
 
-quick=(nbd-attach:4096 dm-crypt-compat:4096)
+quick=(nbd-attach:4096 dm-crypt-compat:4096 sed-opal-scsi:512)
 
 log() { printf 'test/vm: %s\n' "$*" >&2; }
 die() { log "FAIL: $*"; exit 1; }
@@ -164,6 +164,18 @@ elif [ -d "$repo/cmd/encblk" ] && command -v go >/dev/null 2>&1; then
 elif [ -d "$repo/cmd/encblk" ]; then
 	log "go not found: scenarios that need encblk will fail"
 fi
+# The SED scenarios' test-only tools: sedtcmu (a sedsim drive as a SCSI disk
+# through target_core_user) and Debian 13's sedutil and cryptsetup 2.7
+# (scripts/debian13.sh, cached), for the scenarios that name them.
+sedtcmu_bin= debian13=
+if grep -qs 'ENCBLK_VM_SEDTCMU' $(printf "$here/scenarios/%s.sh " "${specs[@]%%:*}"); then
+	sedtcmu_bin=$out/sedtcmu
+	(cd "$repo" && CGO_ENABLED=0 go build -o "$sedtcmu_bin" ./test/vm/sedtcmu) ||
+		die "go build ./test/vm/sedtcmu failed"
+fi
+if grep -qs 'ENCBLK_VM_DEBIAN13' $(printf "$here/scenarios/%s.sh " "${specs[@]%%:*}"); then
+	debian13=$("$repo/scripts/debian13.sh") || die "scripts/debian13.sh failed"
+fi
 
 # --- initramfs -------------------------------------------------------------
 
@@ -173,7 +185,7 @@ fi
 # module auto-loading. Optional ones may be missing or refuse to load (the
 # accelerated crypto needs the CPU features qemu -cpu max provides).
 boot_modules=(virtio_pci 9pnet_virtio 9p)
-test_modules=(loop nbd dm-mod dm-crypt xts ecb aes_generic ext4 crc32c_generic)
+test_modules=(loop nbd dm-mod dm-crypt xts ecb aes_generic ext4 crc32c_generic configfs target_core_user tcm_loop sd_mod)
 optional_modules=(aesni_intel crc32c_intel)
 cache=${ENCBLK_VM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/encblk/vm}
 key=$({
@@ -252,7 +264,9 @@ run_one() {
 	mkdir -p "$share"
 	cp -r "$here/guest" "$here/scenarios" "$share/"
 	[ -n "$encblk_bin" ] && cp "$encblk_bin" "$share/encblk"
+	[ -n "$sedtcmu_bin" ] && cp "$sedtcmu_bin" "$share/sedtcmu"
 	cat >"$share/job.sh" <<-EOF
+		export ENCBLK_VM_DEBIAN13=$debian13 ENCBLK_VM_SEDTCMU=${sedtcmu_bin:+/run/encblk-vm/sedtcmu}
 		export ENCBLK_VM_SCENARIO=$name ENCBLK_VM_SECTOR=$sector ENCBLK_VM_TIMEOUT=$((tmo > 60 ? tmo - 30 : tmo * 3 / 4))
 		exec /bin/bash /run/encblk-vm/guest/runner.sh
 	EOF
