@@ -42,6 +42,7 @@ type serveFlags struct {
 	maxConns    int
 	idleTimeout time.Duration
 	kek         kekFlags
+	ublk        ublkFlags
 }
 
 func newServeCmd(a *app) *cobra.Command {
@@ -90,6 +91,7 @@ a backing that carries a LUKS header.`,
 	fs.IntVar(&f.maxConns, "max-connections", nbd.DefaultMaxConnections, "NBD connections served at once, on all exports; more are closed at once (0: no limit)")
 	fs.DurationVar(&f.idleTimeout, "idle-timeout", 0, "close an NBD connection with no request for this long (0: never; the kernel's client keeps idle connections)")
 	f.kek.register(fs, "")
+	f.ublk.register(fs)
 	return cmd
 }
 
@@ -115,6 +117,10 @@ func runServe(cmd *cobra.Command, a *app, f *serveFlags, args []string) error {
 	if err != nil {
 		return err
 	}
+	ublkCfg, err := f.ublk.config()
+	if err != nil {
+		return err
+	}
 	if err := secmem.SetNonDumpable(); err != nil {
 		return err
 	}
@@ -135,9 +141,11 @@ func runServe(cmd *cobra.Command, a *app, f *serveFlags, args []string) error {
 		closeAll()
 		return err
 	}
-	d, err := daemon.New(daemon.Config{Volumes: vols, Listeners: listeners, ControlPaths: f.control,
+	var d *daemon.Daemon
+	d, err = daemon.New(daemon.Config{Volumes: vols, Listeners: listeners, ControlPaths: f.control,
 		StatusGroup: f.statusGroup, TLS: tlsCfg, RequireTLS: f.tlsRequire,
-		MaxConnections: maxConns, IdleTimeout: f.idleTimeout, Logger: a.log})
+		MaxConnections: maxConns, IdleTimeout: f.idleTimeout, Logger: a.log, Ublk: ublkCfg,
+		Ready: func() { printUblk(cmd.OutOrStdout(), d) }})
 	if err != nil {
 		closeAll()
 		return withExit(exitUsage, err)
@@ -190,7 +198,7 @@ func serveListeners(ctx context.Context, a *app, f *serveFlags, first string) ([
 		return nil, err
 	}
 	specs := f.listen
-	if len(specs) == 0 && len(ls) == 0 {
+	if len(specs) == 0 && len(ls) == 0 && !f.ublk.on {
 		id, err := daemon.VolumeID(first)
 		if err != nil {
 			return nil, err

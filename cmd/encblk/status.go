@@ -122,6 +122,9 @@ func printStatus(out io.Writer, st daemon.Status, served bool) {
 		if served {
 			fmt.Fprintf(w, "export:\t%q\n", v.Export)
 		}
+		if v.Ublk != "" {
+			fmt.Fprintf(w, "ublk:\t%s\n", v.Ublk)
+		}
 		fmt.Fprintf(w, "state:\t%s\n", v.State)
 		if v.State == "plain" {
 			fmt.Fprintf(w, "size:\t%d bytes\n", v.Size)

@@ -68,7 +68,7 @@ func (d *Daemon) handleStatus(w http.ResponseWriter, r *http.Request) {
 	ref := r.URL.Query().Get("volume")
 	for _, v := range d.cfg.Volumes {
 		if ref == "" || ref == v.id || ref == v.spec.Export {
-			st.Volumes = append(st.Volumes, v.Status())
+			st.Volumes = append(st.Volumes, d.volumeStatus(v))
 		}
 	}
 	reply(w, st)

@@ -49,14 +49,18 @@ type Config struct {
 	Logger *slog.Logger
 	// Ready, when set, is called once every socket listens.
 	Ready func()
+	// Ublk, when set, also serves every volume as a ublk block device;
+	// Listeners may then be empty.
+	Ublk *UblkConfig
 }
 
 // Daemon serves volumes over NBD and answers the control API.
 type Daemon struct {
-	cfg Config
-	log *slog.Logger
-	nbd *nbd.Server
-	gid int // of StatusGroup; -1 without
+	cfg  Config
+	log  *slog.Logger
+	nbd  *nbd.Server
+	gid  int // of StatusGroup; -1 without
+	ublk ublkSet
 }
 
 // New checks cfg and returns a Daemon.
@@ -71,8 +75,13 @@ func New(cfg Config) (*Daemon, error) {
 		}
 		seen[v.spec.Export] = true
 	}
-	if len(cfg.Listeners) == 0 {
+	if len(cfg.Listeners) == 0 && cfg.Ublk == nil {
 		return nil, errors.New("no NBD listener")
+	}
+	if cfg.Ublk != nil {
+		if err := cfg.Ublk.check(len(cfg.Volumes)); err != nil {
+			return nil, err
+		}
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -152,8 +161,18 @@ func (d *Daemon) Run(ctx context.Context) error {
 		wg.Go(func() { hs.Serve(l) })
 	}
 
-	nbdDone := make(chan error, 1)
-	go func() { nbdDone <- d.nbd.Serve(ctx, d.cfg.Listeners...) }()
+	if err := d.startUblk(); err != nil {
+		cancel()
+		hs.Close()
+		wg.Wait()
+		return err
+	}
+	defer d.stopUblk()
+	var nbdDone chan error // nil (never ready) without listeners
+	if len(d.cfg.Listeners) > 0 {
+		nbdDone = make(chan error, 1)
+		go func() { nbdDone <- d.nbd.Serve(ctx, d.cfg.Listeners...) }()
+	}
 
 	for _, v := range d.cfg.Volumes {
 		d.log.Info("serving", "backing", v.spec.Backing, "export", v.spec.Export, "state", v.Status().State)
@@ -172,7 +191,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	var err error
 	select {
 	case <-ctx.Done():
-		err = <-nbdDone
+		if nbdDone != nil {
+			err = <-nbdDone
+		}
 	case err = <-nbdDone:
 	}
 	sddaemon.SdNotify(false, sddaemon.SdNotifyStopping)

@@ -23,6 +23,8 @@ type VolumeStatus struct {
 	State    string `json:"state"`
 	ReadOnly bool   `json:"read_only"`
 	LockMode string `json:"lock_mode,omitempty"`
+	// Ublk is the volume's ublk block device (/dev/ublkbN) when served so.
+	Ublk string `json:"ublk,omitempty"`
 
 	LUKSVersion int             `json:"luks_version,omitempty"`
 	UUID        string          `json:"uuid,omitempty"`

@@ -35,7 +35,7 @@ repo=$(cd "$here/../.." && pwd)
 out=$here/out
 export PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin
 
-quick=(nbd-attach:4096 dm-crypt-compat:4096 sed-opal-scsi:512)
+quick=(nbd-attach:4096 dm-crypt-compat:4096 sed-opal-scsi:512 ublk-attach:4096)
 
 log() { printf 'test/vm: %s\n' "$*" >&2; }
 die() { log "FAIL: $*"; exit 1; }
@@ -185,7 +185,7 @@ fi
 # module auto-loading. Optional ones may be missing or refuse to load (the
 # accelerated crypto needs the CPU features qemu -cpu max provides).
 boot_modules=(virtio_pci 9pnet_virtio 9p)
-test_modules=(loop nbd dm-mod dm-crypt xts ecb aes_generic ext4 crc32c_generic configfs target_core_user tcm_loop sd_mod)
+test_modules=(loop nbd dm-mod dm-crypt xts ecb aes_generic ext4 crc32c_generic configfs target_core_user tcm_loop sd_mod ublk_drv)
 optional_modules=(aesni_intel crc32c_intel)
 cache=${ENCBLK_VM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/encblk/vm}
 key=$({

@@ -230,3 +230,36 @@ load_check() {
 	done
 	echo "   all $2 fsync'ed load files intact"
 }
+
+# ublk_serve_start BACKING KEYFILE [FLAG...] starts `encblk serve --ublk`
+# for BACKING (no NBD unless a --listen flag is given) with its control
+# socket at $control, in the background; serve_pid is its process id and
+# ublk_dev the block device it printed ("BACKING: /dev/ublkbN").
+ublk_serve_start() {
+	local backing=$1 keyf=$2 i
+	shift 2
+	[ -x "$ENCBLK" ] || fail "no encblk binary at $ENCBLK"
+	rm -f "$control"
+	: >"$work/serve.out"
+	"$ENCBLK" serve --ublk --control "$control" --key-file "$keyf" "$@" "$backing" \
+		>"$work/serve.out" 2>>"$work/serve.log" &
+	serve_pid=$!
+	at_exit "kill $serve_pid"
+	for i in $(seq 1 600); do
+		ublk_dev=$(sed -n "s|^$backing: \(/dev/ublkb[0-9]*\)$|\1|p" "$work/serve.out")
+		[ -n "$ublk_dev" ] && [ -b "$ublk_dev" ] && return 0
+		kill -0 "$serve_pid" 2>/dev/null || fail "encblk serve --ublk exited before printing its device"
+		sleep 0.1
+	done
+	fail "encblk serve --ublk printed no device after 60 s"
+}
+
+# ublk_gone DEV waits until the ublk device DEV and its char device are gone.
+ublk_gone() {
+	local n=${1#/dev/ublkb} i
+	for i in $(seq 1 100); do
+		[ ! -e "/sys/block/ublkb$n" ] && [ ! -e "/sys/class/ublk-char/ublkc$n" ] && return 0
+		sleep 0.1
+	done
+	fail "$1 still exists after its server stopped"
+}

@@ -14,7 +14,7 @@ script=$share/scenarios/$name.sh
 
 # The initramfs loaded the modules (run.sh lists them); check the ones the
 # scenarios need, and load any that is missing with the host's modprobe.
-for m in loop nbd dm-mod dm-crypt xts ext4; do
+for m in loop nbd dm-mod dm-crypt xts ext4 ublk_drv; do
 	[ -d "/sys/module/${m//-/_}" ] && continue
 	if ! modprobe "$m"; then
 		echo "ENCBLK-VM-RESULT $name $sector FAIL modprobe $m"

@@ -1,0 +1,125 @@
+package daemon
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/encblk/encblk/pkg/ublk"
+)
+
+// UblkConfig asks the Daemon to serve every volume as a ublk block device
+// (/dev/ublkbN) too.
+type UblkConfig struct {
+	// Queues and Depth: see ublk.Options (0: the defaults).
+	Queues, Depth int
+	// ID creates the device with this number (ublk.AutoID: any). With
+	// Recover it names the device to recover, which must exist, wait for
+	// a server and belong to the volume. Both need exactly one volume.
+	// Without either, a device of the same volume that waits for a server
+	// (its server was killed) is recovered, and a new one created if none.
+	ID      int
+	Recover bool
+}
+
+// ublkStopGrace is how long Stop lets requests waiting on a locked volume
+// wait before failing them, so that the kernel can remove the device.
+const ublkStopGrace = 5 * time.Second
+
+// ublkSet is the ublk devices of a Daemon's volumes.
+type ublkSet struct {
+	mu   sync.Mutex
+	devs map[*Volume]*ublk.Device
+}
+
+// ublkOwner is the tag the kernel keeps with a volume's device so that a
+// restarted server recovers its own device and no other: derived from the
+// LUKS UUID, or for a plain backing from its VolumeID.
+func (v *Volume) ublkOwner() uint64 {
+	name := "id " + v.id
+	if v.kr != nil {
+		name = "uuid " + v.kr.UUID()
+	}
+	h := sha256.Sum256([]byte("encblk ublk owner\x00" + name))
+	return binary.LittleEndian.Uint64(h[:8])
+}
+
+func (c *UblkConfig) check(vols int) error {
+	if (c.ID != ublk.AutoID || c.Recover) && vols != 1 {
+		return fmt.Errorf("a ublk device id needs exactly one volume (have %d)", vols)
+	}
+	return nil
+}
+
+// startUblk creates (or recovers) each volume's device. On error the
+// devices already started are stopped.
+func (d *Daemon) startUblk() error {
+	c := d.cfg.Ublk
+	if c == nil {
+		return nil
+	}
+	d.ublk.devs = map[*Volume]*ublk.Device{}
+	for _, v := range d.cfg.Volumes {
+		dev, err := ublk.Start(v.blockDevice(), ublk.Options{Queues: c.Queues, Depth: c.Depth,
+			ID: c.ID, Recover: c.Recover, Owner: v.ublkOwner()})
+		if err != nil {
+			d.stopUblk()
+			return fmt.Errorf("%s: %w", v.spec.Backing, err)
+		}
+		d.ublk.mu.Lock()
+		d.ublk.devs[v] = dev
+		d.ublk.mu.Unlock()
+		how := "created"
+		if dev.Recovered() {
+			how = "recovered"
+		}
+		d.log.Info("ublk device "+how, "backing", v.spec.Backing, "device", dev.Path(),
+			"queues", dev.Queues(), "depth", dev.Depth())
+		go func() {
+			<-dev.Done()
+			if err := dev.Err(); err != nil {
+				d.log.Error("ublk device stopped", "device", dev.Path(), "err", err)
+			}
+		}()
+	}
+	return nil
+}
+
+// stopUblk removes every device (STOP_DEV, DEL_DEV).
+func (d *Daemon) stopUblk() {
+	d.ublk.mu.Lock()
+	devs := d.ublk.devs
+	d.ublk.devs = nil
+	d.ublk.mu.Unlock()
+	for v, dev := range devs {
+		if err := dev.Stop(ublkStopGrace); err != nil {
+			d.log.Error("removing ublk device", "backing", v.spec.Backing, "device", dev.Path(), "err", err)
+			continue
+		}
+		d.log.Info("ublk device removed", "backing", v.spec.Backing, "device", dev.Path())
+	}
+}
+
+// UblkDevices maps each backing served over ublk to its block device.
+func (d *Daemon) UblkDevices() map[string]string {
+	d.ublk.mu.Lock()
+	defer d.ublk.mu.Unlock()
+	m := map[string]string{}
+	for v, dev := range d.ublk.devs {
+		m[v.spec.Backing] = dev.Path()
+	}
+	return m
+}
+
+// volumeStatus is v.Status with the daemon's view of it added.
+func (d *Daemon) volumeStatus(v *Volume) VolumeStatus {
+	s := v.Status()
+	d.ublk.mu.Lock()
+	if dev := d.ublk.devs[v]; dev != nil {
+		s.Ublk = dev.Path()
+	}
+	d.ublk.mu.Unlock()
+	return s
+}
