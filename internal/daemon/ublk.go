@@ -62,7 +62,7 @@ func (d *Daemon) startUblk() error {
 	}
 	d.ublk.devs = map[*Volume]*ublk.Device{}
 	for _, v := range d.cfg.Volumes {
-		dev, err := ublk.Start(v.blockDevice(), ublk.Options{Queues: c.Queues, Depth: c.Depth,
+		dev, err := ublk.Start(v.Device(), ublk.Options{Queues: c.Queues, Depth: c.Depth,
 			ID: c.ID, Recover: c.Recover, Owner: v.ublkOwner()})
 		if err != nil {
 			d.stopUblk()

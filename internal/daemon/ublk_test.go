@@ -38,7 +38,7 @@ func TestUblkConfig(t *testing.T) {
 		t.Error("New with a ublk recovery id and two volumes: no error")
 	}
 
-	info := vols[0].blockDevice().Info()
+	info := vols[0].Device().Info()
 	want := blockdev.Info{LogicalBlockSize: 4096, PhysicalBlockSize: 4096, CanTrim: true, CanZero: true,
 		CanFUA: true, CanFlush: true, SerialWrites: info.SerialWrites}
 	if info != want {
