@@ -10,6 +10,7 @@ import (
 	"errors"
 	"hash"
 	"os"
+	"strings"
 	"testing"
 )
 
@@ -131,6 +132,52 @@ func TestOpenRejectsGarbage(t *testing.T) {
 		}
 		if _, err := Open(path, nil); !errors.Is(err, tc.want) {
 			t.Errorf("%s: got %v, want %v", tc.name, err, tc.want)
+		}
+	}
+}
+
+// RemoveKeyslots drops several keyslots in one commit and refuses to drop
+// every keyslot that opens the volume.
+func TestRemoveKeyslots(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := newBacking(t, 17<<20)
+	k, dek := formatPath(t, path, passphrase(t, "a"), &FormatOptions{KDF: fastKDF})
+	buf, err := secmemFrom(dek)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer buf.Destroy()
+	slots := map[string]int{"a": 0}
+	for _, p := range []string{"b", "c"} {
+		if slots[p], err = k.AddKeyslot(ctx, buf, passphrase(t, p), &KeyslotOptions{KDF: fastKDF}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seq := k.SeqID()
+	if err := k.RemoveKeyslots(ctx, []int{slots["a"], slots["b"], slots["c"]}); err == nil || !strings.Contains(err.Error(), "use erase") {
+		t.Fatalf("removing every keyslot: %v", err)
+	}
+	if err := k.RemoveKeyslots(ctx, []int{slots["a"], 9}); !errors.Is(err, ErrKeyslotNotFound) {
+		t.Fatalf("removing a missing keyslot: %v", err)
+	}
+	if k.SeqID() != seq || len(k.Keyslots()) != 3 {
+		t.Fatal("a refused removal changed the header")
+	}
+	if err := k.RemoveKeyslots(ctx, []int{slots["a"], slots["c"]}); err != nil {
+		t.Fatal(err)
+	}
+	if k.SeqID() != seq+1 {
+		t.Fatalf("seqid %d after one removal from %d: want one commit", k.SeqID(), seq)
+	}
+	k = openPath(t, path)
+	for p, want := range map[string]error{"a": ErrNoMatchingKeyslot, "b": nil, "c": ErrNoMatchingKeyslot} {
+		dek, err := k.Unlock(ctx, passphrase(t, p))
+		if !errors.Is(err, want) {
+			t.Errorf("passphrase %s: %v, want %v", p, err, want)
+		}
+		if err == nil {
+			dek.Destroy()
 		}
 	}
 }

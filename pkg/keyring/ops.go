@@ -189,28 +189,44 @@ func (m *metadata) addToken(t json.RawMessage, keyslots []int) (int, error) {
 // does. Removing the last keyslot that opens the volume is refused (see
 // Erase).
 func (k *Keyring) RemoveKeyslot(ctx context.Context, slot int) error {
+	return k.RemoveKeyslots(ctx, []int{slot})
+}
+
+// RemoveKeyslots is RemoveKeyslot for several keyslots at once: every
+// area is overwritten and synced, then ONE metadata update drops them all,
+// so a crash leaves either all of them named (but no longer opening) or
+// none. Removing every keyslot that opens the volume is refused.
+func (k *Keyring) RemoveKeyslots(ctx context.Context, slots []int) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if err := k.beginUpdate(); err != nil {
 		return err
 	}
 	m := k.meta
-	ks := m.Keyslots[slot]
-	if ks == nil {
-		return fmt.Errorf("%w: %d", ErrKeyslotNotFound, slot)
+	for _, slot := range slots {
+		if m.Keyslots[slot] == nil {
+			return fmt.Errorf("%w: %d", ErrKeyslotNotFound, slot)
+		}
 	}
-	if d := m.segmentDigest(lowestSegment(m)); d != nil && slices.Equal(d.Keyslots, []int{slot}) {
-		return fmt.Errorf("keyslot %d is the last one that opens the volume; use erase to destroy all keys", slot)
+	if d := m.segmentDigest(lowestSegment(m)); d != nil && len(d.Keyslots) > 0 &&
+		!slices.ContainsFunc(d.Keyslots, func(s int) bool { return !slices.Contains(slots, s) }) {
+		if len(slots) == 1 {
+			return fmt.Errorf("keyslot %d is the last one that opens the volume; use erase to destroy all keys", slots[0])
+		}
+		return fmt.Errorf("keyslots %v are all that open the volume; use erase to destroy all keys", slots)
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	e, err := m.withoutKeyslots([]int{slot})
+	e, err := m.withoutKeyslots(slots)
 	if err != nil {
 		return err
 	}
-	if err := wipeArea(k.dev, ks.AreaOffset, ks.AreaSize); err != nil {
-		return err
+	for _, slot := range slots {
+		ks := m.Keyslots[slot]
+		if err := wipeArea(k.dev, ks.AreaOffset, ks.AreaSize); err != nil {
+			return err
+		}
 	}
 	return k.commit(e)
 }
