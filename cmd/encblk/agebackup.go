@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/encblk/encblk/internal/agekeys"
 	"github.com/encblk/encblk/internal/secmem"
+	"github.com/encblk/encblk/pkg/kek/passphrase"
 	"github.com/encblk/encblk/pkg/keyring"
 )
 
@@ -113,12 +113,11 @@ func readRecipientsFile(name string) ([]age.Recipient, error) {
 
 // passphrase reads the backup passphrase into protected memory.
 func (f *backupCrypto) passphrase(stdin io.Reader, stderr io.Writer, verify bool) (*secmem.Buffer, error) {
-	p, err := readPassphrase(f.passFile, "backup passphrase file", stdin, stderr, "Enter the header backup's passphrase: ", verify)
+	p, err := passphrase.Read(f.passFile, "backup passphrase file", stdin, stderr, "Enter the header backup's passphrase: ", verify)
 	if err != nil {
 		return nil, err
 	}
-	defer p.Destroy()
-	return p.Unwrap(context.Background(), nil)
+	return bufferOf(p)
 }
 
 // writeBackup writes k's header backup to w: plain, or an age file.

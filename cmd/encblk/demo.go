@@ -16,6 +16,7 @@ import (
 
 	"github.com/encblk/encblk/internal/daemon"
 	"github.com/encblk/encblk/internal/secmem"
+	"github.com/encblk/encblk/pkg/kek/keyfile"
 	"github.com/encblk/encblk/pkg/keyring"
 	"github.com/encblk/encblk/pkg/nbd"
 )
@@ -93,7 +94,7 @@ func demoFormat(cmd *cobra.Command, disk, key string, size int64, sectorSize int
 	if err := generateKeyFile(key); err != nil && !errors.Is(err, os.ErrExist) {
 		return err
 	}
-	kf, err := keyring.OpenKeyFile(key)
+	kf, err := keyfile.Open(key)
 	if err != nil {
 		return err
 	}
@@ -122,7 +123,7 @@ func demoFormat(cmd *cobra.Command, disk, key string, size int64, sectorSize int
 func demoServe(cmd *cobra.Command, a *app, dir, disk, key string) error {
 	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	kf, err := keyring.OpenKeyFile(key)
+	kf, err := keyfile.Open(key)
 	if err != nil {
 		return err
 	}

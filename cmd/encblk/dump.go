@@ -81,7 +81,7 @@ func dumpVolumeKey(cmd *cobra.Command, k *keyring.Keyring, kek *kekFlags, batch 
 		return err
 	}
 	defer key.Destroy()
-	dek, err := unlockWith(cmd.Context(), k, key)
+	dek, err := k.Unlock(cmd.Context(), key)
 	if err != nil {
 		return err
 	}

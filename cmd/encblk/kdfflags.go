@@ -7,8 +7,8 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/encblk/encblk/pkg/kek/kmipkek"
 	"github.com/encblk/encblk/pkg/keyring"
-	"github.com/encblk/encblk/pkg/kmip"
 )
 
 // kdfFlags are cryptsetup's PBKDF flags for commands that make keyslots.
@@ -58,14 +58,14 @@ func (f *kdfFlags) changed() bool {
 
 // options are the keyslot options for a new KEK. A KMIP KEK's secret is
 // random, so unless a PBKDF flag was given its keyslot gets
-// kmip.KeyslotOptions: a slow KDF would protect nothing.
-func (f *kdfFlags) options(kmipKEK bool) (*keyring.KeyslotOptions, error) {
+// kmipkek.KeyslotOptions: a slow KDF would protect nothing.
+func (f *kdfFlags) options(highEntropy bool) (*keyring.KeyslotOptions, error) {
 	params, err := f.params()
 	if err != nil {
 		return nil, err
 	}
-	if kmipKEK && !f.changed() {
-		return kmip.KeyslotOptions(), nil
+	if highEntropy && !f.changed() {
+		return kmipkek.KeyslotOptions(), nil
 	}
 	return &keyring.KeyslotOptions{KDF: params}, nil
 }

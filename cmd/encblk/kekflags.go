@@ -1,19 +1,26 @@
 package main
 
 import (
-	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"os"
+	"slices"
 
 	"github.com/spf13/pflag"
-	"golang.org/x/sys/unix"
 
 	"github.com/encblk/encblk/internal/secmem"
+	"github.com/encblk/encblk/pkg/kek/keyfile"
+	"github.com/encblk/encblk/pkg/kek/kmipkek"
+	"github.com/encblk/encblk/pkg/kek/passphrase"
 	"github.com/encblk/encblk/pkg/keyring"
 )
+
+// This file is the one place where the command line meets the KEK
+// sources (pkg/kek/...): flags name a source, and with none named, the
+// volume's tokens do. Everything after it sees only keyring.Identity and
+// keyring.Recipient.
 
 // kek is a KEK read from the command line's sources: it can unlock
 // (Identity) and be given a new keyslot (Recipient).
@@ -29,8 +36,10 @@ type kek interface {
 //	--key-file F         raw bytes of F, a trailing newline included ("-": stdin)
 //	--passphrase-file F  first line of F, like a typed passphrase ("-": stdin)
 //	--kmip CONFIG        a KMIP key server holds it (CONFIG: client configuration)
-//	(neither)            prompt on the terminal without echo; if stdin is not
-//	                     a terminal, read one line from it as cryptsetup does
+//	(none)               the volume's tokens, if it has keyslots bound to
+//	                     tokens of a source below (readFor); else prompt on the
+//	                     terminal without echo, or read one line of stdin when
+//	                     it is no terminal, as cryptsetup does
 type kekFlags struct {
 	keyFile        string
 	passphraseFile string
@@ -51,7 +60,8 @@ func (f *kekFlags) register(fs *pflag.FlagSet, prefix string) {
 	fs.StringVar(&f.kmipConfig, prefix+"kmip", "", what+" is held by a KMIP key server; this file is the client configuration (see encblk kmip --help)")
 }
 
-// read returns the KEK. verify asks twice when prompting (new KEKs).
+// read returns the KEK the flags name. verify asks twice when prompting
+// (new KEKs).
 func (f *kekFlags) read(stdin io.Reader, stderr io.Writer, verify bool) (kek, error) {
 	switch {
 	case f.keyFile != "" && f.passphraseFile != "":
@@ -59,40 +69,93 @@ func (f *kekFlags) read(stdin io.Reader, stderr io.Writer, verify bool) (kek, er
 	case f.kmipConfig != "" && (f.keyFile != "" || f.passphraseFile != ""):
 		return nil, withExit(exitUsage, fmt.Errorf("--%skmip excludes --%skey-file and --%spassphrase-file", f.prefix(), f.prefix(), f.prefix()))
 	case f.kmipConfig != "":
-		k, err := kmipKEK(f.kmipConfig, nil)
+		return kmipKEK(f.kmipConfig, nil)
+	case f.keyFile == "-":
+		return keyfile.Read(stdin)
+	case f.keyFile != "":
+		return keyfile.Open(f.keyFile)
+	}
+	return passphrase.Read(f.passphraseFile, "passphrase file", stdin, stderr, "Enter "+f.what+"passphrase: ", verify)
+}
+
+// readFor is read for a volume whose header kr was opened: with no KEK
+// named on the command line and keyslots bound to tokens of a source in
+// tokenSources, those sources are the KEK (as cryptsetup tries tokens
+// before asking for a passphrase). kr may be nil (no header to read):
+// then it is read.
+func (f *kekFlags) readFor(kr *keyring.Keyring, stdin io.Reader, stderr io.Writer, verify bool) (kek, error) {
+	if f.given() || kr == nil {
+		return f.read(stdin, stderr, verify)
+	}
+	var ids tokenKEK
+	for _, src := range tokenSources {
+		if !hasBoundToken(kr, src.tokenType) {
+			continue
+		}
+		id, err := src.identity(kr)
 		if err != nil {
 			return nil, err
 		}
-		return k, nil
-	case f.keyFile == "-":
-		return keyring.ReadKeyFile(stdin)
-	case f.keyFile != "":
-		return keyring.OpenKeyFile(f.keyFile)
+		ids = append(ids, id)
 	}
-	return readPassphrase(f.passphraseFile, "passphrase file", stdin, stderr, "Enter "+f.what+"passphrase: ", verify)
+	if len(ids) == 0 {
+		return f.read(stdin, stderr, verify)
+	}
+	return ids, nil
 }
 
-// readPassphrase reads a passphrase: the first line of file ("-": stdin);
-// with no file, from the terminal without echo (asked twice if verify),
-// or one line of stdin when that is no terminal, as cryptsetup does. what
-// names the file in errors.
-func readPassphrase(file, what string, stdin io.Reader, stderr io.Writer, prompt string, verify bool) (*keyring.Passphrase, error) {
-	switch file {
-	case "-":
-		return readPassphraseLine(stdin)
-	case "":
-		if in, ok := stdin.(*os.File); ok && isTerminal(in) {
-			return promptPassphrase(in, stderr, prompt, verify)
-		}
-		return readPassphraseLine(stdin)
-	}
-	f, err := os.Open(file)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
-	}
-	defer f.Close()
-	return readPassphraseLine(f)
+// tokenSource is a KEK source that unlocks keyslots through the LUKS2
+// tokens bound to them: its token type and how to make its Identity for a
+// volume. A new source registers here.
+type tokenSource struct {
+	tokenType string
+	identity  func(kr *keyring.Keyring) (keyring.Identity, error)
 }
+
+// tokenSources are tried in this order on every keyslot.
+var tokenSources = []tokenSource{
+	{kmipkek.TokenType, func(kr *keyring.Keyring) (keyring.Identity, error) { return tokenKMIPKEK(kr, "", nil) }},
+}
+
+// hasBoundToken reports whether kr has a token of type typ bound to a
+// keyslot.
+func hasBoundToken(kr *keyring.Keyring, typ string) bool {
+	return slices.ContainsFunc(kr.Tokens(), func(t keyring.Token) bool { return t.Type == typ && len(t.Keyslots) > 0 })
+}
+
+// tokenKEK is the KEK of a volume's tokens: each keyslot is offered to
+// every token source in turn. It opens keyslots; it cannot make one.
+type tokenKEK []keyring.Identity
+
+// Unwrap implements keyring.Identity: the first source that gives a
+// secret for ks wins; if none does, ks is unavailable if a source said so,
+// else not ours.
+func (t tokenKEK) Unwrap(ctx context.Context, ks *keyring.Keyslot) (*keyring.Secret, error) {
+	var unavailable []error
+	for _, id := range t {
+		s, err := id.Unwrap(ctx, ks)
+		switch {
+		case err == nil:
+			return s, nil
+		case errors.Is(err, keyring.ErrUnavailable):
+			unavailable = append(unavailable, err)
+		case !errors.Is(err, keyring.ErrNoMatchingKeyslot):
+			return nil, err
+		}
+	}
+	if len(unavailable) > 0 {
+		return nil, errors.Join(unavailable...)
+	}
+	return nil, keyring.ErrNoMatchingKeyslot
+}
+
+// Wrap implements keyring.Recipient: a volume's tokens are no new KEK.
+func (t tokenKEK) Wrap(context.Context) (*keyring.Secret, []json.RawMessage, error) {
+	return nil, nil, errors.New("the volume's tokens cannot make a new keyslot: name the new KEK")
+}
+
+// Destroy implements kek: the sources hold no secret.
+func (t tokenKEK) Destroy() {}
 
 func (f *kekFlags) prefix() string {
 	if f.what != "" {
@@ -101,111 +164,26 @@ func (f *kekFlags) prefix() string {
 	return ""
 }
 
-// given reports whether a file source was named.
+// given reports whether a source was named.
 func (f *kekFlags) given() bool {
 	return f.keyFile != "" || f.passphraseFile != "" || f.kmipConfig != ""
 }
 
-// readPassphraseLine reads one line (without its newline) of at most
-// keyring.MaxPassphraseLen bytes.
-func readPassphraseLine(r io.Reader) (*keyring.Passphrase, error) {
-	buf, err := secmem.New(keyring.MaxPassphraseLen + 2)
+// highEntropy reports whether the new KEK the flags name is a random
+// secret a machine holds (not a passphrase): its keyslot needs no slow
+// KDF.
+func (f *kekFlags) highEntropy() bool {
+	return f.kmipConfig != ""
+}
+
+// bufferOf moves secret into an internal/secmem buffer, for code that
+// keeps one (drive PINs, the header backup's passphrase).
+func bufferOf(secret *keyring.Secret) (*secmem.Buffer, error) {
+	defer secret.Destroy()
+	b, err := secmem.New(secret.Len())
 	if err != nil {
 		return nil, err
 	}
-	defer buf.Destroy()
-	b := buf.Bytes()
-	n, err := readLine(r, b)
-	if err != nil {
-		return nil, fmt.Errorf("read passphrase: %w", err)
-	}
-	if n > keyring.MaxPassphraseLen {
-		return nil, fmt.Errorf("passphrase is longer than %d bytes", keyring.MaxPassphraseLen)
-	}
-	if n == 0 {
-		return nil, errors.New("no passphrase given (empty input)")
-	}
-	return keyring.NewPassphrase(bytes.Clone(b[:n]))
-}
-
-// readLine reads one line into b and returns its length, without the
-// newline; it stops early at the end of the input or when b is full. It
-// reads one byte at a time, so that what follows the line (another
-// passphrase, a confirmation) stays unread for the next reader.
-func readLine(r io.Reader, b []byte) (int, error) {
-	var c [1]byte
-	defer secmem.Wipe(c[:])
-	n := 0
-	for n < len(b) {
-		m, err := r.Read(c[:])
-		if m == 1 {
-			if c[0] == '\n' {
-				break
-			}
-			b[n] = c[0]
-			n++
-			continue
-		}
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return n, err
-		}
-	}
-	return n, nil
-}
-
-func isTerminal(f *os.File) bool {
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
-}
-
-// promptPassphrase reads a passphrase from the terminal with echo off.
-func promptPassphrase(tty *os.File, stderr io.Writer, prompt string, verify bool) (*keyring.Passphrase, error) {
-	p, err := readNoEcho(tty, stderr, prompt)
-	if err != nil || !verify {
-		return p, err
-	}
-	again, err := readNoEcho(tty, stderr, "Verify passphrase: ")
-	if err != nil {
-		p.Destroy()
-		return nil, err
-	}
-	defer again.Destroy()
-	if !samePassphrase(p, again) {
-		p.Destroy()
-		return nil, errors.New("passphrases do not match")
-	}
-	return p, nil
-}
-
-func samePassphrase(a, b *keyring.Passphrase) bool {
-	x, err1 := a.Unwrap(context.Background(), nil)
-	y, err2 := b.Unwrap(context.Background(), nil)
-	if err1 != nil || err2 != nil {
-		return false
-	}
-	defer x.Destroy()
-	defer y.Destroy()
-	return bytes.Equal(x.Bytes(), y.Bytes())
-}
-
-func readNoEcho(tty *os.File, stderr io.Writer, prompt string) (*keyring.Passphrase, error) {
-	fd := int(tty.Fd())
-	old, err := unix.IoctlGetTermios(fd, unix.TCGETS)
-	if err != nil {
-		return nil, fmt.Errorf("terminal: %w", err)
-	}
-	noEcho := *old
-	noEcho.Lflag &^= unix.ECHO
-	noEcho.Lflag |= unix.ICANON | unix.ISIG
-	if err := unix.IoctlSetTermios(fd, unix.TCSETS, &noEcho); err != nil {
-		return nil, fmt.Errorf("terminal: %w", err)
-	}
-	fmt.Fprint(stderr, prompt)
-	p, err := readPassphraseLine(tty)
-	unix.IoctlSetTermios(fd, unix.TCSETS, old)
-	fmt.Fprintln(stderr)
-	return p, err
+	copy(b.Bytes(), secret.Bytes())
+	return b, nil
 }

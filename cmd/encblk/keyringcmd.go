@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/encblk/encblk/pkg/kek/passphrase"
 	"github.com/encblk/encblk/pkg/keyring"
 )
 
@@ -17,6 +18,9 @@ func init() {
 		switch {
 		case errors.Is(err, keyring.ErrNoMatchingKeyslot):
 			return exitWrongKey, true
+		case errors.Is(err, keyring.ErrUnavailable):
+			// A keyslot's source withheld its secret: the volume stays locked.
+			return exitBusy, true
 		case errors.Is(err, keyring.ErrIO):
 			return exitIO, true
 		case errors.Is(err, keyring.ErrStale):
@@ -57,7 +61,7 @@ func confirm(in io.Reader, out io.Writer, batch bool, warning string) error {
 	}
 	fmt.Fprintf(out, "WARNING!\n========\n%s\n\nAre you sure? (Type 'yes' in capital letters): ", warning)
 	var line [64]byte
-	n, _ := readLine(in, line[:]) // unreadable input is no YES
+	n, _ := passphrase.Line(in, line[:]) // unreadable input is no YES
 	if strings.TrimSpace(string(line[:n])) != "YES" {
 		return withExit(exitUsage, errors.New("operation aborted (not confirmed with YES)"))
 	}

@@ -12,7 +12,6 @@ import (
 	"github.com/encblk/encblk/internal/daemon"
 	"github.com/encblk/encblk/internal/secmem"
 	"github.com/encblk/encblk/pkg/keyring"
-	"github.com/encblk/encblk/pkg/kmip"
 )
 
 func init() { subcommands = append(subcommands, newKeyslotCmd) }
@@ -119,7 +118,7 @@ server does it (the secrets go over its 0600 control socket).`,
 				}
 				newKEK.keyFile = args[1]
 			}
-			opts, err := kdf.options(newKEK.kmipConfig != "")
+			opts, err := kdf.options(newKEK.highEntropy())
 			if err != nil {
 				return err
 			}
@@ -248,7 +247,7 @@ func addKeyslot(cmd *cobra.Command, hdr headerFlag, device string, oldKEK *kekFl
 // addKeyslotHere is addKeyslot for a volume nobody serves: kr, opened
 // read-write, is changed.
 func addKeyslotHere(ctx context.Context, kr *keyring.Keyring, old kek, readNew func() (kek, error), opts *keyring.KeyslotOptions) (int, error) {
-	dek, err := unlockWith(ctx, kr, old)
+	dek, err := kr.Unlock(ctx, old)
 	if err != nil {
 		return 0, err
 	}
@@ -259,10 +258,10 @@ func addKeyslotHere(ctx context.Context, kr *keyring.Keyring, old kek, readNew f
 	}
 	defer nk.Destroy()
 	slot, err := kr.AddKeyslot(ctx, dek, nk, opts)
-	if km, ok := nk.(*kmip.KEK); ok && err != nil {
-		return 0, discardNewKey(ctx, km, kr, err, true)
+	if err != nil {
+		return 0, discardNewKey(ctx, nk, kr, err, true)
 	}
-	return slot, err
+	return slot, nil
 }
 
 // addKeyslotServed is addKeyslot through the server c of volume vol, whose
@@ -281,21 +280,14 @@ func addKeyslotServed(ctx context.Context, c *daemon.Client, vol string, kr *key
 		return 0, err
 	}
 	defer nk.Destroy()
-	km, _ := nk.(*kmip.KEK)
-	newSecret, tokens, err := newKEKSecret(ctx, nk)
+	newSecret, tokens, err := nk.Wrap(ctx)
 	if err != nil {
-		if km != nil {
-			return 0, discardNewKey(ctx, km, kr, err, true)
-		}
-		return 0, err
+		return 0, discardNewKey(ctx, nk, kr, err, true)
 	}
 	defer newSecret.Destroy()
 	slot, err := c.AddKeyslotWrapped(ctx, vol, oldSecret.Bytes(), newSecret.Bytes(), tokens, &opts.KDF, opts.Slot)
 	if err != nil {
-		if km != nil {
-			return 0, discardNewKey(ctx, km, kr, err, daemon.Answered(err))
-		}
-		return 0, err
+		return 0, discardNewKey(ctx, nk, kr, err, daemon.Answered(err))
 	}
 	if err := kr.Reload(); err != nil {
 		return 0, fmt.Errorf("keyslot %d added, but re-reading the header failed: %w", slot, err)

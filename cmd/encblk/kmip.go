@@ -13,28 +13,20 @@ import (
 
 	"github.com/encblk/encblk/internal/daemon"
 	"github.com/encblk/encblk/internal/secmem"
+	"github.com/encblk/encblk/pkg/kek/kmipkek"
 	"github.com/encblk/encblk/pkg/keyring"
 	"github.com/encblk/encblk/pkg/kmip"
 )
 
-func init() {
-	subcommands = append(subcommands, newKMIPCmd)
-	exitCodeMappers = append(exitCodeMappers, func(err error) (int, bool) {
-		// The key server withheld the key: the volume stays locked.
-		if errors.Is(err, kmip.ErrStillLocked) {
-			return exitBusy, true
-		}
-		return 0, false
-	})
-}
+func init() { subcommands = append(subcommands, newKMIPCmd) }
 
 // kmipKEK loads the KMIP client configuration at path as a KEK.
-func kmipKEK(path string, log *slog.Logger) (*kmip.KEK, error) {
+func kmipKEK(path string, log *slog.Logger) (*kmipkek.KEK, error) {
 	cfg, err := kmip.LoadConfig(path)
 	if err != nil {
 		return nil, withExit(exitUsage, err)
 	}
-	return kmip.NewKEK(cfg, log)
+	return kmipkek.NewKEK(cfg, log)
 }
 
 // tokenConfig loads the client configuration for kr's KMIP keyslots: the
@@ -43,7 +35,7 @@ func kmipKEK(path string, log *slog.Logger) (*kmip.KEK, error) {
 func tokenConfig(kr *keyring.Keyring, path string) (*kmip.FileConfig, error) {
 	if path == "" {
 		for _, t := range kr.Tokens() {
-			if tok, err := kmip.ParseToken(t.Raw); err == nil && tok.Config != "" {
+			if tok, err := kmipkek.ParseToken(t.Raw); err == nil && tok.Config != "" {
 				path = tok.Config
 				break
 			}
@@ -59,43 +51,21 @@ func tokenConfig(kr *keyring.Keyring, path string) (*kmip.FileConfig, error) {
 	return cfg, nil
 }
 
-// tokenKEK is the KEK for kr's KMIP keyslots (see tokenConfig).
-func tokenKEK(kr *keyring.Keyring, path string, log *slog.Logger) (*kmip.KEK, error) {
+// tokenKMIPKEK is the KEK for kr's KMIP keyslots (see tokenConfig).
+func tokenKMIPKEK(kr *keyring.Keyring, path string, log *slog.Logger) (*kmipkek.KEK, error) {
 	cfg, err := tokenConfig(kr, path)
 	if err != nil {
 		return nil, err
 	}
-	return kmip.NewKEK(cfg, log)
+	return kmipkek.NewKEK(cfg, log)
 }
 
-// readFor is read for a volume whose header kr was opened: with no KEK
-// named on the command line and KMIP keyslots in the volume, their tokens
-// are used (as cryptsetup tries tokens before asking for a passphrase). kr
-// may be nil (no header to read): then it is read.
-func (f *kekFlags) readFor(kr *keyring.Keyring, stdin io.Reader, stderr io.Writer, verify bool) (kek, error) {
-	if !f.given() && kr != nil && kmip.HasTokens(kr) {
-		k, err := tokenKEK(kr, "", nil)
-		if err != nil {
-			return nil, err
-		}
-		return k, nil
-	}
-	return f.read(stdin, stderr, verify)
-}
-
-// serverSecret is kekSecret, and for a KMIP KEK the keyslot secret a key
-// server released for the KMIP keyslots of kr, the header of the served
-// volume: what a running server takes to open the volume. The caller
-// destroys the buffer.
-func serverSecret(ctx context.Context, kr *keyring.Keyring, k kek) (*secmem.Buffer, error) {
-	kk, ok := k.(*kmip.KEK)
-	if !ok {
-		return kekSecret(ctx, k)
-	}
-	if kr == nil {
-		return nil, withExit(exitUsage, errors.New("name the backing (TARGET) whose header holds the KMIP keyslots to unlock a served volume through them"))
-	}
-	_, secret, err := kk.Secret(ctx, kr)
+// serverSecret is the secret a running server takes to open a keyslot of
+// the volume whose header kr is (nil: not readable here) with KEK k: the
+// unlock loop stops short of opening the keyslot (keyring.SecretFor). The
+// caller destroys it.
+func serverSecret(ctx context.Context, kr *keyring.Keyring, k keyring.Identity) (*keyring.Secret, error) {
+	_, secret, err := keyring.SecretFor(ctx, kr, k)
 	return secret, err
 }
 
@@ -129,11 +99,11 @@ func addKMIPTargetStatus(ctx context.Context, vs *daemon.VolumeStatus, kr *keyri
 // kmipTargetStatus asks the key servers for the state of the keys of the
 // KMIP keyslots of kr; none if kr is nil (no header could be read) or has
 // no KMIP keyslot.
-func kmipTargetStatus(ctx context.Context, kr *keyring.Keyring) ([]kmip.SlotStatus, error) {
-	if kr == nil || !kmip.HasTokens(kr) {
+func kmipTargetStatus(ctx context.Context, kr *keyring.Keyring) ([]kmipkek.SlotStatus, error) {
+	if kr == nil || !kmipkek.HasTokens(kr) {
 		return nil, nil
 	}
-	k, err := tokenKEK(kr, "", nil)
+	k, err := tokenKMIPKEK(kr, "", nil)
 	if err != nil {
 		return nil, err
 	}
@@ -141,45 +111,36 @@ func kmipTargetStatus(ctx context.Context, kr *keyring.Keyring) ([]kmip.SlotStat
 }
 
 // discardNewKey is for a failed attempt, with err, to add a keyslot for
-// the KMIP KEK k (alone or in a rotation). A key k created for it is
-// destroyed again when that is safe: the outcome must be final (the header
-// was changed here, or the volume's server answered; else the server may
-// still commit) and no token in kr, re-read, may refer to the key (the
-// failure may have come after the header was committed). With no header
-// to read, only a wrong old KEK proves that nothing was committed. It
-// returns err, saying what became of the key.
-func discardNewKey(ctx context.Context, k *kmip.KEK, kr *keyring.Keyring, err error, final bool) error {
-	uid := k.Created()
+// the new KEK nk (alone or in a rotation). What nk's Wrap created outside
+// the header for it (a keyring.Discarder's key on a key server) is removed
+// again when that is safe: the outcome must be final (the header was
+// changed here, or the volume's server answered; else the server may
+// still commit) and no token in kr, re-read, may refer to it (the failure
+// may have come after the header was committed). With no header to read,
+// only a wrong old KEK proves that nothing was committed. It returns err,
+// saying what became of it.
+func discardNewKey(ctx context.Context, nk keyring.Recipient, kr *keyring.Keyring, err error, final bool) error {
+	d, ok := nk.(keyring.Discarder)
+	if !ok || d.Created() == "" {
+		return err
+	}
+	what := d.Created()
 	ctx = context.WithoutCancel(ctx)
 	var derr error
 	switch {
-	case uid == "":
-		return err
 	case !final:
-		return fmt.Errorf("%w (the KMIP key %s created for it was kept: without the server's answer the keyslot may yet be committed)", err, uid)
+		return fmt.Errorf("%w (the %s created for it was kept: without the server's answer the keyslot may yet be committed)", err, what)
 	case kr != nil:
-		derr = k.DiscardUnreferenced(ctx, kr)
+		derr = d.Discard(ctx, kr)
 	case errors.Is(err, keyring.ErrNoMatchingKeyslot):
-		derr = k.DiscardCreated(ctx)
+		derr = d.Discard(ctx, nil)
 	default:
-		return fmt.Errorf("%w (the KMIP key %s created for it was kept: name the backing (TARGET) so that its header tells whether a keyslot uses it)", err, uid)
+		return fmt.Errorf("%w (the %s created for it was kept: name the backing (TARGET) so that its header tells whether a keyslot uses it)", err, what)
 	}
 	if derr != nil {
-		return fmt.Errorf("%w (the KMIP key %s created for it was not destroyed: %v)", err, uid, derr)
+		return fmt.Errorf("%w (the %s created for it was not destroyed: %v)", err, what, derr)
 	}
-	return fmt.Errorf("%w (the KMIP key %s created for it was destroyed)", err, uid)
-}
-
-// unlockWith is keyring.Unlock that, for a KMIP KEK, tries every KMIP
-// keyslot in turn (one whose key was revoked does not hide the next) and
-// reports each server's answer if none opens. Commands that unlock with a
-// KEK from kekFlags should call it instead of Keyring.Unlock.
-func unlockWith(ctx context.Context, kr *keyring.Keyring, id keyring.Identity) (*secmem.Buffer, error) {
-	if k, ok := id.(*kmip.KEK); ok {
-		_, dek, err := k.Unlock(ctx, kr)
-		return dek, err
-	}
-	return kr.Unlock(ctx, id)
+	return fmt.Errorf("%w (the %s created for it was destroyed)", err, what)
 }
 
 func newKMIPCmd(a *app) *cobra.Command {
@@ -228,12 +189,12 @@ key is destroyed again if its keyslot was not committed.`,
 				return err
 			}
 			readNew := func() (kek, error) { return recipient, nil }
-			kr, slot, err := addKeyslot(cmd, hdr, args[0], &oldKEK, readNew, kmip.KeyslotOptions())
+			kr, slot, err := addKeyslot(cmd, hdr, args[0], &oldKEK, readNew, kmipkek.KeyslotOptions())
 			if err != nil {
 				return fmt.Errorf("adding the KMIP keyslot: %w", err)
 			}
 			defer kr.Close()
-			for _, st := range kmip.Slots(kr) {
+			for _, st := range kmipkek.Slots(kr) {
 				if st.Keyslot == slot {
 					fmt.Fprintf(cmd.OutOrStdout(), "Added KMIP keyslot %d: key %s on %s\n", slot, st.KeyUID, strings.Join(st.Servers, ", "))
 				}
@@ -263,11 +224,11 @@ func newKMIPStatusCmd(a *app) *cobra.Command {
 				return err
 			}
 			defer kr.Close()
-			if !kmip.HasTokens(kr) {
+			if !kmipkek.HasTokens(kr) {
 				fmt.Fprintln(cmd.OutOrStdout(), "no KMIP keyslots")
 				return nil
 			}
-			k, err := tokenKEK(kr, config, a.log)
+			k, err := tokenKMIPKEK(kr, config, a.log)
 			if err != nil {
 				return err
 			}
@@ -282,7 +243,7 @@ func newKMIPStatusCmd(a *app) *cobra.Command {
 
 // printKMIPStatus prints one line per KMIP keyslot: its key, servers and
 // the key's state on the server (or why it could not be read).
-func printKMIPStatus(w io.Writer, sts []kmip.SlotStatus) {
+func printKMIPStatus(w io.Writer, sts []kmipkek.SlotStatus) {
 	for _, st := range sts {
 		fmt.Fprintf(w, "keyslot %d: %s\n", st.Keyslot, kmipStatusLine(st))
 	}
@@ -290,7 +251,7 @@ func printKMIPStatus(w io.Writer, sts []kmip.SlotStatus) {
 
 // kmipStatusLine describes one KMIP keyslot's key: which, where, and its
 // state on the server (or why that could not be read).
-func kmipStatusLine(st kmip.SlotStatus) string {
+func kmipStatusLine(st kmipkek.SlotStatus) string {
 	state := st.State.String()
 	if st.Err != nil {
 		state = "unknown (" + st.Err.Error() + ")"
@@ -323,21 +284,21 @@ running server (over its 0600 control socket), which commits the change.`,
 				return err
 			}
 			defer kr.Close()
-			if !kmip.HasTokens(kr) {
+			if !kmipkek.HasTokens(kr) {
 				return withExit(exitUsage, errors.New("the volume has no KMIP keyslot to rotate"))
 			}
 			cfg, err := tokenConfig(kr, config)
 			if err != nil {
 				return err
 			}
-			old, err := kmip.NewKEK(cfg, a.log)
+			old, err := kmipkek.NewKEK(cfg, a.log)
 			if err != nil {
 				return err
 			}
-			before := kmip.Slots(kr)
+			before := kmipkek.Slots(kr)
 			fresh := *cfg
 			fresh.KeyUID = "" // always a new key
-			next, err := kmip.NewKEK(&fresh, a.log)
+			next, err := kmipkek.NewKEK(&fresh, a.log)
 			if err != nil {
 				return err
 			}
@@ -349,13 +310,13 @@ running server (over its 0600 control socket), which commits the change.`,
 			if served {
 				// A running server holds the header: it commits.
 				oldSlot, newSlot, err = rotateKMIPServed(cmd.Context(), c, vol, kr, old, next)
-			} else if oldSlot, newSlot, err = kr.RotateKEK(cmd.Context(), old, next, kmip.KeyslotOptions()); err != nil {
+			} else if oldSlot, newSlot, err = kr.RotateKEK(cmd.Context(), old, next, kmipkek.KeyslotOptions()); err != nil {
 				err = discardNewKey(cmd.Context(), next, kr, err, true)
 			}
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Rotated KMIP keyslot %d -> %d: new key %s\n", oldSlot, newSlot, next.Created())
+			fmt.Fprintf(cmd.OutOrStdout(), "Rotated KMIP keyslot %d -> %d: new key %s\n", oldSlot, newSlot, next.CreatedUID())
 			if !revokeOld {
 				return nil
 			}
@@ -363,7 +324,7 @@ running server (over its 0600 control socket), which commits the change.`,
 				if st.Keyslot != oldSlot || st.KeyUID == "" {
 					continue
 				}
-				if slices.ContainsFunc(kmip.Slots(kr), func(s kmip.SlotStatus) bool { return s.KeyUID == st.KeyUID }) {
+				if slices.ContainsFunc(kmipkek.Slots(kr), func(s kmipkek.SlotStatus) bool { return s.KeyUID == st.KeyUID }) {
 					fmt.Fprintf(cmd.OutOrStdout(), "Old key %s is still used by another keyslot; not revoked\n", st.KeyUID)
 					continue
 				}
@@ -406,14 +367,14 @@ header backup together with another KEK). The volume itself is not changed.`,
 				return err
 			}
 			defer kr.Close()
-			if !kmip.HasTokens(kr) {
+			if !kmipkek.HasTokens(kr) {
 				return withExit(exitUsage, errors.New("the volume has no KMIP keyslot"))
 			}
 			cfg, err := tokenConfig(kr, config)
 			if err != nil {
 				return err
 			}
-			sts := kmip.Slots(kr)
+			sts := kmipkek.Slots(kr)
 			if err := confirm(cmd.InOrStdin(), cmd.ErrOrStderr(), batch,
 				fmt.Sprintf("This revokes the key server's keys of %d KMIP keyslot(s) of %s.\nUnlocking through them will fail from now on.", len(sts), args[0])); err != nil {
 				return err
@@ -457,8 +418,8 @@ header backup together with another KEK). The volume itself is not changed.`,
 // the new keyslot and its token together and wipes the old keyslot. kr is
 // re-read afterwards. A key created for a keyslot that was not committed
 // is destroyed again (discardNewKey).
-func rotateKMIPServed(ctx context.Context, c *daemon.Client, vol string, kr *keyring.Keyring, old, next *kmip.KEK) (oldSlot, newSlot int, err error) {
-	_, oldSecret, err := old.Secret(ctx, kr)
+func rotateKMIPServed(ctx context.Context, c *daemon.Client, vol string, kr *keyring.Keyring, old, next *kmipkek.KEK) (oldSlot, newSlot int, err error) {
+	oldSecret, err := serverSecret(ctx, kr, old)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -468,7 +429,7 @@ func rotateKMIPServed(ctx context.Context, c *daemon.Client, vol string, kr *key
 		return 0, 0, discardNewKey(ctx, next, kr, err, true)
 	}
 	defer newSecret.Destroy()
-	res, err := c.RotateKEKWrapped(ctx, vol, oldSecret.Bytes(), newSecret.Bytes(), tokens, &kmip.KeyslotOptions().KDF)
+	res, err := c.RotateKEKWrapped(ctx, vol, oldSecret.Bytes(), newSecret.Bytes(), tokens, &kmipkek.KeyslotOptions().KDF)
 	if err != nil {
 		return 0, 0, discardNewKey(ctx, next, kr, err, daemon.Answered(err))
 	}

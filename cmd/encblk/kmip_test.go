@@ -14,6 +14,8 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/encblk/encblk/pkg/kek/kmipkek"
+	"github.com/encblk/encblk/pkg/kek/passphrase"
 	"github.com/encblk/encblk/pkg/keyring"
 	"github.com/encblk/encblk/pkg/kmip"
 	"github.com/encblk/encblk/pkg/kmip/kmiptest"
@@ -110,7 +112,7 @@ func TestDiscardNewKey(t *testing.T) {
 		{"no header to read", lost, true, "Active", "was kept: name the backing"},
 		{"wrong old KEK", fmt.Errorf("server: %w", keyring.ErrNoMatchingKeyslot), true, "gone", "was destroyed"},
 	} {
-		k, err := kmip.NewKEK(cfg, nil)
+		k, err := kmipkek.NewKEK(cfg, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -119,7 +121,7 @@ func TestDiscardNewKey(t *testing.T) {
 			t.Fatal(err)
 		}
 		secret.Destroy()
-		uid := k.Created()
+		uid := k.CreatedUID()
 		got := discardNewKey(ctx, k, nil, tc.err, tc.final)
 		if !errors.Is(got, tc.err) || !strings.Contains(got.Error(), "the KMIP key "+uid+" created for it "+tc.says) {
 			t.Errorf("%s: %v", tc.name, got)
@@ -159,7 +161,7 @@ func TestKMIPRevokeUnreadableToken(t *testing.T) {
 	if err := f.Truncate(20 << 20); err != nil {
 		t.Fatal(err)
 	}
-	pass, err := keyring.NewPassphrase([]byte("passphrase"))
+	pass, err := passphrase.New([]byte("passphrase"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +188,7 @@ func TestKMIPRevokeUnreadableToken(t *testing.T) {
 	root.SetErr(&out)
 	root.SetArgs([]string{"kmip", "revoke", "--batch-mode", "--config", cfg, path})
 	err = root.Execute()
-	if err == nil || !strings.Contains(err.Error(), "keyslot 0 (token 0): not revoked") || !errors.Is(err, kmip.ErrBadToken) {
+	if err == nil || !strings.Contains(err.Error(), "keyslot 0 (token 0): not revoked") || !errors.Is(err, kmipkek.ErrBadToken) {
 		t.Fatalf("kmip revoke with an unreadable token: %v (output %q)", err, out.String())
 	}
 }

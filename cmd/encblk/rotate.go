@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,7 +11,6 @@ import (
 	"github.com/encblk/encblk/internal/daemon"
 	"github.com/encblk/encblk/internal/secmem"
 	"github.com/encblk/encblk/pkg/keyring"
-	"github.com/encblk/encblk/pkg/kmip"
 )
 
 func init() { subcommands = append(subcommands, newRotateCmd) }
@@ -58,7 +56,7 @@ keeps.`,
 			if generate != "" && newKEK.given() {
 				return withExit(exitUsage, errors.New("--generate-key-file excludes --new-key-file and --new-passphrase-file"))
 			}
-			opts, err := kdf.options(newKEK.kmipConfig != "")
+			opts, err := kdf.options(newKEK.highEntropy())
 			if err != nil {
 				return err
 			}
@@ -103,13 +101,13 @@ keeps.`,
 				attempted = true
 				oldSlot, newSlot, err = daemon.RotateOffline(ctx, target, old, nk, opts)
 			} else {
-				var oldSecret, newSecret *secmem.Buffer
+				var oldSecret, newSecret *keyring.Secret
 				if oldSecret, err = serverSecret(ctx, kr, old); err != nil {
 					return err
 				}
 				defer oldSecret.Destroy()
 				var tokens []json.RawMessage
-				if newSecret, tokens, err = newKEKSecret(ctx, nk); err == nil {
+				if newSecret, tokens, err = nk.Wrap(ctx); err == nil {
 					defer newSecret.Destroy()
 					attempted = true // only now can the server commit
 					var res daemon.RotateResult
@@ -117,18 +115,14 @@ keeps.`,
 					oldSlot, newSlot, final = res.OldSlot, res.NewSlot, err == nil || daemon.Answered(err)
 				}
 			}
-			km, _ := nk.(*kmip.KEK)
 			if err != nil {
 				rotErr = err
-				if km != nil {
-					return discardNewKey(ctx, km, kr, err, final)
-				}
-				return err
+				return discardNewKey(ctx, nk, kr, err, final)
 			}
 			committed = true
 			fmt.Fprintf(cmd.OutOrStdout(), "KEK rotated: keyslot %d replaced by keyslot %d\n", oldSlot, newSlot)
-			if km != nil && km.Created() != "" {
-				fmt.Fprintf(cmd.OutOrStdout(), "new KMIP key %s\n", km.Created())
+			if d, ok := nk.(keyring.Discarder); ok && d.Created() != "" {
+				fmt.Fprintf(cmd.OutOrStdout(), "new %s\n", d.Created())
 			}
 			if ov != nil {
 				fmt.Fprintln(cmd.OutOrStdout(), rotateNote(ov))
@@ -145,16 +139,4 @@ keeps.`,
 	ot.register(fs, false, false)
 	fs.StringVar(&generate, "generate-key-file", "", "the new KEK is a new random key file written to PATH (mode 0600; must not exist)")
 	return cmd
-}
-
-// newKEKSecret is what a server takes to make a keyslot for the new KEK
-// nk: its secret in protected memory (the caller destroys it) and, for a
-// KMIP KEK, whose key server wraps a new random secret here, the
-// encblk-kmip token that the keyslot must be committed with.
-func newKEKSecret(ctx context.Context, nk kek) (*secmem.Buffer, []json.RawMessage, error) {
-	if km, ok := nk.(*kmip.KEK); ok {
-		return km.Wrap(ctx)
-	}
-	secret, err := kekSecret(ctx, nk)
-	return secret, nil, err
 }

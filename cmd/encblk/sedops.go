@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/encblk/encblk/internal/secmem"
+	"github.com/encblk/encblk/pkg/kek/keyfile"
 	"github.com/encblk/encblk/pkg/keyring"
 	"github.com/encblk/encblk/pkg/sed"
 	"github.com/encblk/encblk/pkg/sed/opalvolume"
@@ -122,12 +123,11 @@ const maxPINLen = sed.ATAPasswordLen
 // readSmallKey reads a file of 1..32 bytes (a drive PIN) into protected
 // memory, as every key file is read.
 func readSmallKey(path, flag string) (*secmem.Buffer, error) {
-	kf, err := keyring.OpenKeyFile(path)
+	kf, err := keyfile.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("--%s: %w", flag, err)
 	}
-	defer kf.Destroy()
-	pin, err := kf.Unwrap(context.Background(), nil)
+	pin, err := bufferOf(kf)
 	if err != nil {
 		return nil, fmt.Errorf("--%s: %w", flag, err)
 	}

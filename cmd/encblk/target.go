@@ -9,8 +9,6 @@ import (
 
 	"github.com/encblk/encblk/internal/backing"
 	"github.com/encblk/encblk/internal/daemon"
-	"github.com/encblk/encblk/internal/secmem"
-	"github.com/encblk/encblk/pkg/keyring"
 	"github.com/encblk/encblk/pkg/volume"
 )
 
@@ -67,16 +65,4 @@ func (f *targetFlags) client(ctx context.Context, target string) (*daemon.Client
 		}
 	}
 	return c, id, err
-}
-
-// kekSecret returns the bytes a KEK feeds to the keyslot KDF, to send to
-// a server over its control socket, in protected memory. The caller
-// destroys the buffer.
-func kekSecret(ctx context.Context, k kek) (*secmem.Buffer, error) {
-	switch k.(type) {
-	case *keyring.KeyFile, *keyring.Passphrase:
-	default:
-		return nil, withExit(exitUsage, errors.New("only key files and passphrases can be handed to a running server"))
-	}
-	return k.Unwrap(ctx, nil)
 }

@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -104,7 +103,7 @@ func (d *Daemon) handleRotate(w http.ResponseWriter, r *http.Request) {
 	}
 	defer req.wipe()
 	res := RotateResult{OldSlot: -1, NewSlot: -1}
-	err := req.withKEKs(func(old *keyring.KeyFile, nk keyring.Recipient) error {
+	err := req.withKEKs(func(old *keyring.Secret, nk keyring.Recipient) error {
 		o, n, err := v.RotateKEK(r.Context(), old, nk, req.keyslotOptions())
 		if err == nil {
 			res = RotateResult{OldSlot: o, NewSlot: n}
@@ -130,7 +129,7 @@ func (d *Daemon) handleAddKeyslot(w http.ResponseWriter, r *http.Request) {
 	}
 	defer req.wipe()
 	res := KeyslotResult{Slot: -1}
-	err := req.withKEKs(func(old *keyring.KeyFile, nk keyring.Recipient) error {
+	err := req.withKEKs(func(old *keyring.Secret, nk keyring.Recipient) error {
 		slot, err := v.AddKeyslot(r.Context(), old, nk, req.keyslotOptions())
 		if err == nil {
 			res.Slot = slot
@@ -206,7 +205,7 @@ func (r *KeyRequest) recipient() (keyring.Recipient, error) {
 // destroy wipes k's secret if it keeps one of its own.
 // withKEKs runs fn with the request's old KEK (Secret) and new one
 // (NewSecret or NewTokens), destroying both afterwards.
-func (r *KeyRequest) withKEKs(fn func(old *keyring.KeyFile, nk keyring.Recipient) error) error {
+func (r *KeyRequest) withKEKs(fn func(old *keyring.Secret, nk keyring.Recipient) error) error {
 	old, err := identity(r.Secret)
 	if err != nil {
 		return err
@@ -226,13 +225,18 @@ func destroy(k keyring.Recipient) {
 	}
 }
 
-// identity makes a KEK of secret's bytes: a key file and a passphrase are
-// both the bytes fed to the keyslot's KDF.
-func identity(secret []byte) (*keyring.KeyFile, error) {
-	k, err := keyring.ReadKeyFile(bytes.NewReader(secret))
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
+// identity makes a KEK of secret's bytes (a copy in protected memory): a
+// key file, a passphrase and a secret a key server released are all the
+// bytes fed to the keyslot's KDF.
+func identity(secret []byte) (*keyring.Secret, error) {
+	if len(secret) == 0 || len(secret) > keyring.MaxSecretLen {
+		return nil, fmt.Errorf("%w: a KEK of %d bytes", ErrBadRequest, len(secret))
 	}
+	k, err := keyring.NewSecret(len(secret))
+	if err != nil {
+		return nil, err
+	}
+	copy(k.Bytes(), secret)
 	return k, nil
 }
 

@@ -21,6 +21,7 @@ import (
 
 	"github.com/encblk/encblk/internal/backing"
 	"github.com/encblk/encblk/internal/testutil"
+	"github.com/encblk/encblk/pkg/kek/keyfile"
 	"github.com/encblk/encblk/pkg/keyring"
 	"github.com/encblk/encblk/pkg/nbd"
 	"github.com/encblk/encblk/pkg/volume"
@@ -47,9 +48,9 @@ func newBacking(t testing.TB, dir, name string, secret []byte, size int64) strin
 	return path
 }
 
-func keyFile(t testing.TB, secret []byte) *keyring.KeyFile {
+func keyFile(t testing.TB, secret []byte) *keyring.Secret {
 	t.Helper()
-	kf, err := keyring.ReadKeyFile(bytes.NewReader(secret))
+	kf, err := keyfile.Read(bytes.NewReader(secret))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 
-	"github.com/encblk/encblk/internal/secmem"
 	"github.com/encblk/encblk/pkg/keyring"
 )
 
@@ -22,11 +21,11 @@ var _ keyring.Recipient = (*wrapped)(nil)
 
 // Wrap implements keyring.Recipient: it returns a copy of the secret (the
 // caller destroys it) and the tokens as given.
-func (w *wrapped) Wrap(context.Context) (*secmem.Buffer, []json.RawMessage, error) {
+func (w *wrapped) Wrap(context.Context) (*keyring.Secret, []json.RawMessage, error) {
 	if len(w.secret) == 0 {
 		return nil, nil, errors.New("the new KEK's secret is empty")
 	}
-	buf, err := secmem.New(len(w.secret))
+	buf, err := keyring.NewSecret(len(w.secret))
 	if err != nil {
 		return nil, nil, err
 	}

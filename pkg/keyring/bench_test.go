@@ -27,7 +27,7 @@ func BenchmarkRotateKEK(b *testing.B) {
 	path := newBacking(b, 17<<20)
 	formatPath(b, path, passphrase(b, "a"), &FormatOptions{KDF: fastKDF})
 	k := openPath(b, path)
-	keks := []*Passphrase{passphrase(b, "a"), passphrase(b, "b")}
+	keks := []*Secret{passphrase(b, "a"), passphrase(b, "b")}
 	i := 0
 	for b.Loop() {
 		if _, _, err := k.RotateKEK(context.Background(), keks[i%2], keks[(i+1)%2], &KeyslotOptions{KDF: fastKDF}); err != nil {

@@ -29,10 +29,20 @@
 // # KEK sources
 //
 // KEKs follow age's Identity/Recipient pattern: an Identity unwraps (used
-// by Unlock), a Recipient wraps (used by Format and AddKeyslot). Passphrase
-// and KeyFile are both; external key managers implement them with a secret
-// stored in a LUKS2 token (type "encblk-…") bound to their keyslot: the
-// Keyslot an Identity receives carries its tokens.
+// by Unlock), a Recipient wraps (used by Format and AddKeyslot). Both deal
+// in a Secret, key material in protected memory, which is itself the KEK
+// LUKS calls a passphrase or key file. The sources live in their own
+// packages under pkg/kek (passphrase, keyfile, kmipkek, …) and use only
+// this package's public types; sources that need more than a secret (a key
+// server, a TPM, a Tang server) keep what they need in a LUKS2 token bound
+// to their keyslot: the Keyslot an Identity receives carries its tokens.
+//
+// Unlock runs the one unlock loop: keyslots in cryptsetup's order
+// (preferred first, "ignore" never), each offered to every Identity. An
+// Identity answers with the keyslot's secret, "not mine"
+// (ErrNoMatchingKeyslot: try the next), "mine but unavailable now"
+// (ErrUnavailable, best as an *UnavailableError: try the next, report why
+// at the end in a *LockedError) or a fatal error.
 //
 // # The header
 //
@@ -54,6 +64,6 @@
 //
 //	k, err := keyring.Open("/dev/sdb", nil) // or a detached header file
 //	seg, err := k.DataSegment()            // offset, sector size, cipher
-//	kf, err := keyring.OpenKeyFile("/boot/keys/sdb.key")
+//	kf, err := keyfile.Open("/boot/keys/sdb.key") // pkg/kek/keyfile
 //	dek, err := k.Unlock(ctx, kf)          // *secmem.Buffer, Destroy when done
 package keyring

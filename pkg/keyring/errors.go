@@ -10,6 +10,13 @@ var (
 	// volume. An Identity returns it (wrapped) for "not mine, try the next".
 	ErrNoMatchingKeyslot = errors.New("no key slot matches")
 
+	// ErrUnavailable means a keyslot's KEK source cannot give its secret
+	// now (a key server down or refusing, a TPM whose PCRs changed). An
+	// Identity returns it (wrapped) for "mine, but not now: try the next
+	// and report why"; an unlock that opened nothing and met it returns a
+	// *LockedError wrapping it. The volume stays locked.
+	ErrUnavailable = errors.New("volume stays locked")
+
 	// ErrNotLUKS means neither header copy carries a LUKS magic.
 	ErrNotLUKS = errors.New("not a LUKS volume")
 

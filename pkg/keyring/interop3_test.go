@@ -77,7 +77,7 @@ func TestTokens(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer dek.Destroy()
-	r := &tokenRecipient{Passphrase: passphrase(t, "kmip secret"), token: `{"type":"encblk-kmip","server":"kms:5696","uid":"42"}`}
+	r := &tokenRecipient{Secret: passphrase(t, "kmip secret"), token: `{"type":"encblk-kmip","server":"kms:5696","uid":"42"}`}
 	slot, err := k.AddKeyslot(context.Background(), dek, r, &KeyslotOptions{KDF: fastKDF})
 	if err != nil {
 		t.Fatal(err)
@@ -102,7 +102,7 @@ func TestTokens(t *testing.T) {
 	}
 
 	// The identity for that slot sees its token.
-	id := &tokenIdentity{Passphrase: passphrase(t, "kmip secret")}
+	id := &tokenIdentity{Secret: passphrase(t, "kmip secret")}
 	if _, err := k.Unlock(context.Background(), id); err != nil {
 		t.Fatal(err)
 	}
@@ -147,17 +147,17 @@ func TestTokens(t *testing.T) {
 }
 
 type tokenRecipient struct {
-	*Passphrase
+	*Secret
 	token string
 }
 
 func (r *tokenRecipient) Wrap(ctx context.Context) (secretBuf, []json.RawMessage, error) {
-	s, _, err := r.Passphrase.Wrap(ctx)
+	s, _, err := r.Secret.Wrap(ctx)
 	return s, []json.RawMessage{json.RawMessage(r.token)}, err
 }
 
 type tokenIdentity struct {
-	*Passphrase
+	*Secret
 	sawType string
 }
 
@@ -166,7 +166,7 @@ func (i *tokenIdentity) Unwrap(ctx context.Context, ks *Keyslot) (secretBuf, err
 		return nil, ErrNoMatchingKeyslot
 	}
 	i.sawType = ks.Tokens[0].Type
-	return i.Passphrase.Unwrap(ctx, ks)
+	return i.Secret.Unwrap(ctx, ks)
 }
 
 func sameJSON(t *testing.T, a, b string) bool {

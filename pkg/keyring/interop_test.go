@@ -36,7 +36,7 @@ func TestInteropCryptsetupFormats(t *testing.T) {
 					rand.Read(raw)
 					keyFile = writeFile(t, raw)
 					cryptsetup(t, "", append(args, "--key-file", keyFile, path)...)
-					kf, err := OpenKeyFile(keyFile)
+					kf, err := openKeyFile(keyFile)
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -85,7 +85,7 @@ func TestInteropEncblkFormats(t *testing.T) {
 			t.Parallel()
 			path := newBacking(t, 20<<20)
 			key1 := writeFile(t, []byte("first key\n"))
-			kf, err := OpenKeyFile(key1)
+			kf, err := openKeyFile(key1)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -5,143 +5,112 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"os"
-
-	"github.com/encblk/encblk/internal/secmem"
+	"strings"
 )
 
 // Identity is a KEK that can open keyslots, in the spirit of age's
-// Identity. Unwrap returns the secret that is fed to keyslot ks's KDF (a
-// passphrase, the bytes of a key file, a secret a key server decrypted from
-// one of ks.Tokens…), in protected memory that the keyring destroys after
-// use. An Identity that does not belong to ks returns an error wrapping
-// ErrNoMatchingKeyslot, and the keyring tries the next keyslot; any other
-// error stops the unlock.
+// Identity. Unwrap returns the secret fed to keyslot ks's KDF (a
+// passphrase, the bytes of a key file, a secret a key server or a TPM
+// released for one of ks.Tokens…); the keyring destroys it after use.
+//
+// Unwrap has three outcomes besides a secret, told apart by the error:
+//
+//   - not mine: an error wrapping ErrNoMatchingKeyslot. The keyslot is not
+//     this KEK's (it has none of the source's tokens); the keyring tries
+//     the next, and says nothing about it.
+//   - unavailable now: an error wrapping ErrUnavailable (best an
+//     *UnavailableError, which names the source and the token). The
+//     keyslot is this KEK's but its secret cannot be had now: the key
+//     server is down or refuses, the TPM's PCRs changed, the Tang server
+//     does not answer. The keyring tries the next keyslot and, if none
+//     opens, reports every such reason in one error wrapping
+//     ErrUnavailable.
+//   - fatal: any other error stops the unlock and is returned as is.
+//
+// ks is nil when the caller has no header to read (SecretFor with no
+// keyring): a KEK whose secret does not depend on a keyslot (a passphrase)
+// returns it; others return an error saying what they need.
+//
+// A source must bound the time Unwrap takes (ctx carries the caller's
+// deadline; a network source adds its own timeout) and never put a secret
+// in an error.
 type Identity interface {
-	Unwrap(ctx context.Context, ks *Keyslot) (*secmem.Buffer, error)
+	Unwrap(ctx context.Context, ks *Keyslot) (*Secret, error)
 }
 
 // Recipient is a KEK that a new keyslot can be made for, in the spirit of
 // age's Recipient. Wrap returns the secret the new keyslot's KDF will take,
 // and tokens (JSON objects with at least a "type") that the keyring stores
 // bound to the new keyslot in the same metadata update; their "keyslots"
-// field is set by the keyring.
+// field is set by the keyring. The caller destroys the secret.
 type Recipient interface {
-	Wrap(ctx context.Context) (secret *secmem.Buffer, tokens []json.RawMessage, err error)
+	Wrap(ctx context.Context) (secret *Secret, tokens []json.RawMessage, err error)
 }
 
-// MaxPassphraseLen is the longest passphrase read from a terminal or a
-// passphrase file, as cryptsetup.
-const MaxPassphraseLen = 512
-
-// MaxKeyFileLen is the largest key file accepted (it must fit in one
-// protected buffer).
-const MaxKeyFileLen = secmem.MaxSize
-
-// secret is a KEK that is a byte string fed straight to the keyslot KDF;
-// that is what both a passphrase and a key file are in LUKS.
-type secret struct {
-	buf *secmem.Buffer
+// Discarder is implemented by a Recipient whose Wrap creates something
+// outside the header for the new keyslot (a key on a key server), so that
+// it can be removed again if the keyslot was never committed.
+type Discarder interface {
+	// Created describes what Wrap created ("KMIP key 3f6c…"), or "" if
+	// it created nothing.
+	Created() string
+	// Discard removes it. With kr (the header the keyslot was meant for)
+	// it first re-reads kr and keeps what a token there refers to (the
+	// failure may have come after the commit); with kr nil the caller
+	// knows the keyslot was not committed.
+	Discard(ctx context.Context, kr *Keyring) error
 }
 
-func (s *secret) copyOut() (*secmem.Buffer, error) {
-	if s == nil || s.buf == nil || s.buf.Len() == 0 {
-		return nil, errors.New("keyring: KEK has been destroyed")
-	}
-	out, err := secmem.New(s.buf.Len())
-	if err != nil {
-		return nil, err
-	}
-	copy(out.Bytes(), s.buf.Bytes())
-	return out, nil
+// UnavailableError is the "unavailable now" outcome of Identity.Unwrap:
+// keyslot Keyslot is the source's, but its secret cannot be had now.
+type UnavailableError struct {
+	Source  string // the kind of KEK ("kmip", "tang", "tpm2"), for messages
+	Keyslot int
+	Token   int // the token the source used, -1 if none
+	Err     error
 }
 
-// Unwrap implements Identity: the secret is tried on every keyslot.
-func (s *secret) Unwrap(ctx context.Context, ks *Keyslot) (*secmem.Buffer, error) {
-	return s.copyOut()
+func (e *UnavailableError) Error() string {
+	if e.Token >= 0 {
+		return fmt.Sprintf("keyslot %d (token %d): %v", e.Keyslot, e.Token, e.Err)
+	}
+	return fmt.Sprintf("keyslot %d: %v", e.Keyslot, e.Err)
 }
 
-// Wrap implements Recipient; it adds no tokens.
-func (s *secret) Wrap(ctx context.Context) (*secmem.Buffer, []json.RawMessage, error) {
-	b, err := s.copyOut()
-	return b, nil, err
+// Unwrap returns ErrUnavailable and the cause.
+func (e *UnavailableError) Unwrap() []error { return []error{ErrUnavailable, e.Err} }
+
+// LockedError is what an unlock returns when no keyslot opened and some
+// were unavailable: it wraps ErrUnavailable and every reason, in the
+// order the keyslots were tried, and says them on one line.
+type LockedError struct {
+	Reasons []error
 }
 
-// Destroy wipes the secret.
-func (s *secret) Destroy() {
-	if s != nil {
-		s.buf.Destroy()
-	}
-}
-
-// Passphrase is a KEK typed by a person (or read from a passphrase file).
-type Passphrase struct{ secret }
-
-// NewPassphrase moves p into protected memory (p is wiped). It may be at
-// most MaxPassphraseLen bytes and not empty.
-func NewPassphrase(p []byte) (*Passphrase, error) {
-	if len(p) == 0 {
-		return nil, errors.New("empty passphrase")
-	}
-	if len(p) > MaxPassphraseLen {
-		secmem.Wipe(p)
-		return nil, fmt.Errorf("passphrase is longer than %d bytes", MaxPassphraseLen)
-	}
-	b, err := secmem.FromBytes(p)
-	if err != nil {
-		return nil, err
-	}
-	return &Passphrase{secret{b}}, nil
-}
-
-// KeyFile is a KEK held in a file, typically random bytes on another device
-// (a boot drive, a USB key). Every byte counts, a trailing newline
-// included, as with cryptsetup's --key-file.
-type KeyFile struct{ secret }
-
-// ReadKeyFile reads a whole key file from r into protected memory. It
-// fails on an empty file or one larger than MaxKeyFileLen.
-func ReadKeyFile(r io.Reader) (*KeyFile, error) {
-	buf, err := secmem.New(MaxKeyFileLen)
-	if err != nil {
-		return nil, err
-	}
-	defer buf.Destroy()
-	n, err := io.ReadFull(r, buf.Bytes())
-	switch {
-	case err == nil:
-		var one [1]byte
-		m, _ := r.Read(one[:])
-		secmem.Wipe(one[:]) // a byte of the key file (or passphrase)
-		if m > 0 {
-			return nil, fmt.Errorf("key file is larger than %d bytes", MaxKeyFileLen)
+func (e *LockedError) Error() string {
+	msg := make([]string, len(e.Reasons))
+	source := ""
+	for i, err := range e.Reasons {
+		msg[i] = err.Error()
+		var ue *UnavailableError
+		s := ""
+		if errors.As(err, &ue) {
+			s = ue.Source
 		}
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-	default:
-		return nil, fmt.Errorf("read key file: %w", err)
+		switch {
+		case i == 0:
+			source = s
+		case s != source:
+			source = ""
+		}
 	}
-	if n == 0 {
-		return nil, errors.New("key file is empty")
+	prefix := ErrUnavailable.Error()
+	if source != "" {
+		// All from one kind of KEK: say which.
+		prefix = source + ": " + prefix
 	}
-	out, err := secmem.New(n)
-	if err != nil {
-		return nil, err
-	}
-	copy(out.Bytes(), buf.Bytes()[:n])
-	return &KeyFile{secret{out}}, nil
+	return prefix + ": " + strings.Join(msg, "; ")
 }
 
-// OpenKeyFile reads the key file at path.
-func OpenKeyFile(path string) (*KeyFile, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("key file: %w", err)
-	}
-	defer f.Close()
-	k, err := ReadKeyFile(f)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return k, nil
-}
+// Unwrap returns ErrUnavailable and the reasons.
+func (e *LockedError) Unwrap() []error { return append([]error{ErrUnavailable}, e.Reasons...) }

@@ -2,7 +2,6 @@ package keyring
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -11,8 +10,6 @@ import (
 	"slices"
 	"sync"
 	"syscall"
-
-	"github.com/encblk/encblk/internal/secmem"
 )
 
 // Keyring is an open LUKS volume header: its keyslots, tokens, segments
@@ -323,105 +320,6 @@ func lowestSegment(m *metadata) int {
 		return -1
 	}
 	return ids[0]
-}
-
-// Unlock opens the volume with KEK id and returns the DEK in protected
-// memory; the caller must Destroy it. It fails with an error wrapping
-// ErrNoMatchingKeyslot when no keyslot opens with id.
-func (k *Keyring) Unlock(ctx context.Context, id Identity) (*secmem.Buffer, error) {
-	_, dek, err := k.Match(ctx, id)
-	return dek, err
-}
-
-// Match is Unlock that also reports which keyslot opened.
-func (k *Keyring) Match(ctx context.Context, id Identity) (slot int, dek *secmem.Buffer, err error) {
-	if k.v1 != nil {
-		return k.v1.unlock(ctx, k.dev, id)
-	}
-	k.mu.Lock()
-	m := k.meta
-	k.mu.Unlock()
-	if err := m.checkRequirements(); err != nil {
-		return -1, nil, err
-	}
-	seg := lowestSegment(m)
-	d := m.segmentDigest(seg)
-	if d == nil {
-		return -1, nil, fmt.Errorf("%w: no digest for segment %d", ErrCorrupt, seg)
-	}
-	// Preferred keyslots first, ignored ones never, as cryptsetup.
-	order := slices.Clone(d.Keyslots)
-	slices.SortFunc(order, func(a, b int) int {
-		if pa, pb := m.Keyslots[a].Priority, m.Keyslots[b].Priority; pa != pb {
-			return pb - pa
-		}
-		return a - b
-	})
-	var skipped error
-	for _, i := range order {
-		ks := m.Keyslots[i]
-		if ks.Priority == 0 {
-			continue
-		}
-		dek, err := k.tryKeyslot(ctx, m, ks, d, id)
-		switch {
-		case err == nil:
-			return i, dek, nil
-		case errors.Is(err, ErrNoMatchingKeyslot):
-		case errors.Is(err, ErrUnsupported):
-			skipped = err
-		default:
-			return -1, nil, err
-		}
-	}
-	if skipped != nil {
-		return -1, nil, fmt.Errorf("%w (some keyslots were skipped: %v)", ErrNoMatchingKeyslot, skipped)
-	}
-	return -1, nil, ErrNoMatchingKeyslot
-}
-
-// UnlockKeyslot opens one keyslot, even one whose priority is "ignore".
-func (k *Keyring) UnlockKeyslot(ctx context.Context, id Identity, slot int) (*secmem.Buffer, error) {
-	if k.v1 != nil {
-		return k.v1.unlockSlot(ctx, k.dev, id, slot)
-	}
-	k.mu.Lock()
-	m := k.meta
-	k.mu.Unlock()
-	if err := m.checkRequirements(); err != nil {
-		return nil, err
-	}
-	ks := m.Keyslots[slot]
-	if ks == nil {
-		return nil, fmt.Errorf("%w: %d", ErrKeyslotNotFound, slot)
-	}
-	d := m.keyslotDigest(slot)
-	if d == nil {
-		return nil, fmt.Errorf("%w: keyslot %d has no digest", ErrCorrupt, slot)
-	}
-	return k.tryKeyslot(ctx, m, ks, d, id)
-}
-
-func (k *Keyring) tryKeyslot(ctx context.Context, m *metadata, ks *Keyslot, d *digest, id Identity) (*secmem.Buffer, error) {
-	view := ks.clone()
-	secret, err := id.Unwrap(ctx, &view)
-	if err != nil {
-		return nil, err
-	}
-	defer secret.Destroy()
-	dek, err := openKeyslot(ctx, k.dev, ks, secret.Bytes())
-	if err != nil {
-		return nil, err
-	}
-	ok, err := d.verify(dek.Bytes())
-	if err != nil || !ok {
-		dek.Destroy()
-		if err != nil {
-			return nil, err
-		}
-		return nil, ErrNoMatchingKeyslot
-	}
-	return dek, nil
 }
 
 // MetadataJSON returns the LUKS2 JSON metadata in use (what cryptsetup

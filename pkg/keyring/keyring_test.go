@@ -102,7 +102,7 @@ func TestFormatUnlock(t *testing.T) {
 func TestKeyFileTrailingNewlineIsData(t *testing.T) {
 	t.Parallel()
 	path := newBacking(t, 17<<20)
-	kf, err := ReadKeyFile(bytes.NewReader([]byte("key\n")))
+	kf, err := secretOf([]byte("key\n"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 
@@ -153,20 +152,19 @@ func (h *luks1Header) segment() Segment {
 	}
 }
 
-func (h *luks1Header) unlock(ctx context.Context, dev io.ReaderAt, id Identity) (int, *secmem.Buffer, error) {
-	for i, s := range h.slots {
-		if !s.active {
-			continue
-		}
-		dek, err := h.unlockSlot(ctx, dev, id, i)
-		if err == nil {
-			return i, dek, nil
-		}
-		if !errors.Is(err, ErrNoMatchingKeyslot) {
-			return -1, nil, err
-		}
+// candidates lists the active slots for the unlock loop, by number.
+func (h *luks1Header) candidates(dev io.ReaderAt) ([]candidate, error) {
+	if err := areaCipherOK(h.cipherSpec(), h.keyBytes); err != nil {
+		return nil, err
 	}
-	return -1, nil, ErrNoMatchingKeyslot
+	var out []candidate
+	for _, ks := range h.keyslots() {
+		view := ks
+		out = append(out, candidate{slot: ks.ID, view: &view, open: func(ctx context.Context, secret []byte) (*secmem.Buffer, error) {
+			return h.openSlot(ctx, dev, &ks, secret)
+		}})
+	}
+	return out, nil
 }
 
 func (h *luks1Header) unlockSlot(ctx context.Context, dev io.ReaderAt, id Identity, i int) (*secmem.Buffer, error) {
@@ -188,8 +186,15 @@ func (h *luks1Header) unlockSlot(ctx context.Context, dev io.ReaderAt, id Identi
 		return nil, err
 	}
 	defer secret.Destroy()
-	kdf := h.slotKDF(i)
-	k, err := kdf.derive(ctx, secret.Bytes(), h.keyBytes)
+	return h.openSlot(ctx, dev, view, secret.Bytes())
+}
+
+// openSlot opens the slot view describes with secret and checks the key
+// against the header's digest: a key that does not match is
+// ErrNoMatchingKeyslot.
+func (h *luks1Header) openSlot(ctx context.Context, dev io.ReaderAt, view *Keyslot, secret []byte) (*secmem.Buffer, error) {
+	kdf := h.slotKDF(view.ID)
+	k, err := kdf.derive(ctx, secret, h.keyBytes)
 	if err != nil {
 		return nil, err
 	}
@@ -198,14 +203,5 @@ func (h *luks1Header) unlockSlot(ctx context.Context, dev io.ReaderAt, id Identi
 	if err != nil {
 		return nil, err
 	}
-	d := &digest{Type: "pbkdf2", Hash: h.hashSpec, Iterations: int(h.mkDigestIter), Salt: h.mkDigestSalt[:], Digest: h.mkDigest[:]}
-	ok, err := d.verify(dek.Bytes())
-	if err != nil || !ok {
-		dek.Destroy()
-		if err != nil {
-			return nil, err
-		}
-		return nil, ErrNoMatchingKeyslot
-	}
-	return dek, nil
+	return verified(dek, &digest{Type: "pbkdf2", Hash: h.hashSpec, Iterations: int(h.mkDigestIter), Salt: h.mkDigestSalt[:], Digest: h.mkDigest[:]})
 }

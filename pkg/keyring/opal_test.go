@@ -83,7 +83,7 @@ func TestFormatOpalCryptsetupParses(t *testing.T) {
 	if err := os.WriteFile(keyFile, []byte("opal-key"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	kf, err := OpenKeyFile(keyFile)
+	kf, err := openKeyFile(keyFile)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,9 +18,9 @@ var fastKDF = KDFParams{Type: "pbkdf2", Hash: "sha256", Iterations: 1000}
 
 var fastArgon = KDFParams{Type: "argon2id", Iterations: 4, MemoryKiB: 32, Parallel: 1}
 
-func passphrase(t testing.TB, s string) *Passphrase {
+func passphrase(t testing.TB, s string) *Secret {
 	t.Helper()
-	p, err := NewPassphrase([]byte(s))
+	p, err := SecretFromBytes([]byte(s))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,6 +147,19 @@ func qemuLUKSCreate(t testing.TB, qemuImg string, args ...string) {
 }
 
 // secretBuf is what Identity.Unwrap and Recipient.Wrap return.
-type secretBuf = *secmem.Buffer
+type secretBuf = *Secret
+
+// openKeyFile reads the key file at path as a KEK (pkg/kek/keyfile does
+// this for users; it imports this package).
+func openKeyFile(path string) (*Secret, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return SecretFromBytes(b)
+}
+
+// secretOf is a KEK of b's bytes.
+func secretOf(b []byte) (*Secret, error) { return SecretFromBytes(bytes.Clone(b)) }
 
 func secmemFrom(b []byte) (*secmem.Buffer, error) { return secmem.FromBytes(bytes.Clone(b)) }

@@ -49,6 +49,9 @@ type FileConfig struct {
 // maxConfigSize bounds the configuration file (it holds a few paths).
 const maxConfigSize = 64 << 10
 
+// maxKeyUIDLen bounds a configured key_uid (a KMIP Unique Identifier).
+const maxKeyUIDLen = 256
+
 // LoadConfig reads and checks a configuration file.
 func LoadConfig(path string) (*FileConfig, error) {
 	f, err := os.Open(path)
@@ -98,7 +101,7 @@ func ParseConfig(b []byte) (*FileConfig, error) {
 	if _, err := cfg.timeout(); err != nil {
 		return nil, err
 	}
-	if len(cfg.KeyUID) > maxTokenString {
+	if len(cfg.KeyUID) > maxKeyUIDLen {
 		return nil, errors.New(`"key_uid" is too long`)
 	}
 	return &cfg, nil

@@ -3,50 +3,8 @@
 // mutual certificate authentication, and the operations a disk-encryption
 // tool needs from an enterprise key manager: Create, Register, Activate,
 // Get, Get Attributes, Locate, Revoke, Destroy, Encrypt, Decrypt, Discover
-// Versions and Query. It also holds encblk's "kmip" key-encryption-key
-// source (KEK), which plugs into pkg/keyring.
-//
-// # The KMIP KEK
-//
-// A KMIP keyslot is an ordinary LUKS2 keyslot whose secret is 32 random
-// bytes that are stored only encrypted, in an encblk-kmip token bound to
-// the keyslot. The encryption is done by the key server (KMIP Encrypt,
-// AES-256-GCM) with a key that never leaves it; unlocking asks the server
-// to decrypt (KMIP Decrypt). The server sees the keyslot secret while it
-// encrypts and decrypts it, as with any server-side wrapping: it is the
-// party trusted to hold the KEK. Revoking (deactivating) or destroying the
-// key on the server makes every later unlock fail: crypto-lock. A server
-// that is unreachable, or refuses, leaves the volume locked with an error
-// that names the server and the KMIP Result Reason; nothing is written to
-// the volume. Rotation adds a keyslot under a new server-side key, then
-// removes the old keyslot (keyring.RotateKEK, crash-safe), after which the
-// old key can be revoked.
-//
-// # Threat model
-//
-// What each KEK source protects against (after Tintri SecureVM's external
-// key management model). "Drive theft": a backing disk, image or snapshot
-// leaves without the host. "Host theft": the machine (or its boot disk)
-// leaves with the data disks. "Crypto-lock": an administrator must make
-// the data unreadable now, remotely, without touching the disks.
-//
-//	KEK source                   drive theft  host theft  crypto-lock
-//	passphrase (typed)           yes          yes (1)     no (2)
-//	key file on the host         yes          no          no (2)
-//	key file on removable media  yes          if removed  no (2)
-//	KMIP key server (this)       yes          yes (3)     yes: revoke the key (4)
-//	SED (Opal range key)         yes          as its KEK  as its KEK
-//
-//	(1) if nobody types it for the thief. (2) only by erasing the keyslots
-//	(crypto-erase) and every header backup. (3) the thief's host must still authenticate to the key
-//	server with the client certificate: keep that key off the data disks
-//	(TPM-bound or on another device), or revoke the certificate on the
-//	server. (4) an unlocked volume keeps its DEK in memory until
-//	`encblk lock`; after that no unlock succeeds while the key is revoked,
-//	but a header backup plus a passphrase keyslot still opens the data.
-//
-// Header backups (encblk header backup --encrypt) copy every keyslot,
-// KMIP ones included: keep them as carefully as the passphrases they hold.
+// Versions and Query. encblk's "kmip" key-encryption-key source, which
+// uses it, is pkg/kek/kmipkek.
 //
 // # Wire format and limits
 //

@@ -18,9 +18,9 @@ import (
 
 var fastKDF = keyring.KDFParams{Type: "pbkdf2", Hash: "sha256", Iterations: 1000}
 
-func passphrase(t *testing.T, s string) *keyring.Passphrase {
+func passphrase(t *testing.T, s string) *keyring.Secret {
 	t.Helper()
-	p, err := keyring.NewPassphrase([]byte(s))
+	p, err := keyring.SecretFromBytes([]byte(s))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package kmip
+package kmipkek
 
 import (
 	"bytes"
@@ -8,19 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
-	"strings"
 	"sync"
 
-	"github.com/encblk/encblk/internal/secmem"
 	"github.com/encblk/encblk/pkg/keyring"
+	"github.com/encblk/encblk/pkg/kmip"
 )
-
-// ErrStillLocked is wrapped when a volume has KMIP keyslots but no key
-// server released a secret for any of them; the error joins, per keyslot,
-// what each server answered (a *ResultError with the KMIP reason, or an
-// error wrapping ErrUnavailable).
-var ErrStillLocked = errors.New("kmip: volume stays locked")
 
 // KEK is the "kmip" key-encryption-key source: a keyring.Recipient that
 // makes a keyslot whose secret only a KMIP server can recover, and a
@@ -36,7 +28,7 @@ var ErrStillLocked = errors.New("kmip: volume stays locked")
 // The secret is high-entropy, so keyslots made for it need no expensive
 // KDF; KeyslotOptions gives the cheap one.
 type KEK struct {
-	cfg    *FileConfig
+	cfg    *kmip.FileConfig
 	keyUID string
 	log    *slog.Logger
 
@@ -48,7 +40,7 @@ type KEK struct {
 // keyslots use the key cfg.KeyUID, or a key created and activated on
 // cfg.Servers when that is empty. Unlocking asks the servers each token
 // lists.
-func NewKEK(cfg *FileConfig, log *slog.Logger) (*KEK, error) {
+func NewKEK(cfg *kmip.FileConfig, log *slog.Logger) (*KEK, error) {
 	if cfg == nil {
 		return nil, errors.New("kmip: no client configuration")
 	}
@@ -69,9 +61,18 @@ func KeyslotOptions() *keyring.KeyslotOptions {
 	return &keyring.KeyslotOptions{KDF: keyring.KDFParams{Type: "pbkdf2", Hash: "sha256", Iterations: 1000}}
 }
 
-// Created returns the Unique Identifier of the key Wrap created on the
-// server, or "" if it used an existing key.
+// Created implements keyring.Discarder: "KMIP key UID" for the key Wrap
+// created on the server, or "" if it used an existing key.
 func (k *KEK) Created() string {
+	if uid := k.CreatedUID(); uid != "" {
+		return "KMIP key " + uid
+	}
+	return ""
+}
+
+// CreatedUID returns the Unique Identifier of the key Wrap created on the
+// server, or "" if it used an existing key.
+func (k *KEK) CreatedUID() string {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return k.created
@@ -81,7 +82,7 @@ func (k *KEK) Created() string {
 // Wrap created, for when the keyslot it was made for was not committed. It
 // does nothing if Wrap created no key.
 func (k *KEK) DiscardCreated(ctx context.Context) error {
-	uid := k.Created()
+	uid := k.CreatedUID()
 	if uid == "" {
 		return nil
 	}
@@ -89,7 +90,7 @@ func (k *KEK) DiscardCreated(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := c.RevokeDestroy(ctx, uid, RevocationCessationOfOperation, "encblk: keyslot not committed"); err != nil {
+	if err := c.RevokeDestroy(ctx, uid, kmip.RevocationCessationOfOperation, "encblk: keyslot not committed"); err != nil {
 		return err
 	}
 	k.mu.Lock()
@@ -99,7 +100,7 @@ func (k *KEK) DiscardCreated(ctx context.Context) error {
 }
 
 // Wrap implements keyring.Recipient.
-func (k *KEK) Wrap(ctx context.Context) (*secmem.Buffer, []json.RawMessage, error) {
+func (k *KEK) Wrap(ctx context.Context) (*keyring.Secret, []json.RawMessage, error) {
 	if len(k.cfg.Servers) == 0 {
 		return nil, nil, errors.New("kmip: the client configuration names no servers")
 	}
@@ -118,7 +119,7 @@ func (k *KEK) Wrap(ctx context.Context) (*secmem.Buffer, []json.RawMessage, erro
 		k.mu.Unlock()
 		k.log.Info("created and activated a KMIP key", "uid", uid)
 	}
-	secret, err := secmem.New(secretLen)
+	secret, err := keyring.NewSecret(secretLen)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -136,22 +137,22 @@ func (k *KEK) Wrap(ctx context.Context) (*secmem.Buffer, []json.RawMessage, erro
 		return nil, nil, err
 	}
 	aad := tokenAAD(uid)
-	ct, err := c.Encrypt(ctx, uid, AESGCM, secret.Bytes(), nonce, aad)
+	ct, err := c.Encrypt(ctx, uid, kmip.AESGCM, secret.Bytes(), nonce, aad)
 	if err != nil {
 		return nil, nil, fmt.Errorf("wrapping the keyslot secret: %w", err)
 	}
 	if !bytes.Equal(ct.IV, nonce) || len(ct.Data) != secretLen {
-		return nil, nil, fmt.Errorf("%w: the server changed the nonce or the length", ErrUnexpectedResponse)
+		return nil, nil, fmt.Errorf("%w: the server changed the nonce or the length", kmip.ErrUnexpectedResponse)
 	}
 	// Before a keyslot depends on it, check the server can undo it.
-	pt, err := c.Decrypt(ctx, uid, AESGCM, ct, aad)
+	pt, err := c.Decrypt(ctx, uid, kmip.AESGCM, ct, aad)
 	if err != nil {
 		return nil, nil, fmt.Errorf("checking the wrapped keyslot secret: %w", err)
 	}
 	same := bytes.Equal(pt, secret.Bytes())
-	secmem.Wipe(pt)
+	clear(pt)
 	if !same {
-		return nil, nil, fmt.Errorf("%w: the server's decryption does not give back the secret", ErrUnexpectedResponse)
+		return nil, nil, fmt.Errorf("%w: the server's decryption does not give back the secret", kmip.ErrUnexpectedResponse)
 	}
 	raw, err := json.Marshal(Token{
 		Type: TokenType, Keyslots: []string{}, Version: tokenVersion, Servers: c.Servers(), KeyUID: uid,
@@ -167,14 +168,14 @@ func (k *KEK) Wrap(ctx context.Context) (*secmem.Buffer, []json.RawMessage, erro
 // createKEK creates and activates an AES-256 encrypt/decrypt key, marked
 // Sensitive (never handed out by Get) where the server accepts that
 // attribute, and named "encblk-kek-" and 16 random hex digits.
-func createKEK(ctx context.Context, c *Client, log *slog.Logger) (string, error) {
+func createKEK(ctx context.Context, c *kmip.Client, log *slog.Logger) (string, error) {
 	var id [8]byte
 	if _, err := rand.Read(id[:]); err != nil {
 		return "", err
 	}
-	attrs := append(AES256EncryptDecrypt(), Name(fmt.Sprintf("encblk-kek-%x", id)))
-	uid, err := c.CreateActive(ctx, append(attrs, Sensitive(true))...)
-	if r, ok := Reason(err); ok && (r == ReasonInvalidField || r == ReasonFeatureNotSupported || r == ReasonOperationNotSupported) {
+	attrs := append(kmip.AES256EncryptDecrypt(), kmip.Name(fmt.Sprintf("encblk-kek-%x", id)))
+	uid, err := c.CreateActive(ctx, append(attrs, kmip.Sensitive(true))...)
+	if r, ok := kmip.Reason(err); ok && (r == kmip.ReasonInvalidField || r == kmip.ReasonFeatureNotSupported || r == kmip.ReasonOperationNotSupported) {
 		log.Warn("the KMIP server refused the Sensitive attribute; creating the key without it", "err", err)
 		uid, err = c.CreateActive(ctx, attrs...)
 	}
@@ -183,13 +184,13 @@ func createKEK(ctx context.Context, c *Client, log *slog.Logger) (string, error)
 
 // Unwrap implements keyring.Identity: it asks the servers of ks's
 // encblk-kmip tokens to decrypt the keyslot secret. A keyslot without such
-// a token is not ours (keyring.ErrNoMatchingKeyslot). A keyslot whose
-// servers refuse or cannot be reached stops the unlock with an error
-// wrapping ErrStillLocked that names, per token, the server and what it
-// answered; Unlock instead goes on to the volume's other KMIP keyslots.
-func (k *KEK) Unwrap(ctx context.Context, ks *keyring.Keyslot) (*secmem.Buffer, error) {
+// a token is not this KEK's (keyring.ErrNoMatchingKeyslot). A token whose
+// server refuses or cannot be reached, or that cannot be read, makes the
+// keyslot unavailable (*keyring.UnavailableError naming the token and what
+// the server answered): the keyring goes on to the next keyslot.
+func (k *KEK) Unwrap(ctx context.Context, ks *keyring.Keyslot) (*keyring.Secret, error) {
 	if ks == nil {
-		return nil, errors.New("kmip: a KMIP KEK has no secret of its own; it opens keyslots through their tokens (use KEK.Secret)")
+		return nil, errors.New("kmip: a KMIP KEK opens keyslots through their encblk-kmip tokens, which are in the volume's header: name the backing (TARGET) whose header holds them")
 	}
 	var errs []error
 	for _, t := range ks.Tokens {
@@ -200,34 +201,23 @@ func (k *KEK) Unwrap(ctx context.Context, ks *keyring.Keyslot) (*secmem.Buffer, 
 		if err == nil {
 			return secret, nil
 		}
-		err = fmt.Errorf("keyslot %d (token %d): %w", ks.ID, t.ID, err)
+		err = &keyring.UnavailableError{Source: "kmip", Keyslot: ks.ID, Token: t.ID, Err: err}
 		k.log.Warn("KMIP unlock failed", "keyslot", ks.ID, "token", t.ID, "err", err)
 		errs = append(errs, err)
 		if ctx.Err() != nil {
 			break
 		}
 	}
-	if len(errs) == 0 {
+	switch len(errs) {
+	case 0:
 		return nil, fmt.Errorf("%w: keyslot %d has no %s token", keyring.ErrNoMatchingKeyslot, ks.ID, TokenType)
+	case 1:
+		return nil, errs[0]
 	}
-	return nil, &lockedError{errs}
+	return nil, errors.Join(errs...)
 }
 
-// lockedError wraps ErrStillLocked and why each KMIP keyslot failed, on
-// one line.
-type lockedError struct{ errs []error }
-
-func (e *lockedError) Error() string {
-	msg := make([]string, len(e.errs))
-	for i, err := range e.errs {
-		msg[i] = err.Error()
-	}
-	return ErrStillLocked.Error() + ": " + strings.Join(msg, "; ")
-}
-
-func (e *lockedError) Unwrap() []error { return append([]error{ErrStillLocked}, e.errs...) }
-
-func (k *KEK) unwrapToken(ctx context.Context, t keyring.Token) (*secmem.Buffer, error) {
+func (k *KEK) unwrapToken(ctx context.Context, t keyring.Token) (*keyring.Secret, error) {
 	tok, err := ParseToken(t.Raw)
 	if err != nil {
 		return nil, err
@@ -236,16 +226,26 @@ func (k *KEK) unwrapToken(ctx context.Context, t keyring.Token) (*secmem.Buffer,
 	if err != nil {
 		return nil, err
 	}
-	pt, err := c.Decrypt(ctx, tok.KeyUID, AESGCM, &Ciphertext{Data: tok.Ciphertext, IV: tok.Nonce, Tag: tok.Tag},
+	pt, err := c.Decrypt(ctx, tok.KeyUID, kmip.AESGCM, &kmip.Ciphertext{Data: tok.Ciphertext, IV: tok.Nonce, Tag: tok.Tag},
 		tokenAAD(tok.KeyUID))
 	if err != nil {
 		return nil, err
 	}
 	if len(pt) != secretLen {
-		secmem.Wipe(pt)
-		return nil, fmt.Errorf("%w: decrypted secret is %d bytes", ErrUnexpectedResponse, len(pt))
+		clear(pt)
+		return nil, fmt.Errorf("%w: decrypted secret is %d bytes", kmip.ErrUnexpectedResponse, len(pt))
 	}
-	return secmem.FromBytes(pt)
+	return keyring.SecretFromBytes(pt)
+}
+
+// Discard implements keyring.Discarder: it destroys the key Wrap created,
+// with kr unless a token in kr (re-read) refers to it
+// (DiscardUnreferenced), without kr at once (DiscardCreated).
+func (k *KEK) Discard(ctx context.Context, kr *keyring.Keyring) error {
+	if kr != nil {
+		return k.DiscardUnreferenced(ctx, kr)
+	}
+	return k.DiscardCreated(ctx)
 }
 
 // DiscardUnreferenced is DiscardCreated for a failed keyslot change whose
@@ -254,7 +254,7 @@ func (k *KEK) unwrapToken(ctx context.Context, t keyring.Token) (*secmem.Buffer,
 // primary header copy was committed, and destroying that keyslot's key
 // would lose it; such a key is kept (and reported in the error).
 func (k *KEK) DiscardUnreferenced(ctx context.Context, kr *keyring.Keyring) error {
-	uid := k.Created()
+	uid := k.CreatedUID()
 	if uid == "" {
 		return nil
 	}
@@ -283,69 +283,14 @@ func HasTokens(kr *keyring.Keyring) bool {
 	return false
 }
 
-// Unlock opens kr through its KMIP keyslots, trying each in the keyring's
-// order (preferred first, "ignore" never) until a server releases a
-// secret, and returns the keyslot that opened and the DEK (the caller
-// destroys it). If every KMIP keyslot fails, the error wraps
-// ErrStillLocked and joins, per keyslot, which server answered what (the
-// KMIP result reason) or could not be reached; it does not wrap
-// keyring.ErrNoMatchingKeyslot, since the key is not wrong, only withheld.
-// A volume without KMIP keyslots gives keyring.ErrNoMatchingKeyslot.
-func (k *KEK) Unlock(ctx context.Context, kr *keyring.Keyring) (int, *secmem.Buffer, error) {
-	return k.eachSlot(ctx, kr, func(ks keyring.Keyslot) (*secmem.Buffer, error) {
-		return kr.UnlockKeyslot(ctx, k, ks.ID)
-	})
-}
-
-// Secret is Unlock that stops short of opening the keyslot: it returns the
-// first KMIP keyslot whose server released its secret, and that secret
-// (the keyslot's passphrase, in protected memory; the caller destroys
-// it), for a process that opens the keyslot itself, such as encblk's
-// daemon. The secret is not checked against the keyslot here.
-func (k *KEK) Secret(ctx context.Context, kr *keyring.Keyring) (int, *secmem.Buffer, error) {
-	return k.eachSlot(ctx, kr, func(ks keyring.Keyslot) (*secmem.Buffer, error) {
-		return k.Unwrap(ctx, &ks)
-	})
-}
-
-// eachSlot runs try on kr's KMIP keyslots in the keyring's order
-// (preferred first, "ignore" never) until one succeeds, and otherwise
-// joins their failures into one error wrapping ErrStillLocked.
-func (k *KEK) eachSlot(ctx context.Context, kr *keyring.Keyring, try func(keyring.Keyslot) (*secmem.Buffer, error)) (int, *secmem.Buffer, error) {
-	slots := slices.DeleteFunc(kr.Keyslots(), func(ks keyring.Keyslot) bool {
-		return ks.Priority == 0 || !slices.ContainsFunc(ks.Tokens, func(t keyring.Token) bool { return t.Type == TokenType })
-	})
-	slices.SortStableFunc(slots, func(a, b keyring.Keyslot) int { return b.Priority - a.Priority })
-	var errs []error
-	for _, ks := range slots {
-		buf, err := try(ks)
-		if err == nil {
-			return ks.ID, buf, nil
-		}
-		var le *lockedError
-		if errors.As(err, &le) {
-			errs = append(errs, le.errs...)
-		} else {
-			errs = append(errs, fmt.Errorf("keyslot %d: %w", ks.ID, err))
-		}
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	if len(errs) == 0 {
-		return -1, nil, fmt.Errorf("%w: the volume has no %s keyslot", keyring.ErrNoMatchingKeyslot, TokenType)
-	}
-	return -1, nil, &lockedError{errs}
-}
-
 // SlotStatus describes one KMIP keyslot.
 type SlotStatus struct {
 	Keyslot int
 	Token   int
 	Servers []string
 	KeyUID  string
-	State   State // 0 if it could not be read
-	Err     error // why State could not be read
+	State   kmip.State // 0 if it could not be read
+	Err     error      // why State could not be read
 }
 
 // Slots lists kr's KMIP keyslots with their keys and servers as the

@@ -1,4 +1,4 @@
-package keyring
+package keyfile
 
 import (
 	"bytes"
@@ -30,18 +30,18 @@ func (r *recordingReader) Read(p []byte) (int, error) {
 	return m, nil
 }
 
-func TestReadKeyFileTooLargeWipesProbe(t *testing.T) {
+func TestReadTooLargeWipesProbe(t *testing.T) {
 	t.Parallel()
-	r := &recordingReader{n: MaxKeyFileLen + 1}
-	if _, err := ReadKeyFile(r); err == nil || !strings.Contains(err.Error(), "larger than") {
-		t.Fatalf("ReadKeyFile of %d bytes: %v, want too large", MaxKeyFileLen+1, err)
+	r := &recordingReader{n: MaxLen + 1}
+	if _, err := Read(r); err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Fatalf("Read of %d bytes: %v, want too large", MaxLen+1, err)
 	}
 	if len(r.small) == 0 {
-		t.Fatal("ReadKeyFile did not probe for a byte past the limit")
+		t.Fatal("Read did not probe for a byte past the limit")
 	}
 	for _, p := range r.small {
 		if !bytes.Equal(p, make([]byte, len(p))) {
-			t.Errorf("key file byte left in ReadKeyFile's %d-byte read buffer: %q", len(p), p)
+			t.Errorf("key file byte left in Read's %d-byte read buffer: %q", len(p), p)
 		}
 	}
 }

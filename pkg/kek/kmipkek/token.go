@@ -1,4 +1,4 @@
-package kmip
+package kmipkek
 
 import (
 	"encoding/json"

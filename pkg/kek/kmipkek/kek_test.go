@@ -1,4 +1,4 @@
-package kmip_test
+package kmipkek_test
 
 import (
 	"bytes"
@@ -14,6 +14,8 @@ import (
 	"testing"
 
 	"github.com/encblk/encblk/internal/testutil"
+	"github.com/encblk/encblk/pkg/kek/kmipkek"
+	"github.com/encblk/encblk/pkg/kek/passphrase"
 	"github.com/encblk/encblk/pkg/keyring"
 	"github.com/encblk/encblk/pkg/kmip"
 	"github.com/encblk/encblk/pkg/kmip/kmiptest"
@@ -53,7 +55,7 @@ func newVolume(t *testing.T) (string, []byte) {
 	if err := f.Truncate(17 << 20); err != nil {
 		t.Fatal(err)
 	}
-	pass, err := keyring.NewPassphrase([]byte("correct horse"))
+	pass, err := passphrase.New([]byte("correct horse"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,14 +94,14 @@ func fileHash(t *testing.T, path string) [32]byte {
 func unlock(t *testing.T, path string, cfg *kmip.FileConfig) (int, []byte, error) {
 	t.Helper()
 	kr := openKeyring(t, path)
-	kek, err := kmip.NewKEK(cfg, nil)
+	kek, err := kmipkek.NewKEK(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !kmip.HasTokens(kr) {
+	if !kmipkek.HasTokens(kr) {
 		t.Fatal("the volume has no KMIP keyslot")
 	}
-	slot, dek, err := kek.Unlock(context.Background(), kr)
+	slot, dek, err := kr.Match(context.Background(), kek)
 	if err != nil {
 		return slot, nil, err
 	}
@@ -120,36 +122,36 @@ func TestKEK(t *testing.T) {
 	var keyUID string
 	t.Run("AddKeyslot", func(t *testing.T) {
 		kr := openKeyring(t, path)
-		kek, err := kmip.NewKEK(cfg, nil)
+		kek, err := kmipkek.NewKEK(cfg, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		pass, _ := keyring.NewPassphrase([]byte("correct horse"))
+		pass, _ := passphrase.New([]byte("correct horse"))
 		defer pass.Destroy()
 		dek, err := kr.Unlock(ctx, pass)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer dek.Destroy()
-		if slot, err = kr.AddKeyslot(ctx, dek, kek, kmip.KeyslotOptions()); err != nil {
+		if slot, err = kr.AddKeyslot(ctx, dek, kek, kmipkek.KeyslotOptions()); err != nil {
 			t.Fatal(err)
 		}
-		keyUID = kek.Created()
+		keyUID = kek.CreatedUID()
 		if keyUID == "" {
 			t.Fatal("no key was created")
 		}
 		var found bool
 		for _, tok := range kr.Tokens() {
-			if tok.Type == kmip.TokenType && len(tok.Keyslots) == 1 && tok.Keyslots[0] == slot {
+			if tok.Type == kmipkek.TokenType && len(tok.Keyslots) == 1 && tok.Keyslots[0] == slot {
 				found = true
-				pt, err := kmip.ParseToken(tok.Raw)
+				pt, err := kmipkek.ParseToken(tok.Raw)
 				if err != nil || pt.KeyUID != keyUID || pt.Servers[0] != srv.Addr || pt.Config != cfg.Path {
 					t.Fatalf("token %+v, %v", pt, err)
 				}
 			}
 		}
 		if !found {
-			t.Fatalf("no %s token bound to keyslot %d: %+v", kmip.TokenType, slot, kr.Tokens())
+			t.Fatalf("no %s token bound to keyslot %d: %+v", kmipkek.TokenType, slot, kr.Tokens())
 		}
 		c, err := cfg.Client(nil, nil)
 		if err != nil {
@@ -166,13 +168,13 @@ func TestKEK(t *testing.T) {
 	})
 
 	t.Run("DiscardCreated", func(t *testing.T) {
-		kek, _ := kmip.NewKEK(cfg, nil)
+		kek, _ := kmipkek.NewKEK(cfg, nil)
 		secret, _, err := kek.Wrap(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
 		secret.Destroy()
-		uid := kek.Created()
+		uid := kek.CreatedUID()
 		if err := kek.DiscardCreated(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -180,7 +182,7 @@ func TestKEK(t *testing.T) {
 		if _, err := c.KeyState(ctx, uid); err == nil {
 			t.Fatalf("key %s still exists after DiscardCreated", uid)
 		}
-		if kek.Created() != "" || kek.DiscardCreated(ctx) != nil {
+		if kek.CreatedUID() != "" || kek.DiscardCreated(ctx) != nil {
 			t.Fatal("DiscardCreated is not idempotent")
 		}
 	})
@@ -188,7 +190,7 @@ func TestKEK(t *testing.T) {
 	t.Run("CryptsetupKeepsToken", func(t *testing.T) {
 		cs := testutil.RequireTool(t, "cryptsetup", "cryptsetup-bin")
 		out, err := exec.Command(cs, "luksDump", path).CombinedOutput()
-		if err != nil || !strings.Contains(string(out), kmip.TokenType) {
+		if err != nil || !strings.Contains(string(out), kmipkek.TokenType) {
 			t.Fatalf("cryptsetup luksDump: %v\n%s", err, out)
 		}
 	})
@@ -204,15 +206,15 @@ func TestKEK(t *testing.T) {
 		// Secret hands out the keyslot's passphrase, which opens it as a
 		// plain passphrase would; Unwrap without a keyslot refuses.
 		kr := openKeyring(t, path)
-		kek, _ := kmip.NewKEK(cfg, nil)
+		kek, _ := kmipkek.NewKEK(cfg, nil)
 		if _, err := kek.Unwrap(ctx, nil); err == nil {
 			t.Fatal("Unwrap(nil) succeeded")
 		}
-		sslot, secret, err := kek.Secret(ctx, kr)
+		sslot, secret, err := keyring.SecretFor(ctx, kr, kek)
 		if err != nil || sslot != slot {
 			t.Fatalf("Secret = keyslot %d, %v", sslot, err)
 		}
-		pass, err := keyring.NewPassphrase(bytes.Clone(secret.Bytes()))
+		pass, err := passphrase.New(bytes.Clone(secret.Bytes()))
 		secret.Destroy()
 		if err != nil {
 			t.Fatal(err)
@@ -241,7 +243,7 @@ func TestKEK(t *testing.T) {
 		}
 		kr := openKeyring(t, tampered)
 		for _, tok := range kr.Tokens() {
-			if tok.Type != kmip.TokenType {
+			if tok.Type != kmipkek.TokenType {
 				continue
 			}
 			var m map[string]any
@@ -258,7 +260,7 @@ func TestKEK(t *testing.T) {
 			}
 		}
 		_, _, err = unlock(t, tampered, cfg)
-		if !errors.Is(err, kmip.ErrStillLocked) || !errors.Is(err, kmip.ErrOperationFailed) {
+		if !errors.Is(err, keyring.ErrUnavailable) || !errors.Is(err, kmip.ErrOperationFailed) {
 			t.Fatalf("tampered token: err = %v, want a server refusal", err)
 		}
 		t.Logf("tampered token: %v", err)
@@ -266,14 +268,14 @@ func TestKEK(t *testing.T) {
 
 	t.Run("Rotate", func(t *testing.T) {
 		kr := openKeyring(t, path)
-		old, _ := kmip.NewKEK(cfg, nil)
-		next, _ := kmip.NewKEK(cfg, nil)
-		oldSlot, newSlot, err := kr.RotateKEK(ctx, old, next, kmip.KeyslotOptions())
+		old, _ := kmipkek.NewKEK(cfg, nil)
+		next, _ := kmipkek.NewKEK(cfg, nil)
+		oldSlot, newSlot, err := kr.RotateKEK(ctx, old, next, kmipkek.KeyslotOptions())
 		if err != nil {
 			t.Fatal(err)
 		}
-		if oldSlot != slot || newSlot == slot || next.Created() == "" || next.Created() == keyUID {
-			t.Fatalf("rotated %d -> %d, key %q -> %q", oldSlot, newSlot, keyUID, next.Created())
+		if oldSlot != slot || newSlot == slot || next.CreatedUID() == "" || next.CreatedUID() == keyUID {
+			t.Fatalf("rotated %d -> %d, key %q -> %q", oldSlot, newSlot, keyUID, next.CreatedUID())
 		}
 		for _, ks := range kr.Keyslots() {
 			if ks.ID == oldSlot {
@@ -292,14 +294,14 @@ func TestKEK(t *testing.T) {
 		if err != nil || got != newSlot || !bytes.Equal(dek, wantDEK) {
 			t.Fatalf("unlock after rotation: slot %d, %v", got, err)
 		}
-		slot, keyUID = newSlot, next.Created()
+		slot, keyUID = newSlot, next.CreatedUID()
 	})
 
 	t.Run("ClientFromOtherCARefused", func(t *testing.T) {
 		intruder := writeConfig(t, srv, kmiptest.NewCA(t, "other CA").Issue(t, "intruder", false), srv.Addr)
 		before := fileHash(t, path)
 		_, _, err := unlock(t, path, intruder)
-		if !errors.Is(err, kmip.ErrStillLocked) || !errors.Is(err, kmip.ErrUnavailable) || !strings.Contains(err.Error(), srv.Addr) {
+		if !errors.Is(err, keyring.ErrUnavailable) || !errors.Is(err, kmip.ErrUnavailable) || !strings.Contains(err.Error(), srv.Addr) {
 			t.Fatalf("client from another CA: err = %v", err)
 		}
 		if fileHash(t, path) != before {
@@ -318,7 +320,7 @@ func TestKEK(t *testing.T) {
 		before := fileHash(t, path)
 		_, _, err = unlock(t, path, cfg)
 		var re *kmip.ResultError
-		if !errors.Is(err, kmip.ErrStillLocked) || !errors.As(err, &re) || re.Reason != kmip.ReasonPermissionDenied ||
+		if !errors.Is(err, keyring.ErrUnavailable) || !errors.As(err, &re) || re.Reason != kmip.ReasonPermissionDenied ||
 			!strings.Contains(err.Error(), srv.Addr) || !strings.Contains(err.Error(), "Permission Denied") {
 			t.Fatalf("revoked key: err = %v", err)
 		}
@@ -330,12 +332,12 @@ func TestKEK(t *testing.T) {
 			t.Fatal("a refused unlock changed the volume")
 		}
 		kr := openKeyring(t, path)
-		kek, _ := kmip.NewKEK(cfg, nil)
+		kek, _ := kmipkek.NewKEK(cfg, nil)
 		if st := kek.Status(ctx, kr); len(st) != 1 || st[0].State != kmip.StateDeactivated {
 			t.Fatalf("Status after revoke = %+v", st)
 		}
 		// The passphrase keyslot is unaffected.
-		pass, _ := keyring.NewPassphrase([]byte("correct horse"))
+		pass, _ := passphrase.New([]byte("correct horse"))
 		defer pass.Destroy()
 		dek, err := kr.Unlock(ctx, pass)
 		if err != nil {
@@ -348,7 +350,7 @@ func TestKEK(t *testing.T) {
 		srv.Stop()
 		before := fileHash(t, path)
 		_, _, err := unlock(t, path, cfg)
-		if !errors.Is(err, kmip.ErrStillLocked) || !errors.Is(err, kmip.ErrUnavailable) || !strings.Contains(err.Error(), srv.Addr) {
+		if !errors.Is(err, keyring.ErrUnavailable) || !errors.Is(err, kmip.ErrUnavailable) || !strings.Contains(err.Error(), srv.Addr) {
 			t.Fatalf("server down: err = %v", err)
 		}
 		t.Logf("server down: %v", err)
@@ -357,22 +359,22 @@ func TestKEK(t *testing.T) {
 		}
 		// Adding a KMIP keyslot fails cleanly too, leaving the header alone.
 		kr := openKeyring(t, path)
-		pass, _ := keyring.NewPassphrase([]byte("correct horse"))
+		pass, _ := passphrase.New([]byte("correct horse"))
 		defer pass.Destroy()
 		dek, err := kr.Unlock(ctx, pass)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer dek.Destroy()
-		kek, _ := kmip.NewKEK(cfg, nil)
-		if _, err := kr.AddKeyslot(ctx, dek, kek, kmip.KeyslotOptions()); !errors.Is(err, kmip.ErrUnavailable) {
+		kek, _ := kmipkek.NewKEK(cfg, nil)
+		if _, err := kr.AddKeyslot(ctx, dek, kek, kmipkek.KeyslotOptions()); !errors.Is(err, kmip.ErrUnavailable) {
 			t.Fatalf("AddKeyslot with the server down: err = %v", err)
 		}
 		if fileHash(t, path) != before {
 			t.Fatal("a failed AddKeyslot changed the volume")
 		}
 		// Slots needs no server; Status reports it unreachable.
-		sl := kmip.Slots(kr)
+		sl := kmipkek.Slots(kr)
 		if len(sl) != 1 || sl[0].KeyUID == "" || sl[0].Servers[0] != srv.Addr || sl[0].State != 0 || sl[0].Err != nil {
 			t.Fatalf("Slots with the server down = %+v", sl)
 		}
