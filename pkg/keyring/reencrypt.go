@@ -52,7 +52,7 @@ var ErrReencryptInProgress = errors.New("a reencryption is already in progress")
 // gives for it.
 type keyslotSecret struct {
 	ks     *Keyslot
-	secret *secmem.Buffer
+	secret *Secret
 }
 
 // unlockSlots finds, for every keyslot of digest d, a KEK among ids that
@@ -77,31 +77,17 @@ func (k *Keyring) unlockSlots(ctx context.Context, m *metadata, d *digest, ids [
 		if ks == nil || ks.Type != "luks2" {
 			continue
 		}
-		found := false
-		for _, id := range ids {
-			view := ks.clone()
-			secret, err := id.Unwrap(ctx, &view)
-			if errors.Is(err, ErrNoMatchingKeyslot) {
-				continue
-			}
-			if err != nil {
-				return fail(err)
-			}
-			dek, err := openKeyslot(ctx, k.dev, ks, secret.Bytes())
+		// The one unlock loop, on this keyslot alone: it sorts the
+		// identities' answers (not mine, unavailable, fatal).
+		view := ks.clone()
+		c := candidate{slot: slot, view: &view, open: func(ctx context.Context, secret []byte) (*secmem.Buffer, error) {
+			return k.openVerified(ctx, ks, d, secret)
+		}}
+		_, err := unlockLoop(ctx, []candidate{c}, ids, func(c *candidate, secret *Secret) error {
+			dek, err := c.open(ctx, secret.Bytes())
 			if err != nil {
 				secret.Destroy()
-				if errors.Is(err, ErrNoMatchingKeyslot) || errors.Is(err, ErrUnsupported) {
-					continue
-				}
-				return fail(err)
-			}
-			if ok, err := d.verify(dek.Bytes()); err != nil || !ok {
-				dek.Destroy()
-				secret.Destroy()
-				if err != nil {
-					return fail(err)
-				}
-				continue
+				return err
 			}
 			if key == nil {
 				key = dek
@@ -109,9 +95,12 @@ func (k *Keyring) unlockSlots(ctx context.Context, m *metadata, d *digest, ids [
 				dek.Destroy()
 			}
 			out = append(out, keyslotSecret{ks: ks, secret: secret})
-			found = true
-			break
+			return nil
+		})
+		if err != nil && !errors.Is(err, ErrNoMatchingKeyslot) && !errors.Is(err, ErrUnavailable) {
+			return fail(err)
 		}
+		found := err == nil
 		if !found {
 			missing = append(missing, strconv.Itoa(slot))
 		}

@@ -33,7 +33,7 @@ func reencryptVolume(t *testing.T, dataSize int, ss int) (path, keyPath, sum str
 	if err := os.WriteFile(keyPath, key, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	kf, err := OpenKeyFile(keyPath)
+	kf, err := openKeyFile(keyPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,9 +69,9 @@ func reencryptVolume(t *testing.T, dataSize int, ss int) (path, keyPath, sum str
 	return path, keyPath, hex.EncodeToString(s[:])
 }
 
-func keyFileAt(t *testing.T, path string) *KeyFile {
+func keyFileAt(t *testing.T, path string) *Secret {
 	t.Helper()
-	k, err := OpenKeyFile(path)
+	k, err := openKeyFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -42,9 +42,9 @@ func fixtureImage(t *testing.T, name string) string {
 	return path
 }
 
-func fixtureKey(t *testing.T) *KeyFile {
+func fixtureKey(t *testing.T) *Secret {
 	t.Helper()
-	k, err := OpenKeyFile(filepath.Join(reencryptFixtures, "key"))
+	k, err := openKeyFile(filepath.Join(reencryptFixtures, "key"))
 	if err != nil {
 		t.Fatal(err)
 	}
