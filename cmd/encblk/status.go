@@ -153,6 +153,14 @@ func printStatus(out io.Writer, st daemon.Status, served bool) {
 			fmt.Fprintf(w, "last KEK rotation:\tnever\n")
 		}
 		printOpalStatus(w, v.Opal)
+		if r := v.Reencryption; r != nil {
+			if r.Error != "" {
+				fmt.Fprintf(w, "reencryption:\t%s\n", r.Error)
+			} else {
+				fmt.Fprintf(w, "reencryption:\t%s, %s, %s resilience, %s at %.1f%% (%d of %d bytes)\n",
+					r.Mode, r.Direction, r.Resilience, r.State, r.Percent, r.Done, r.Total)
+			}
+		}
 		if served {
 			fmt.Fprintf(w, "bytes read:\t%d\n", v.BytesRead)
 			fmt.Fprintf(w, "bytes written:\t%d\n", v.BytesWritten)

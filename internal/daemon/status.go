@@ -1,6 +1,9 @@
 package daemon
 
 import (
+	"io"
+	"math"
+	"os"
 	"time"
 
 	"github.com/encblk/encblk/pkg/keyring"
@@ -46,6 +49,10 @@ type VolumeStatus struct {
 	// Opal is the drive's locking range for a hw-opal(-crypt) volume.
 	Opal *OpalStatus `json:"opal,omitempty"`
 
+	// Reencryption is the LUKS2 reencryption recorded in the header
+	// (encblk's or cryptsetup's), nil when there is none.
+	Reencryption *ReencryptionStatus `json:"reencryption,omitempty"`
+
 	// KMIP lists the volume's KMIP keyslots and their keys' state on the
 	// key servers. The server never fills it in (it does not talk to key
 	// servers); encblk status --json does.
@@ -61,6 +68,18 @@ type KMIPKeyslotStatus struct {
 	// "unknown" with Error saying why it could not be read.
 	State string `json:"state"`
 	Error string `json:"error,omitempty"`
+}
+
+// ReencryptionStatus describes a reencryption recorded in the header.
+type ReencryptionStatus struct {
+	Mode       string  `json:"mode"`      // reencrypt, encrypt or decrypt
+	Direction  string  `json:"direction"` // forward or backward
+	Resilience string  `json:"resilience"`
+	State      string  `json:"state"` // "stopped" (between zones) or "interrupted" (a hot zone to recover)
+	Done       uint64  `json:"done_bytes"`
+	Total      uint64  `json:"total_bytes"`
+	Percent    float64 `json:"percent"`
+	Error      string  `json:"error,omitempty"` // why encblk cannot continue it
 }
 
 // KeyslotStatus is one keyslot, without anything secret.
@@ -116,6 +135,7 @@ func HeaderStatus(path string, kr *keyring.Keyring) (VolumeStatus, error) {
 	}
 	s := VolumeStatus{ID: id, Backing: path, State: "not served"}
 	describeKeyring(&s, kr)
+	s.Reencryption = reencryptionStatus(kr, path)
 	if t := rotationTime(kr); !t.IsZero() {
 		s.LastRotation = &t
 	}
@@ -142,6 +162,9 @@ func describeKeyring(s *VolumeStatus, kr *keyring.Keyring) {
 	s.Keyslots = nil
 	for _, ks := range kr.Keyslots() {
 		k := KeyslotStatus{ID: ks.ID, Priority: ks.Priority, KDF: ks.KDF.String()}
+		if ks.Type != "luks2" {
+			k.KDF = ks.Type + " (opens nothing)"
+		}
 		for _, t := range ks.Tokens {
 			k.Tokens = append(k.Tokens, t.ID)
 		}
@@ -155,4 +178,30 @@ func (v *Volume) state() string {
 		return "plain"
 	}
 	return v.vol.State().String()
+}
+
+// reencryptionStatus reads the reencryption recorded in kr, whose data
+// device is the backing at path.
+func reencryptionStatus(kr *keyring.Keyring, path string) *ReencryptionStatus {
+	r, err := kr.Reencryption()
+	if r == nil && err == nil {
+		return nil
+	}
+	if r == nil {
+		return &ReencryptionStatus{Error: err.Error()}
+	}
+	st := &ReencryptionStatus{Mode: r.Mode, Direction: r.Direction, Resilience: r.Resilience, State: "stopped"}
+	if r.Crashed() {
+		st.State = "interrupted"
+	}
+	if f, err := os.Open(path); err == nil {
+		if end, err := f.Seek(0, io.SeekEnd); err == nil {
+			st.Done, st.Total = kr.ReencryptProgress(r, uint64(end))
+		}
+		f.Close()
+	}
+	if st.Total > 0 {
+		st.Percent = math.Round(1000*float64(st.Done)/float64(st.Total)) / 10
+	}
+	return st
 }

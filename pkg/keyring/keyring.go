@@ -270,18 +270,20 @@ func (m *metadata) checkRequirements() error {
 // segment is returned with an error wrapping ErrUnsupported that says why.
 func (k *Keyring) DataSegment() (Segment, error) {
 	segs := k.Segments()
-	if len(segs) != 1 {
-		return Segment{}, fmt.Errorf("%w: %d data segments (encblk serves exactly one)", ErrUnsupported, len(segs))
-	}
-	s := segs[0]
 	if k.v1 == nil {
+		// Requirements first: they say why (an interrupted reencryption
+		// has several segments).
 		k.mu.Lock()
 		err := k.meta.checkRequirements()
 		k.mu.Unlock()
 		if err != nil {
-			return s, err
+			return segs[0], err
 		}
 	}
+	if len(segs) != 1 {
+		return Segment{}, fmt.Errorf("%w: %d data segments (encblk serves exactly one)", ErrUnsupported, len(segs))
+	}
+	s := segs[0]
 	switch {
 	case s.Type == "hw-opal" || s.Type == "hw-opal-crypt":
 		return s, fmt.Errorf("%w: segment type %q is a self-encrypting drive's locking range, which encblk does not serve (\"encblk unlock\" unlocks the range; cryptsetup opens it)", ErrUnsupported, s.Type)

@@ -156,3 +156,55 @@ func TestReencryptCrashSafety(t *testing.T) {
 		}
 	}
 }
+
+// Run stops cleanly when its context is cancelled (here after the first
+// zone) and a second Run finishes; the throttle paces without changing
+// the result.
+func TestReencryptRunStopResume(t *testing.T) {
+	t.Parallel()
+	const dataSize = 3 << 20
+	path, keyPath, want := reencryptVolume(t, dataSize, 512)
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ids := []Identity{keyFileAt(t, keyPath), passphrase(t, "second")}
+	opts := &ReencryptOptions{HotZone: 1 << 20, SectorSize: 4096}
+	k, err := OpenFile(f, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := k.StartReencrypt(context.Background(), ids, opts); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := k.OpenReencryption(context.Background(), ids, f, 1<<20+dataSize, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	zones := 0
+	err = rc.Run(ctx, &RunOptions{Progress: func(done, total uint64) { zones++; cancel() }})
+	rc.Close()
+	if !errors.Is(err, context.Canceled) || zones != 1 {
+		t.Fatalf("Run after cancel: %v after %d zones", err, zones)
+	}
+	if r, err := k.Reencryption(); err != nil || r == nil || r.Crashed() {
+		t.Fatalf("state after a stop: %+v, %v", r, err)
+	}
+	rc, err = k.OpenReencryption(context.Background(), ids, f, 1<<20+dataSize, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	if done, total := rc.Progress(); done != 1<<20 || total != dataSize {
+		t.Fatalf("progress %d/%d", done, total)
+	}
+	if err := rc.Run(context.Background(), &RunOptions{Throttle: 64 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	dek := unlockBytes(t, openPath(t, path), passphrase(t, "second"))
+	if got := plaintextSHA(t, path, dek); got != want {
+		t.Fatal("plaintext changed")
+	}
+}

@@ -269,3 +269,20 @@ func (k *Keyring) Reencryption() (*Reencryption, error) {
 	k.mu.Unlock()
 	return m.reencryption()
 }
+
+// ReencryptProgress returns how far the recorded reencryption r is: bytes
+// of data under the new key (the start of the hot zone after a crash) and
+// the data size, for a data device of dataEnd bytes.
+func (k *Keyring) ReencryptProgress(r *Reencryption, dataEnd uint64) (done, total uint64) {
+	if r == nil || r.New == nil || dataEnd <= r.New.Offset {
+		return 0, 0
+	}
+	total = dataEnd - r.New.Offset
+	if r.Hot != nil {
+		return min(r.Hot.Offset-min(r.Hot.Offset, r.New.Offset), total), total
+	}
+	k.mu.Lock()
+	m := k.meta
+	k.mu.Unlock()
+	return min(m.progressOf(r, total), total), total
+}

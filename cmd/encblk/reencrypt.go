@@ -1,0 +1,227 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/encblk/encblk/internal/backing"
+	"github.com/encblk/encblk/internal/daemon"
+	"github.com/encblk/encblk/internal/secmem"
+	"github.com/encblk/encblk/pkg/keyring"
+)
+
+func init() {
+	subcommands = append(subcommands, newReencryptCmd)
+	exitCodeMappers = append(exitCodeMappers, func(err error) (int, bool) {
+		if errors.Is(err, keyring.ErrReencryptInProgress) {
+			return exitBusy, true
+		}
+		return 0, false
+	})
+}
+
+func newReencryptCmd(a *app) *cobra.Command {
+	var (
+		hdr        headerFlag
+		t          targetFlags
+		kf         kekFlags
+		extraKeys  []string
+		extraPass  []string
+		keyBits    int
+		sectorSize int
+		resume     bool
+		initOnly   bool
+		throttle   string
+		hotZone    string
+	)
+	cmd := &cobra.Command{
+		Use:   "reencrypt TARGET",
+		Short: "Replace the data key (DEK): every keyslot re-wrapped, the data rewritten (LUKS2 reencryption, as cryptsetup)",
+		Long: `Reencrypt replaces the volume key (DEK) of TARGET with a new random one
+and rewrites the data under it, zone by zone, in LUKS2's reencryption
+format: cryptsetup 2.6 can resume what encblk leaves, and encblk what
+cryptsetup leaves. Every keyslot is re-wrapped for the new key with its own
+KEK, which must be given: the KEK (--key-file, --passphrase-file, --kmip or
+the prompt) and, for keyslots it does not open, --extra-key-file and
+--extra-passphrase-file (repeatable). When done, the old keyslots are wiped.
+
+Each zone is protected by checksums in the header before it is rewritten,
+so a crash or power loss at any moment leaves a volume that --resume
+finishes. SIGINT or SIGTERM stop after the zone in progress. The volume must
+not be served (online reencryption is not implemented yet).`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			target := args[0]
+			var throttleRate, zone int64
+			var err error
+			if throttle != "" {
+				if throttleRate, err = parseSize(throttle); err != nil {
+					return withExit(exitUsage, fmt.Errorf("--throttle: %w", err))
+				}
+			}
+			if hotZone != "" {
+				if zone, err = parseSize(hotZone); err != nil {
+					return withExit(exitUsage, fmt.Errorf("--hotzone-size: %w", err))
+				}
+			}
+			if keyBits != 0 && keyBits != 256 && keyBits != 512 {
+				return withExit(exitUsage, fmt.Errorf("--key-size %d: aes-xts-plain64 takes 256 or 512 bits", keyBits))
+			}
+			if _, _, err := t.client(cmd.Context(), target); err == nil {
+				return withExit(exitBusy, fmt.Errorf("%s is served: online reencryption is not implemented yet; stop the server first", target))
+			} else if !errors.Is(err, daemon.ErrNotServed) {
+				return err
+			}
+			data, err := backing.Open(target, backing.Options{})
+			if err != nil {
+				return err
+			}
+			defer data.Close()
+			k, err := hdr.open(target, false)
+			if err != nil {
+				return err
+			}
+			defer k.Close()
+			r, err := k.Reencryption()
+			if err != nil {
+				return err
+			}
+			switch {
+			case r != nil && !resume:
+				return fmt.Errorf("%w on %s (--resume continues it)", keyring.ErrReencryptInProgress, target)
+			case r == nil && resume:
+				return withExit(exitUsage, fmt.Errorf("%s: %w", target, keyring.ErrReencryptNotStarted))
+			case resume && (keyBits != 0 || sectorSize != 0):
+				return withExit(exitUsage, errors.New("--key-size and --sector-size are set when the reencryption starts, not on --resume"))
+			}
+			if err := secmem.SetNonDumpable(); err != nil {
+				return err
+			}
+			ids, err := readKEKs(kf, extraKeys, extraPass, cmd.InOrStdin(), cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			defer func() {
+				for _, id := range ids {
+					id.(interface{ Destroy() }).Destroy()
+				}
+			}()
+			opts := &keyring.ReencryptOptions{KeySize: keyBits / 8, SectorSize: sectorSize, HotZone: uint64(zone)}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			if r == nil {
+				if err := k.StartReencrypt(ctx, ids, opts); err != nil {
+					return err
+				}
+				a.log.Info("reencryption recorded", "volume", k.UUID())
+				if initOnly {
+					fmt.Fprintf(cmd.OutOrStdout(), "reencryption of %s recorded; encblk reencrypt --resume (or cryptsetup reencrypt --resume-only) runs it\n", target)
+					return nil
+				}
+			}
+			rc, err := k.OpenReencryption(ctx, ids, data, uint64(data.Size()), opts)
+			if err != nil {
+				return err
+			}
+			defer rc.Close()
+			p := newProgressPrinter(cmd.ErrOrStderr(), rc)
+			err = rc.Run(ctx, &keyring.RunOptions{Throttle: uint64(throttleRate), Progress: p.update})
+			if errors.Is(err, context.Canceled) {
+				done, total := rc.Progress()
+				fmt.Fprintf(cmd.ErrOrStderr(), "reencryption stopped at %d of %d bytes; encblk reencrypt --resume continues it\n", done, total)
+				return withExit(exitUsage, errors.New("interrupted"))
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "reencrypted %s: new volume key; old keyslots %v wiped\n", target, rc.OldKeyslots())
+			return nil
+		},
+	}
+	fs := cmd.Flags()
+	hdr.register(fs)
+	t.register(fs)
+	kf.register(fs, "")
+	fs.StringArrayVar(&extraKeys, "extra-key-file", nil, "a key file that opens another keyslot (repeatable)")
+	fs.StringArrayVar(&extraPass, "extra-passphrase-file", nil, "a passphrase file (first line) that opens another keyslot (repeatable)")
+	fs.IntVarP(&keyBits, "key-size", "s", 0, "new volume key size in bits: 256 or 512 (default: unchanged)")
+	fs.IntVar(&sectorSize, "sector-size", 0, "new encryption sector size: 512, 1024, 2048 or 4096 (default: unchanged)")
+	fs.BoolVar(&resume, "resume", false, "continue an interrupted reencryption (encblk's or cryptsetup's)")
+	fs.BoolVar(&initOnly, "init-only", false, "only record the reencryption in the metadata (and re-wrap the keyslots)")
+	fs.StringVar(&throttle, "throttle", "", "cap the rewrite rate, bytes per second (K, M, G suffixes)")
+	fs.StringVar(&hotZone, "hotzone-size", "", "largest zone rewritten per metadata commit (default 64M)")
+	return cmd
+}
+
+// readKEKs reads the KEK and the extra ones; each is destroyed by the caller.
+func readKEKs(kf kekFlags, keyFiles, passFiles []string, stdin io.Reader, stderr io.Writer) ([]keyring.Identity, error) {
+	var ids []keyring.Identity
+	fail := func(err error) ([]keyring.Identity, error) {
+		for _, id := range ids {
+			id.(interface{ Destroy() }).Destroy()
+		}
+		return nil, err
+	}
+	first, err := kf.read(stdin, stderr, false)
+	if err != nil {
+		return nil, err
+	}
+	ids = append(ids, first)
+	for _, f := range keyFiles {
+		k, err := keyring.OpenKeyFile(f)
+		if err != nil {
+			return fail(err)
+		}
+		ids = append(ids, k)
+	}
+	for _, f := range passFiles {
+		p, err := readPassphrase(f, "extra passphrase file", stdin, stderr, "", false)
+		if err != nil {
+			return fail(err)
+		}
+		ids = append(ids, p)
+	}
+	return ids, nil
+}
+
+// progressPrinter prints one line per zone at most every few seconds: bytes
+// done, percent, rate and time left.
+type progressPrinter struct {
+	w        io.Writer
+	start    time.Time
+	last     time.Time
+	done0    uint64
+	interval time.Duration
+}
+
+func newProgressPrinter(w io.Writer, rc *keyring.Reencryptor) *progressPrinter {
+	done, _ := rc.Progress()
+	now := time.Now()
+	return &progressPrinter{w: w, start: now, last: now, done0: done, interval: 2 * time.Second}
+}
+
+func (p *progressPrinter) update(done, total uint64) {
+	now := time.Now()
+	if now.Sub(p.last) < p.interval && done < total {
+		return
+	}
+	p.last = now
+	el := now.Sub(p.start).Seconds()
+	rate := 0.0
+	if el > 0 {
+		rate = float64(done-p.done0) / el
+	}
+	eta := "-"
+	if rate > 0 {
+		eta = (time.Duration(float64(total-done)/rate) * time.Second / time.Second).Round(time.Second).String()
+	}
+	fmt.Fprintf(p.w, "reencrypt: %5.1f%% %d/%d MiB %.1f MiB/s ETA %s\n",
+		100*float64(done)/float64(max(total, 1)), done>>20, total>>20, rate/(1<<20), eta)
+}
