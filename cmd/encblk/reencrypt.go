@@ -14,6 +14,8 @@ import (
 	"github.com/encblk/encblk/internal/backing"
 	"github.com/encblk/encblk/internal/daemon"
 	"github.com/encblk/encblk/internal/secmem"
+	"github.com/encblk/encblk/pkg/kek/keyfile"
+	"github.com/encblk/encblk/pkg/kek/passphrase"
 	"github.com/encblk/encblk/pkg/keyring"
 )
 
@@ -104,7 +106,7 @@ not be served (online reencryption is not implemented yet).`,
 			if err := secmem.SetNonDumpable(); err != nil {
 				return err
 			}
-			ids, err := readKEKs(kf, extraKeys, extraPass, cmd.InOrStdin(), cmd.ErrOrStderr())
+			ids, err := readKEKs(k, kf, extraKeys, extraPass, cmd.InOrStdin(), cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
@@ -160,8 +162,10 @@ not be served (online reencryption is not implemented yet).`,
 	return cmd
 }
 
-// readKEKs reads the KEK and the extra ones; each is destroyed by the caller.
-func readKEKs(kf kekFlags, keyFiles, passFiles []string, stdin io.Reader, stderr io.Writer) ([]keyring.Identity, error) {
+// readKEKs reads the KEK (with no KEK flag, the volume's tokens first:
+// KMIP keyslots open through their tokens) and the extra ones; each is
+// destroyed by the caller.
+func readKEKs(kr *keyring.Keyring, kf kekFlags, keyFiles, passFiles []string, stdin io.Reader, stderr io.Writer) ([]keyring.Identity, error) {
 	var ids []keyring.Identity
 	fail := func(err error) ([]keyring.Identity, error) {
 		for _, id := range ids {
@@ -169,20 +173,20 @@ func readKEKs(kf kekFlags, keyFiles, passFiles []string, stdin io.Reader, stderr
 		}
 		return nil, err
 	}
-	first, err := kf.read(stdin, stderr, false)
+	first, err := kf.readFor(kr, stdin, stderr, false)
 	if err != nil {
 		return nil, err
 	}
 	ids = append(ids, first)
 	for _, f := range keyFiles {
-		k, err := keyring.OpenKeyFile(f)
+		k, err := keyfile.Open(f)
 		if err != nil {
 			return fail(err)
 		}
 		ids = append(ids, k)
 	}
 	for _, f := range passFiles {
-		p, err := readPassphrase(f, "extra passphrase file", stdin, stderr, "", false)
+		p, err := passphrase.Read(f, "extra passphrase file", stdin, stderr, "", false)
 		if err != nil {
 			return fail(err)
 		}
