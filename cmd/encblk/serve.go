@@ -33,6 +33,7 @@ type serveFlags struct {
 	lockTimeout time.Duration
 	control     []string
 	statusGroup string
+	metrics     []string
 	plain       bool
 	direct      bool
 	tlsCert     string
@@ -81,6 +82,7 @@ a backing that carries a LUKS header.`,
 	fs.StringVar(&f.lockMode, "lock-mode", "wait", "I/O while locked: wait (for unlock, up to --lock-timeout) or fail (EIO at once)")
 	fs.DurationVar(&f.lockTimeout, "lock-timeout", 0, "with --lock-mode wait: fail I/O with EIO after waiting this long (0: wait until unlocked or the client goes)")
 	fs.StringArrayVar(&f.control, "control", nil, "also answer the control API on this unix socket (repeatable)")
+	fs.StringArrayVar(&f.metrics, "metrics-listen", nil, "serve Prometheus metrics (GET /metrics) on tcp:HOST:PORT or unix:PATH (repeatable); also on the control socket")
 	fs.StringVar(&f.statusGroup, "status-group", "", "members of this group may read status (nothing else) through the --control sockets (then mode 0660)")
 	fs.BoolVar(&f.plain, "plain", false, "serve the backing unencrypted (benchmarks and tests; refuses LUKS backings)")
 	fs.BoolVar(&f.direct, "direct", false, "use O_DIRECT on the backing for aligned requests")
@@ -141,9 +143,17 @@ func runServe(cmd *cobra.Command, a *app, f *serveFlags, args []string) error {
 		closeAll()
 		return err
 	}
+	metricsLs, err := listenAll(ctx, f.metrics, "--metrics-listen")
+	if err != nil {
+		closeAll()
+		for _, l := range listeners {
+			l.Close()
+		}
+		return err
+	}
 	var d *daemon.Daemon
 	d, err = daemon.New(daemon.Config{Volumes: vols, Listeners: listeners, ControlPaths: f.control,
-		StatusGroup: f.statusGroup, TLS: tlsCfg, RequireTLS: f.tlsRequire,
+		MetricsListeners: metricsLs, StatusGroup: f.statusGroup, TLS: tlsCfg, RequireTLS: f.tlsRequire,
 		MaxConnections: maxConns, IdleTimeout: f.idleTimeout, Logger: a.log, Ublk: ublkCfg,
 		Ready: func() { printUblk(cmd.OutOrStdout(), d) }})
 	if err != nil {
@@ -244,4 +254,31 @@ func serveTLS(f *serveFlags) (*tls.Config, error) {
 		return nil, withExit(exitUsage, errors.New("--tls-cert and --tls-key go together"))
 	}
 	return nbd.TLSConfig(f.tlsCert, f.tlsKey, f.tlsClientCA)
+}
+
+// listenAll opens a listener for each unix:PATH or tcp:HOST:PORT spec;
+// on failure it closes those it opened.
+func listenAll(ctx context.Context, specs []string, flag string) ([]net.Listener, error) {
+	var ls []net.Listener
+	for _, s := range specs {
+		var l net.Listener
+		var err error
+		switch {
+		case strings.HasPrefix(s, "unix:"):
+			l, err = nbd.ListenUnix(ctx, strings.TrimPrefix(s, "unix:"), -1)
+		case strings.HasPrefix(s, "tcp:"):
+			var lc net.ListenConfig
+			l, err = lc.Listen(ctx, "tcp", strings.TrimPrefix(s, "tcp:"))
+		default:
+			err = withExit(exitUsage, fmt.Errorf("%s %q: want unix:PATH or tcp:HOST:PORT", flag, s))
+		}
+		if err != nil {
+			for _, l := range ls {
+				l.Close()
+			}
+			return nil, err
+		}
+		ls = append(ls, l)
+	}
+	return ls, nil
 }

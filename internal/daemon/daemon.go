@@ -37,6 +37,10 @@ type Config struct {
 	// well-known sockets stay in the 0700 runtime directory. Every other
 	// client must be root or this process's user (SO_PEERCRED).
 	StatusGroup string
+	// MetricsListeners serve the Prometheus exposition (GET /metrics, and
+	// nothing else) over HTTP; it is also on the control sockets. Run
+	// closes them.
+	MetricsListeners []net.Listener
 	// TLS and RequireTLS are passed to the NBD server.
 	TLS        *tls.Config
 	RequireTLS bool
@@ -61,6 +65,7 @@ type Daemon struct {
 	nbd  *nbd.Server
 	gid  int // of StatusGroup; -1 without
 	ublk ublkSet
+	met  *metrics
 }
 
 // New checks cfg and returns a Daemon.
@@ -87,17 +92,20 @@ func New(cfg Config) (*Daemon, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	exports := nbd.StaticExports{}
-	for _, v := range cfg.Volumes {
-		exports[v.spec.Export] = v.export
-	}
 	gid, err := lookupGroup(cfg.StatusGroup)
 	if err != nil {
 		return nil, err
 	}
-	srv := &nbd.Server{Exports: exports, TLS: cfg.TLS, RequireTLS: cfg.RequireTLS, Logger: log,
+	d := &Daemon{cfg: cfg, log: log, gid: gid}
+	d.met = newMetrics(d)
+	exports := nbd.StaticExports{}
+	for _, v := range cfg.Volumes {
+		v.instrument(d.met)
+		exports[v.spec.Export] = v.export
+	}
+	d.nbd = &nbd.Server{Exports: exports, TLS: cfg.TLS, RequireTLS: cfg.RequireTLS, Logger: log,
 		MaxConnections: cfg.MaxConnections, IdleTimeout: cfg.IdleTimeout}
-	return &Daemon{cfg: cfg, log: log, nbd: srv, gid: gid}, nil
+	return d, nil
 }
 
 // Run serves until ctx is cancelled (SIGTERM/SIGINT in the CLI), then
@@ -107,6 +115,11 @@ func New(cfg Config) (*Daemon, error) {
 // reports READY once everything listens.
 func (d *Daemon) Run(ctx context.Context) error {
 	defer d.closeVolumes()
+	defer func() {
+		for _, l := range d.cfg.MetricsListeners {
+			l.Close()
+		}
+	}()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -160,10 +173,19 @@ func (d *Daemon) Run(ctx context.Context) error {
 	for _, l := range ctlListeners {
 		wg.Go(func() { hs.Serve(l) })
 	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", d.met.handler())
+	ms := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelDebug)}
+	for _, l := range d.cfg.MetricsListeners {
+		d.log.Info("listening", "metrics", l.Addr().String())
+		wg.Go(func() { ms.Serve(l) })
+	}
 
 	if err := d.startUblk(); err != nil {
 		cancel()
 		hs.Close()
+		ms.Close()
 		wg.Wait()
 		return err
 	}
@@ -201,6 +223,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	cancel()
 	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
 	hs.Shutdown(sctx)
+	ms.Shutdown(sctx)
 	scancel()
 	wg.Wait()
 	if errors.Is(err, nbd.ErrServerClosed) {

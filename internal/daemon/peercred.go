@@ -94,7 +94,7 @@ func lookupGroup(name string) (int, error) {
 }
 
 // readOnlyRoutes are what a member of the status group may ask.
-var readOnlyRoutes = map[string]bool{"GET /v1/status": true, "GET /v1/keyslots": true}
+var readOnlyRoutes = map[string]bool{"GET /v1/status": true, "GET /v1/keyslots": true, "GET /metrics": true}
 
 // deniedEvents are the audit events of the routes an untrusted peer may
 // be denied.

@@ -142,6 +142,17 @@ func (v *Volume) setDevice(dev blockdev.Device, description string) {
 	v.export = nbd.Export{Device: blockdev.ByteGranular(dev), Description: description, MultiConn: true, Cache: cache}
 }
 
+// instrument makes every request through Device and NBDExport count in
+// m's series (at the frontend's granularity: an NBD request is counted
+// once, however ByteGranular splits it).
+func (v *Volume) instrument(m *metrics) {
+	if _, done := v.dev.(*measured); done {
+		return
+	}
+	v.dev = m.instrument(v.id, v.dev)
+	v.export.Device = m.instrument(v.id, v.export.Device)
+}
+
 // Device is the volume's block device, for a frontend that sends whole
 // logical blocks (ublk). Partial-block writes through the NBD export are
 // not ordered against writes sent to it directly.

@@ -135,6 +135,12 @@ func (v *Volume) wipeLocked() {
 // waits as Config's lock policy says.
 func (v *Volume) acquire(ctx context.Context) (*xts.Cipher, error) {
 	var timeout <-chan time.Time
+	var waitStart time.Time
+	defer func() {
+		if !waitStart.IsZero() {
+			v.stats.lockWait.Add(int64(time.Since(waitStart)))
+		}
+	}()
 	v.mu.Lock()
 	for {
 		switch {
@@ -152,6 +158,9 @@ func (v *Volume) acquire(ctx context.Context) (*xts.Cipher, error) {
 		}
 		wake := v.wake
 		v.mu.Unlock()
+		if waitStart.IsZero() {
+			waitStart = time.Now()
+		}
 		if timeout == nil && v.cfg.LockTimeout > 0 {
 			t := time.NewTimer(v.cfg.LockTimeout)
 			defer t.Stop()

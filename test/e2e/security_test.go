@@ -3,10 +3,14 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -487,4 +491,106 @@ func TestAuditRecords(t *testing.T) {
 			t.Errorf("record %d: %+v, want %+v with volume %s and this test's uid", i, g, w, uuid)
 		}
 	}
+}
+
+// scrape GETs url's metrics through client.
+func scrape(t *testing.T, client *http.Client, url string) string {
+	t.Helper()
+	resp, err := client.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %s, %v", url, resp.Status, err)
+	}
+	return string(b)
+}
+
+// metricValue is the value of the series named exactly series ("name{labels}").
+func metricValue(t *testing.T, text, series string) float64 {
+	t.Helper()
+	for _, line := range strings.Split(text, "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				t.Fatalf("%s: %v", line, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("no series %s in:\n%s", series, text)
+	return 0
+}
+
+// TestMetrics: the Prometheus exposition on --metrics-listen and on the
+// control socket passes promtool's lint, counts the requests a client
+// made, and follows lock and unlock.
+func TestMetrics(t *testing.T) {
+	require(t, nbdcopyTool, [2]string{"promtool", "prometheus"})
+	e := newEnv(t)
+	key := e.keyFile("disk.key")
+	disk := e.format("disk.img", 32<<20, key)
+	s := e.serve("disk.nbd", "--key-file", key, "--metrics-listen", "tcp:127.0.0.1:0", disk)
+	var addr string
+	for _, line := range strings.Split(s.log.String(), "\n") {
+		if _, a, ok := strings.Cut(line, "metrics="); ok {
+			addr = strings.TrimSpace(a)
+		}
+	}
+	if addr == "" {
+		t.Fatalf("no metrics address logged:\n%s", s.log)
+	}
+	id, err := daemon.VolumeID(disk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := e.path("data")
+	if err := os.WriteFile(data, pattern(4<<20, 7), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tool(t, "nbdcopy", data, s.uri())
+	tool(t, "nbdcopy", s.uri(), e.path("back"))
+
+	text := scrape(t, http.DefaultClient, "http://"+addr+"/metrics")
+	lint := exec.Command("promtool", "check", "metrics")
+	lint.Stdin = strings.NewReader(text)
+	if out, err := lint.CombinedOutput(); err != nil {
+		t.Fatalf("promtool check metrics: %v\n%s", err, out)
+	}
+	vol := fmt.Sprintf(`{volume="%s"}`, id)
+	if w := metricValue(t, text, fmt.Sprintf(`encblk_request_bytes_total{op="write",volume="%s"}`, id)); w < 4<<20 {
+		t.Errorf("bytes written %v, want >= 4 MiB", w)
+	}
+	if r := metricValue(t, text, fmt.Sprintf(`encblk_request_bytes_total{op="read",volume="%s"}`, id)); r < 4<<20 {
+		t.Errorf("bytes read %v, want >= 4 MiB", r)
+	}
+	if n := metricValue(t, text, fmt.Sprintf(`encblk_request_duration_seconds_count{op="write",volume="%s"}`, id)); n < 1 {
+		t.Errorf("write latency count %v", n)
+	}
+	if l := metricValue(t, text, "encblk_volume_locked"+vol); l != 0 {
+		t.Errorf("locked %v while unlocked", l)
+	}
+	if k := metricValue(t, text, fmt.Sprintf(`encblk_keyslots{kind="secret",volume="%s"}`, id)); k != 1 {
+		t.Errorf("keyslots %v, want 1", k)
+	}
+
+	e.must("lock", disk)
+	ctl, err := daemon.ControlSocket(disk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// ControlSocket resolves the runtime dir from this process's
+	// environment; the server's is e.run.
+	ctl = filepath.Join(e.run, filepath.Base(ctl))
+	unixClient := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", ctl)
+	}}}
+	text = scrape(t, unixClient, "http://encblk/metrics")
+	if l := metricValue(t, text, "encblk_volume_locked"+vol); l != 1 {
+		t.Errorf("locked %v after lock", l)
+	}
+	s.stop()
 }
