@@ -20,7 +20,7 @@ func newSedCmd(a *app) *cobra.Command {
 		Long: `Commands for self-encrypting drives (SEDs). scan and info only read: they
 send Level 0 Discovery (and IDENTIFY DEVICE to SATA disks) and nothing else.
 setup, unlock and lock manage LUKS2 hw-opal volumes as cryptsetup 2.7 does;
-setup and revert destroy data and need --yes-destroy-data. "sed ata" drives the
+setup and revert destroy data and ask for a typed YES unless --batch-mode (or --yes-destroy-data) is given. "sed ata" drives the
 ATA Security feature set of SATA disks without Opal.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },

@@ -92,7 +92,7 @@ func newSedATACmd(a *app) *cobra.Command {
 password that locks the whole drive at every power-on, a master password for
 recovery, freeze lock, and secure erase. Passwords are read from files only
 (1 to 32 bytes; use random bytes, not a human password). erase destroys all
-data and needs --yes-destroy-data.`,
+data and asks for a typed YES unless --batch-mode (or --yes-destroy-data).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
@@ -208,7 +208,7 @@ func newSedATAOpCmd(a *app, op ataOp) *cobra.Command {
 	var (
 		f       ataFlags
 		o       ataOpts
-		destroy bool
+		destroy destroyConfirm
 	)
 	cmd := &cobra.Command{
 		Use:   op.use + " DEVICE",
@@ -216,8 +216,10 @@ func newSedATAOpCmd(a *app, op ataOp) *cobra.Command {
 		Long:  op.long,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if op.destroy && !destroy {
-				return withExit(exitUsage, errNoDestroyConfirm)
+			if op.destroy {
+				if err := destroy.confirm(cmd, fmt.Sprintf("This will erase %s: all data on the drive is destroyed.", args[0])); err != nil {
+					return err
+				}
 			}
 			var pw []byte
 			if op.password {
@@ -249,7 +251,7 @@ func newSedATAOpCmd(a *app, op ataOp) *cobra.Command {
 		fs.BoolVar(&o.maximum, "maximum", false, "security level maximum: the master password can only erase, not unlock")
 	case "erase":
 		fs.BoolVar(&o.enhanced, "enhanced", false, "enhanced security erase")
-		fs.BoolVar(&destroy, "yes-destroy-data", false, "confirm that all data on the drive is destroyed")
+		destroy.register(fs, "all data on the drive")
 	}
 	return cmd
 }

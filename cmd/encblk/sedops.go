@@ -32,8 +32,21 @@ func init() {
 }
 
 // errNoDestroyConfirm is what destructive sed commands say without
-// --yes-destroy-data.
-var errNoDestroyConfirm = errors.New("this destroys data on the drive: add --yes-destroy-data to confirm")
+// --batch-mode.
+//
+// destroyConfirm is the confirmation of a command that destroys data on a
+// drive: a typed YES, as every other destructive command asks, unless
+// --batch-mode (or its older spelling --yes-destroy-data) is given.
+type destroyConfirm struct{ batch bool }
+
+func (d *destroyConfirm) register(fs *pflag.FlagSet, what string) {
+	fs.BoolVarP(&d.batch, "batch-mode", "q", false, "do not ask for confirmation that "+what+" is destroyed")
+	fs.BoolVar(&d.batch, "yes-destroy-data", false, "the same as --batch-mode")
+}
+
+func (d *destroyConfirm) confirm(cmd *cobra.Command, warning string) error {
+	return confirm(cmd.InOrStdin(), cmd.ErrOrStderr(), d.batch, warning)
+}
 
 // sedFlags are the flags shared by the commands that talk Opal to a drive.
 type sedFlags struct {
@@ -146,7 +159,7 @@ func newSedSetupCmd(a *app) *cobra.Command {
 		hdr     headerFlag
 		segment uint8
 		only    bool
-		destroy bool
+		destroy destroyConfirm
 	)
 	cmd := &cobra.Command{
 		Use:   "setup DEVICE",
@@ -162,8 +175,8 @@ be a partition: the range then starts at the partition's offset on the disk
 plus the data offset, as with cryptsetup.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if !destroy {
-				return withExit(exitUsage, errNoDestroyConfirm)
+			if err := destroy.confirm(cmd, fmt.Sprintf("This will destroy every byte in the locking range of %s.", args[0])); err != nil {
+				return err
 			}
 			if sf.simulator && hdr.path == "" {
 				return withExit(exitUsage, errors.New("--simulator needs --header (the simulated medium is encrypted by the drive)"))
@@ -222,7 +235,7 @@ plus the data offset, as with cryptsetup.`,
 	hdr.register(fs)
 	fs.Uint8Var(&segment, "range", 1, "locking range (LUKS2 opal_segment_number), 1..8")
 	fs.BoolVar(&only, "hw-opal-only", false, "rely on the drive's encryption alone (segment type hw-opal, no dm-crypt layer)")
-	fs.BoolVar(&destroy, "yes-destroy-data", false, "confirm that the data in the range is destroyed")
+	destroy.register(fs, "the data in the range")
 	return cmd
 }
 
@@ -293,7 +306,7 @@ func newSedRevertCmd(a *app) *cobra.Command {
 	var (
 		sf       sedFlags
 		psidFile string
-		destroy  bool
+		destroy  destroyConfirm
 	)
 	cmd := &cobra.Command{
 		Use:   "revert DEVICE",
@@ -305,8 +318,8 @@ with the PSID printed on the drive's label (--psid-file). EVERY BYTE ON THE
 DRIVE IS DESTROYED.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if !destroy {
-				return withExit(exitUsage, errNoDestroyConfirm)
+			if err := destroy.confirm(cmd, fmt.Sprintf("This will return %s to its factory state: EVERY BYTE ON THE DRIVE IS DESTROYED.", args[0])); err != nil {
+				return err
 			}
 			var cred sed.Credential
 			var key *secmem.Buffer
@@ -343,6 +356,6 @@ DRIVE IS DESTROYED.`,
 	fs := cmd.Flags()
 	sf.register(fs, true)
 	fs.StringVar(&psidFile, "psid-file", "", "file with the PSID from the drive's label")
-	fs.BoolVar(&destroy, "yes-destroy-data", false, "confirm that all data on the drive is destroyed")
+	destroy.register(fs, "all data on the drive")
 	return cmd
 }
