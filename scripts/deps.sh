@@ -17,6 +17,8 @@ packages=(
 	qemu-system-x86 linux-image-6.12-amd64 busybox-static nbd-client kmod cpio xz-utils zstd dmsetup iproute2
 	# real-process crash tests (SIGKILL injected at each fsync)
 	strace
+	# promtool lints the metrics exposition
+	prometheus
 	# age files (header backups, the age KEK source): the age tools, SSH keys,
 	# and script(1) to give age a terminal for its passphrase
 	age openssh-client bsdutils
