@@ -53,7 +53,9 @@ type KeyslotResult struct {
 func (d *Daemon) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", d.handleStatus)
-	mux.Handle("GET /metrics", d.met.handler())
+	if d.met != nil {
+		mux.Handle("GET /metrics", d.met.handler())
+	}
 	mux.HandleFunc("POST /v1/unlock", d.handleUnlock)
 	mux.HandleFunc("POST /v1/lock", d.handleLock)
 	mux.HandleFunc("POST /v1/rotate-kek", d.handleRotate)

@@ -340,7 +340,8 @@ func FuzzControlRequest(f *testing.F) {
 		for _, ep := range []string{"/v1/unlock", "/v1/lock", "/v1/keyslots"} {
 			rec := httptest.NewRecorder()
 			req := httptest.NewRequest(http.MethodPost, ep, strings.NewReader(body))
-			req = req.WithContext(ctxWithTimeout(t))
+			// As if from a control socket, by root.
+			req = req.WithContext(context.WithValue(ctxWithTimeout(t), connKey{}, &secretConn{}))
 			h.ServeHTTP(rec, req)
 			if !strings.HasPrefix(rec.Header().Get("Content-Type"), "application/json") {
 				t.Fatalf("%s: answer is not JSON: %q", ep, rec.Body.String())

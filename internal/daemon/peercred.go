@@ -108,7 +108,10 @@ var deniedEvents = map[string]string{
 // only read status. A denial is audited.
 func (d *Daemon) authorize(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, _ := PeerFrom(r.Context())
+		p, known := PeerFrom(r.Context())
+		if !known {
+			p = Peer{PID: -1, UID: ^uint32(0), GID: ^uint32(0)} // not from a control socket
+		}
 		if !p.trusted() && !readOnlyRoutes[r.Method+" "+r.URL.Path] {
 			err := fmt.Errorf("%w: uid %d may only read status", ErrUntrustedPeer, p.UID)
 			ev := deniedEvents[r.URL.Path]
