@@ -9,6 +9,8 @@ packages=(
 	nbdkit libnbd-bin fuse3 qemu-utils fio
 	# LUKS2 interop and filesystems
 	cryptsetup-bin e2fsprogs util-linux mount
+	# deterministic interruption of cryptsetup reencrypt (fault injection)
+	strace
 	# socket activation of encblk serve (systemd-socket-activate)
 	systemd
 	# independent crypto (OpenSSL via python3-cryptography) and KMIP server
