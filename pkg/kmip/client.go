@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
+	"sync"
 	"time"
 )
 
@@ -30,7 +32,14 @@ type Config struct {
 	Version ProtocolVersion
 	// MaxMessageSize caps a response; 0 means DefaultMaxMessageSize.
 	MaxMessageSize int
-	// Logger receives debug records of attempts; nil discards them.
+	// TLS12ProfileSuites adds, for TLS 1.2, the KMIP profiles' CBC suites
+	// that take an RSA certificate (see profileSuites), for servers that
+	// offer nothing else (PyKMIP and others that follow the profile, with
+	// RSA certificates). Go still prefers TLS 1.3 and its AEAD suites;
+	// the client logs a warning when a profile suite is used.
+	TLS12ProfileSuites bool
+	// Logger receives debug records of attempts (with each connection's
+	// TLS version and suite) and the warning above; nil discards them.
 	Logger *slog.Logger
 }
 
@@ -44,6 +53,9 @@ type Client struct {
 	version ProtocolVersion
 	maxSize int
 	log     *slog.Logger
+
+	profileSuites bool
+	profileWarned sync.Once
 }
 
 // New checks cfg and returns a Client. It does not contact any server.
@@ -63,13 +75,17 @@ func New(cfg Config) (*Client, error) {
 	if t.MinVersion < tls.VersionTLS12 {
 		t.MinVersion = tls.VersionTLS12
 	}
+	if cfg.TLS12ProfileSuites {
+		t.CipherSuites = withProfileSuites(t.CipherSuites)
+	}
 	c := &Client{
-		servers: append([]string(nil), cfg.Servers...),
-		tls:     t,
-		timeout: cfg.Timeout,
-		version: cfg.Version,
-		maxSize: cfg.MaxMessageSize,
-		log:     cfg.Logger,
+		servers:       append([]string(nil), cfg.Servers...),
+		tls:           t,
+		timeout:       cfg.Timeout,
+		version:       cfg.Version,
+		maxSize:       cfg.MaxMessageSize,
+		log:           cfg.Logger,
+		profileSuites: cfg.TLS12ProfileSuites,
 	}
 	if c.timeout <= 0 {
 		c.timeout = DefaultTimeout
@@ -140,9 +156,13 @@ func (c *Client) roundTrip(ctx context.Context, server string, msg []byte, reqs 
 	d := tls.Dialer{NetDialer: &net.Dialer{}, Config: c.tls}
 	conn, err := d.DialContext(ctx, "tcp", server)
 	if err != nil {
+		if !c.profileSuites && strings.Contains(err.Error(), "tls: handshake failure") {
+			return nil, fmt.Errorf("%w (%s)", err, noSharedSuiteHint)
+		}
 		return nil, err
 	}
 	defer conn.Close()
+	c.logTLS(server, conn.(*tls.Conn).ConnectionState())
 	// Cancellation and the attempt's timeout interrupt blocked I/O; since
 	// this runs once ctx is done, ctxErr can name the reason.
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
@@ -155,6 +175,22 @@ func (c *Client) roundTrip(ctx context.Context, server string, msg []byte, reqs 
 		return nil, ctxErr(ctx, err)
 	}
 	return decodeResponse(server, raw, reqs)
+}
+
+// logTLS logs a connection's TLS version and suite at debug level, and
+// warns once per Client when a KMIP profile CBC suite had to be used.
+func (c *Client) logTLS(server string, st tls.ConnectionState) {
+	suite := tls.CipherSuiteName(st.CipherSuite)
+	c.log.Debug("kmip tls", "server", server, "version", tls.VersionName(st.Version), "suite", suite)
+	if isProfileSuite(st.CipherSuite) {
+		c.profileWarned.Do(func() {
+			msg := "kmip: TLS 1.2 with a KMIP profile CBC suite (tls12_profile_suites): the server offers neither TLS 1.3 nor an AEAD suite for its certificate"
+			if st.CipherSuite == tls.TLS_RSA_WITH_AES_128_CBC_SHA256 {
+				msg += "; it chose RSA key exchange, which has no forward secrecy"
+			}
+			c.log.Warn(msg, "server", server, "suite", suite)
+		})
+	}
 }
 
 // ctxErr prefers the context's reason (timeout, cancellation) over the

@@ -24,7 +24,8 @@ import (
 //	  "key":  "/etc/encblk/kmip/client.key",
 //	  "key_uid": "",
 //	  "server_name": "",
-//	  "timeout": "10s"
+//	  "timeout": "10s",
+//	  "tls12_profile_suites": false
 //	}
 //
 // cert and key are the client's certificate and private key (PEM); ca is
@@ -32,7 +33,11 @@ import (
 // relative to the configuration file. key_uid names an existing,
 // Active AES-256 key on the server; empty means encblk creates and
 // activates one. server_name overrides the name checked in the servers'
-// certificates. Unknown fields are refused, so a typo is not ignored.
+// certificates. tls12_profile_suites enables, for TLS 1.2, the KMIP
+// profiles' CBC suites for servers with RSA certificates that offer
+// nothing else (see Config.TLS12ProfileSuites): leave it off unless the
+// handshake fails without it; TLS 1.3 is used whenever the server offers
+// it. Unknown fields are refused, so a typo is not ignored.
 type FileConfig struct {
 	Servers    []string `json:"servers"`
 	CA         string   `json:"ca"`
@@ -41,6 +46,8 @@ type FileConfig struct {
 	KeyUID     string   `json:"key_uid,omitempty"`
 	ServerName string   `json:"server_name,omitempty"`
 	Timeout    string   `json:"timeout,omitempty"`
+	// TLS12ProfileSuites: see Config.TLS12ProfileSuites.
+	TLS12ProfileSuites bool `json:"tls12_profile_suites,omitempty"`
 
 	// Path is the file the configuration was read from ("" if none).
 	Path string `json:"-"`
@@ -154,5 +161,5 @@ func (c *FileConfig) Client(servers []string, log *slog.Logger) (*Client, error)
 	if len(servers) == 0 {
 		servers = c.Servers
 	}
-	return New(Config{Servers: servers, TLS: t, Timeout: timeout, Logger: log})
+	return New(Config{Servers: servers, TLS: t, Timeout: timeout, TLS12ProfileSuites: c.TLS12ProfileSuites, Logger: log})
 }

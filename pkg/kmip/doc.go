@@ -32,4 +32,20 @@
 // the Sensitive attribute (not to be handed out by Get); PyKMIP stores it
 // but does not enforce it and has no Extractable attribute. encblk never
 // calls Get on its KEKs.
+//
+// # TLS
+//
+// The client speaks TLS 1.3 whenever the server offers it, else TLS 1.2
+// with Go's default suites (ECDHE with AES-GCM or ChaCha20-Poly1305, and
+// AES-CBC-SHA1). Servers that follow the KMIP profiles' TLS 1.2 suite list
+// with an RSA certificate (PyKMIP does; RSA is what most enterprise PKIs
+// issue) share none of those: the handshake fails, and the error says to
+// set "tls12_profile_suites": true in the configuration file
+// (Config.TLS12ProfileSuites). That adds the profile's CBC suites Go
+// implements for RSA keys, TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256 and
+// TLS_RSA_WITH_AES_128_CBC_SHA256 (see profileSuites for why they are
+// off by default); the client logs a warning naming the suite when one is
+// used. PyKMIP, which picks by its own preference, chooses the second:
+// RSA key exchange, without forward secrecy. Prefer TLS 1.3 or an ECDSA
+// server certificate where the key manager allows.
 package kmip

@@ -182,11 +182,13 @@ func TestIdleTimeout(t *testing.T) {
 		if cookie, errno, _ := r.simpleReply(0); cookie != 2 || errno != 0 {
 			t.Fatalf("flush held past the idle timeout: cookie %d errno %d", cookie, errno)
 		}
-		flushes := b.flushes.Load()
 		// Now idle: the server hangs up (expectClosed fails after 30 s).
 		r.expectClosed()
 		s.waitNoConnections(t)
-		if b.flushes.Load() == flushes {
+		// The client's flush was one; the server's at the end is another
+		// (which may have come before the test looked: not counted from
+		// here).
+		if b.flushes.Load() < 2 {
 			t.Error("the backend was not flushed when the idle connection ended")
 		}
 		if !strings.Contains(logs.String(), "connection idle for 50ms") {

@@ -4,9 +4,11 @@
 package kmiptest
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -19,22 +21,59 @@ import (
 	"time"
 )
 
-// CA is a throwaway certificate authority. Its keys are ECDSA P-256:
-// PyKMIP's TLS 1.2 suite and Go's default cipher suites meet in
-// ECDHE-ECDSA-AES-GCM.
+// CA is a throwaway certificate authority. Its keys, and those of the
+// certificates it issues, are ECDSA P-256 (NewCA: PyKMIP's TLS 1.2 suite
+// and Go's default cipher suites meet in ECDHE-ECDSA-AES-GCM) or RSA 2048
+// (NewRSACA: what most enterprise PKIs issue; with PyKMIP they meet only
+// in the KMIP profile's CBC suites).
 type CA struct {
 	Cert *x509.Certificate
-	key  *ecdsa.PrivateKey
+	key  crypto.Signer
 	PEM  []byte
 }
 
-// NewCA makes a self-signed CA called name, valid for a day.
+// NewCA makes a self-signed ECDSA CA called name, valid for a day.
 func NewCA(tb testing.TB, name string) *CA {
+	tb.Helper()
+	return newCA(tb, name, newECDSAKey(tb))
+}
+
+// NewRSACA makes a self-signed RSA CA called name, valid for a day; it
+// issues RSA certificates.
+func NewRSACA(tb testing.TB, name string) *CA {
+	tb.Helper()
+	return newCA(tb, name, newRSAKey(tb))
+}
+
+func newECDSAKey(tb testing.TB) crypto.Signer {
 	tb.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		tb.Fatal(err)
 	}
+	return key
+}
+
+func newRSAKey(tb testing.TB) crypto.Signer {
+	tb.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return key
+}
+
+// newKey makes a key of the CA's kind.
+func (ca *CA) newKey(tb testing.TB) crypto.Signer {
+	tb.Helper()
+	if _, ok := ca.key.(*rsa.PrivateKey); ok {
+		return newRSAKey(tb)
+	}
+	return newECDSAKey(tb)
+}
+
+func newCA(tb testing.TB, name string, key crypto.Signer) *CA {
+	tb.Helper()
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial(tb),
 		Subject:               pkix.Name{CommonName: name, Organization: []string{"encblk test"}},
@@ -44,7 +83,7 @@ func NewCA(tb testing.TB, name string) *CA {
 		BasicConstraintsValid: true,
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -74,10 +113,7 @@ type Leaf struct {
 // extended key usage PyKMIP insists on.
 func (ca *CA) Issue(tb testing.TB, cn string, server bool) *Leaf {
 	tb.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		tb.Fatal(err)
-	}
+	key := ca.newKey(tb)
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(tb),
 		Subject:      pkix.Name{CommonName: cn},
@@ -86,12 +122,16 @@ func (ca *CA) Issue(tb testing.TB, cn string, server bool) *Leaf {
 		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyAgreement,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}
+	if _, ok := key.(*rsa.PrivateKey); ok {
+		// RSA key exchange (TLS_RSA_*) encrypts to the key.
+		tmpl.KeyUsage = x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment
+	}
 	if server {
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
 		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
 		tmpl.DNSNames = []string{"localhost"}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, key.Public(), ca.key)
 	if err != nil {
 		tb.Fatal(err)
 	}

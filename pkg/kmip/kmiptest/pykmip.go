@@ -44,14 +44,26 @@ const stopGrace = time.Second
 // Start runs pykmip-server with Debian's /usr/bin/python3 on a free port of
 // 127.0.0.1, with a fresh CA, server certificate, SQLite database and
 // policy directory under a temporary directory, requiring TLS 1.2 client
-// certificates. The server is stopped when the test ends. The test is
-// skipped (or fails under ENCBLK_REQUIRE_TOOLS=1) if python3-pykmip is not
-// installed.
+// certificates. Its certificates are ECDSA P-256. The server is stopped
+// when the test ends. The test is skipped (or fails under
+// ENCBLK_REQUIRE_TOOLS=1) if python3-pykmip is not installed.
 func Start(tb testing.TB) *Server {
+	tb.Helper()
+	return start(tb, NewCA)
+}
+
+// StartRSA is Start with RSA certificates: the server then offers only the
+// KMIP TLS 1.2 profile's suites that take an RSA key, all CBC ones.
+func StartRSA(tb testing.TB) *Server {
+	tb.Helper()
+	return start(tb, NewRSACA)
+}
+
+func start(tb testing.TB, newCA func(testing.TB, string) *CA) *Server {
 	tb.Helper()
 	python := testutil.RequireFile(tb, testutil.Python, "python3")
 	script := testutil.RequireTool(tb, "pykmip-server", "python3-pykmip")
-	s := &Server{tb: tb, Dir: tb.TempDir(), CA: NewCA(tb, "encblk test KMIP CA")}
+	s := &Server{tb: tb, Dir: tb.TempDir(), CA: newCA(tb, "encblk test KMIP CA")}
 	s.Client = s.CA.Issue(tb, "encblk-test-client", false)
 	srvCert, srvKey := s.CA.Issue(tb, "127.0.0.1", true).WriteFiles(tb, s.Dir, "server")
 	caPath := filepath.Join(s.Dir, "ca.crt")
