@@ -133,52 +133,62 @@ func TestServeConnMaxConnections(t *testing.T) {
 	}
 }
 
-// flushCounter counts the device's flushes and holds a flush while gate
-// is set.
+// flushCounter counts the device's flushes and holds the first one until
+// open is called.
 type flushCounter struct {
 	*fileDevice
-	flushes atomic.Int64
-	gate    chan struct{} // nil: flushes pass
-	entered chan struct{}
+	flushes  atomic.Int64
+	gate     chan struct{}
+	entered  chan struct{}
+	openOnce sync.Once
 }
 
+func newFlushCounter(f *fileDevice) *flushCounter {
+	return &flushCounter{fileDevice: f, gate: make(chan struct{}), entered: make(chan struct{})}
+}
+
+func (b *flushCounter) open() { b.openOnce.Do(func() { close(b.gate) }) }
+
 func (b *flushCounter) Flush(ctx context.Context) error {
-	if b.gate != nil && b.flushes.Load() == 0 {
+	if b.flushes.Add(1) == 1 {
 		close(b.entered)
 		<-b.gate
 	}
-	b.flushes.Add(1)
 	return b.fileDevice.Flush(ctx)
 }
 
 // TestIdleTimeout: a connection in transmission with nothing in flight is
 // closed once IdleTimeout has passed, its writes flushed; a request that
-// runs longer than IdleTimeout is not cut off.
+// runs longer than IdleTimeout is not cut off. (The client sends its
+// requests within IdleTimeout of the handshake: half a second, time
+// enough on a loaded machine.)
 func TestIdleTimeout(t *testing.T) {
 	t.Parallel()
 	inBothModes(t, func(t *testing.T, blockingConns int) {
 		f, _ := newFileExport(t, 1<<20, allCaps())
-		b := &flushCounter{fileDevice: f, gate: make(chan struct{}), entered: make(chan struct{})}
+		b := newFlushCounter(f)
 		logs := &logCapture{t: t}
-		const idle = 50 * time.Millisecond
+		const idle = 500 * time.Millisecond
 		s := startServer(t, nbd.StaticExports{"": fullExport(b)}, func(srv *nbd.Server) {
 			srv.BlockingConns = blockingConns
 			srv.IdleTimeout = idle
 			srv.Logger = logs.logger()
 		})
+		t.Cleanup(b.open) // before the server's cleanup stops it
 		r := newRawClient(t, s, 3)
 		r.start("", false)
-		r.request(0, tCmdWrite, 1, 0, 4096, bytes.Repeat([]byte{7}, 4096))
-		if _, errno, _ := r.simpleReply(0); errno != 0 {
-			t.Fatalf("write: errno %d", errno)
+		// A write, and a flush held for several idle timeouts: the
+		// connection is busy, not idle. (On a machine so loaded that the
+		// server's timer runs late this checks less, never fails wrongly.)
+		req := appendRequest(nil, 0, tCmdWrite, 1, 0, 4096)
+		req = append(req, bytes.Repeat([]byte{7}, 4096)...)
+		r.write(appendRequest(req, 0, tCmdFlush, 2, 0, 0))
+		if cookie, errno, _ := r.simpleReply(0); cookie != 1 || errno != 0 {
+			t.Fatalf("write: cookie %d errno %d", cookie, errno)
 		}
-		// A flush held for many idle timeouts: the connection is busy,
-		// not idle. (On a machine so loaded that the server's timer runs
-		// late this checks less, never fails wrongly.)
-		r.request(0, tCmdFlush, 2, 0, 0, nil)
 		<-b.entered
-		time.Sleep(10 * idle)
-		close(b.gate)
+		time.Sleep(4 * idle)
+		b.open()
 		if cookie, errno, _ := r.simpleReply(0); cookie != 2 || errno != 0 {
 			t.Fatalf("flush held past the idle timeout: cookie %d errno %d", cookie, errno)
 		}
@@ -189,9 +199,9 @@ func TestIdleTimeout(t *testing.T) {
 		// (which may have come before the test looked: not counted from
 		// here).
 		if b.flushes.Load() < 2 {
-			t.Error("the backend was not flushed when the idle connection ended")
+			t.Error("the device was not flushed when the idle connection ended")
 		}
-		if !strings.Contains(logs.String(), "connection idle for 50ms") {
+		if !strings.Contains(logs.String(), "connection idle for 500ms") {
 			t.Errorf("no log line says the connection ended idle:\n%s", logs)
 		}
 	})
