@@ -15,30 +15,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/encblk/encblk/internal/testutil"
 	"github.com/encblk/encblk/pkg/kmip"
 	"github.com/encblk/encblk/pkg/kmip/kmiptest"
 )
 
-// logBuffer collects a client's log records.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func (l *logBuffer) logger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
+// debugLogger logs everything to b.
+func debugLogger(b *testutil.SyncBuffer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
 // roundTripKey creates and activates a key and has the server encrypt and
@@ -97,8 +81,8 @@ func TestPyKMIPRSA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &logBuffer{}
-	c, err := cfg.Client(nil, logs.logger())
+	logs := &testutil.SyncBuffer{}
+	c, err := cfg.Client(nil, debugLogger(logs))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,8 +108,8 @@ func TestPyKMIPRSA(t *testing.T) {
 func TestPyKMIPECDSAProfileSuitesUnused(t *testing.T) {
 	t.Parallel()
 	srv := kmiptest.Start(t)
-	logs := &logBuffer{}
-	c, err := kmip.New(kmip.Config{Servers: []string{srv.Addr}, TLS: srv.ClientTLS(), TLS12ProfileSuites: true, Logger: logs.logger()})
+	logs := &testutil.SyncBuffer{}
+	c, err := kmip.New(kmip.Config{Servers: []string{srv.Addr}, TLS: srv.ClientTLS(), TLS12ProfileSuites: true, Logger: debugLogger(logs)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,8 +127,8 @@ func TestTLS13WithRSA(t *testing.T) {
 	t.Parallel()
 	srv := kmiptest.StartRSA(t)
 	front := startTLS13Front(t, srv)
-	logs := &logBuffer{}
-	c, err := kmip.New(kmip.Config{Servers: []string{front}, TLS: srv.ClientTLS(), Logger: logs.logger()})
+	logs := &testutil.SyncBuffer{}
+	c, err := kmip.New(kmip.Config{Servers: []string{front}, TLS: srv.ClientTLS(), Logger: debugLogger(logs)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,22 +21,13 @@ import (
 
 // logCapture is a server log the test reads back, also shown with -v.
 type logCapture struct {
-	t  testing.TB
-	mu sync.Mutex
-	b  bytes.Buffer
+	t testing.TB
+	testutil.SyncBuffer
 }
 
 func (l *logCapture) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	l.b.Write(p)
-	l.mu.Unlock()
+	_, _ = l.SyncBuffer.Write(p)
 	return testWriter{l.t}.Write(p)
-}
-
-func (l *logCapture) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func (l *logCapture) logger() *slog.Logger {

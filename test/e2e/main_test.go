@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -121,24 +120,8 @@ type server struct {
 	done chan error
 }
 
-// syncBuffer is a bytes.Buffer the server's output goroutine and the test
-// share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
+// syncBuffer is a buffer the server's output goroutine and the test share.
+type syncBuffer = testutil.SyncBuffer
 
 // serve starts encblk serve on a unix socket and waits until it answers.
 func (e *env) serve(sockName string, args ...string) *server {
