@@ -71,7 +71,7 @@ func setupError(errno syscall.Errno) error {
 		why := "a seccomp filter (a container's default profile) or the sysctl kernel.io_uring_disabled"
 		if b, err := os.ReadFile("/proc/sys/kernel/io_uring_disabled"); err == nil {
 			if v := strings.TrimSpace(string(b)); v != "0" {
-				why = "sysctl kernel.io_uring_disabled=" + v + " (0 enables it)"
+				why = "sysctl kernel.io_uring_disabled=" + v + "; 0 enables it"
 			}
 		}
 		return fmt.Errorf("%w: io_uring_setup: %v (%s)", ErrUnavailable, errno, why)
