@@ -1,9 +1,7 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 
@@ -22,7 +20,7 @@ func newKeyslotCmd(a *app) *cobra.Command {
 		Short: "List, add and remove the keyslots (KEKs) of a volume",
 		Args:  cobra.NoArgs,
 	}
-	cmd.AddCommand(newKeyslotListCmd(), newKeyslotAddCmd(a), newKeyslotRemoveCmd())
+	cmd.AddCommand(newKeyslotListCmd(), newKeyslotAddCmd(a), newKeyslotRemoveCmd(a))
 	return cmd
 }
 
@@ -126,11 +124,11 @@ server does it (the secrets go over its 0600 control socket).`,
 				opts.Slot = &slot
 			}
 			readNew := func() (kek, error) { return newKEK.read(cmd.InOrStdin(), cmd.ErrOrStderr(), true) }
-			kr, id, err := addKeyslot(cmd, hdr, args[0], &oldKEK, readNew, opts)
+			t, id, err := addKeyslot(cmd, a, hdr, args[0], &oldKEK, readNew, opts)
 			if err != nil {
 				return err
 			}
-			kr.Close()
+			t.Close()
 			fmt.Fprintf(cmd.OutOrStdout(), "added keyslot %d\n", id)
 			a.log.Debug("keyslot added", "slot", id)
 			return nil
@@ -145,7 +143,7 @@ server does it (the secrets go over its 0600 control socket).`,
 	return cmd
 }
 
-func newKeyslotRemoveCmd() *cobra.Command {
+func newKeyslotRemoveCmd(a *app) *cobra.Command {
 	var (
 		hdr   headerFlag
 		batch bool
@@ -161,27 +159,20 @@ longer opens the volume. The last keyslot cannot be removed (see erase).`,
 			if err != nil || slot < 0 || slot > 31 {
 				return withExit(exitUsage, fmt.Errorf("keyslot %q: want a number from 0 to 31", args[1]))
 			}
-			c, vol, served, err := servedVolume(cmd.Context(), hdr, args[0])
+			t, err := daemon.OpenTarget(cmd.Context(), args[0], daemon.TargetOptions{Header: hdr.path, Logger: a.log})
 			if err != nil {
 				return err
 			}
-			if served {
-				if err := confirm(cmd.InOrStdin(), cmd.ErrOrStderr(), batch,
-					fmt.Sprintf("This will destroy keyslot %d of %s (served: through its server).", slot, args[0])); err != nil {
-					return err
-				}
-				return c.RemoveKeyslot(cmd.Context(), vol, slot)
+			defer t.Close()
+			how := ""
+			if t.Served() {
+				how = " (served: through its server)"
 			}
-			k, err := hdr.open(args[0], false)
-			if err != nil {
-				return err
-			}
-			defer k.Close()
 			if err := confirm(cmd.InOrStdin(), cmd.ErrOrStderr(), batch,
-				fmt.Sprintf("This will destroy keyslot %d of %s.", slot, args[0])); err != nil {
+				fmt.Sprintf("This will destroy keyslot %d of %s%s.", slot, args[0], how)); err != nil {
 				return err
 			}
-			return k.RemoveKeyslot(cmd.Context(), slot)
+			return t.RemoveKeyslot(cmd.Context(), slot)
 		},
 	}
 	hdr.register(cmd.Flags())
@@ -189,108 +180,40 @@ longer opens the volume. The last keyslot cannot be removed (see erase).`,
 	return cmd
 }
 
-// servedVolume finds the server of device, so that keyslot changes on a
-// served volume go through it and its view of the header stays current.
-// served is false (and err nil) when nobody serves device or the header is
-// detached (a server always reads its header from the backing).
-func servedVolume(ctx context.Context, hdr headerFlag, device string) (c *daemon.Client, vol string, served bool, err error) {
-	if hdr.path != "" {
-		return nil, "", false, nil
-	}
-	c, vol, err = daemon.ClientFor(ctx, device)
-	if errors.Is(err, daemon.ErrNotServed) {
-		return nil, "", false, nil
-	}
-	if err != nil {
-		return nil, "", false, err
-	}
-	return c, vol, true, nil
-}
-
 // addKeyslot adds to device a keyslot for the KEK readNew returns,
-// opening the volume with oldKEK (or the volume's KMIP tokens). A served
-// volume's server does it (it holds the header); otherwise the header is
-// changed here. A KMIP key created for a keyslot that was not committed is
-// destroyed again (see discardNewKey). It returns the volume's header,
-// current (the caller closes it), and the new keyslot.
-func addKeyslot(cmd *cobra.Command, hdr headerFlag, device string, oldKEK *kekFlags, readNew func() (kek, error), opts *keyring.KeyslotOptions) (kr *keyring.Keyring, slot int, err error) {
+// opening the volume with oldKEK (or the volume's tokens). The volume's
+// server does it if one serves it; otherwise its header is changed here
+// (daemon.Target). It returns the target, its header current (the caller
+// closes it), and the new keyslot.
+func addKeyslot(cmd *cobra.Command, a *app, hdr headerFlag, device string, oldKEK *kekFlags, readNew func() (kek, error), opts *keyring.KeyslotOptions) (t *daemon.Target, slot int, err error) {
 	ctx := cmd.Context()
-	c, vol, served, err := servedVolume(ctx, hdr, device)
-	if err != nil {
-		return nil, 0, err
-	}
-	if kr, err = hdr.open(device, served); err != nil {
+	if t, err = daemon.OpenTarget(ctx, device, daemon.TargetOptions{Header: hdr.path, Logger: a.log}); err != nil {
 		return nil, 0, err
 	}
 	defer func() {
 		if err != nil {
-			kr.Close()
-			kr = nil
+			t.Close()
+			t = nil
 		}
 	}()
 	if err := secmem.SetNonDumpable(); err != nil {
-		return kr, 0, err
+		return t, 0, err
 	}
-	old, err := oldKEK.readFor(kr, cmd.InOrStdin(), cmd.ErrOrStderr(), false)
+	old, err := oldKEK.readFor(t.Keyring(), cmd.InOrStdin(), cmd.ErrOrStderr(), false)
 	if err != nil {
-		return kr, 0, err
+		return t, 0, err
 	}
 	defer old.Destroy()
-	if served {
-		slot, err = addKeyslotServed(ctx, c, vol, kr, old, readNew, opts)
-	} else {
-		slot, err = addKeyslotHere(ctx, kr, old, readNew, opts)
-	}
-	return kr, slot, err
-}
-
-// addKeyslotHere is addKeyslot for a volume nobody serves: kr, opened
-// read-write, is changed.
-func addKeyslotHere(ctx context.Context, kr *keyring.Keyring, old kek, readNew func() (kek, error), opts *keyring.KeyslotOptions) (int, error) {
-	dek, err := kr.Unlock(ctx, old)
-	if err != nil {
-		return 0, err
-	}
-	defer dek.Destroy()
-	nk, err := readNew()
-	if err != nil {
-		return 0, err
-	}
-	defer nk.Destroy()
-	slot, err := kr.AddKeyslot(ctx, dek, nk, opts)
-	if err != nil {
-		return 0, discardNewKey(ctx, nk, kr, err, true)
-	}
-	return slot, nil
-}
-
-// addKeyslotServed is addKeyslot through the server c of volume vol, whose
-// header kr is (read-only). The old KEK's secret and the new one's (for a
-// KMIP KEK, the secret the key server wrapped, with its encblk-kmip token)
-// travel only over the 0600 control socket and are wiped afterwards; the
-// server commits the keyslot and its tokens together.
-func addKeyslotServed(ctx context.Context, c *daemon.Client, vol string, kr *keyring.Keyring, old kek, readNew func() (kek, error), opts *keyring.KeyslotOptions) (int, error) {
-	oldSecret, err := serverSecret(ctx, kr, old)
-	if err != nil {
-		return 0, err
-	}
-	defer oldSecret.Destroy()
-	nk, err := readNew()
-	if err != nil {
-		return 0, err
-	}
-	defer nk.Destroy()
-	newSecret, tokens, err := nk.Wrap(ctx)
-	if err != nil {
-		return 0, discardNewKey(ctx, nk, kr, err, true)
-	}
-	defer newSecret.Destroy()
-	slot, err := c.AddKeyslotWrapped(ctx, vol, oldSecret.Bytes(), newSecret.Bytes(), tokens, &opts.KDF, opts.Slot)
-	if err != nil {
-		return 0, discardNewKey(ctx, nk, kr, err, daemon.Answered(err))
-	}
-	if err := kr.Reload(); err != nil {
-		return 0, fmt.Errorf("keyslot %d added, but re-reading the header failed: %w", slot, err)
-	}
-	return slot, nil
+	var nk kek
+	defer func() {
+		if nk != nil {
+			nk.Destroy()
+		}
+	}()
+	slot, err = t.AddKeyslot(ctx, old, func() (keyring.Recipient, error) {
+		var err error
+		nk, err = readNew()
+		return nk, err
+	}, opts)
+	return t, slot, err
 }

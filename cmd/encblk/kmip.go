@@ -110,39 +110,6 @@ func kmipTargetStatus(ctx context.Context, kr *keyring.Keyring) ([]kmipkek.SlotS
 	return k.Status(ctx, kr), nil
 }
 
-// discardNewKey is for a failed attempt, with err, to add a keyslot for
-// the new KEK nk (alone or in a rotation). What nk's Wrap created outside
-// the header for it (a keyring.Discarder's key on a key server) is removed
-// again when that is safe: the outcome must be final (the header was
-// changed here, or the volume's server answered; else the server may
-// still commit) and no token in kr, re-read, may refer to it (the failure
-// may have come after the header was committed). With no header to read,
-// only a wrong old KEK proves that nothing was committed. It returns err,
-// saying what became of it.
-func discardNewKey(ctx context.Context, nk keyring.Recipient, kr *keyring.Keyring, err error, final bool) error {
-	d, ok := nk.(keyring.Discarder)
-	if !ok || d.Created() == "" {
-		return err
-	}
-	what := d.Created()
-	ctx = context.WithoutCancel(ctx)
-	var derr error
-	switch {
-	case !final:
-		return fmt.Errorf("%w (the %s created for it was kept: without the server's answer the keyslot may yet be committed)", err, what)
-	case kr != nil:
-		derr = d.Discard(ctx, kr)
-	case errors.Is(err, keyring.ErrNoMatchingKeyslot):
-		derr = d.Discard(ctx, nil)
-	default:
-		return fmt.Errorf("%w (the %s created for it was kept: name the backing (TARGET) so that its header tells whether a keyslot uses it)", err, what)
-	}
-	if derr != nil {
-		return fmt.Errorf("%w (the %s created for it was not destroyed: %v)", err, what, derr)
-	}
-	return fmt.Errorf("%w (the %s created for it was destroyed)", err, what)
-}
-
 func newKMIPCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "kmip",
@@ -189,12 +156,12 @@ key is destroyed again if its keyslot was not committed.`,
 				return err
 			}
 			readNew := func() (kek, error) { return recipient, nil }
-			kr, slot, err := addKeyslot(cmd, hdr, args[0], &oldKEK, readNew, kmipkek.KeyslotOptions())
+			t, slot, err := addKeyslot(cmd, a, hdr, args[0], &oldKEK, readNew, kmipkek.KeyslotOptions())
 			if err != nil {
 				return fmt.Errorf("adding the KMIP keyslot: %w", err)
 			}
-			defer kr.Close()
-			for _, st := range kmipkek.Slots(kr) {
+			defer t.Close()
+			for _, st := range kmipkek.Slots(t.Keyring()) {
 				if st.Keyslot == slot {
 					fmt.Fprintf(cmd.OutOrStdout(), "Added KMIP keyslot %d: key %s on %s\n", slot, st.KeyUID, strings.Join(st.Servers, ", "))
 				}
@@ -279,11 +246,12 @@ running server (over its 0600 control socket), which commits the change.`,
 			if err := secmem.SetNonDumpable(); err != nil {
 				return err
 			}
-			kr, err := hdr.open(args[0], false)
+			t, err := daemon.OpenTarget(cmd.Context(), args[0], daemon.TargetOptions{Header: hdr.path, Logger: a.log})
 			if err != nil {
 				return err
 			}
-			defer kr.Close()
+			defer t.Close()
+			kr := t.Keyring()
 			if !kmipkek.HasTokens(kr) {
 				return withExit(exitUsage, errors.New("the volume has no KMIP keyslot to rotate"))
 			}
@@ -302,17 +270,7 @@ running server (over its 0600 control socket), which commits the change.`,
 			if err != nil {
 				return err
 			}
-			c, vol, served, err := servedVolume(cmd.Context(), hdr, args[0])
-			if err != nil {
-				return err
-			}
-			var oldSlot, newSlot int
-			if served {
-				// A running server holds the header: it commits.
-				oldSlot, newSlot, err = rotateKMIPServed(cmd.Context(), c, vol, kr, old, next)
-			} else if oldSlot, newSlot, err = kr.RotateKEK(cmd.Context(), old, next, kmipkek.KeyslotOptions()); err != nil {
-				err = discardNewKey(cmd.Context(), next, kr, err, true)
-			}
+			oldSlot, newSlot, err := t.RotateKEK(cmd.Context(), old, next, kmipkek.KeyslotOptions())
 			if err != nil {
 				return err
 			}
@@ -410,31 +368,4 @@ header backup together with another KEK). The volume itself is not changed.`,
 	fs.BoolVarP(&batch, "batch-mode", "q", false, "do not ask for confirmation")
 	hdr.register(fs)
 	return cmd
-}
-
-// rotateKMIPServed is kmip rotate for a volume a running server holds: the
-// key server releases the old KMIP keyslot's secret and wraps a new one,
-// and both go, with the new encblk-kmip token, to the server, which commits
-// the new keyslot and its token together and wipes the old keyslot. kr is
-// re-read afterwards. A key created for a keyslot that was not committed
-// is destroyed again (discardNewKey).
-func rotateKMIPServed(ctx context.Context, c *daemon.Client, vol string, kr *keyring.Keyring, old, next *kmipkek.KEK) (oldSlot, newSlot int, err error) {
-	oldSecret, err := serverSecret(ctx, kr, old)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer oldSecret.Destroy()
-	newSecret, tokens, err := next.Wrap(ctx)
-	if err != nil {
-		return 0, 0, discardNewKey(ctx, next, kr, err, true)
-	}
-	defer newSecret.Destroy()
-	res, err := c.RotateKEKWrapped(ctx, vol, oldSecret.Bytes(), newSecret.Bytes(), tokens, &kmipkek.KeyslotOptions().KDF)
-	if err != nil {
-		return 0, 0, discardNewKey(ctx, next, kr, err, daemon.Answered(err))
-	}
-	if err := kr.Reload(); err != nil {
-		return 0, 0, fmt.Errorf("rotation done (keyslot %d replaced by %d), but re-reading the header failed: %w", res.OldSlot, res.NewSlot, err)
-	}
-	return res.OldSlot, res.NewSlot, nil
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/encblk/encblk/internal/daemon"
 	"github.com/encblk/encblk/pkg/kek/kmipkek"
 	"github.com/encblk/encblk/pkg/kek/passphrase"
 	"github.com/encblk/encblk/pkg/keyring"
@@ -85,7 +86,7 @@ func writeKMIPConfig(t *testing.T, srv *kmiptest.Server, dir, name string, leaf 
 	return path
 }
 
-// discardNewKey destroys a key created for a keyslot only when the outcome
+// daemon.DiscardNewKey destroys a key created for a keyslot only when the outcome
 // is final and provably left no keyslot using it; otherwise the key stays
 // Active and the error says so.
 func TestDiscardNewKey(t *testing.T) {
@@ -122,7 +123,7 @@ func TestDiscardNewKey(t *testing.T) {
 		}
 		secret.Destroy()
 		uid := k.CreatedUID()
-		got := discardNewKey(ctx, k, nil, tc.err, tc.final)
+		got := daemon.DiscardNewKey(ctx, k, nil, tc.err, tc.final)
 		if !errors.Is(got, tc.err) || !strings.Contains(got.Error(), "the KMIP key "+uid+" created for it "+tc.says) {
 			t.Errorf("%s: %v", tc.name, got)
 		}

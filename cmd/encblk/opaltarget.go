@@ -70,15 +70,24 @@ func (f *opalTargetFlags) open(target string) (kr *keyring.Keyring, ov *opalTarg
 		}
 		return nil, nil, nil
 	}
+	if ov, err = f.of(target, kr); err != nil {
+		kr.Close()
+		return nil, nil, err
+	}
+	return kr, ov, nil
+}
+
+// of is the hw-opal volume TARGET whose header kr is, or nil when it is
+// no such volume (an error with --header or --simulator).
+func (f *opalTargetFlags) of(target string, kr *keyring.Keyring) (*opalTarget, error) {
 	seg, err := opalvolume.Segment(kr)
 	if err != nil {
-		if err == opalvolume.ErrNotOpalVolume && !explicit {
-			return kr, nil, nil
+		if err == opalvolume.ErrNotOpalVolume && f.hdr.path == "" && !f.sf.simulator {
+			return nil, nil
 		}
-		kr.Close()
-		return nil, nil, fmt.Errorf("%s: %w", target, err)
+		return nil, fmt.Errorf("%s: %w", target, err)
 	}
-	return kr, &opalTarget{kr: kr, seg: seg, hdrPath: f.hdr.location(target)}, nil
+	return &opalTarget{kr: kr, seg: seg, hdrPath: f.hdr.location(target)}, nil
 }
 
 // unlock unlocks the locking range with a keyslot opened by k.

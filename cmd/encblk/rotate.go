@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -42,84 +41,62 @@ keeps.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			target := argOr(args, 0)
-			kr, ov, err := ot.open(target)
-			if err != nil {
-				return err
-			}
-			if kr != nil {
-				defer kr.Close()
-			}
-			if ov != nil {
-				// Never served: the header is rotated in place.
-				target = ov.hdrPath
-			}
 			if generate != "" && newKEK.given() {
 				return withExit(exitUsage, errors.New("--generate-key-file excludes --new-key-file and --new-passphrase-file"))
+			}
+			if target == "" && t.control == "" {
+				return withExit(exitUsage, errors.New("name a backing (TARGET) or --control SOCK"))
+			}
+			if target == "" && (ot.hdr.path != "" || ot.sf.simulator) {
+				return withExit(exitUsage, errors.New("--header and --simulator need a TARGET device"))
 			}
 			opts, err := kdf.options(newKEK.highEntropy())
 			if err != nil {
 				return err
 			}
-			c, vol, err := t.client(ctx, target)
-			offline := errors.Is(err, daemon.ErrNotServed) && t.control == ""
-			if err != nil && !offline {
+			tg, err := daemon.OpenTarget(ctx, target, daemon.TargetOptions{Header: ot.hdr.path, Control: t.control, Logger: a.log})
+			if err != nil {
 				return err
+			}
+			defer tg.Close()
+			var ov *opalTarget
+			if kr := tg.Keyring(); kr != nil {
+				if ov, err = ot.of(target, kr); err != nil {
+					return err
+				}
 			}
 			if err := secmem.SetNonDumpable(); err != nil {
 				return err
 			}
-			old, err := oldKEK.readFor(kr, cmd.InOrStdin(), cmd.ErrOrStderr(), false)
+			old, err := oldKEK.readFor(tg.Keyring(), cmd.InOrStdin(), cmd.ErrOrStderr(), false)
 			if err != nil {
 				return err
 			}
 			defer old.Destroy()
-			// The generated key file is removed again unless the rotation
+			// A generated key file is removed again unless the rotation
 			// may have committed: only a failure before the attempt, or a
 			// wrong old KEK, proves the new keyslot does not exist.
-			var attempted, committed bool
-			var rotErr error
 			if generate != "" {
 				if err := generateKeyFile(generate); err != nil {
 					return err
 				}
 				newKEK.keyFile = generate
-				defer func() {
-					if !committed && (!attempted || errors.Is(rotErr, keyring.ErrNoMatchingKeyslot)) {
-						os.Remove(generate)
-					}
-				}()
 			}
 			nk, err := newKEK.read(cmd.InOrStdin(), cmd.ErrOrStderr(), true)
 			if err != nil {
+				if generate != "" {
+					os.Remove(generate)
+				}
 				return err
 			}
 			defer nk.Destroy()
-
-			var oldSlot, newSlot int
-			final := true // the outcome is known: see discardNewKey
-			if offline {
-				attempted = true
-				oldSlot, newSlot, err = daemon.RotateOffline(ctx, target, old, nk, opts)
-			} else {
-				var oldSecret, newSecret *keyring.Secret
-				if oldSecret, err = serverSecret(ctx, kr, old); err != nil {
-					return err
-				}
-				defer oldSecret.Destroy()
-				var tokens []json.RawMessage
-				if newSecret, tokens, err = nk.Wrap(ctx); err == nil {
-					defer newSecret.Destroy()
-					attempted = true // only now can the server commit
-					var res daemon.RotateResult
-					res, err = c.RotateKEKWrapped(ctx, vol, oldSecret.Bytes(), newSecret.Bytes(), tokens, &opts.KDF)
-					oldSlot, newSlot, final = res.OldSlot, res.NewSlot, err == nil || daemon.Answered(err)
-				}
-			}
+			oldSlot, newSlot, err := tg.RotateKEK(ctx, old, nk, opts)
 			if err != nil {
-				rotErr = err
-				return discardNewKey(ctx, nk, kr, err, final)
+				if generate != "" && !daemon.MayHaveCommitted(err) {
+					os.Remove(generate)
+				}
+				return err
 			}
-			committed = true
 			fmt.Fprintf(cmd.OutOrStdout(), "KEK rotated: keyslot %d replaced by keyslot %d\n", oldSlot, newSlot)
 			if d, ok := nk.(keyring.Discarder); ok && d.Created() != "" {
 				fmt.Fprintf(cmd.OutOrStdout(), "new %s\n", d.Created())
@@ -127,7 +104,6 @@ keeps.`,
 			if ov != nil {
 				fmt.Fprintln(cmd.OutOrStdout(), rotateNote(ov))
 			}
-			a.log.Debug("rotated", "old", oldSlot, "new", newSlot, "online", !offline)
 			return nil
 		},
 	}

@@ -192,11 +192,13 @@ func (v *Volume) unlock(ctx context.Context, kek keyring.Identity) (int, error) 
 
 // kekKind names what opens keyslot slot for audit records: the type of
 // a token bound to it, else "secret" (a passphrase or a key file).
-func (v *Volume) kekKind(slot int) string {
-	if v.kr == nil || slot < 0 {
+func (v *Volume) kekKind(slot int) string { return kekKind(v.kr, slot) }
+
+func kekKind(kr *keyring.Keyring, slot int) string {
+	if kr == nil || slot < 0 {
 		return ""
 	}
-	for _, t := range v.kr.Tokens() {
+	for _, t := range kr.Tokens() {
 		if slices.Contains(t.Keyslots, slot) {
 			return t.Type
 		}
@@ -318,24 +320,4 @@ func tokenTime(raw json.RawMessage) time.Time {
 	}
 	json.Unmarshal(raw, &tok)
 	return tok.Time
-}
-
-// RotateOffline is RotateKEK for a backing that no process serves; it
-// holds the backing's lock meanwhile, so a server cannot start half-way.
-func RotateOffline(ctx context.Context, path string, old keyring.Identity, new keyring.Recipient, opts *keyring.KeyslotOptions) (oldSlot, newSlot int, err error) {
-	f, err := backing.Open(path, backing.Options{})
-	if err != nil {
-		return 0, 0, err
-	}
-	defer f.Close()
-	kr, err := keyring.Open(path, nil)
-	if err != nil {
-		return 0, 0, fmt.Errorf("%s: %w", path, err)
-	}
-	defer kr.Close()
-	if oldSlot, newSlot, err = kr.RotateKEK(ctx, old, new, opts); err != nil {
-		return 0, 0, err
-	}
-	recordRotation(kr) // committed either way; see Volume.RotateKEK
-	return oldSlot, newSlot, nil
 }
