@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -73,6 +74,9 @@ func newSedInfoCmd(a *app) *cobra.Command {
 			}
 			r := s.Probe(cmd.Context(), name)
 			if r.Discovery == nil && r.ATASecurity == nil {
+				if errors.Is(r.Err, sed.ErrDeviceFailed) || errors.Is(r.Err, sed.ErrMalformed) {
+					return fmt.Errorf("%s: %w", args[0], r.Err)
+				}
 				return fmt.Errorf("%s: %s", args[0], r.Status)
 			}
 			out := cmd.OutOrStdout()

@@ -26,6 +26,12 @@ func init() {
 			return exitWrongKey, true
 		case errors.Is(err, sed.StatusAuthorityLockedOut), errors.Is(err, sed.StatusNoSessionsAvailable), errors.Is(err, sed.StatusSPBusy):
 			return exitBusy, true
+		case errors.Is(err, sed.ErrDeviceFailed):
+			// The drive timed out, aborted or the transport failed.
+			return exitIO, true
+		case errors.Is(err, sed.ErrMalformed):
+			// The drive answered something that is not TCG.
+			return exitCorrupt, true
 		}
 		return 0, false
 	})

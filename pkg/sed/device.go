@@ -149,6 +149,9 @@ type ScanResult struct {
 	// Status is a one-line verdict: the SSC and locking state, or why
 	// there is no security support.
 	Status string `json:"status"`
+	// Err is why probing failed, when it did (ErrNotSupported,
+	// ErrDeviceFailed, a malformed answer...).
+	Err error `json:"-"`
 }
 
 // Scan probes every whole-disk block device with Level 0 Discovery (and,
@@ -196,6 +199,7 @@ func probeTransport(ctx context.Context, r ScanResult, t Transport) ScanResult {
 		}
 	}
 	d, err := Discover(ctx, t)
+	r.Err = err
 	switch {
 	case err == nil:
 		r.Discovery = d
@@ -209,6 +213,8 @@ func probeTransport(ctx context.Context, r ScanResult, t Transport) ScanResult {
 		r.Status = "ATA Security feature set (no TCG)"
 	case errors.Is(err, ErrNotSupported):
 		r.Status = ErrNotSupported.Error()
+	case errors.Is(err, ErrDeviceFailed):
+		r.Status = err.Error()
 	default:
 		r.Status = ErrNotSupported.Error() + ": " + err.Error()
 	}

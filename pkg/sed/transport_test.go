@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -306,5 +307,46 @@ func TestSysfsPartition(t *testing.T) {
 	}
 	if _, err := s.Partition(filepath.Join(s.Dev, "sda1")); err == nil {
 		t.Fatal("malformed size: no error")
+	}
+}
+
+// failingTransport answers every command with one error.
+type failingTransport struct{ err error }
+
+func (f failingTransport) IFRecv(context.Context, SecurityProtocol, uint16, []byte) error {
+	return f.err
+}
+func (f failingTransport) IFSend(context.Context, SecurityProtocol, uint16, []byte) error {
+	return f.err
+}
+
+// TestDiscoverClassifiesFailures: only a refusal (ILLEGAL REQUEST, an ATA
+// abort, an SG_IO the node does not take) means "no security support". A
+// timed-out command is a failing device: the kernel's answer when
+// target_core_user's cmd_time_out expired (seen in test/vm's sed-faults
+// scenario through tcm_loop and SG_IO: CHECK CONDITION, sense key NOT
+// READY, ASC/ASCQ 08h/00h LOGICAL UNIT COMMUNICATION FAILURE, driver
+// status DRIVER_SENSE) used to be reported as "no TCG/ATA security
+// support", hiding that a SED stopped answering.
+func TestDiscoverClassifiesFailures(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		err    error
+		failed bool
+	}{
+		{"tcmu cmd_time_out", &SenseError{Status: 2, Key: 0x2, ASC: 0x08, ASCQ: 0x00, Driver: 0x8}, true},
+		{"SG_IO host timeout", &SenseError{Status: 0, Host: 0x03}, true},
+		{"aborted, no ATA error", &SenseError{Status: 2, Key: SenseAbortedCommand, Driver: 0x8}, true},
+		{"EIO", fmt.Errorf("SG_IO: %w", unix.EIO), true},
+		{"deadline", context.DeadlineExceeded, true},
+		{"illegal request", &SenseError{Status: 2, Key: SenseIllegalRequest, ASC: 0x20, Driver: 0x8}, false},
+		{"ATA abort", &SenseError{Status: 2, Key: SenseAbortedCommand, ATAError: 0x04, ATAStat: 0x51, Driver: 0x8}, false},
+		{"ENOTTY", fmt.Errorf("SG_IO: %w", unix.ENOTTY), false},
+	} {
+		_, err := Discover(context.Background(), failingTransport{tc.err})
+		if got := errors.Is(err, ErrDeviceFailed); got != tc.failed || errors.Is(err, ErrNotSupported) == tc.failed {
+			t.Errorf("%s: %v (device failed %v, want %v)", tc.name, err, got, tc.failed)
+		}
 	}
 }
