@@ -114,7 +114,8 @@ func (k *Keyring) candidates() ([]candidate, error) {
 // given (it destroys it or hands it on). Identity outcomes and use's errors
 // are sorted as Identity documents: not mine and a wrong key go on
 // silently, unavailable goes on and is reported at the end, an
-// unsupported keyslot is skipped and mentioned, anything else stops.
+// unsupported keyslot is skipped (and if nothing matches, the error is
+// ErrUnsupported, not ErrNoMatchingKeyslot), anything else stops.
 func unlockLoop(ctx context.Context, cands []candidate, ids []Identity, use func(*candidate, *Secret) error) (int, error) {
 	var unavailable []error
 	var skipped error
@@ -156,7 +157,10 @@ func unlockLoop(ctx context.Context, cands []candidate, ids []Identity, use func
 	case len(unavailable) > 0:
 		return -1, &LockedError{Reasons: unavailable}
 	case skipped != nil:
-		return -1, fmt.Errorf("%w (some keyslots were skipped: %v)", ErrNoMatchingKeyslot, skipped)
+		// The keyslot encblk cannot open may be the one the KEK opens:
+		// that is unsupported, not a wrong key (as with a LUKS1 header,
+		// whose one cipher is refused whatever the key).
+		return -1, fmt.Errorf("no keyslot encblk can open matches: %w", skipped)
 	}
 	return -1, ErrNoMatchingKeyslot
 }
