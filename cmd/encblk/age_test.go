@@ -20,5 +20,5 @@ func TestAgeScript(t *testing.T) {
 	} {
 		testutil.RequireTool(t, tool[0], tool[1])
 	}
-	testscript.Run(t, testscript.Params{Dir: "testdata/age"})
+	testscript.Run(t, testscript.Params{Dir: "testdata/age", Cmds: scriptCmds()})
 }

@@ -42,7 +42,7 @@ func TestKMIPScript(t *testing.T) {
 			env.Setenv("KMIP_SERVER", srv.Addr)
 			return nil
 		},
-		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+		Cmds: withScriptCmds(map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"kmip-server-stop": func(ts *testscript.TestScript, neg bool, args []string) { srv.Stop() },
 			"kmip-key-state": func(ts *testscript.TestScript, neg bool, args []string) {
 				if neg || len(args) != 3 {
@@ -64,7 +64,7 @@ func TestKMIPScript(t *testing.T) {
 					ts.Fatalf("key %s is %s, want %s", m[1], got, args[2])
 				}
 			},
-		},
+		}),
 	})
 }
 

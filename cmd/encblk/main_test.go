@@ -1,7 +1,14 @@
 package main
 
 import (
+	"errors"
+	"maps"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
@@ -15,5 +22,67 @@ func TestMain(m *testing.M) {
 
 // TestScript runs the CLI scenarios in testdata/script, one file per scenario.
 func TestScript(t *testing.T) {
-	testscript.Run(t, testscript.Params{Dir: "testdata/script"})
+	testscript.Run(t, testscript.Params{Dir: "testdata/script", Cmds: scriptCmds()})
+}
+
+// scriptCmds are the commands every scenario may use besides testscript's:
+//
+//	exits CODE PROGRAM [ARGS...]
+//
+// runs PROGRAM as exec does (its stdout and stderr are what the next
+// stdout and stderr lines check) and fails unless it exits with status
+// CODE, one of the documented exit statuses (exit.go). A failing command is
+// checked with exits, never with `! exec`, which accepts any non-zero
+// status and so passes for the wrong reason too.
+func scriptCmds() map[string]func(ts *testscript.TestScript, neg bool, args []string) {
+	return map[string]func(ts *testscript.TestScript, neg bool, args []string){
+		"exits": func(ts *testscript.TestScript, neg bool, args []string) {
+			if neg || len(args) < 2 {
+				ts.Fatalf("usage: exits CODE PROGRAM [ARGS...]")
+			}
+			want, err := strconv.Atoi(args[0])
+			if err != nil {
+				ts.Fatalf("exits: status %q is not a number", args[0])
+			}
+			got := 0
+			var ee *exec.ExitError
+			switch err := ts.Exec(args[1], args[2:]...); {
+			case errors.As(err, &ee):
+				got = ee.ExitCode()
+			case err != nil:
+				ts.Fatalf("exits: %v", err)
+			}
+			if got != want {
+				ts.Fatalf("%s exited with status %d, want %d", args[1], got, want)
+			}
+		},
+	}
+}
+
+// withScriptCmds adds scriptCmds to a scenario set's own commands.
+func withScriptCmds(cmds map[string]func(ts *testscript.TestScript, neg bool, args []string)) map[string]func(ts *testscript.TestScript, neg bool, args []string) {
+	maps.Copy(cmds, scriptCmds())
+	return cmds
+}
+
+// TestScriptsCheckExitStatus: no scenario checks a failing encblk with
+// `! exec`, which any non-zero status satisfies (a usage error passes where
+// a wrong key was meant); `exits CODE encblk ...` names the status.
+func TestScriptsCheckExitStatus(t *testing.T) {
+	files, err := filepath.Glob("testdata/*/*.txt")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no scenarios found (%v)", err)
+	}
+	negExec := regexp.MustCompile(`^\s*!\s*exec\s+encblk\b`)
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, line := range strings.Split(string(data), "\n") {
+			if negExec.MatchString(line) {
+				t.Errorf("%s:%d: %q: use `exits CODE encblk ...` (the documented exit status) instead of `! exec`", f, i+1, line)
+			}
+		}
+	}
 }
