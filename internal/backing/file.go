@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -42,8 +43,9 @@ type File struct {
 }
 
 // Open opens the regular file or block device at path and, unless
-// opts.NoLock, takes an exclusive non-blocking flock on it; if another
-// process holds that lock it fails with an error wrapping ErrBusy.
+// opts.NoLock, takes an exclusive flock on it; if another process holds
+// that lock for longer than lockPatience it fails with an error wrapping
+// ErrBusy.
 func Open(path string, opts Options) (*File, error) {
 	flags := os.O_RDWR
 	if opts.ReadOnly {
@@ -59,6 +61,26 @@ func Open(path string, opts Options) (*File, error) {
 		return nil, err
 	}
 	return b, nil
+}
+
+// lockPatience is how long Open waits for a backing's lock. A server holds
+// it for its lifetime; anything else holds it for a moment only: `encblk
+// status` of a backing that is not served takes it to learn whether a
+// server without a control socket holds it. A server starting during that
+// moment must not fail as busy.
+const lockPatience = time.Second
+
+// lock takes the exclusive flock on fd, retrying while another holder may
+// only be probing, up to lockPatience.
+func lock(fd int) error {
+	const step = 10 * time.Millisecond
+	for waited := time.Duration(0); ; waited += step {
+		err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
+		if !errors.Is(err, unix.EWOULDBLOCK) || waited >= lockPatience {
+			return err
+		}
+		time.Sleep(step)
+	}
 }
 
 func (b *File) init(opts Options) error {
@@ -86,7 +108,7 @@ func (b *File) init(opts Options) error {
 		return fmt.Errorf("backing %s is neither a regular file nor a block device", b.path)
 	}
 	if !opts.NoLock {
-		if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		if err := lock(fd); err != nil {
 			if errors.Is(err, unix.EWOULDBLOCK) {
 				return fmt.Errorf("%s: %w", b.path, ErrBusy)
 			}

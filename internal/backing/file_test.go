@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 	"unsafe"
 
 	"github.com/encblk/encblk/internal/testutil"
@@ -115,6 +116,32 @@ func TestLockBusy(t *testing.T) {
 		t.Fatalf("open after close: %v", err)
 	}
 	h.Close()
+}
+
+// TestLockMomentaryHolder: a lock held only for a moment (a prober such as
+// `encblk status` of a backing that is not served) does not make Open fail
+// as busy; Open waits it out. The holder lets go a millisecond after Open
+// began, far inside Open's patience of a second.
+func TestLockMomentaryHolder(t *testing.T) {
+	t.Parallel()
+	path := newSparse(t, 4096)
+	probe, err := Open(path, Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opened := make(chan error, 1)
+	go func() {
+		f, err := Open(path, Options{})
+		if err == nil {
+			f.Close()
+		}
+		opened <- err
+	}()
+	time.Sleep(time.Millisecond)
+	probe.Close()
+	if err := <-opened; err != nil {
+		t.Fatalf("open while a prober held the lock a moment: %v", err)
+	}
 }
 
 func TestReadOnly(t *testing.T) {
