@@ -149,11 +149,14 @@ func printDump(w io.Writer, k *keyring.Keyring) {
 			p("\tcipher: %s\n", s.Encryption)
 			p("\tsector: %d [bytes]\n", s.SectorSize)
 		}
+		if s.IntegrityType != "" {
+			p("\tintegrity: %s\n", s.IntegrityType)
+		}
 		if s.IVTweak != 0 {
 			p("\tIV tweak: %d\n", s.IVTweak)
 		}
 		if len(s.Flags) > 0 {
-			p("\tflags : %s\n", strings.Join(s.Flags, " "))
+			p("\tflags : %s\n", strings.Join(s.Flags, ", "))
 		}
 	}
 	p("\nKeyslots:\n")

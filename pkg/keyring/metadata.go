@@ -86,7 +86,10 @@ type Segment struct {
 	Encryption string // e.g. "aes-xts-plain64"; empty for hw-opal
 	SectorSize int
 	Integrity  bool // dm-integrity (authenticated) segment
-	Flags      []string
+	// IntegrityType is the integrity object's type ("hmac(sha256)",
+	// "aead", …), as luksDump prints it; "" when it has none.
+	IntegrityType string
+	Flags         []string
 
 	// OPAL fields ("hw-opal", "hw-opal-crypt").
 	OpalSegmentNumber int
@@ -477,6 +480,14 @@ func (m *metadata) parseSegments() error {
 		}
 		s := &Segment{ID: id, Type: j.Type, Offset: uint64(*j.Offset), Flags: j.Flags, Raw: raw,
 			Integrity: len(j.Integrity) > 0 && string(j.Integrity) != "null"}
+		if s.Integrity {
+			var integrity struct {
+				Type string `json:"type"`
+			}
+			// Shown, never used: a segment with integrity is not served.
+			_ = json.Unmarshal(j.Integrity, &integrity)
+			s.IntegrityType = integrity.Type
+		}
 		if *j.Size == "dynamic" {
 			s.Dynamic = true
 		} else if s.Size, err = parseDecimal(*j.Size); err != nil {
