@@ -86,7 +86,8 @@ func (k *Keyring) load() error {
 		if err != nil {
 			return err
 		}
-		k.v1 = v1
+		k.v1, k.meta = v1, v1.metadata()
+		k.bin = binHeader{UUID: v1.uuid}
 		return nil
 	}
 	primary, secondary := readCopies(k.dev)
@@ -133,9 +134,6 @@ func (k *Keyring) Version() int {
 
 // UUID is the volume's UUID.
 func (k *Keyring) UUID() string {
-	if k.v1 != nil {
-		return k.v1.uuid
-	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return k.bin.UUID
@@ -189,9 +187,6 @@ func (k *Keyring) HeaderStatus() (primary, secondary error) {
 // Config returns the config section: sizes, persistent flags and
 // mandatory requirements.
 func (k *Keyring) Config() Config {
-	if k.v1 != nil {
-		return Config{}
-	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	c := k.meta.Config
@@ -208,9 +203,6 @@ func (k *Keyring) AllowDiscards() bool {
 
 // Keyslots lists the keyslots in id order. The values are copies.
 func (k *Keyring) Keyslots() []Keyslot {
-	if k.v1 != nil {
-		return k.v1.keyslots()
-	}
 	k.mu.Lock()
 	m := k.meta
 	k.mu.Unlock()
@@ -233,9 +225,6 @@ func (ks *Keyslot) clone() Keyslot {
 
 // Segments lists the data segments in id order (LUKS1: its one segment).
 func (k *Keyring) Segments() []Segment {
-	if k.v1 != nil {
-		return []Segment{k.v1.segment()}
-	}
 	k.mu.Lock()
 	m := k.meta
 	k.mu.Unlock()
@@ -270,15 +259,13 @@ func (m *metadata) checkRequirements() error {
 // segment is returned with an error wrapping ErrUnsupported that says why.
 func (k *Keyring) DataSegment() (Segment, error) {
 	segs := k.Segments()
-	if k.v1 == nil {
-		// Requirements first: they say why (an interrupted reencryption
-		// has several segments).
-		k.mu.Lock()
-		err := k.meta.checkRequirements()
-		k.mu.Unlock()
-		if err != nil {
-			return segs[0], err
-		}
+	// Requirements first: they say why (an interrupted reencryption has
+	// several segments).
+	k.mu.Lock()
+	err := k.meta.checkRequirements()
+	k.mu.Unlock()
+	if err != nil {
+		return segs[0], err
 	}
 	if len(segs) != 1 {
 		return Segment{}, fmt.Errorf("%w: %d data segments (encblk serves exactly one)", ErrUnsupported, len(segs))
@@ -302,9 +289,6 @@ func (k *Keyring) DataSegment() (Segment, error) {
 
 // KeyBits is the size of the volume key (DEK) in bits.
 func (k *Keyring) KeyBits() int {
-	if k.v1 != nil {
-		return k.v1.keyBytes * 8
-	}
 	k.mu.Lock()
 	m := k.meta
 	k.mu.Unlock()

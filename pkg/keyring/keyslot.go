@@ -104,7 +104,7 @@ func wrapArea(dev device, offset uint64, k, key []byte, stripes int, afHash stri
 // openKeyslot unwraps the DEK from keyslot ks with secret. It does not
 // check the result against the digest.
 func openKeyslot(ctx context.Context, dev io.ReaderAt, ks *Keyslot, secret []byte) (*secmem.Buffer, error) {
-	if ks.Type != "luks2" {
+	if ks.Type != "luks2" && ks.Type != "luks1" {
 		return nil, fmt.Errorf("%w: keyslot %d has type %q", ErrUnsupported, ks.ID, ks.Type)
 	}
 	if ks.AFType != "luks1" {

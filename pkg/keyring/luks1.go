@@ -2,12 +2,9 @@ package keyring
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
-
-	"github.com/encblk/encblk/internal/secmem"
 )
 
 // The LUKS1 header (592 bytes at offset 0, big-endian), as written by
@@ -152,56 +149,23 @@ func (h *luks1Header) segment() Segment {
 	}
 }
 
-// candidates lists the active slots for the unlock loop, by number.
-func (h *luks1Header) candidates(dev io.ReaderAt) ([]candidate, error) {
-	if err := areaCipherOK(h.cipherSpec(), h.keyBytes); err != nil {
-		return nil, err
+// metadata is the header in the LUKS2 model (read-only: never committed):
+// one keyslot of type "luks1" per active slot, one dynamic segment, and
+// one PBKDF2 digest binding them. Listing, the unlock loop and serving
+// then treat LUKS1 volumes as they treat LUKS2 ones.
+func (h *luks1Header) metadata() *metadata {
+	m := &metadata{
+		Keyslots: map[int]*Keyslot{}, Tokens: map[int]*Token{},
+		Segments: map[int]*Segment{}, Digests: map[int]*digest{},
 	}
-	var out []candidate
+	d := &digest{ID: 0, Type: "pbkdf2", Segments: []int{0}, Hash: h.hashSpec,
+		Iterations: int(h.mkDigestIter), Salt: h.mkDigestSalt[:], Digest: h.mkDigest[:]}
 	for _, ks := range h.keyslots() {
-		view := ks
-		out = append(out, candidate{slot: ks.ID, view: &view, open: func(ctx context.Context, secret []byte) (*secmem.Buffer, error) {
-			return h.openSlot(ctx, dev, &ks, secret)
-		}})
+		m.Keyslots[ks.ID] = &ks
+		d.Keyslots = append(d.Keyslots, ks.ID)
 	}
-	return out, nil
-}
-
-func (h *luks1Header) unlockSlot(ctx context.Context, dev io.ReaderAt, id Identity, i int) (*secmem.Buffer, error) {
-	if i < 0 || i >= luks1Keyslots || !h.slots[i].active {
-		return nil, fmt.Errorf("%w: %d", ErrKeyslotNotFound, i)
-	}
-	if err := areaCipherOK(h.cipherSpec(), h.keyBytes); err != nil {
-		return nil, err
-	}
-	ks := h.keyslots()
-	var view *Keyslot
-	for j := range ks {
-		if ks[j].ID == i {
-			view = &ks[j]
-		}
-	}
-	secret, err := id.Unwrap(ctx, view)
-	if err != nil {
-		return nil, err
-	}
-	defer secret.Destroy()
-	return h.openSlot(ctx, dev, view, secret.Bytes())
-}
-
-// openSlot opens the slot view describes with secret and checks the key
-// against the header's digest: a key that does not match is
-// ErrNoMatchingKeyslot.
-func (h *luks1Header) openSlot(ctx context.Context, dev io.ReaderAt, view *Keyslot, secret []byte) (*secmem.Buffer, error) {
-	kdf := h.slotKDF(view.ID)
-	k, err := kdf.derive(ctx, secret, h.keyBytes)
-	if err != nil {
-		return nil, err
-	}
-	defer k.Destroy()
-	dek, err := unwrapArea(dev, view.AreaOffset, k.Bytes(), h.keyBytes, view.AFStripes, h.hashSpec)
-	if err != nil {
-		return nil, err
-	}
-	return verified(dek, &digest{Type: "pbkdf2", Hash: h.hashSpec, Iterations: int(h.mkDigestIter), Salt: h.mkDigestSalt[:], Digest: h.mkDigest[:]})
+	seg := h.segment()
+	m.Segments[0] = &seg
+	m.Digests[0] = d
+	return m
 }

@@ -44,7 +44,7 @@ const maxObjects = 32
 // Keyslot describes one keyslot: a copy of the DEK wrapped by one KEK.
 type Keyslot struct {
 	ID       int
-	Type     string // "luks2"; others (e.g. "reencrypt") are kept but not opened
+	Type     string // "luks2" ("luks1" for a LUKS1 volume's slots); others (e.g. "reencrypt") are kept but not opened
 	KeySize  int    // bytes of the volume key it wraps
 	Priority int    // 0 ignored, 1 normal, 2 preferred
 

@@ -353,9 +353,6 @@ func (k *Keyring) OpenReencryption(ctx context.Context, ids []Identity, data Dat
 	if opts != nil {
 		o = *opts
 	}
-	if k.v1 != nil {
-		return nil, ErrReencryptNotStarted
-	}
 	k.mu.Lock()
 	m := k.meta
 	k.mu.Unlock()

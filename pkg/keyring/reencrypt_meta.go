@@ -261,9 +261,6 @@ func (m *metadata) reencryption() (*Reencryption, error) {
 // when there is none. An error (wrapping ErrUnsupported or ErrCorrupt)
 // says why encblk cannot continue the one recorded.
 func (k *Keyring) Reencryption() (*Reencryption, error) {
-	if k.v1 != nil {
-		return nil, nil
-	}
 	k.mu.Lock()
 	m := k.meta
 	k.mu.Unlock()

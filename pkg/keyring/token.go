@@ -10,9 +10,6 @@ import (
 
 // Tokens lists the tokens in id order (copies).
 func (k *Keyring) Tokens() []Token {
-	if k.v1 != nil {
-		return nil
-	}
 	k.mu.Lock()
 	m := k.meta
 	k.mu.Unlock()

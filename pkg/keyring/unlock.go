@@ -74,9 +74,6 @@ type candidate struct {
 // first, then by number, "ignore" never (cryptsetup's order); for LUKS1,
 // the active slots by number.
 func (k *Keyring) candidates() ([]candidate, error) {
-	if k.v1 != nil {
-		return k.v1.candidates(k.dev)
-	}
 	k.mu.Lock()
 	m := k.meta
 	k.mu.Unlock()
@@ -192,9 +189,6 @@ func unavailableReasons(slot int, err error) []error {
 
 // UnlockKeyslot opens one keyslot, even one whose priority is "ignore".
 func (k *Keyring) UnlockKeyslot(ctx context.Context, id Identity, slot int) (*secmem.Buffer, error) {
-	if k.v1 != nil {
-		return k.v1.unlockSlot(ctx, k.dev, id, slot)
-	}
 	k.mu.Lock()
 	m := k.meta
 	k.mu.Unlock()
