@@ -45,12 +45,12 @@ type Volume struct {
 	file *backing.File
 	kr   *keyring.Keyring // nil when plain
 	vol  *volume.Volume   // nil when plain
-	dev  blockdev.Device  // vol, or the plain device
-	// export is dev as every NBD connection sees it: byte-granular (one
-	// read-modify-write adapter, so that its range lock orders the
-	// partial-sector writes of all connections), multi-conn (they share
-	// one backing descriptor, so a flush covers them all), CACHE when the
-	// device can prefetch.
+	dev  blockdev.Device  // vol (its whole-block view), or the plain device
+	// export is the device as every NBD connection sees it: byte-granular
+	// (one read-modify-write adapter, whose range lock orders the
+	// partial-sector writes of all connections and dev's writes),
+	// multi-conn (they share one backing descriptor, so a flush covers
+	// them all), CACHE when the device can prefetch.
 	export nbd.Export
 
 	keyMu     sync.Mutex // serialises unlock, lock, rotation and keyslot changes
@@ -135,11 +135,15 @@ func (v *Volume) ID() string { return v.id }
 // Spec is how the volume is served.
 func (v *Volume) Spec() VolumeSpec { return v.spec }
 
-// setDevice makes dev the volume's device and derives its NBD export.
+// setDevice makes dev the volume's device and derives its NBD export: the
+// NBD side takes any byte range, the other (Device) whole blocks, and
+// writes through the two are ordered against each other (see
+// blockdev.Frontends).
 func (v *Volume) setDevice(dev blockdev.Device, description string) {
-	v.dev = dev
+	anyBytes, wholeBlocks := blockdev.Frontends(dev)
+	v.dev = wholeBlocks
 	_, cache := dev.(blockdev.Prefetcher)
-	v.export = nbd.Export{Device: blockdev.ByteGranular(dev), Description: description, MultiConn: true, Cache: cache}
+	v.export = nbd.Export{Device: anyBytes, Description: description, MultiConn: true, Cache: cache}
 }
 
 // instrument makes every request through Device and NBDExport count in
@@ -154,8 +158,8 @@ func (v *Volume) instrument(m *metrics) {
 }
 
 // Device is the volume's block device, for a frontend that sends whole
-// logical blocks (ublk). Partial-block writes through the NBD export are
-// not ordered against writes sent to it directly.
+// logical blocks (ublk). Its writes and the NBD export's partial-block
+// writes of the same blocks are ordered (blockdev.Frontends).
 func (v *Volume) Device() blockdev.Device { return v.dev }
 
 // NBDExport is what the NBD server serves: the device, byte-granular.

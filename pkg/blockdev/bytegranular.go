@@ -25,16 +25,31 @@ import (
 // back the stale rest of a block over the other's bytes); aligned writes
 // exclude only read-modify-writes and otherwise run in parallel, as they
 // would on d. The guarantee covers the requests that go through the
-// returned Device: give every connection of a frontend the same one.
-// Requests sent to d directly (another frontend that sends whole blocks)
-// are not ordered against its read-modify-writes.
+// returned Device: give every connection of a frontend the same one, and
+// a frontend that sends whole blocks to d at the same time the second
+// Device of Frontends.
 //
 // A device whose logical block size is 1 (or 0) is returned as it is.
 // The result implements Extenter and Prefetcher when d does.
 func ByteGranular(d Device) Device {
+	anyBytes, _ := Frontends(d)
+	return anyBytes
+}
+
+// Frontends returns ByteGranular(d), for a frontend whose requests may be
+// any byte range (NBD), and a view of d for a frontend that sends whole
+// blocks (ublk) to the same device at the same time. The view passes
+// requests straight to d, but its writes, trims and zeroings register in
+// the byte-granular device's range lock (shared, as its own aligned writes
+// do), so that a partial-block write through the first is never
+// interleaved with a whole-block write of the same block through the
+// second. That costs the view's writes a mutex and a scan of the ranges in
+// flight. For a device whose logical block size is 1 (or 0) both are d.
+// Both implement Extenter and Prefetcher when d does.
+func Frontends(d Device) (anyBytes, wholeBlocks Device) {
 	info := d.Info()
 	if info.LogicalBlockSize <= 1 {
-		return d
+		return d, d
 	}
 	g := &byteGranular{d: d, bs: int64(info.LogicalBlockSize), size: d.Size()}
 	g.info = info
@@ -46,27 +61,40 @@ func ByteGranular(d Device) Device {
 		// Widening to whole blocks adds less than a block at each end.
 		g.info.MaxTransfer = uint32(max(m-2*g.bs, g.bs))
 	}
-	e, isExtenter := d.(Extenter)
-	p, isPrefetcher := d.(Prefetcher)
-	switch {
-	case isExtenter && isPrefetcher:
-		return &struct {
-			*byteGranular
-			granularExtents
-			granularPrefetch
-		}{g, granularExtents{g, e}, granularPrefetch{g, p}}
-	case isExtenter:
-		return &struct {
-			*byteGranular
-			granularExtents
-		}{g, granularExtents{g, e}}
-	case isPrefetcher:
-		return &struct {
-			*byteGranular
-			granularPrefetch
-		}{g, granularPrefetch{g, p}}
+	e, _ := d.(Extenter)
+	p, _ := d.(Prefetcher)
+	var ge Extenter
+	if e != nil {
+		ge = granularExtents{g, e}
 	}
-	return g
+	var gp Prefetcher
+	if p != nil {
+		gp = granularPrefetch{g, p}
+	}
+	return withOptional(g, ge, gp), withOptional(wholeView{g}, e, p)
+}
+
+// withOptional is base with the optional interfaces that are not nil.
+func withOptional(base Device, e Extenter, p Prefetcher) Device {
+	switch {
+	case e != nil && p != nil:
+		return &struct {
+			Device
+			Extenter
+			Prefetcher
+		}{base, e, p}
+	case e != nil:
+		return &struct {
+			Device
+			Extenter
+		}{base, e}
+	case p != nil:
+		return &struct {
+			Device
+			Prefetcher
+		}{base, p}
+	}
+	return base
 }
 
 // byteGranular is the Device ByteGranular returns.
@@ -230,6 +258,39 @@ func (g *byteGranular) span(off, n int64) (start, end int64) {
 	start = off / g.bs * g.bs
 	end = (off + n + g.bs - 1) / g.bs * g.bs
 	return start, end
+}
+
+// wholeView is the second Device of Frontends: d, its aligned writes
+// ordered against g's read-modify-writes. Unaligned requests go to d,
+// which refuses them.
+type wholeView struct{ g *byteGranular }
+
+func (w wholeView) Size() int64                     { return w.g.size }
+func (w wholeView) Info() Info                      { return w.g.d.Info() }
+func (w wholeView) Flush(ctx context.Context) error { return w.g.d.Flush(ctx) }
+func (w wholeView) ReadAt(ctx context.Context, p []byte, off int64) error {
+	return w.g.d.ReadAt(ctx, p, off)
+}
+
+func (w wholeView) WriteAt(ctx context.Context, p []byte, off int64, fua bool) error {
+	if !w.g.aligned(off, int64(len(p))) {
+		return w.g.d.WriteAt(ctx, p, off, fua)
+	}
+	return w.g.WriteAt(ctx, p, off, fua)
+}
+
+func (w wholeView) Zero(ctx context.Context, off, length int64, flags ZeroFlags) error {
+	if !w.g.aligned(off, length) {
+		return w.g.d.Zero(ctx, off, length, flags)
+	}
+	return w.g.Zero(ctx, off, length, flags)
+}
+
+func (w wholeView) Trim(ctx context.Context, off, length int64, fua bool) error {
+	if !w.g.aligned(off, length) {
+		return w.g.d.Trim(ctx, off, length, fua)
+	}
+	return w.g.Trim(ctx, off, length, fua)
 }
 
 // granularExtents asks d about the whole blocks covering the range and

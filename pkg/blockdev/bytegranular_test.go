@@ -310,3 +310,74 @@ func BenchmarkAligned(b *testing.B) {
 		}
 	}
 }
+
+// routed sends unaligned writes to one device and aligned ones to another,
+// as a volume served over NBD and ublk at once receives them.
+type routed struct {
+	blockdev.Device // unaligned writes, and everything else
+	bs              int64
+	whole           blockdev.Device // aligned writes
+}
+
+func (r routed) WriteAt(ctx context.Context, p []byte, off int64, fua bool) error {
+	if off%r.bs == 0 && int64(len(p))%r.bs == 0 {
+		return r.whole.WriteAt(ctx, p, off, fua)
+	}
+	return r.Device.WriteAt(ctx, p, off, fua)
+}
+
+// TestFrontendsOrdered: whole-block writes through the second device of
+// Frontends (a ublk frontend) and partial-block writes through the first
+// (NBD) on the same blocks at once lose no update: the view's writes wait
+// for the read-modify-writes of their blocks.
+func TestFrontendsOrdered(t *testing.T) {
+	t.Parallel()
+	for _, bs := range []int64{512, 4096} {
+		t.Run(fmt.Sprint(bs), func(t *testing.T) {
+			t.Parallel()
+			mem := blockdevtest.NewMem(uint32(bs), 16*bs)
+			mem.SlowReads = true
+			anyBytes, whole := blockdev.Frontends(mem)
+			blockdevtest.OverlappingWrites(t, routed{anyBytes, bs, whole}, bs, 6, 300)
+			if n := mem.Misaligned.Load(); n != 0 {
+				t.Fatalf("the device received %d unaligned requests", n)
+			}
+		})
+	}
+}
+
+// TestFrontendsView: the whole-block view is the device as it is (its
+// Info, its refusal of partial blocks, its optional interfaces), and a
+// byte-granular device is its own view.
+func TestFrontendsView(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	x := &extentDevice{Mem: blockdevtest.NewMem(512, 64<<10)}
+	_, whole := blockdev.Frontends(x)
+	if whole.Info() != x.Info() || whole.Size() != x.Size() {
+		t.Fatalf("view info %+v size %d, want the device's %+v %d", whole.Info(), whole.Size(), x.Info(), x.Size())
+	}
+	for name, err := range map[string]error{
+		"write": whole.WriteAt(ctx, make([]byte, 100), 0, false),
+		"read":  whole.ReadAt(ctx, make([]byte, 100), 0),
+		"zero":  whole.Zero(ctx, 0, 100, 0),
+		"trim":  whole.Trim(ctx, 0, 100, false),
+	} {
+		if !errors.Is(err, syscall.EINVAL) {
+			t.Errorf("unaligned %s through the view: %v, want the device's EINVAL", name, err)
+		}
+	}
+	if _, ok := whole.(blockdev.Extenter); !ok {
+		t.Error("view hides Extenter")
+	}
+	if _, ok := whole.(blockdev.Prefetcher); !ok {
+		t.Error("view hides Prefetcher")
+	}
+	if _, ok := blockdev.ByteGranular(blockdevtest.NewMem(512, 4096)).(blockdev.Extenter); ok {
+		t.Error("Extenter invented")
+	}
+	o := &onlyBytes{x.Mem}
+	if a, w := blockdev.Frontends(o); a != blockdev.Device(o) || w != blockdev.Device(o) {
+		t.Error("a byte-granular device was wrapped")
+	}
+}
