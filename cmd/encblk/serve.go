@@ -43,6 +43,7 @@ type serveFlags struct {
 	maxConns    int
 	idleTimeout time.Duration
 	kek         kekFlags
+	header      headerFlag
 	ublk        ublkFlags
 }
 
@@ -66,6 +67,9 @@ the server's user may use it (checked with SO_PEERCRED at both ends);
 
 The KEK given to serve is wiped as soon as the volumes are unlocked: after
 "encblk lock" nothing in the process can unwrap the volume key again.
+
+--header FILE serves one BACKING whose LUKS2 header is detached in FILE
+(as cryptsetup's --header); the backing then holds only the data.
 
 --plain serves a backing unencrypted, for benchmarks and tests; it refuses
 a backing that carries a LUKS header.`,
@@ -94,6 +98,7 @@ a backing that carries a LUKS header.`,
 	fs.DurationVar(&f.idleTimeout, "idle-timeout", 0, "close an NBD connection with no request for this long (0: never; the kernel's client keeps idle connections)")
 	f.kek.register(fs, "")
 	f.ublk.register(fs)
+	f.header.register(fs)
 	return cmd
 }
 
@@ -110,6 +115,9 @@ func runServe(cmd *cobra.Command, a *app, f *serveFlags, args []string) error {
 	}
 	if f.lockTimeout < 0 || f.idleTimeout < 0 || f.maxConns < 0 {
 		return withExit(exitUsage, errors.New("--lock-timeout, --idle-timeout and --max-connections must not be negative"))
+	}
+	if f.header.path != "" && (len(args) > 1 || f.plain) {
+		return withExit(exitUsage, errors.New("--header serves one encrypted BACKING"))
 	}
 	maxConns := f.maxConns
 	if maxConns == 0 {
@@ -176,7 +184,7 @@ func openServed(ctx context.Context, cmd *cobra.Command, f *serveFlags, mode vol
 		defer key.Destroy()
 	}
 	for i, path := range args {
-		spec := daemon.VolumeSpec{Backing: path, ReadOnly: f.readOnly, Plain: f.plain, Direct: f.direct,
+		spec := daemon.VolumeSpec{Backing: path, Header: f.header.path, ReadOnly: f.readOnly, Plain: f.plain, Direct: f.direct,
 			LockMode: mode, LockTimeout: f.lockTimeout}
 		switch {
 		case i < len(f.exports):

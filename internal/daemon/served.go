@@ -23,6 +23,10 @@ var ErrTooSmall = errors.New("backing is too small for its data segment")
 type VolumeSpec struct {
 	// Backing is the path of the backing file or block device.
 	Backing string
+	// Header, when set, is the file that holds the volume's LUKS2 header
+	// (a detached header, cryptsetup's --header); the backing then holds
+	// only the data.
+	Header string
 	// Export is the NBD export name ("" is the default export).
 	Export string
 	// ReadOnly exports the volume read-only.
@@ -86,10 +90,14 @@ func (v *Volume) open(ctx context.Context, kek keyring.Identity) error {
 		v.setDevice(p, "plain (unencrypted) "+v.spec.Backing)
 		return nil
 	}
-	kr, err := keyring.Open(v.spec.Backing, nil)
+	hdr := v.spec.Backing
+	if v.spec.Header != "" {
+		hdr = v.spec.Header
+	}
+	kr, err := keyring.Open(hdr, nil)
 	if err != nil {
-		// A read-only backing may still be served, without key changes.
-		kr, err = keyring.Open(v.spec.Backing, &keyring.Options{ReadOnly: true})
+		// A read-only header may still be served, without key changes.
+		kr, err = keyring.Open(hdr, &keyring.Options{ReadOnly: true})
 	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", v.spec.Backing, err)
