@@ -227,23 +227,49 @@ func TestExtentsAndPrefetch(t *testing.T) {
 }
 
 // TestConcurrentOverlappingWrites runs writers of unaligned and aligned
-// requests over the same blocks at once (as several NBD connections do)
-// and checks the result is linearizable: every 2-byte cell holds the id of
-// a write that covered it, and no write that covered it started after that
-// write had finished. A read-modify-write that wrote back a stale copy of
-// its block over a concurrent write (a lost update) leaves an older id.
-// The device sleeps after every read, widening the window between a
+// requests over the same blocks at once and checks the result is
+// linearizable (blockdevtest.OverlappingWrites): a read-modify-write that
+// wrote back a stale copy of its block over a concurrent write (a lost
+// update) leaves an older id. The writers share one ByteGranular (as
+// several NBD connections do), or the aligned ones write through the
+// whole-block view of Frontends (ublk and NBD on one device). The device
+// sleeps after every read, widening the window between a
 // read-modify-write's read and its write. Run it with -race.
 func TestConcurrentOverlappingWrites(t *testing.T) {
 	t.Parallel()
 	for _, bs := range []int64{512, 4096} {
-		t.Run(fmt.Sprint(bs), func(t *testing.T) {
-			t.Parallel()
-			mem := blockdevtest.NewMem(uint32(bs), 16*bs)
-			mem.SlowReads = true
-			blockdevtest.OverlappingWrites(t, blockdev.ByteGranular(mem), bs, 6, 300)
-		})
+		for _, frontends := range []int{1, 2} {
+			t.Run(fmt.Sprintf("%d/frontends=%d", bs, frontends), func(t *testing.T) {
+				t.Parallel()
+				mem := blockdevtest.NewMem(uint32(bs), 16*bs)
+				mem.SlowReads = true
+				anyBytes, whole := blockdev.Frontends(mem)
+				var d blockdev.Device = anyBytes
+				if frontends == 2 {
+					d = routed{anyBytes, bs, whole}
+				}
+				blockdevtest.OverlappingWrites(t, d, bs, 6, 300)
+				if n := mem.Misaligned.Load(); n != 0 {
+					t.Fatalf("the device received %d unaligned requests", n)
+				}
+			})
+		}
 	}
+}
+
+// routed sends unaligned writes to one device and aligned ones to another,
+// as a volume served over NBD and ublk at once receives them.
+type routed struct {
+	blockdev.Device // unaligned writes, and everything else
+	bs              int64
+	whole           blockdev.Device // aligned writes
+}
+
+func (r routed) WriteAt(ctx context.Context, p []byte, off int64, fua bool) error {
+	if off%r.bs == 0 && int64(len(p))%r.bs == 0 {
+		return r.whole.WriteAt(ctx, p, off, fua)
+	}
+	return r.Device.WriteAt(ctx, p, off, fua)
 }
 
 // FuzzByteGranular drives blockdev.ByteGranular over an aligned in-memory device
@@ -308,41 +334,6 @@ func BenchmarkAligned(b *testing.B) {
 				})
 			})
 		}
-	}
-}
-
-// routed sends unaligned writes to one device and aligned ones to another,
-// as a volume served over NBD and ublk at once receives them.
-type routed struct {
-	blockdev.Device // unaligned writes, and everything else
-	bs              int64
-	whole           blockdev.Device // aligned writes
-}
-
-func (r routed) WriteAt(ctx context.Context, p []byte, off int64, fua bool) error {
-	if off%r.bs == 0 && int64(len(p))%r.bs == 0 {
-		return r.whole.WriteAt(ctx, p, off, fua)
-	}
-	return r.Device.WriteAt(ctx, p, off, fua)
-}
-
-// TestFrontendsOrdered: whole-block writes through the second device of
-// Frontends (a ublk frontend) and partial-block writes through the first
-// (NBD) on the same blocks at once lose no update: the view's writes wait
-// for the read-modify-writes of their blocks.
-func TestFrontendsOrdered(t *testing.T) {
-	t.Parallel()
-	for _, bs := range []int64{512, 4096} {
-		t.Run(fmt.Sprint(bs), func(t *testing.T) {
-			t.Parallel()
-			mem := blockdevtest.NewMem(uint32(bs), 16*bs)
-			mem.SlowReads = true
-			anyBytes, whole := blockdev.Frontends(mem)
-			blockdevtest.OverlappingWrites(t, routed{anyBytes, bs, whole}, bs, 6, 300)
-			if n := mem.Misaligned.Load(); n != 0 {
-				t.Fatalf("the device received %d unaligned requests", n)
-			}
-		})
 	}
 }
 
