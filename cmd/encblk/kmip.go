@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/encblk/encblk/internal/audit"
 	"github.com/encblk/encblk/internal/daemon"
 	"github.com/encblk/encblk/internal/secmem"
 	"github.com/encblk/encblk/pkg/kek/kmipkek"
@@ -278,22 +278,17 @@ running server (over its 0600 control socket), which commits the change.`,
 			if !revokeOld {
 				return nil
 			}
-			for _, st := range before {
-				if st.Keyslot != oldSlot || st.KeyUID == "" {
-					continue
-				}
-				if slices.ContainsFunc(kmipkek.Slots(kr), func(s kmipkek.SlotStatus) bool { return s.KeyUID == st.KeyUID }) {
-					fmt.Fprintf(cmd.OutOrStdout(), "Old key %s is still used by another keyslot; not revoked\n", st.KeyUID)
-					continue
-				}
-				c, err := cfg.Client(st.Servers, a.log)
-				if err != nil {
-					return err
-				}
-				if err := c.Revoke(cmd.Context(), st.KeyUID, kmip.RevocationSuperseded, "encblk kmip rotate"); err != nil {
-					return fmt.Errorf("rotation done, but revoking the old key %s failed: %w", st.KeyUID, err)
-				}
+			retired, stillUsed := kmipkek.Retired(before, kr, oldSlot)
+			for _, uid := range stillUsed {
+				fmt.Fprintf(cmd.OutOrStdout(), "Old key %s is still used by another keyslot; not revoked\n", uid)
+			}
+			revoked, err := kmipkek.Revoke(cmd.Context(), cfg, retired, kmip.RevocationSuperseded, "encblk kmip rotate", a.log)
+			auditRevoked(cmd.Context(), a, args[0], kr, revoked, err)
+			for _, st := range revoked {
 				fmt.Fprintf(cmd.OutOrStdout(), "Revoked old key %s\n", st.KeyUID)
+			}
+			if err != nil {
+				return fmt.Errorf("rotation done, but %w", err)
 			}
 			return nil
 		},
@@ -337,30 +332,12 @@ header backup together with another KEK). The volume itself is not changed.`,
 				fmt.Sprintf("This revokes the key server's keys of %d KMIP keyslot(s) of %s.\nUnlocking through them will fail from now on.", len(sts), args[0])); err != nil {
 				return err
 			}
-			var errs []error
-			done := map[string]bool{}
-			for _, st := range sts {
-				if st.Err != nil {
-					// Its key cannot be named: say so, or the volume
-					// would look crypto-locked while that keyslot works.
-					errs = append(errs, fmt.Errorf("keyslot %d (token %d): not revoked: %w", st.Keyslot, st.Token, st.Err))
-					continue
-				}
-				if done[st.KeyUID] {
-					continue
-				}
-				done[st.KeyUID] = true
-				c, err := cfg.Client(st.Servers, a.log)
-				if err == nil {
-					err = c.Revoke(cmd.Context(), st.KeyUID, kmip.RevocationCessationOfOperation, "encblk kmip revoke")
-				}
-				if err != nil {
-					errs = append(errs, fmt.Errorf("revoking key %s: %w", st.KeyUID, err))
-					continue
-				}
+			revoked, err := kmipkek.Revoke(cmd.Context(), cfg, sts, kmip.RevocationCessationOfOperation, "encblk kmip revoke", a.log)
+			auditRevoked(cmd.Context(), a, args[0], kr, revoked, err)
+			for _, st := range revoked {
 				fmt.Fprintf(cmd.OutOrStdout(), "Revoked key %s (keyslot %d)\n", st.KeyUID, st.Keyslot)
 			}
-			return errors.Join(errs...)
+			return err
 		},
 	}
 	fs := cmd.Flags()
@@ -368,4 +345,15 @@ header backup together with another KEK). The volume itself is not changed.`,
 	fs.BoolVarP(&batch, "batch-mode", "q", false, "do not ask for confirmation")
 	hdr.register(fs)
 	return cmd
+}
+
+// auditRevoked records a KMIP revocation: one record per keyslot whose key
+// was revoked, and one for the failure, if any.
+func auditRevoked(ctx context.Context, a *app, backing string, kr *keyring.Keyring, revoked []kmipkek.SlotStatus, err error) {
+	for _, st := range revoked {
+		audit.Log(ctx, a.log, audit.Record{Event: audit.KMIPRevoke, Volume: kr.UUID(), Backing: backing, Keyslot: st.Keyslot, KEK: kmipkek.TokenType}.Self())
+	}
+	if err != nil {
+		audit.Log(ctx, a.log, audit.Record{Event: audit.KMIPRevoke, Volume: kr.UUID(), Backing: backing, Keyslot: -1, KEK: kmipkek.TokenType, Err: err}.Self())
+	}
 }

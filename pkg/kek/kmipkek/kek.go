@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 
 	"github.com/encblk/encblk/pkg/keyring"
@@ -331,4 +332,54 @@ func (k *KEK) Status(ctx context.Context, kr *keyring.Keyring) []SlotStatus {
 		st.Err = err
 	}
 	return out
+}
+
+// Revoke revokes on the key servers, with reason, the key of each of
+// slots (as Slots lists them; a key several keyslots share is revoked
+// once), sending msg with each request. It returns the slots whose key it
+// revoked. A slot whose token cannot be read is reported, not skipped:
+// its key cannot be named, and the volume would look crypto-locked while
+// that keyslot still works.
+func Revoke(ctx context.Context, cfg *kmip.FileConfig, slots []SlotStatus, reason kmip.RevocationReasonCode, msg string, log *slog.Logger) ([]SlotStatus, error) {
+	var errs []error
+	var revoked []SlotStatus
+	done := map[string]bool{}
+	for _, st := range slots {
+		if st.Err != nil {
+			errs = append(errs, fmt.Errorf("keyslot %d (token %d): not revoked: %w", st.Keyslot, st.Token, st.Err))
+			continue
+		}
+		if done[st.KeyUID] {
+			continue
+		}
+		done[st.KeyUID] = true
+		c, err := cfg.Client(st.Servers, log)
+		if err == nil {
+			err = c.Revoke(ctx, st.KeyUID, reason, msg)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("revoking key %s: %w", st.KeyUID, err))
+			continue
+		}
+		revoked = append(revoked, st)
+	}
+	return revoked, errors.Join(errs...)
+}
+
+// Retired is what a rotation away from keyslot old retired: the keys old
+// used (per before, Slots before the rotation) that no keyslot of kr uses
+// any more, and those another keyslot still uses (not to be revoked).
+func Retired(before []SlotStatus, kr *keyring.Keyring, old int) (retired []SlotStatus, stillUsed []string) {
+	now := Slots(kr)
+	for _, st := range before {
+		if st.Keyslot != old || st.KeyUID == "" {
+			continue
+		}
+		if slices.ContainsFunc(now, func(s SlotStatus) bool { return s.KeyUID == st.KeyUID }) {
+			stillUsed = append(stillUsed, st.KeyUID)
+			continue
+		}
+		retired = append(retired, st)
+	}
+	return retired, stillUsed
 }
