@@ -193,15 +193,7 @@ func (f *opalTargetFlags) status(ctx context.Context, target string, v *opalTarg
 		if err != nil {
 			return vs, err
 		}
-		os.RangeRead, os.StartBlock, os.LengthBlock = true, rs.Start, rs.Length
-		switch {
-		case rs.ReadLockEnabled && rs.ReadLocked:
-			os.State = sed.Locked.String()
-		case rs.WriteLockEnabled && rs.WriteLocked:
-			os.State = sed.ReadOnly.String()
-		default:
-			os.State = sed.Unlocked.String()
-		}
+		os.RangeRead, os.StartBlock, os.LengthBlock, os.State = true, rs.Start, rs.Length, rs.State().String()
 	}
 	vs.Opal = os
 	return vs, nil

@@ -259,6 +259,18 @@ type RangeState struct {
 	ActiveKey        UID    `json:"-"`
 }
 
+// State is what the range allows now: a lock counts only where it is
+// enabled (a locked but not lock-enabled range does not lock).
+func (rs *RangeState) State() LockState {
+	switch {
+	case rs.ReadLockEnabled && rs.ReadLocked:
+		return Locked
+	case rs.WriteLockEnabled && rs.WriteLocked:
+		return ReadOnly
+	}
+	return Unlocked
+}
+
 // Range reads the state of range n.
 func (d *Device) Range(ctx context.Context, admin Credential, n uint8) (*RangeState, error) {
 	var rs *RangeState

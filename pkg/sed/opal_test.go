@@ -441,3 +441,21 @@ func TestSimStatePersists(t *testing.T) {
 		t.Fatalf("state file: %v %v", st.Mode(), err)
 	}
 }
+
+func TestRangeStateState(t *testing.T) {
+	for _, tc := range []struct {
+		rs   sed.RangeState
+		want sed.LockState
+	}{
+		{sed.RangeState{}, sed.Unlocked},
+		{sed.RangeState{ReadLocked: true, WriteLocked: true}, sed.Unlocked}, // locks not enabled
+		{sed.RangeState{ReadLockEnabled: true, WriteLockEnabled: true}, sed.Unlocked},
+		{sed.RangeState{ReadLockEnabled: true, WriteLockEnabled: true, ReadLocked: true, WriteLocked: true}, sed.Locked},
+		{sed.RangeState{ReadLockEnabled: true, WriteLockEnabled: true, WriteLocked: true}, sed.ReadOnly},
+		{sed.RangeState{WriteLockEnabled: true, ReadLocked: true, WriteLocked: true}, sed.ReadOnly},
+	} {
+		if got := tc.rs.State(); got != tc.want {
+			t.Errorf("%+v: %v, want %v", tc.rs, got, tc.want)
+		}
+	}
+}
