@@ -67,22 +67,11 @@ func (f *backupCrypto) recipientsFor(stdin io.Reader, stderr io.Writer) ([]age.R
 	case named && f.passFile != "":
 		return nil, withExit(exitUsage, errors.New("--backup-passphrase-file excludes --recipient and --recipients-file: an age file takes a passphrase or recipients, not both"))
 	case named:
-		var out []age.Recipient
-		for _, s := range f.recipients {
-			r, err := agekeys.ParseRecipient(s)
-			if err != nil {
-				return nil, withExit(exitUsage, fmt.Errorf("--recipient: %w", err))
-			}
-			out = append(out, r)
+		rs, err := parseRecipients("--recipient", f.recipients, f.recipientsFiles)
+		if err != nil {
+			return nil, err
 		}
-		for _, name := range f.recipientsFiles {
-			rs, err := readRecipientsFile(name)
-			if err != nil {
-				return nil, withExit(exitUsage, err)
-			}
-			out = append(out, rs...)
-		}
-		return out, nil
+		return agekeys.Ages(rs), nil
 	}
 	if f.workFactor < 1 || f.workFactor > maxScryptWorkFactor {
 		return nil, withExit(exitUsage, fmt.Errorf("--scrypt-work-factor %d: want 1 to %d", f.workFactor, maxScryptWorkFactor))
@@ -102,13 +91,30 @@ func (f *backupCrypto) recipientsFor(stdin io.Reader, stderr io.Writer) ([]age.R
 	return []age.Recipient{r}, nil
 }
 
-func readRecipientsFile(name string) ([]age.Recipient, error) {
-	file, err := os.Open(name)
-	if err != nil {
-		return nil, fmt.Errorf("recipients file: %w", err)
+// parseRecipients parses recipients given one by one with flag, and the
+// recipients files named in files; any error is a usage error.
+func parseRecipients(flag string, recipients, files []string) ([]agekeys.Recipient, error) {
+	var out []agekeys.Recipient
+	for _, s := range recipients {
+		r, err := agekeys.ParseRecipient(s)
+		if err != nil {
+			return nil, withExit(exitUsage, fmt.Errorf("%s: %w", flag, err))
+		}
+		out = append(out, r)
 	}
-	defer file.Close()
-	return agekeys.ReadRecipients(file, name)
+	for _, name := range files {
+		file, err := os.Open(name)
+		if err != nil {
+			return nil, withExit(exitUsage, fmt.Errorf("recipients file: %w", err))
+		}
+		rs, err := agekeys.ReadRecipients(file, name)
+		file.Close()
+		if err != nil {
+			return nil, withExit(exitUsage, err)
+		}
+		out = append(out, rs...)
+	}
+	return out, nil
 }
 
 // passphrase reads the backup passphrase into protected memory.

@@ -58,9 +58,39 @@ func NewReader(r *bufio.Reader) io.Reader {
 	return r
 }
 
+// Recipient is a parsed recipient and its text: as given, but an SSH
+// key without its comment.
+type Recipient struct {
+	age.Recipient
+	Text string
+}
+
+// Ages returns the age recipients of rs.
+func Ages(rs []Recipient) []age.Recipient {
+	out := make([]age.Recipient, len(rs))
+	for i, r := range rs {
+		out[i] = r.Recipient
+	}
+	return out
+}
+
 // ParseRecipient parses one recipient. A string that looks like a private
 // key is not quoted back.
-func ParseRecipient(s string) (age.Recipient, error) {
+func ParseRecipient(s string) (Recipient, error) {
+	r, err := parseRecipient(s)
+	if err != nil {
+		return Recipient{}, err
+	}
+	text := s
+	if strings.HasPrefix(s, "ssh-") {
+		if f := strings.Fields(s); len(f) >= 2 {
+			text = f[0] + " " + f[1]
+		}
+	}
+	return Recipient{r, text}, nil
+}
+
+func parseRecipient(s string) (age.Recipient, error) {
 	switch {
 	case strings.HasPrefix(s, "AGE-"):
 		return nil, errors.New("this is an identity (a private key), not a recipient: use its public key, which age-keygen -y prints")
@@ -79,11 +109,11 @@ func ParseRecipient(s string) (age.Recipient, error) {
 }
 
 // ReadRecipients reads a recipients file; name is how errors call it.
-func ReadRecipients(r io.Reader, name string) ([]age.Recipient, error) {
+func ReadRecipients(r io.Reader, name string) ([]Recipient, error) {
 	lr := &io.LimitedReader{R: r, N: maxFileSize + 1}
 	sc := bufio.NewScanner(lr)
 	sc.Buffer(nil, maxLineLen+2)
-	var out []age.Recipient
+	var out []Recipient
 	n := 0
 	for sc.Scan() {
 		n++

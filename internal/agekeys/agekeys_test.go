@@ -72,7 +72,7 @@ func TestRealKeys(t *testing.T) {
 			t.Fatalf("%s: %v", kind, err)
 		}
 		var ct bytes.Buffer
-		w, err := age.Encrypt(&ct, r)
+		w, err := age.Encrypt(&ct, r.Recipient)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -202,7 +202,7 @@ func FuzzReadRecipients(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if _, err := age.Encrypt(io.Discard, rs...); err != nil && !strings.Contains(err.Error(), "incompatible recipients") {
+		if _, err := age.Encrypt(io.Discard, Ages(rs)...); err != nil && !strings.Contains(err.Error(), "incompatible recipients") {
 			t.Fatalf("accepted recipients do not encrypt: %v", err)
 		}
 	})

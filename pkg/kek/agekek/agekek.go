@@ -1,0 +1,159 @@
+// Package agekek is the "age" key-encryption-key source: a keyslot whose
+// secret is stored in the volume's header, in an encblk-age LUKS2 token,
+// encrypted in the age format (age-encryption.org/v1) to one or more age
+// recipients. Whoever holds a matching identity opens the keyslot; nobody
+// else can, not even whoever made it.
+//
+// This is how a volume moves to another host without a passphrase in the
+// clear: the destination makes an identity (age-keygen, or encblk keyfile
+// generate --age) and publishes its recipient, the source adds a keyslot
+// for that recipient (Recipient), the image travels, and the destination
+// opens it with its identity (Identity), then rotates to a KEK of its own.
+// The source never holds a secret of the destination.
+//
+// Recipients and identities are filippo.io/age's: X25519 (age1…), the
+// post-quantum hybrid (age1pq1…), and SSH ed25519 and RSA keys (agessh).
+//
+// Memory: the keyslot secret is copied into protected memory as soon as
+// age has decrypted it, but age's own buffers (the file key, the
+// decrypted chunk) and an identity's private key are ordinary Go memory
+// that is not wiped; keep identity files and the processes that read them
+// as safe as the volume.
+package agekek
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"filippo.io/age"
+
+	"github.com/encblk/encblk/internal/secmem"
+	"github.com/encblk/encblk/pkg/keyring"
+)
+
+// Recipient is the age KEK for new keyslots: Wrap draws a random secret
+// for the keyslot and returns it with an encblk-age token that holds it
+// encrypted to the recipients.
+type Recipient struct {
+	recipients []age.Recipient
+	names      []string
+}
+
+// NewRecipient returns the KEK that encrypts new keyslots' secrets to
+// recipients; names are how the token lists them (the recipients as
+// written, e.g. "age1…"; nil lists none).
+func NewRecipient(recipients []age.Recipient, names []string) (*Recipient, error) {
+	switch {
+	case len(recipients) == 0:
+		return nil, errors.New("age: no recipients")
+	case len(recipients) > maxRecipients:
+		return nil, fmt.Errorf("age: %d recipients, at most %d", len(recipients), maxRecipients)
+	case names != nil && len(names) != len(recipients):
+		return nil, errors.New("age: a name for every recipient, or none")
+	}
+	return &Recipient{recipients: recipients, names: names}, nil
+}
+
+// Wrap implements keyring.Recipient.
+func (r *Recipient) Wrap(ctx context.Context) (*secmem.Buffer, []json.RawMessage, error) {
+	secret, err := secmem.New(secretLen)
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, err := rand.Read(secret.Bytes()); err != nil {
+		secret.Destroy()
+		return nil, nil, err
+	}
+	tok, err := sealSecret(secret.Bytes(), r.recipients, r.names)
+	if err != nil {
+		secret.Destroy()
+		return nil, nil, err
+	}
+	return secret, []json.RawMessage{tok}, nil
+}
+
+// KeyslotOptions are the keyslot options for age keyslots: PBKDF2 with
+// the minimum iteration count, as the secret is 256 random bits (a slow
+// KDF would protect nothing and only delay unlocking).
+func KeyslotOptions() *keyring.KeyslotOptions {
+	return &keyring.KeyslotOptions{KDF: keyring.KDFParams{Type: "pbkdf2", Hash: "sha256", Iterations: 1000}}
+}
+
+// Identity is the age KEK that opens keyslots through their encblk-age
+// tokens.
+type Identity struct {
+	ids []age.Identity
+}
+
+// NewIdentity returns the KEK that opens encblk-age tokens encrypted to
+// any of ids.
+func NewIdentity(ids []age.Identity) (*Identity, error) {
+	if len(ids) == 0 {
+		return nil, errors.New("age: no identities")
+	}
+	return &Identity{ids: ids}, nil
+}
+
+// Unwrap implements keyring.Identity: it opens ks's encblk-age tokens
+// with the identities. A keyslot without such a token, or whose tokens
+// are encrypted to others, is not this KEK's (keyring.ErrNoMatchingKeyslot);
+// a token that does not parse or whose age file is damaged is an error
+// wrapping ErrBadToken.
+func (i *Identity) Unwrap(ctx context.Context, ks *keyring.Keyslot) (*secmem.Buffer, error) {
+	if ks == nil {
+		return nil, errors.New("age: an age KEK opens keyslots through their encblk-age tokens, which are in the volume's header: name the backing (TARGET) whose header holds them")
+	}
+	var bad []error
+	mine := false
+	for _, t := range ks.Tokens {
+		if t.Type != TokenType {
+			continue
+		}
+		mine = true
+		secret, err := i.unwrapToken(t)
+		switch {
+		case err == nil:
+			return secret, nil
+		case errors.Is(err, errNotMine):
+		default:
+			bad = append(bad, fmt.Errorf("keyslot %d, token %d: %w", ks.ID, t.ID, err))
+		}
+	}
+	switch {
+	case len(bad) > 0:
+		return nil, errors.Join(bad...)
+	case mine:
+		return nil, fmt.Errorf("%w: keyslot %d: its %s token is encrypted to other age recipients", keyring.ErrNoMatchingKeyslot, ks.ID, TokenType)
+	}
+	return nil, fmt.Errorf("%w: keyslot %d has no %s token", keyring.ErrNoMatchingKeyslot, ks.ID, TokenType)
+}
+
+func (i *Identity) unwrapToken(t keyring.Token) (*secmem.Buffer, error) {
+	tok, err := ParseToken(t.Raw)
+	if err != nil {
+		return nil, err
+	}
+	secret, err := secmem.New(secretLen)
+	if err != nil {
+		return nil, err
+	}
+	if err := tok.open(secret.Bytes(), i.ids); err != nil {
+		secret.Destroy()
+		return nil, err
+	}
+	return secret, nil
+}
+
+// HasTokens reports whether kr has an age keyslot (an encblk-age token
+// bound to a keyslot).
+func HasTokens(kr *keyring.Keyring) bool {
+	for _, t := range kr.Tokens() {
+		if t.Type == TokenType && len(t.Keyslots) > 0 {
+			return true
+		}
+	}
+	return false
+}
