@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
@@ -20,5 +21,29 @@ func TestAgeScript(t *testing.T) {
 	} {
 		testutil.RequireTool(t, tool[0], tool[1])
 	}
-	testscript.Run(t, testscript.Params{Dir: "testdata/age", Cmds: scriptCmds()})
+	testscript.Run(t, testscript.Params{
+		Dir: "testdata/age",
+		Cmds: withScriptCmds(map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			// same-volume-key A B: the volume keys that the two dumps
+			// (encblk dump or cryptsetup luksDump --dump-volume-key; a
+			// file, or stdout) show are the same.
+			"same-volume-key": func(ts *testscript.TestScript, neg bool, args []string) {
+				if len(args) != 2 {
+					ts.Fatalf("usage: same-volume-key DUMP DUMP")
+				}
+				var keys [2][]byte
+				for i, name := range args {
+					k, err := testutil.ParseVolumeKey(ts.ReadFile(name))
+					if err != nil {
+						ts.Fatalf("%s: %v", name, err)
+					}
+					keys[i] = k
+				}
+				same := bytes.Equal(keys[0], keys[1])
+				if same == neg {
+					ts.Fatalf("the volume keys of %s and %s: same = %v", args[0], args[1], same)
+				}
+			},
+		}),
+	})
 }

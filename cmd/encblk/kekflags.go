@@ -6,11 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 
+	"filippo.io/age"
 	"github.com/spf13/pflag"
 
+	"github.com/encblk/encblk/internal/agekeys"
 	"github.com/encblk/encblk/internal/secmem"
+	"github.com/encblk/encblk/pkg/kek/agekek"
 	"github.com/encblk/encblk/pkg/kek/keyfile"
 	"github.com/encblk/encblk/pkg/kek/kmipkek"
 	"github.com/encblk/encblk/pkg/kek/passphrase"
@@ -36,6 +40,10 @@ type kek interface {
 //	--key-file F         raw bytes of F, a trailing newline included ("-": stdin)
 //	--passphrase-file F  first line of F, like a typed passphrase ("-": stdin)
 //	--kmip CONFIG        a KMIP key server holds it (CONFIG: client configuration)
+//	--age-identity F     the volume's encblk-age tokens, opened with the age
+//	                     identities in F (repeatable)
+//	--age-recipient R    (new KEK only) a random secret, stored in an encblk-age
+//	--age-recipients-file F  token encrypted to these age recipients (repeatable)
 //	(none)               the volume's tokens, if it has keyslots bound to
 //	                     tokens of a source below (readFor); else prompt on the
 //	                     terminal without echo, or read one line of stdin when
@@ -44,6 +52,9 @@ type kekFlags struct {
 	keyFile        string
 	passphraseFile string
 	kmipConfig     string
+	ageIdentities  []string
+	ageRecipients  []string
+	ageRcptFiles   []string
 	what           string // "" for the volume's KEK, "new " for a new one
 }
 
@@ -58,6 +69,73 @@ func (f *kekFlags) register(fs *pflag.FlagSet, prefix string) {
 	fs.StringVar(&f.keyFile, prefix+"key-file", "", "read "+what+" from this key file, every byte counts (- for stdin)")
 	fs.StringVar(&f.passphraseFile, prefix+"passphrase-file", "", "read "+what+" passphrase from the first line of this file (- for stdin)")
 	fs.StringVar(&f.kmipConfig, prefix+"kmip", "", what+" is held by a KMIP key server; this file is the client configuration (see encblk kmip --help)")
+	// An age recipient only makes keyslots and an identity only opens
+	// them, so neither needs the "new-" prefix to say which KEK it is.
+	if prefix == "" {
+		fs.StringArrayVar(&f.ageIdentities, "age-identity", nil, "open the volume's age keyslots with the identities in this file (age-keygen's, or an unencrypted SSH private key; default: $"+ageIdentityEnv+", else "+defaultAgeIdentity+" if it exists); repeatable")
+		return
+	}
+	fs.StringArrayVar(&f.ageRecipients, "age-recipient", nil, "the new keyslot's random secret is stored in a token, encrypted to this age recipient (age1…, ssh-ed25519 …, ssh-rsa …); repeatable")
+	fs.StringArrayVar(&f.ageRcptFiles, "age-recipients-file", nil, "like --age-recipient, for each recipient in this file (one a line); repeatable")
+}
+
+// The default age identity: whoever is to open age keyslots without
+// naming an identity keeps one here (encblk keyfile generate --age).
+const (
+	defaultAgeIdentity = "/etc/encblk/age.key"
+	ageIdentityEnv     = "ENCBLK_AGE_IDENTITY"
+)
+
+// ageKEK returns the age KEK of the identity files, or of the recipients
+// and recipients files (for a new keyslot).
+func ageKEK(identities, recipients, recipientsFiles []string) (*agekek.KEK, error) {
+	if len(identities) > 0 {
+		var ids []age.Identity
+		for _, name := range identities {
+			is, err := readAgeIdentities(name)
+			if err != nil {
+				return nil, err
+			}
+			ids = append(ids, is...)
+		}
+		return agekek.NewIdentity(ids)
+	}
+	rs, err := parseRecipients("--age-recipient", recipients, recipientsFiles)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, len(rs))
+	for i, r := range rs {
+		names[i] = r.Text
+	}
+	k, err := agekek.NewRecipient(agekeys.Ages(rs), names)
+	return k, withExit(exitUsage, err)
+}
+
+// readAgeIdentities reads an age identity file; a file that is not one is
+// a usage error.
+func readAgeIdentities(name string) ([]age.Identity, error) {
+	file, err := os.Open(name)
+	if err != nil {
+		return nil, fmt.Errorf("age identity: %w", err)
+	}
+	defer file.Close()
+	ids, err := agekeys.ReadIdentities(file, name)
+	return ids, withExit(exitUsage, err)
+}
+
+// defaultAgeKEK is the token source for age keyslots when no KEK is named:
+// the identity file $ENCBLK_AGE_IDENTITY (which must exist), else
+// defaultAgeIdentity if it exists, else none (nil).
+func defaultAgeKEK() (keyring.Identity, error) {
+	path := os.Getenv(ageIdentityEnv)
+	if path == "" {
+		if _, err := os.Stat(defaultAgeIdentity); errors.Is(err, os.ErrNotExist) {
+			return nil, nil
+		}
+		path = defaultAgeIdentity
+	}
+	return ageKEK([]string{path}, nil, nil)
 }
 
 // read returns the KEK the flags name. verify asks twice when prompting
@@ -68,6 +146,10 @@ func (f *kekFlags) read(stdin io.Reader, stderr io.Writer, verify bool) (kek, er
 		return nil, withExit(exitUsage, fmt.Errorf("--%skey-file and --%spassphrase-file are exclusive", f.prefix(), f.prefix()))
 	case f.kmipConfig != "" && (f.keyFile != "" || f.passphraseFile != ""):
 		return nil, withExit(exitUsage, fmt.Errorf("--%skmip excludes --%skey-file and --%spassphrase-file", f.prefix(), f.prefix(), f.prefix()))
+	case f.ageGiven() && (f.kmipConfig != "" || f.keyFile != "" || f.passphraseFile != ""):
+		return nil, withExit(exitUsage, fmt.Errorf("the age flags exclude --%skey-file, --%spassphrase-file and --%skmip", f.prefix(), f.prefix(), f.prefix()))
+	case f.ageGiven():
+		return ageKEK(f.ageIdentities, f.ageRecipients, f.ageRcptFiles)
 	case f.kmipConfig != "":
 		return kmipKEK(f.kmipConfig, nil)
 	case f.keyFile == "-":
@@ -96,7 +178,9 @@ func (f *kekFlags) readFor(kr *keyring.Keyring, stdin io.Reader, stderr io.Write
 		if err != nil {
 			return nil, err
 		}
-		ids = append(ids, id)
+		if id != nil { // nil: the source has nothing to offer here
+			ids = append(ids, id)
+		}
 	}
 	if len(ids) == 0 {
 		return f.read(stdin, stderr, verify)
@@ -106,7 +190,9 @@ func (f *kekFlags) readFor(kr *keyring.Keyring, stdin io.Reader, stderr io.Write
 
 // tokenSource is a KEK source that unlocks keyslots through the LUKS2
 // tokens bound to them: its token type and how to make its Identity for a
-// volume. A new source registers here.
+// volume (nil if it has none to offer, e.g. no age identity is configured:
+// then the next source or the prompt is used). A new source registers
+// here.
 type tokenSource struct {
 	tokenType string
 	identity  func(kr *keyring.Keyring) (keyring.Identity, error)
@@ -115,6 +201,7 @@ type tokenSource struct {
 // tokenSources are tried in this order on every keyslot.
 var tokenSources = []tokenSource{
 	{kmipkek.TokenType, func(kr *keyring.Keyring) (keyring.Identity, error) { return tokenKMIPKEK(kr, "", nil) }},
+	{agekek.TokenType, func(*keyring.Keyring) (keyring.Identity, error) { return defaultAgeKEK() }},
 }
 
 // hasBoundToken reports whether kr has a token of type typ bound to a
@@ -166,14 +253,18 @@ func (f *kekFlags) prefix() string {
 
 // given reports whether a source was named.
 func (f *kekFlags) given() bool {
-	return f.keyFile != "" || f.passphraseFile != "" || f.kmipConfig != ""
+	return f.keyFile != "" || f.passphraseFile != "" || f.kmipConfig != "" || f.ageGiven()
+}
+
+func (f *kekFlags) ageGiven() bool {
+	return len(f.ageIdentities) > 0 || len(f.ageRecipients) > 0 || len(f.ageRcptFiles) > 0
 }
 
 // highEntropy reports whether the new KEK the flags name is a random
 // secret a machine holds (not a passphrase): its keyslot needs no slow
 // KDF.
 func (f *kekFlags) highEntropy() bool {
-	return f.kmipConfig != ""
+	return f.kmipConfig != "" || len(f.ageRecipients) > 0 || len(f.ageRcptFiles) > 0
 }
 
 // bufferOf moves secret into an internal/secmem buffer, for code that

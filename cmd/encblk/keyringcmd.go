@@ -18,6 +18,10 @@ func init() {
 		switch {
 		case errors.Is(err, keyring.ErrNoMatchingKeyslot):
 			return exitWrongKey, true
+		case errors.Is(err, keyring.ErrUnavailable) && onlyCorrupt(err):
+			// Every keyslot tried was out of reach because its token is
+			// damaged (an age token whose file does not authenticate).
+			return exitCorrupt, true
 		case errors.Is(err, keyring.ErrUnavailable):
 			// A keyslot's source withheld its secret: the volume stays locked.
 			return exitBusy, true
@@ -51,6 +55,21 @@ func (h *headerFlag) location(device string) string {
 // openKeyring opens the header of device (or of --header).
 func (h *headerFlag) open(device string, readOnly bool) (*keyring.Keyring, error) {
 	return keyring.Open(h.location(device), &keyring.Options{ReadOnly: readOnly})
+}
+
+// onlyCorrupt reports whether err is a *keyring.LockedError all of whose
+// reasons are corrupt metadata.
+func onlyCorrupt(err error) bool {
+	var le *keyring.LockedError
+	if !errors.As(err, &le) || len(le.Reasons) == 0 {
+		return false
+	}
+	for _, r := range le.Reasons {
+		if !errors.Is(r, keyring.ErrCorrupt) {
+			return false
+		}
+	}
+	return true
 }
 
 // confirm asks for an explicit YES, as cryptsetup does before destroying

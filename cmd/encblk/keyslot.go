@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -99,6 +100,8 @@ func newKeyslotAddCmd(a *app) *cobra.Command {
 		newKEK kekFlags
 		kdf    kdfFlags
 		slot   int
+		others bool
+		batch  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "add DEVICE [NEW_KEY_FILE]",
@@ -106,8 +109,18 @@ func newKeyslotAddCmd(a *app) *cobra.Command {
 		Long: `Add unlocks the volume with an existing KEK (--key-file, --passphrase-file,
 --kmip, the volume's KMIP tokens or the prompt) and wraps its data-encryption
 key for a new KEK (NEW_KEY_FILE, --new-key-file, --new-passphrase-file,
---new-kmip or the prompt) in a new keyslot. On a served volume the running
-server does it (the secrets go over its 0600 control socket).`,
+--new-kmip, --age-recipient or the prompt) in a new keyslot. On a served
+volume the running server does it (the secrets go over its 0600 control
+socket).
+
+With --age-recipient (or --age-recipients-file) the new keyslot's secret is
+32 random bytes, stored in an encblk-age token encrypted to the recipients:
+only their identities open it (unlock --age-identity), and this host keeps
+nothing that does. --remove-other-keyslots then destroys every other keyslot
+in the same run (after a typed YES, unless --batch-mode), so that only the
+new KEK opens the volume: how a volume is handed to another host (see
+"Moving a volume to another host" in the README). Offline, one header commit
+drops them all; a server drops them one by one.`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 2 {
@@ -123,14 +136,26 @@ server does it (the secrets go over its 0600 control socket).`,
 			if cmd.Flags().Changed("key-slot") {
 				opts.Slot = &slot
 			}
+			var drop []int
+			if others {
+				if drop, err = keyslotsToDrop(cmd, a, hdr, args[0], batch); err != nil {
+					return err
+				}
+			}
 			readNew := func() (kek, error) { return newKEK.read(cmd.InOrStdin(), cmd.ErrOrStderr(), true) }
 			t, id, err := addKeyslot(cmd, a, hdr, args[0], &oldKEK, readNew, opts)
 			if err != nil {
 				return err
 			}
-			t.Close()
+			defer t.Close()
 			fmt.Fprintf(cmd.OutOrStdout(), "added keyslot %d\n", id)
 			a.log.Debug("keyslot added", "slot", id)
+			if len(drop) > 0 {
+				if err := t.RemoveKeyslots(cmd.Context(), drop); err != nil {
+					return fmt.Errorf("keyslot %d was added, but removing keyslots %s failed: %w", id, slotList(drop), err)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "removed keyslots %s\n", slotList(drop))
+			}
 			return nil
 		},
 	}
@@ -140,7 +165,39 @@ server does it (the secrets go over its 0600 control socket).`,
 	newKEK.register(fs, "new-")
 	kdf.register(fs)
 	fs.IntVarP(&slot, "key-slot", "S", 0, "use this keyslot number (default: the lowest free)")
+	fs.BoolVar(&others, "remove-other-keyslots", false, "then destroy every other keyslot: only the new KEK opens the volume (asks for YES)")
+	fs.BoolVarP(&batch, "batch-mode", "q", false, "do not ask for confirmation")
 	return cmd
+}
+
+// keyslotsToDrop lists the keyslots of device that --remove-other-keyslots
+// is to destroy once the new one is added, after a typed YES unless batch.
+func keyslotsToDrop(cmd *cobra.Command, a *app, hdr headerFlag, device string, batch bool) ([]int, error) {
+	t, err := daemon.OpenTarget(cmd.Context(), device, daemon.TargetOptions{Header: hdr.path, Logger: a.log})
+	if err != nil {
+		return nil, err
+	}
+	defer t.Close()
+	var drop []int
+	for _, ks := range t.Keyring().Keyslots() {
+		if ks.Type == "luks2" {
+			drop = append(drop, ks.ID)
+		}
+	}
+	if len(drop) == 0 {
+		return nil, nil
+	}
+	err = confirm(cmd.InOrStdin(), cmd.ErrOrStderr(), batch,
+		fmt.Sprintf("After the new keyslot is added, keyslots %s of %s will be destroyed:\nonly the new KEK will open the volume.", slotList(drop), device))
+	return drop, err
+}
+
+func slotList(slots []int) string {
+	s := make([]string, len(slots))
+	for i, v := range slots {
+		s[i] = strconv.Itoa(v)
+	}
+	return strings.Join(s, ", ")
 }
 
 func newKeyslotRemoveCmd(a *app) *cobra.Command {

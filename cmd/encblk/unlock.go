@@ -24,7 +24,9 @@ and resumes the I/O that waited. A wrong KEK exits with status 2 and leaves
 the volume locked. With no KEK named and KMIP keyslots in TARGET's header, the
 key server releases the keyslot secret (--kmip CONFIG names the client
 configuration); if it refuses or cannot be reached, the volume stays locked
-and the exit status is 3. For a LUKS2 hw-opal(-crypt) volume on a
+and the exit status is 3. Age keyslots (keyslot add --age-recipient) open
+with --age-identity FILE, or with no KEK named through the default identity
+($ENCBLK_AGE_IDENTITY, else /etc/encblk/age.key). For a LUKS2 hw-opal(-crypt) volume on a
 self-encrypting drive (TARGET is the drive; --header for a detached header),
 the keyslot opened by the KEK yields the key of the drive's locking range,
 which is unlocked.`,

@@ -223,6 +223,29 @@ func (t *Target) RemoveKeyslot(ctx context.Context, slot int) error {
 	return err
 }
 
+// RemoveKeyslots destroys several keyslots (not all that open the
+// volume): here in one header commit (keyring.RemoveKeyslots), through a
+// server one by one.
+func (t *Target) RemoveKeyslots(ctx context.Context, slots []int) error {
+	if t.client != nil {
+		for _, slot := range slots {
+			if err := t.client.RemoveKeyslot(ctx, t.vol, slot); err != nil {
+				return errors.Join(err, t.reload("keyslots removed in part"))
+			}
+		}
+		return t.reload("keyslots removed")
+	}
+	kinds := make([]string, len(slots))
+	for i, slot := range slots {
+		kinds[i] = kekKind(t.kr, slot)
+	}
+	err := t.kr.RemoveKeyslots(ctx, slots)
+	for i, slot := range slots {
+		t.audit(ctx, audit.RemoveKeyslot, slot, err, kinds[i])
+	}
+	return err
+}
+
 // audit records a change made here (the server audits its own).
 func (t *Target) audit(ctx context.Context, event string, slot int, err error, kind ...string) {
 	r := audit.Record{Event: event, Volume: t.kr.UUID(), Backing: t.path, Keyslot: slot, Err: err}

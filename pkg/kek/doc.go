@@ -1,7 +1,8 @@
 // Package kek is the home of encblk's key-encryption-key sources, one
 // package each, as age keeps its plugins: passphrase (typed or read from a
 // file), keyfile (raw bytes of a file), kmipkek (a KMIP key server wraps
-// the keyslot secret), and the sources that unlock through LUKS2 tokens
+// the keyslot secret), agekek (the secret sits in the header, encrypted to
+// age recipients: how a volume moves to another host), and the sources that unlock through LUKS2 tokens
 // other tools write (tang and sss through clevis tokens, tpm2 through
 // systemd-tpm2 tokens).
 //
@@ -28,6 +29,7 @@
 //	key file on the host         yes          no          no (2)
 //	key file on removable media  yes          if removed  no (2)
 //	KMIP key server (kmipkek)    yes          yes (3)     yes: revoke the key (4)
+//	age identity (agekek)        yes          as its file no (2)
 //	SED (Opal range key)         yes          as its KEK  as its KEK
 //
 //	(1) if nobody types it for the thief. (2) only by erasing the keyslots

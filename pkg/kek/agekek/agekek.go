@@ -7,9 +7,9 @@
 // This is how a volume moves to another host without a passphrase in the
 // clear: the destination makes an identity (age-keygen, or encblk keyfile
 // generate --age) and publishes its recipient, the source adds a keyslot
-// for that recipient (Recipient), the image travels, and the destination
-// opens it with its identity (Identity), then rotates to a KEK of its own.
-// The source never holds a secret of the destination.
+// for that recipient (NewRecipient), the image travels, and the
+// destination opens it with its identity (NewIdentity), then rotates to a
+// KEK of its own. The source never holds a secret of the destination.
 //
 // Recipients and identities are filippo.io/age's: X25519 (age1…), the
 // post-quantum hybrid (age1pq1…), and SSH ed25519 and RSA keys (agessh).
@@ -30,22 +30,29 @@ import (
 
 	"filippo.io/age"
 
-	"github.com/encblk/encblk/internal/secmem"
 	"github.com/encblk/encblk/pkg/keyring"
 )
 
-// Recipient is the age KEK for new keyslots: Wrap draws a random secret
-// for the keyslot and returns it with an encblk-age token that holds it
-// encrypted to the recipients.
-type Recipient struct {
+// KEK is the age key-encryption-key source. As a keyring.Recipient (with
+// recipients) Wrap draws a random secret for a new keyslot and returns it
+// with an encblk-age token holding it encrypted to the recipients; as a
+// keyring.Identity (with identities) Unwrap opens keyslots through their
+// encblk-age tokens.
+type KEK struct {
 	recipients []age.Recipient
 	names      []string
+	ids        []age.Identity
 }
+
+var (
+	_ keyring.Identity  = (*KEK)(nil)
+	_ keyring.Recipient = (*KEK)(nil)
+)
 
 // NewRecipient returns the KEK that encrypts new keyslots' secrets to
 // recipients; names are how the token lists them (the recipients as
-// written, e.g. "age1…"; nil lists none).
-func NewRecipient(recipients []age.Recipient, names []string) (*Recipient, error) {
+// written, e.g. "age1…"; nil lists none). It opens no keyslot.
+func NewRecipient(recipients []age.Recipient, names []string) (*KEK, error) {
 	switch {
 	case len(recipients) == 0:
 		return nil, errors.New("age: no recipients")
@@ -54,12 +61,28 @@ func NewRecipient(recipients []age.Recipient, names []string) (*Recipient, error
 	case names != nil && len(names) != len(recipients):
 		return nil, errors.New("age: a name for every recipient, or none")
 	}
-	return &Recipient{recipients: recipients, names: names}, nil
+	return &KEK{recipients: recipients, names: names}, nil
 }
 
+// NewIdentity returns the KEK that opens encblk-age tokens encrypted to
+// any of ids. It makes no keyslot.
+func NewIdentity(ids []age.Identity) (*KEK, error) {
+	if len(ids) == 0 {
+		return nil, errors.New("age: no identities")
+	}
+	return &KEK{ids: ids}, nil
+}
+
+// Destroy is a no-op: the identities' keys are age's, in Go memory (see
+// the package comment). It lets a KEK stand wherever a passphrase would.
+func (k *KEK) Destroy() {}
+
 // Wrap implements keyring.Recipient.
-func (r *Recipient) Wrap(ctx context.Context) (*secmem.Buffer, []json.RawMessage, error) {
-	secret, err := secmem.New(secretLen)
+func (k *KEK) Wrap(ctx context.Context) (*keyring.Secret, []json.RawMessage, error) {
+	if len(k.recipients) == 0 {
+		return nil, nil, errors.New("age: an age identity makes no keyslot: give the recipients (public keys) to seal one to")
+	}
+	secret, err := keyring.NewSecret(secretLen)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -67,7 +90,7 @@ func (r *Recipient) Wrap(ctx context.Context) (*secmem.Buffer, []json.RawMessage
 		secret.Destroy()
 		return nil, nil, err
 	}
-	tok, err := sealSecret(secret.Bytes(), r.recipients, r.names)
+	tok, err := sealSecret(secret.Bytes(), k.recipients, k.names)
 	if err != nil {
 		secret.Destroy()
 		return nil, nil, err
@@ -82,29 +105,19 @@ func KeyslotOptions() *keyring.KeyslotOptions {
 	return &keyring.KeyslotOptions{KDF: keyring.KDFParams{Type: "pbkdf2", Hash: "sha256", Iterations: 1000}}
 }
 
-// Identity is the age KEK that opens keyslots through their encblk-age
-// tokens.
-type Identity struct {
-	ids []age.Identity
-}
-
-// NewIdentity returns the KEK that opens encblk-age tokens encrypted to
-// any of ids.
-func NewIdentity(ids []age.Identity) (*Identity, error) {
-	if len(ids) == 0 {
-		return nil, errors.New("age: no identities")
-	}
-	return &Identity{ids: ids}, nil
-}
-
 // Unwrap implements keyring.Identity: it opens ks's encblk-age tokens
 // with the identities. A keyslot without such a token, or whose tokens
-// are encrypted to others, is not this KEK's (keyring.ErrNoMatchingKeyslot);
-// a token that does not parse or whose age file is damaged is an error
-// wrapping ErrBadToken.
-func (i *Identity) Unwrap(ctx context.Context, ks *keyring.Keyslot) (*secmem.Buffer, error) {
+// are all encrypted to others, is not this KEK's
+// (keyring.ErrNoMatchingKeyslot): the keyring tries the next. A token
+// that does not parse or whose age file is damaged makes the keyslot
+// unavailable (*keyring.UnavailableError wrapping ErrBadToken, which wraps
+// keyring.ErrCorrupt), and the keyring tries the next too.
+func (k *KEK) Unwrap(ctx context.Context, ks *keyring.Keyslot) (*keyring.Secret, error) {
 	if ks == nil {
-		return nil, errors.New("age: an age KEK opens keyslots through their encblk-age tokens, which are in the volume's header: name the backing (TARGET) whose header holds them")
+		return nil, errors.New("age: an age identity opens keyslots through their encblk-age tokens, which are in the volume's header: name the backing (TARGET) whose header holds them")
+	}
+	if len(k.ids) == 0 {
+		return nil, fmt.Errorf("%w: keyslot %d: an age recipient opens nothing", keyring.ErrNoMatchingKeyslot, ks.ID)
 	}
 	var bad []error
 	mine := false
@@ -113,13 +126,13 @@ func (i *Identity) Unwrap(ctx context.Context, ks *keyring.Keyslot) (*secmem.Buf
 			continue
 		}
 		mine = true
-		secret, err := i.unwrapToken(t)
+		secret, err := k.unwrapToken(t)
 		switch {
 		case err == nil:
 			return secret, nil
 		case errors.Is(err, errNotMine):
 		default:
-			bad = append(bad, fmt.Errorf("keyslot %d, token %d: %w", ks.ID, t.ID, err))
+			bad = append(bad, &keyring.UnavailableError{Source: "age", Keyslot: ks.ID, Token: t.ID, Err: err})
 		}
 	}
 	switch {
@@ -131,16 +144,16 @@ func (i *Identity) Unwrap(ctx context.Context, ks *keyring.Keyslot) (*secmem.Buf
 	return nil, fmt.Errorf("%w: keyslot %d has no %s token", keyring.ErrNoMatchingKeyslot, ks.ID, TokenType)
 }
 
-func (i *Identity) unwrapToken(t keyring.Token) (*secmem.Buffer, error) {
+func (k *KEK) unwrapToken(t keyring.Token) (*keyring.Secret, error) {
 	tok, err := ParseToken(t.Raw)
 	if err != nil {
 		return nil, err
 	}
-	secret, err := secmem.New(secretLen)
+	secret, err := keyring.NewSecret(secretLen)
 	if err != nil {
 		return nil, err
 	}
-	if err := tok.open(secret.Bytes(), i.ids); err != nil {
+	if err := tok.open(secret.Bytes(), k.ids); err != nil {
 		secret.Destroy()
 		return nil, err
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/encblk/encblk/internal/agekeys"
 	"github.com/encblk/encblk/internal/testutil"
+	"github.com/encblk/encblk/pkg/kek/passphrase"
 	"github.com/encblk/encblk/pkg/keyring"
 )
 
@@ -68,7 +69,7 @@ func newVolume(t *testing.T) (string, []byte) {
 	if err := f.Truncate(17 << 20); err != nil {
 		t.Fatal(err)
 	}
-	pass, err := keyring.NewPassphrase([]byte("correct horse"))
+	pass, err := passphrase.New([]byte("correct horse"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +93,7 @@ func addSlot(t *testing.T, path string, rs ...agekeys.Recipient) int {
 		t.Fatal(err)
 	}
 	defer kr.Close()
-	pass, _ := keyring.NewPassphrase([]byte("correct horse"))
+	pass, _ := passphrase.New([]byte("correct horse"))
 	defer pass.Destroy()
 	dek, err := kr.Unlock(context.Background(), pass)
 	if err != nil {
@@ -335,4 +336,50 @@ func FuzzToken(f *testing.F) {
 			t.Fatalf("open: %v", err)
 		}
 	})
+}
+
+// A keyslot whose token is damaged is unavailable: the keyring goes on to
+// the next keyslot, and if none opens, the error says the metadata is
+// corrupt (the CLI's exit status 4).
+func TestDamagedTokenInVolume(t *testing.T) {
+	t.Parallel()
+	_, ids, rcpt := newIdentity(t)
+	path, dek := newVolume(t)
+	damaged := addSlot(t, path, rcpt)
+	good := addSlot(t, path, rcpt)
+	kr, err := keyring.Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kr.Close()
+	damage := func(slot int) {
+		t.Helper()
+		for _, tok := range kr.Tokens() {
+			if tok.Type != TokenType || tok.Keyslots[0] != slot {
+				continue
+			}
+			var m map[string]any
+			json.Unmarshal(tok.Raw, &m)
+			m["age"] = strings.Replace(m["age"].(string), "\n", "\nAAAA", 2) // the header's first line
+			raw, _ := json.Marshal(m)
+			if err := kr.RemoveToken(tok.ID); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := kr.AddToken(raw); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+		t.Fatalf("no token for keyslot %d", slot)
+	}
+	damage(damaged)
+	if s, got, err := unlock(t, path, ids); err != nil || s != good || !bytes.Equal(got, dek) {
+		t.Fatalf("with keyslot %d damaged: keyslot %d, %v; want keyslot %d", damaged, s, err, good)
+	}
+	damage(good)
+	_, _, err = unlock(t, path, ids)
+	if !errors.Is(err, keyring.ErrUnavailable) || !errors.Is(err, keyring.ErrCorrupt) || !errors.Is(err, ErrBadToken) {
+		t.Fatalf("with both damaged: %v, want unavailable, corrupt", err)
+	}
+	t.Log(err)
 }

@@ -10,6 +10,8 @@ import (
 
 	"filippo.io/age"
 	"filippo.io/age/armor"
+
+	"github.com/encblk/encblk/pkg/keyring"
 )
 
 // TokenType is the LUKS2 token type that holds an age-encrypted keyslot
@@ -61,8 +63,9 @@ type Token struct {
 }
 
 // ErrBadToken is wrapped when an encblk-age token cannot be used: it does
-// not parse, or its age file is damaged or truncated.
-var ErrBadToken = errors.New("invalid encblk-age token")
+// not parse, or its age file is damaged or truncated. It wraps
+// keyring.ErrCorrupt: the header's metadata is damaged.
+var ErrBadToken = fmt.Errorf("%w: invalid encblk-age token", keyring.ErrCorrupt)
 
 // ParseToken parses and checks an encblk-age token. The age file in it
 // is checked only when it is opened.
