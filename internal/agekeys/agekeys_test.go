@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,20 +13,6 @@ import (
 
 	"github.com/encblk/encblk/internal/testutil"
 )
-
-// run runs an external tool and returns its standard output.
-func run(t *testing.T, stdin io.Reader, name string, args ...string) []byte {
-	t.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Stdin = stdin
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, stderr.Bytes())
-	}
-	return out
-}
 
 // keys makes one identity of each kind age supports with the real tools,
 // and returns, per kind, the identity file and its recipient string.
@@ -38,11 +23,11 @@ func keys(t *testing.T) map[string][2]string {
 	dir := t.TempDir()
 	out := map[string][2]string{}
 	x := filepath.Join(dir, "x25519.txt")
-	run(t, nil, keygen, "-o", x)
-	out["X25519"] = [2]string{x, strings.TrimSpace(string(run(t, nil, keygen, "-y", x)))}
+	testutil.Run(t, keygen, "-o", x)
+	out["X25519"] = [2]string{x, strings.TrimSpace(string(testutil.Run(t, keygen, "-y", x)))}
 	for _, kind := range []string{"ed25519", "rsa"} {
 		k := filepath.Join(dir, "id_"+kind)
-		run(t, nil, sshKeygen, "-q", "-t", kind, "-N", "", "-C", "host@example", "-f", k)
+		testutil.Run(t, sshKeygen, "-q", "-t", kind, "-N", "", "-C", "host@example", "-f", k)
 		pub, err := os.ReadFile(k + ".pub")
 		if err != nil {
 			t.Fatal(err)
@@ -156,7 +141,7 @@ func TestBadIdentities(t *testing.T) {
 	t.Parallel()
 	sshKeygen := testutil.RequireTool(t, "ssh-keygen", "openssh-client")
 	locked := filepath.Join(t.TempDir(), "id")
-	run(t, nil, sshKeygen, "-q", "-t", "ed25519", "-N", "a passphrase", "-f", locked)
+	testutil.Run(t, sshKeygen, "-q", "-t", "ed25519", "-N", "a passphrase", "-f", locked)
 	lockedPEM, err := os.ReadFile(locked)
 	if err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 )
 
@@ -77,4 +78,19 @@ func missing(tb testing.TB, format string, args ...any) {
 		return
 	}
 	tb.Skipf(format, args...)
+}
+
+// Run runs the external tool name (found with RequireTool first) and
+// returns its standard output; it fails tb with the tool's standard error
+// if the tool fails.
+func Run(tb testing.TB, name string, args ...string) []byte {
+	tb.Helper()
+	cmd := exec.Command(name, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		tb.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, stderr.Bytes())
+	}
+	return out
 }

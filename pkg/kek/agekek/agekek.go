@@ -159,14 +159,3 @@ func (k *KEK) unwrapToken(t keyring.Token) (*keyring.Secret, error) {
 	}
 	return secret, nil
 }
-
-// HasTokens reports whether kr has an age keyslot (an encblk-age token
-// bound to a keyslot).
-func HasTokens(kr *keyring.Keyring) bool {
-	for _, t := range kr.Tokens() {
-		if t.Type == TokenType && len(t.Keyslots) > 0 {
-			return true
-		}
-	}
-	return false
-}

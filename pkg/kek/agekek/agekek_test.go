@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -15,23 +14,11 @@ import (
 	"filippo.io/age"
 
 	"github.com/encblk/encblk/internal/agekeys"
+	"github.com/encblk/encblk/internal/kektest"
 	"github.com/encblk/encblk/internal/testutil"
 	"github.com/encblk/encblk/pkg/kek/passphrase"
 	"github.com/encblk/encblk/pkg/keyring"
 )
-
-// run runs a tool and returns its standard output.
-func run(t *testing.T, name string, args ...string) []byte {
-	t.Helper()
-	cmd := exec.Command(name, args...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, stderr.Bytes())
-	}
-	return out
-}
 
 // newIdentity makes an identity with the real age-keygen and returns the
 // file, the parsed identities and the recipient.
@@ -39,7 +26,7 @@ func newIdentity(t *testing.T) (string, []age.Identity, agekeys.Recipient) {
 	t.Helper()
 	keygen := testutil.RequireTool(t, "age-keygen", "age")
 	path := filepath.Join(t.TempDir(), "host.key")
-	run(t, keygen, "-o", path)
+	testutil.Run(t, keygen, "-o", path)
 	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
@@ -49,51 +36,18 @@ func newIdentity(t *testing.T) (string, []age.Identity, agekeys.Recipient) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := agekeys.ParseRecipient(strings.TrimSpace(string(run(t, keygen, "-y", path))))
+	r, err := agekeys.ParseRecipient(strings.TrimSpace(string(testutil.Run(t, keygen, "-y", path))))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return path, ids, r
 }
 
-// newVolume formats a small LUKS2 volume with a passphrase keyslot (cheap
-// KDF) and returns its path and DEK.
-func newVolume(t *testing.T) (string, []byte) {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "backing.img")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := f.Truncate(17 << 20); err != nil {
-		t.Fatal(err)
-	}
-	pass, err := passphrase.New([]byte("correct horse"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pass.Destroy()
-	kr, dek, err := keyring.Format(context.Background(), f, pass, &keyring.FormatOptions{
-		KDF: keyring.KDFParams{Type: "pbkdf2", Iterations: 1000},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dek.Destroy()
-	kr.Close()
-	return path, bytes.Clone(dek.Bytes())
-}
-
 // addSlot adds an age keyslot for rs to the volume at path.
 func addSlot(t *testing.T, path string, rs ...agekeys.Recipient) int {
 	t.Helper()
-	kr, err := keyring.Open(path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer kr.Close()
-	pass, _ := passphrase.New([]byte("correct horse"))
+	kr := kektest.OpenKeyring(t, path)
+	pass, _ := passphrase.New([]byte(kektest.Passphrase))
 	defer pass.Destroy()
 	dek, err := kr.Unlock(context.Background(), pass)
 	if err != nil {
@@ -118,11 +72,7 @@ func addSlot(t *testing.T, path string, rs ...agekeys.Recipient) int {
 // unlock opens the volume at path with ids.
 func unlock(t *testing.T, path string, ids []age.Identity) (int, []byte, error) {
 	t.Helper()
-	kr, err := keyring.Open(path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer kr.Close()
+	kr := kektest.OpenKeyring(t, path)
 	id, err := NewIdentity(ids)
 	if err != nil {
 		t.Fatal(err)
@@ -147,7 +97,7 @@ func tokenOf(t *testing.T, path string, slot int) (int, []byte) {
 	defer kr.Close()
 	for _, tok := range kr.Tokens() {
 		if tok.Type == TokenType && len(tok.Keyslots) == 1 && tok.Keyslots[0] == slot {
-			return tok.ID, run(t, cryptsetup, "token", "export", "--token-id", strconv.Itoa(tok.ID), path)
+			return tok.ID, testutil.Run(t, cryptsetup, "token", "export", "--token-id", strconv.Itoa(tok.ID), path)
 		}
 	}
 	t.Fatalf("no %s token bound to keyslot %d", TokenType, slot)
@@ -165,7 +115,7 @@ func TestAgeKeyslot(t *testing.T) {
 	ageTool := testutil.RequireTool(t, "age", "age")
 	keyFile, ids, rcpt := newIdentity(t)
 	_, otherIDs, other := newIdentity(t)
-	path, dek := newVolume(t)
+	path, dek := kektest.Volume(t)
 	slot := addSlot(t, path, rcpt)
 
 	got, err := func() ([]byte, error) { _, d, err := unlock(t, path, ids); return d, err }()
@@ -177,7 +127,7 @@ func TestAgeKeyslot(t *testing.T) {
 	}
 
 	// cryptsetup shows the token, bound to the keyslot.
-	dump := string(run(t, cryptsetup, "luksDump", path))
+	dump := string(testutil.Run(t, cryptsetup, "luksDump", path))
 	id, raw := tokenOf(t, path, slot)
 	if !strings.Contains(dump, strconv.Itoa(id)+": "+TokenType) {
 		t.Fatalf("luksDump does not show the token:\n%s", dump)
@@ -196,8 +146,8 @@ func TestAgeKeyslot(t *testing.T) {
 		t.Fatal(err)
 	}
 	secret := filepath.Join(dir, "secret")
-	run(t, ageTool, "-d", "-i", keyFile, "-o", secret, armored)
-	out := run(t, cryptsetup, "luksDump", "--batch-mode", "--dump-volume-key", "--key-slot", strconv.Itoa(slot), "--key-file", secret, path)
+	testutil.Run(t, ageTool, "-d", "-i", keyFile, "-o", secret, armored)
+	out := testutil.Run(t, cryptsetup, "luksDump", "--batch-mode", "--dump-volume-key", "--key-slot", strconv.Itoa(slot), "--key-file", secret, path)
 	if !bytes.Equal(testutil.VolumeKey(t, string(out)), dek) {
 		t.Fatal("cryptsetup's volume key through the age token differs")
 	}
@@ -206,7 +156,7 @@ func TestAgeKeyslot(t *testing.T) {
 	// still opens the keyslot.
 	pass := filepath.Join(dir, "pass")
 	os.WriteFile(pass, []byte("correct horse"), 0o600)
-	run(t, cryptsetup, "luksAddKey", "--batch-mode", "--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000",
+	testutil.Run(t, cryptsetup, "luksAddKey", "--batch-mode", "--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000",
 		"--key-file", pass, path, secret)
 	if s, got, err := unlock(t, path, ids); err != nil || s != slot || !bytes.Equal(got, dek) {
 		t.Fatalf("after cryptsetup luksAddKey: keyslot %d, %v", s, err)
@@ -344,7 +294,7 @@ func FuzzToken(f *testing.F) {
 func TestDamagedTokenInVolume(t *testing.T) {
 	t.Parallel()
 	_, ids, rcpt := newIdentity(t)
-	path, dek := newVolume(t)
+	path, dek := kektest.Volume(t)
 	damaged := addSlot(t, path, rcpt)
 	good := addSlot(t, path, rcpt)
 	kr, err := keyring.Open(path, nil)

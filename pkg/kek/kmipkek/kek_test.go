@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/encblk/encblk/internal/kektest"
 	"github.com/encblk/encblk/internal/testutil"
 	"github.com/encblk/encblk/pkg/kek/kmipkek"
 	"github.com/encblk/encblk/pkg/kek/passphrase"
@@ -42,45 +43,6 @@ func writeConfig(t *testing.T, srv *kmiptest.Server, client *kmiptest.Leaf, serv
 	return cfg
 }
 
-// newVolume formats a small LUKS2 volume with a passphrase keyslot (cheap
-// KDF) and returns its path and DEK.
-func newVolume(t *testing.T) (string, []byte) {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "backing.img")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := f.Truncate(17 << 20); err != nil {
-		t.Fatal(err)
-	}
-	pass, err := passphrase.New([]byte("correct horse"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pass.Destroy()
-	kr, dek, err := keyring.Format(context.Background(), f, pass, &keyring.FormatOptions{
-		KDF: keyring.KDFParams{Type: "pbkdf2", Iterations: 1000},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dek.Destroy()
-	kr.Close()
-	return path, bytes.Clone(dek.Bytes())
-}
-
-func openKeyring(t *testing.T, path string) *keyring.Keyring {
-	t.Helper()
-	kr, err := keyring.Open(path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { kr.Close() })
-	return kr
-}
-
 func fileHash(t *testing.T, path string) [32]byte {
 	t.Helper()
 	b, err := os.ReadFile(path)
@@ -93,7 +55,7 @@ func fileHash(t *testing.T, path string) [32]byte {
 // unlock opens the volume at path through its KMIP keyslots.
 func unlock(t *testing.T, path string, cfg *kmip.FileConfig) (int, []byte, error) {
 	t.Helper()
-	kr := openKeyring(t, path)
+	kr := kektest.OpenKeyring(t, path)
 	kek, err := kmipkek.NewKEK(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -116,17 +78,17 @@ func TestKEK(t *testing.T) {
 	srv := kmiptest.Start(t)
 	cfg := writeConfig(t, srv, srv.Client, srv.Addr)
 	ctx := context.Background()
-	path, wantDEK := newVolume(t)
+	path, wantDEK := kektest.Volume(t)
 
 	var slot int
 	var keyUID string
 	t.Run("AddKeyslot", func(t *testing.T) {
-		kr := openKeyring(t, path)
+		kr := kektest.OpenKeyring(t, path)
 		kek, err := kmipkek.NewKEK(cfg, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		pass, _ := passphrase.New([]byte("correct horse"))
+		pass, _ := passphrase.New([]byte(kektest.Passphrase))
 		defer pass.Destroy()
 		dek, err := kr.Unlock(ctx, pass)
 		if err != nil {
@@ -205,7 +167,7 @@ func TestKEK(t *testing.T) {
 		}
 		// Secret hands out the keyslot's passphrase, which opens it as a
 		// plain passphrase would; Unwrap without a keyslot refuses.
-		kr := openKeyring(t, path)
+		kr := kektest.OpenKeyring(t, path)
 		kek, _ := kmipkek.NewKEK(cfg, nil)
 		if _, err := kek.Unwrap(ctx, nil); err == nil {
 			t.Fatal("Unwrap(nil) succeeded")
@@ -241,7 +203,7 @@ func TestKEK(t *testing.T) {
 		if err := os.WriteFile(tampered, b, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		kr := openKeyring(t, tampered)
+		kr := kektest.OpenKeyring(t, tampered)
 		for _, tok := range kr.Tokens() {
 			if tok.Type != kmipkek.TokenType {
 				continue
@@ -267,7 +229,7 @@ func TestKEK(t *testing.T) {
 	})
 
 	t.Run("Rotate", func(t *testing.T) {
-		kr := openKeyring(t, path)
+		kr := kektest.OpenKeyring(t, path)
 		old, _ := kmipkek.NewKEK(cfg, nil)
 		next, _ := kmipkek.NewKEK(cfg, nil)
 		oldSlot, newSlot, err := kr.RotateKEK(ctx, old, next, kmipkek.KeyslotOptions())
@@ -331,13 +293,13 @@ func TestKEK(t *testing.T) {
 		if fileHash(t, path) != before {
 			t.Fatal("a refused unlock changed the volume")
 		}
-		kr := openKeyring(t, path)
+		kr := kektest.OpenKeyring(t, path)
 		kek, _ := kmipkek.NewKEK(cfg, nil)
 		if st := kek.Status(ctx, kr); len(st) != 1 || st[0].State != kmip.StateDeactivated {
 			t.Fatalf("Status after revoke = %+v", st)
 		}
 		// The passphrase keyslot is unaffected.
-		pass, _ := passphrase.New([]byte("correct horse"))
+		pass, _ := passphrase.New([]byte(kektest.Passphrase))
 		defer pass.Destroy()
 		dek, err := kr.Unlock(ctx, pass)
 		if err != nil {
@@ -358,8 +320,8 @@ func TestKEK(t *testing.T) {
 			t.Fatal("a failed unlock changed the volume")
 		}
 		// Adding a KMIP keyslot fails cleanly too, leaving the header alone.
-		kr := openKeyring(t, path)
-		pass, _ := passphrase.New([]byte("correct horse"))
+		kr := kektest.OpenKeyring(t, path)
+		pass, _ := passphrase.New([]byte(kektest.Passphrase))
 		defer pass.Destroy()
 		dek, err := kr.Unlock(ctx, pass)
 		if err != nil {

@@ -1,0 +1,57 @@
+// Package kektest has what the tests of the KEK sources (pkg/kek/...)
+// share: a small LUKS2 volume to add their keyslots to.
+package kektest
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/encblk/encblk/pkg/kek/passphrase"
+	"github.com/encblk/encblk/pkg/keyring"
+)
+
+// Passphrase opens the keyslot of every Volume.
+const Passphrase = "correct horse"
+
+// Volume formats a small LUKS2 volume with one keyslot for Passphrase
+// (cheap KDF) and returns its path and DEK.
+func Volume(tb testing.TB) (string, []byte) {
+	tb.Helper()
+	path := filepath.Join(tb.TempDir(), "backing.img")
+	f, err := os.Create(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Truncate(17 << 20); err != nil {
+		tb.Fatal(err)
+	}
+	pass, err := passphrase.New([]byte(Passphrase))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer pass.Destroy()
+	kr, dek, err := keyring.Format(context.Background(), f, pass, &keyring.FormatOptions{
+		KDF: keyring.KDFParams{Type: "pbkdf2", Iterations: 1000},
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer dek.Destroy()
+	kr.Close()
+	return path, bytes.Clone(dek.Bytes())
+}
+
+// OpenKeyring opens the header at path read-write until the test ends.
+func OpenKeyring(tb testing.TB, path string) *keyring.Keyring {
+	tb.Helper()
+	kr, err := keyring.Open(path, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { kr.Close() })
+	return kr
+}
