@@ -15,8 +15,7 @@ type RunOptions struct {
 	Progress func(done, total uint64)
 }
 
-// runChunk is the unit that is decrypted, encrypted and written while
-// the next one is being worked on.
+// runChunk is the unit of parallel crypto and of paced writes.
 const runChunk = 1 << 20
 
 // zoneData is a hot zone read ahead, with the checksums of its blocks.
@@ -28,12 +27,12 @@ type zoneData struct {
 }
 
 // Run rewrites the remaining zones and finishes the reencryption. It
-// overlaps the work: the next zone is read and hashed while the current
-// one is rewritten, and within a zone the chunks are decrypted and
-// encrypted on every CPU while earlier chunks are written. When ctx is
-// cancelled it stops after the zone in progress, leaving a clean state
-// that Open/Run (or cryptsetup reencrypt --resume-only) continue, and
-// returns ctx's error.
+// overlaps the work: while one zone is protected, written, synced and
+// committed, the next is read, hashed, decrypted and encrypted (on every
+// CPU) into memory, ready to be written once its own protection is
+// committed. When ctx is cancelled it stops after the zone in progress,
+// leaving a clean state that OpenReencryption and Run (or cryptsetup
+// reencrypt --resume-only) continue, and returns ctx's error.
 func (rc *Reencryptor) Run(ctx context.Context, o *RunOptions) error {
 	var opts RunOptions
 	if o != nil {
@@ -55,7 +54,7 @@ func (rc *Reencryptor) Run(ctx context.Context, o *RunOptions) error {
 			return z.err
 		}
 		err := rc.stepZone(z.buf, z.p, z.sums, func() error {
-			return rc.rewrite(z.buf, z.p, opts.Throttle, start, startDone)
+			return rc.writePaced(z.buf, z.p, opts.Throttle, start, startDone)
 		})
 		free <- z.buf
 		if err != nil {
@@ -68,7 +67,9 @@ func (rc *Reencryptor) Run(ctx context.Context, o *RunOptions) error {
 	return rc.Finish()
 }
 
-// readAhead reads the zones from p on, one ahead of the writer.
+// readAhead prepares the zones from p on, one ahead of the writer: reads
+// the old ciphertext, hashes its blocks, and turns it into the new
+// ciphertext in memory.
 func (rc *Reencryptor) readAhead(p uint64, zones chan<- zoneData, free chan []byte, stop <-chan struct{}) {
 	free <- make([]byte, rc.zone)
 	free <- make([]byte, rc.zone)
@@ -84,6 +85,7 @@ func (rc *Reencryptor) readAhead(p uint64, zones chan<- zoneData, free chan []by
 		z := zoneData{p: p, buf: buf}
 		if z.err = rc.readData(buf, p); z.err == nil {
 			z.sums = rc.checksums(buf)
+			z.err = rc.cryptParallel(buf, p)
 		}
 		select {
 		case zones <- z:
@@ -97,49 +99,52 @@ func (rc *Reencryptor) readAhead(p uint64, zones chan<- zoneData, free chan []by
 	}
 }
 
-// rewrite turns the zone's old ciphertext (buf, at progress p) into new
-// ciphertext and writes it: chunks are crypted by one worker per CPU and
-// written in order as they become ready, paced to throttle bytes/s
-// (counted from start, when done0 bytes were done).
-func (rc *Reencryptor) rewrite(buf []byte, p, throttle uint64, start time.Time, done0 uint64) error {
+// cryptParallel is crypt on one goroutine per CPU, chunk by chunk.
+func (rc *Reencryptor) cryptParallel(buf []byte, p uint64) error {
 	nChunks := (len(buf) + runChunk - 1) / runChunk
-	ready := make([]chan error, nChunks)
-	for i := range ready {
-		ready[i] = make(chan error, 1)
-	}
 	next := make(chan int, nChunks)
 	for i := range nChunks {
 		next <- i
 	}
 	close(next)
-	for range min(runtime.GOMAXPROCS(0), nChunks) {
+	workers := min(runtime.GOMAXPROCS(0), nChunks)
+	errs := make(chan error, workers)
+	for range workers {
 		go func() {
+			var err error
 			for i := range next {
 				lo, hi := i*runChunk, min((i+1)*runChunk, len(buf))
-				ready[i] <- rc.crypt(buf[lo:hi], p+uint64(lo))
+				if e := rc.crypt(buf[lo:hi], p+uint64(lo)); e != nil && err == nil {
+					err = e
+				}
 			}
+			errs <- err
 		}()
 	}
-	var firstErr error
-	for i := range nChunks {
-		err := <-ready[i] // wait for every worker before returning buf
-		if firstErr != nil {
-			continue
-		}
-		if err != nil {
-			firstErr = err
-			continue
-		}
-		lo, hi := i*runChunk, min((i+1)*runChunk, len(buf))
-		if err := rc.writeData(buf[lo:hi], p+uint64(lo)); err != nil {
-			firstErr = err
-			continue
-		}
-		if throttle > 0 {
-			done := p + uint64(hi) - done0
-			due := start.Add(time.Duration(float64(done) / float64(throttle) * float64(time.Second)))
-			time.Sleep(time.Until(due))
+	var first error
+	for range workers {
+		if err := <-errs; err != nil && first == nil {
+			first = err
 		}
 	}
-	return firstErr
+	return first
+}
+
+// writePaced writes the zone's new ciphertext (buf, at progress p) in
+// chunks, paced to throttle bytes/s counted from start, when done0 bytes
+// were done (0: unpaced, one write).
+func (rc *Reencryptor) writePaced(buf []byte, p, throttle uint64, start time.Time, done0 uint64) error {
+	if throttle == 0 {
+		return rc.writeData(buf, p)
+	}
+	for lo := 0; lo < len(buf); lo += runChunk {
+		hi := min(lo+runChunk, len(buf))
+		if err := rc.writeData(buf[lo:hi], p+uint64(lo)); err != nil {
+			return err
+		}
+		done := p + uint64(hi) - done0
+		due := start.Add(time.Duration(float64(done) / float64(throttle) * float64(time.Second)))
+		time.Sleep(time.Until(due))
+	}
+	return nil
 }
