@@ -21,10 +21,15 @@ func (v *Volume) ReadAt(ctx context.Context, p []byte, off int64) error {
 		return err
 	}
 	defer v.release()
+	rt, err := v.route(ctx, off, int64(len(p)))
+	if err != nil {
+		return err
+	}
+	defer rt.done()
 	if err := v.readBacking(p, off); err != nil {
 		return err
 	}
-	if err := v.crypt(c, p, p, off, false); err != nil {
+	if err := v.cryptAt(rt, c, p, p, off, false); err != nil {
 		return err
 	}
 	v.stats.read.Add(uint64(len(p)))
@@ -44,7 +49,12 @@ func (v *Volume) WriteAt(ctx context.Context, p []byte, off int64, fua bool) err
 		return err
 	}
 	defer v.release()
-	if err := v.crypt(c, p, p, off, true); err != nil {
+	rt, err := v.route(ctx, off, int64(len(p)))
+	if err != nil {
+		return err
+	}
+	defer rt.done()
+	if err := v.cryptAt(rt, c, p, p, off, true); err != nil {
 		return err
 	}
 	if err := v.writeBacking(p, off); err != nil {
@@ -62,10 +72,10 @@ var zeros [zeroChunk]byte
 
 // writeZeros encrypts n bytes of zeros into a pooled buffer and writes
 // them at off.
-func (v *Volume) writeZeros(c *xts.Cipher, off, n int64) error {
+func (v *Volume) writeZeros(rt routing, c *xts.Cipher, off, n int64) error {
 	bp := bufpool.Get(int(n))
 	defer bufpool.Put(bp)
-	if err := v.crypt(c, *bp, zeros[:n], off, true); err != nil {
+	if err := v.cryptAt(rt, c, *bp, zeros[:n], off, true); err != nil {
 		return err
 	}
 	return v.writeBacking(*bp, off)
@@ -85,12 +95,17 @@ func (v *Volume) Zero(ctx context.Context, off, length int64, flags blockdev.Zer
 		return err
 	}
 	defer v.release()
+	rt, err := v.route(ctx, off, length)
+	if err != nil {
+		return err
+	}
+	defer rt.done()
 	for length > 0 {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("volume: zero: %w: %w", err, syscall.ESHUTDOWN)
 		}
 		n := min(length, zeroChunk)
-		if err := v.writeZeros(c, off, n); err != nil {
+		if err := v.writeZeros(rt, c, off, n); err != nil {
 			return err
 		}
 		v.stats.written.Add(uint64(n))
@@ -117,7 +132,12 @@ func (v *Volume) Trim(ctx context.Context, off, length int64, fua bool) error {
 		return err
 	}
 	defer v.release()
-	err := d.Discard(v.cfg.DataOffset+off, length)
+	rt, err := v.route(ctx, off, length)
+	if err != nil {
+		return err
+	}
+	defer rt.done()
+	err = d.Discard(v.cfg.DataOffset+off, length)
 	if err != nil && !errors.Is(err, syscall.ENOTSUP) {
 		return fmt.Errorf("volume: %w", err)
 	}

@@ -72,6 +72,9 @@ func (v *Volume) Unlock(dek *secmem.Buffer) error {
 	if v.c != nil {
 		return nil
 	}
+	if err := v.checkUnlockLocked(); err != nil {
+		return err
+	}
 	c, err := xts.New(dek.Bytes())
 	if err != nil {
 		return fmt.Errorf("unlock: %w", err)
@@ -128,6 +131,7 @@ func (v *Volume) wipeLocked() {
 		v.c.Close()
 		v.c = nil
 	}
+	v.wipeRouterLocked()
 }
 
 // acquire admits one request: it returns the cipher once the volume is

@@ -131,6 +131,7 @@ type Volume struct {
 	admin sync.Mutex // serialises Lock, Unlock and Close
 	mu    sync.Mutex // guards the fields below
 	c     *xts.Cipher
+	rt    *router // online reencryption routing; nil when none
 	// wake is non-nil while requests must wait (locked or locking); it is
 	// closed when they may try again (unlocked, lock aborted, closed).
 	wake     chan struct{}
