@@ -24,7 +24,7 @@ go test -count=1 -timeout 20m ./...
 # KDF-heavy packages are left out: under -race they cost minutes and have
 # no shared state to race on.
 race_pkgs=()
-for p in ./pkg/nbd ./pkg/volume ./internal/daemon ./pkg/sed; do
+for p in ./pkg/nbd ./pkg/volume ./pkg/blockdev ./internal/daemon ./pkg/sed; do
 	[ -d "$p" ] && race_pkgs+=("$p/...")
 done
 if [ ${#race_pkgs[@]} -gt 0 ]; then
