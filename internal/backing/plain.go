@@ -43,7 +43,7 @@ var (
 	_ blockdev.Prefetcher = (*Plain)(nil)
 )
 
-// NewPlain returns the plain backend over f. It refuses a backing that
+// NewPlain returns the plain device over f. It refuses a backing that
 // carries a LUKS header (ErrLUKSHeader).
 func NewPlain(f *File) (*Plain, error) {
 	luks, err := f.HasLUKSHeader()

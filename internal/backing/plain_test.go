@@ -40,7 +40,7 @@ func TestPlainRefusesLUKS(t *testing.T) {
 	}
 }
 
-func TestPlainBackend(t *testing.T) {
+func TestPlainDevice(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	f, err := Open(newSparse(t, 1<<20), Options{})

@@ -161,32 +161,32 @@ func TestListenTCPNoDelay(t *testing.T) {
 	}
 }
 
-// slowBackend delays writes and counts flushes, to watch a shutdown.
-type slowBackend struct {
+// slowDevice delays writes and counts flushes, to watch a shutdown.
+type slowDevice struct {
 	*fileDevice
 	delay   time.Duration
 	writes  atomic.Int32
 	flushes atomic.Int32
 }
 
-func (b *slowBackend) WriteAt(ctx context.Context, p []byte, off int64, fua bool) error {
+func (b *slowDevice) WriteAt(ctx context.Context, p []byte, off int64, fua bool) error {
 	b.writes.Add(1)
 	time.Sleep(b.delay)
 	return b.fileDevice.WriteAt(ctx, p, off, fua)
 }
 
-func (b *slowBackend) Flush(ctx context.Context) error {
+func (b *slowDevice) Flush(ctx context.Context) error {
 	b.flushes.Add(1)
 	return b.fileDevice.Flush(ctx)
 }
 
 // TestGracefulShutdown cancels the server with writes in flight: each is
-// still answered, the backend is flushed, the connection closed and Serve
+// still answered, the device is flushed, the connection closed and Serve
 // returns ErrServerClosed.
 func TestGracefulShutdown(t *testing.T) {
 	t.Parallel()
 	f, _ := newFileExport(t, 1<<20, allCaps())
-	b := &slowBackend{fileDevice: f, delay: 300 * time.Millisecond}
+	b := &slowDevice{fileDevice: f, delay: 300 * time.Millisecond}
 	s := startServer(t, nbd.StaticExports{"": fullExport(b)}, nil)
 	r := newRawClient(t, s, 3)
 	r.start("", false)
@@ -208,7 +208,7 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Errorf("Serve: %v", err)
 	}
 	if b.flushes.Load() == 0 {
-		t.Error("backend not flushed at shutdown")
+		t.Error("device not flushed at shutdown")
 	}
 	// New connections are refused once stopped.
 	if c, err := net.Dial("unix", s.sock); err == nil {
@@ -436,14 +436,14 @@ func TestShutdownKeepsClientWriting(t *testing.T) {
 }
 
 // TestShutdownWithBusyClient: a graceful shutdown ends while the client
-// keeps sending requests faster than the backend answers them (the server
+// keeps sending requests faster than the device answers them (the server
 // stops reading them), without waiting for ShutdownTimeout. The budget
 // is large enough that the reader never waits for it.
 func TestShutdownWithBusyClient(t *testing.T) {
 	t.Parallel()
 	inBothModes(t, func(t *testing.T, blockingConns int) {
 		f, _ := newFileExport(t, 1<<20, allCaps())
-		b := &slowBackend{fileDevice: f, delay: 2 * time.Millisecond}
+		b := &slowDevice{fileDevice: f, delay: 2 * time.Millisecond}
 		s := startServer(t, nbd.StaticExports{"": fullExport(b)}, func(srv *nbd.Server) {
 			srv.BlockingConns = blockingConns
 			srv.ShutdownTimeout = time.Hour

@@ -401,7 +401,7 @@ func TestOutOfOrder(t *testing.T) {
 }
 
 // TestPipelinedWrites sends more writes than the in-flight budget in one
-// burst to a backend with serial writes (run on the reader, replies held),
+// burst to a device with serial writes (run on the reader, replies held),
 // mixed with flushes and FUA writes (run by workers) and large writes
 // (inlined only because the writes are serial), and checks
 // every one is answered and the data landed.
@@ -432,7 +432,7 @@ func testPipelinedWrites(t *testing.T, blockingConns int) {
 		typ, flags, l := uint16(tCmdWrite), uint16(0), uint32(4096)
 		switch i % 50 {
 		case 7:
-			l = 256 << 10 // larger than the reader runs for other backends
+			l = 256 << 10 // larger than the reader runs for other devices
 		case 13:
 			flags = 1 // FUA
 		case 29:
@@ -498,21 +498,21 @@ func TestHeldReplyBeforeRefusedPayload(t *testing.T) {
 	}
 }
 
-// gateBackend makes the reader's inline write wait for the test while a
+// gateDevice makes the reader's inline write wait for the test while a
 // worker's FUA write completes.
-type gateBackend struct {
+type gateDevice struct {
 	*fileDevice
 	writing chan struct{} // closed when the inline write has started
 	release chan struct{} // the inline write waits for it
 }
 
-func (b *gateBackend) Info() blockdev.Info {
+func (b *gateDevice) Info() blockdev.Info {
 	i := b.fileDevice.Info()
 	i.SerialWrites = true
 	return i
 }
 
-func (b *gateBackend) WriteAt(ctx context.Context, p []byte, off int64, fua bool) error {
+func (b *gateDevice) WriteAt(ctx context.Context, p []byte, off int64, fua bool) error {
 	if fua {
 		// The worker's (FUA writes never run on the reader): it completes
 		// only once the inline write is running.
@@ -531,7 +531,7 @@ func TestWorkerReplyNotHeld(t *testing.T) {
 	t.Parallel()
 	inBothModes(t, func(t *testing.T, blockingConns int) {
 		f, _ := newFileExport(t, 1<<20, allCaps())
-		b := &gateBackend{fileDevice: f, writing: make(chan struct{}), release: make(chan struct{})}
+		b := &gateDevice{fileDevice: f, writing: make(chan struct{}), release: make(chan struct{})}
 		s := startServer(t, nbd.StaticExports{"": fullExport(b)}, func(srv *nbd.Server) { srv.BlockingConns = blockingConns })
 		var once sync.Once
 		release := func() { once.Do(func() { close(b.release) }) }
