@@ -170,18 +170,9 @@ const legacySealMagic = "encblk-sealed-v1"
 // is opened with --identity, or else with its passphrase, and checked to
 // its last byte before anything is written.
 func restoreBackup(dev *os.File, path string, f *backupCrypto, stdin io.Reader, stderr io.Writer) error {
-	var ids []age.Identity
-	for _, name := range f.identities {
-		file, err := os.Open(name)
-		if err != nil {
-			return fmt.Errorf("identity file: %w", err)
-		}
-		is, err := agekeys.ReadIdentities(file, name)
-		file.Close()
-		if err != nil {
-			return withExit(exitUsage, err)
-		}
-		ids = append(ids, is...)
+	ids, err := readAgeIdentities(f.identities)
+	if err != nil {
+		return err
 	}
 	src, err := os.Open(path)
 	if err != nil {

@@ -90,13 +90,9 @@ const (
 // and recipients files (for a new keyslot).
 func ageKEK(identities, recipients, recipientsFiles []string) (*agekek.KEK, error) {
 	if len(identities) > 0 {
-		var ids []age.Identity
-		for _, name := range identities {
-			is, err := readAgeIdentities(name)
-			if err != nil {
-				return nil, err
-			}
-			ids = append(ids, is...)
+		ids, err := readAgeIdentities(identities)
+		if err != nil {
+			return nil, err
 		}
 		return agekek.NewIdentity(ids)
 	}
@@ -112,16 +108,23 @@ func ageKEK(identities, recipients, recipientsFiles []string) (*agekek.KEK, erro
 	return k, withExit(exitUsage, err)
 }
 
-// readAgeIdentities reads an age identity file; a file that is not one is
-// a usage error.
-func readAgeIdentities(name string) ([]age.Identity, error) {
-	file, err := os.Open(name)
-	if err != nil {
-		return nil, fmt.Errorf("age identity: %w", err)
+// readAgeIdentities reads age identity files; a file that is not one is a
+// usage error.
+func readAgeIdentities(names []string) ([]age.Identity, error) {
+	var ids []age.Identity
+	for _, name := range names {
+		file, err := os.Open(name)
+		if err != nil {
+			return nil, fmt.Errorf("age identity: %w", err)
+		}
+		is, err := agekeys.ReadIdentities(file, name)
+		file.Close()
+		if err != nil {
+			return nil, withExit(exitUsage, err)
+		}
+		ids = append(ids, is...)
 	}
-	defer file.Close()
-	ids, err := agekeys.ReadIdentities(file, name)
-	return ids, withExit(exitUsage, err)
+	return ids, nil
 }
 
 // defaultAgeKEK is the token source for age keyslots when no KEK is named:
