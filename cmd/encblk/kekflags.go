@@ -138,7 +138,11 @@ func defaultAgeKEK() (keyring.Identity, error) {
 		}
 		path = defaultAgeIdentity
 	}
-	return ageKEK([]string{path}, nil, nil)
+	k, err := ageKEK([]string{path}, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	return k, nil
 }
 
 // read returns the KEK the flags name. verify asks twice when prompting
@@ -152,7 +156,11 @@ func (f *kekFlags) read(stdin io.Reader, stderr io.Writer, verify bool) (kek, er
 	case f.ageGiven() && (f.kmipConfig != "" || f.keyFile != "" || f.passphraseFile != ""):
 		return nil, withExit(exitUsage, fmt.Errorf("the age flags exclude --%skey-file, --%spassphrase-file and --%skmip", f.prefix(), f.prefix(), f.prefix()))
 	case f.ageGiven():
-		return ageKEK(f.ageIdentities, f.ageRecipients, f.ageRcptFiles)
+		k, err := ageKEK(f.ageIdentities, f.ageRecipients, f.ageRcptFiles)
+		if err != nil {
+			return nil, err // not a typed nil in the interface
+		}
+		return k, nil
 	case f.kmipConfig != "":
 		return kmipKEK(f.kmipConfig, nil)
 	case f.keyFile == "-":

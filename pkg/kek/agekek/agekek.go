@@ -73,9 +73,15 @@ func NewIdentity(ids []age.Identity) (*KEK, error) {
 	return &KEK{ids: ids}, nil
 }
 
-// Destroy is a no-op: the identities' keys are age's, in Go memory (see
-// the package comment). It lets a KEK stand wherever a passphrase would.
-func (k *KEK) Destroy() {}
+// Destroy drops the KEK's identities and recipients: it opens and makes
+// nothing afterwards. The identities' private keys are age's, in Go
+// memory that it cannot wipe (see the package comment); dropping them
+// lets the garbage collector reclaim them.
+func (k *KEK) Destroy() {
+	if k != nil {
+		k.ids, k.recipients, k.names = nil, nil, nil
+	}
+}
 
 // Wrap implements keyring.Recipient.
 func (k *KEK) Wrap(ctx context.Context) (*keyring.Secret, []json.RawMessage, error) {
@@ -117,7 +123,7 @@ func (k *KEK) Unwrap(ctx context.Context, ks *keyring.Keyslot) (*keyring.Secret,
 		return nil, errors.New("age: an age identity opens keyslots through their encblk-age tokens, which are in the volume's header: name the backing (TARGET) whose header holds them")
 	}
 	if len(k.ids) == 0 {
-		return nil, fmt.Errorf("%w: keyslot %d: an age recipient opens nothing", keyring.ErrNoMatchingKeyslot, ks.ID)
+		return nil, fmt.Errorf("%w: keyslot %d: no age identity (a recipient opens nothing; a destroyed KEK neither)", keyring.ErrNoMatchingKeyslot, ks.ID)
 	}
 	var bad []error
 	mine := false
