@@ -140,7 +140,14 @@ func TestHostileServer(t *testing.T) {
 				}
 				return tc.reply
 			})
-			c, err := kmip.New(kmip.Config{Servers: []string{h.addr}, TLS: cfg, Timeout: 500 * time.Millisecond})
+			// The attempt's timeout ends the silent servers' cases; for
+			// the others it is only a hang detector (500 ms was exceeded
+			// by TLS handshakes on a loaded machine).
+			timeout := time.Minute
+			if tc.hang {
+				timeout = 500 * time.Millisecond
+			}
+			c, err := kmip.New(kmip.Config{Servers: []string{h.addr}, TLS: cfg, Timeout: timeout})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -171,7 +178,7 @@ func TestHostileThenGood(t *testing.T) {
 			kmip.Enum(kmip.TagResultStatus, uint32(kmip.StatusOperationFailed)),
 			kmip.Enum(kmip.TagResultReason, uint32(kmip.ReasonPermissionDenied))))
 	})
-	c, err := kmip.New(kmip.Config{Servers: []string{bad.addr, good.addr}, TLS: cfg, Timeout: time.Second})
+	c, err := kmip.New(kmip.Config{Servers: []string{bad.addr, good.addr}, TLS: cfg, Timeout: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +186,7 @@ func TestHostileThenGood(t *testing.T) {
 	if err != nil || len(vs) != 1 || vs[0] != kmip.Version1_4 {
 		t.Fatalf("DiscoverVersions = %v, %v", vs, err)
 	}
-	c, err = kmip.New(kmip.Config{Servers: []string{refusing.addr, good.addr}, TLS: cfg, Timeout: time.Second})
+	c, err = kmip.New(kmip.Config{Servers: []string{refusing.addr, good.addr}, TLS: cfg, Timeout: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
