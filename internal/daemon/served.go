@@ -100,7 +100,7 @@ func (v *Volume) open(ctx context.Context, kek keyring.Identity) error {
 		kr, err = keyring.Open(hdr, &keyring.Options{ReadOnly: true})
 	}
 	if err != nil {
-		return fmt.Errorf("%s: %w", v.spec.Backing, err)
+		return err // it names the header's path
 	}
 	v.kr = kr
 	seg, err := kr.DataSegment()
@@ -132,7 +132,9 @@ func (v *Volume) open(ctx context.Context, kek keyring.Identity) error {
 	v.setDevice(vol, "encblk "+kr.UUID())
 	v.rotatedAt = rotationTime(kr)
 	if kek != nil {
-		return v.Unlock(ctx, kek)
+		if err := v.Unlock(ctx, kek); err != nil {
+			return fmt.Errorf("%s: %w", v.spec.Backing, err)
+		}
 	}
 	return nil
 }

@@ -94,7 +94,7 @@ func OpenTarget(ctx context.Context, path string, o TargetOptions) (*Target, err
 	}
 	if err != nil {
 		t.Close()
-		return nil, fmt.Errorf("%s: %w", hdr, err)
+		return nil, err // keyring.Open names hdr
 	}
 	return t, nil
 }

@@ -54,6 +54,12 @@ func Open(path string, opts *Options) (*Keyring, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open header: %w", err)
 	}
+	if st, err := f.Stat(); err == nil && st.IsDir() {
+		// Opened read-only it would fail every read, an I/O error; it is
+		// the wrong argument, as when opened read-write (EISDIR).
+		f.Close()
+		return nil, fmt.Errorf("open header: %w", &os.PathError{Op: "open", Path: path, Err: syscall.EISDIR})
+	}
 	k, err := openDevice(f, ro)
 	if err != nil {
 		f.Close()
