@@ -2,6 +2,8 @@ package main
 
 import (
 	"github.com/spf13/cobra"
+
+	"github.com/encblk/encblk/internal/audit"
 )
 
 func init() { subcommands = append(subcommands, newLockCmd) }
@@ -33,7 +35,9 @@ with the range key from a keyslot opened by the KEK (--key-file,
 				defer kr.Close()
 			}
 			if ov != nil {
-				return ot.lock(cmd.Context(), cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr(), args[0], ov)
+				err := ot.lock(cmd.Context(), cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr(), args[0], ov)
+				auditOpal(cmd.Context(), a, audit.Lock, args[0], ov, err)
+				return err
 			}
 			c, vol, err := t.client(cmd.Context(), argOr(args, 0))
 			if err != nil {

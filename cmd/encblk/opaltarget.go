@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/encblk/encblk/internal/audit"
 	"github.com/encblk/encblk/internal/daemon"
 	"github.com/encblk/encblk/internal/secmem"
 	"github.com/encblk/encblk/pkg/keyring"
@@ -213,4 +214,10 @@ func printOpalStatus(w *tabwriter.Writer, o *daemon.OpalStatus) {
 	fmt.Fprintf(w, "range state:\t%s\n", o.State)
 	fmt.Fprintf(w, "range:\tblocks %d+%d of %d bytes (%d bytes at offset %d)\n",
 		o.StartBlock, o.LengthBlock, o.BlockSize, o.LengthBlock*uint64(o.BlockSize), o.StartBlock*uint64(o.BlockSize))
+}
+
+// auditOpal records a lock or unlock of a hw-opal volume's locking range,
+// which the command does itself (no server is involved).
+func auditOpal(ctx context.Context, a *app, event, target string, v *opalTarget, err error) {
+	audit.Log(ctx, a.log, audit.Record{Event: event, Volume: v.kr.UUID(), Backing: target, Keyslot: -1, Err: err}.Self())
 }

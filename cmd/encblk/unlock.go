@@ -3,6 +3,7 @@ package main
 import (
 	"github.com/spf13/cobra"
 
+	"github.com/encblk/encblk/internal/audit"
 	"github.com/encblk/encblk/internal/daemon"
 	"github.com/encblk/encblk/internal/secmem"
 )
@@ -55,7 +56,9 @@ which is unlocked.`,
 			}
 			defer k.Destroy()
 			if ov != nil {
-				return ot.unlock(cmd.Context(), cmd.OutOrStdout(), args[0], ov, k)
+				err := ot.unlock(cmd.Context(), cmd.OutOrStdout(), args[0], ov, k)
+				auditOpal(cmd.Context(), a, audit.Unlock, args[0], ov, err)
+				return err
 			}
 			secret, err := serverSecret(cmd.Context(), kr, k)
 			if err != nil {
