@@ -25,6 +25,7 @@
 #   ENCBLK_VM_CACHE=dir     where built initramfs images are cached (default ~/.cache/encblk/vm)
 #   ENCBLK_VM_MEM, ENCBLK_VM_SMP  guest memory (default 1G) and CPUs (default 2)
 #   ENCBLK_VM_ENCBLK=path   test this (static) encblk binary instead of building ./cmd/encblk
+#   ENCBLK_BENCH_*=value    passed to the guest (benchmark scenarios' knobs)
 #
 # Console logs go to test/vm/out/<scenario>-<sector>.log (gitignored); on a
 # failure the share directory is kept beside it and the log's tail is printed.
@@ -113,6 +114,8 @@ header() { sed -n "s/^# $2: *//p" "$1" | head -1; }
 all_scenarios() {
 	local f
 	for f in "$here"/scenarios/*.sh; do
+		# "# manual: yes" (benchmarks) runs only when named.
+		[ -n "$(header "$f" manual)" ] && [ "${1:-}" != all ] && continue
 		printf '%s %s\n' "$(header "$f" order)" "$(basename "$f" .sh)"
 	done | sort -n | cut -d' ' -f2
 }
@@ -135,7 +138,7 @@ specs=()
 if [ $# -gt 0 ]; then
 	for a in "$@"; do
 		[ -f "$here/scenarios/${a%%:*}.sh" ] ||
-			die "no scenario ${a%%:*} (have: $(all_scenarios | tr '\n' ' '))"
+			die "no scenario ${a%%:*} (have: $(all_scenarios all | tr '\n' ' '))"
 		mapfile -t -O ${#specs[@]} specs < <(expand "$a")
 	done
 elif [ "${ENCBLK_VM_FULL:-}" = 1 ]; then
@@ -268,6 +271,7 @@ run_one() {
 	cat >"$share/job.sh" <<-EOF
 		export ENCBLK_VM_DEBIAN13=$debian13 ENCBLK_VM_SEDTCMU=${sedtcmu_bin:+/run/encblk-vm/sedtcmu}
 		export ENCBLK_VM_SCENARIO=$name ENCBLK_VM_SECTOR=$sector ENCBLK_VM_TIMEOUT=$((tmo > 60 ? tmo - 30 : tmo * 3 / 4))
+		$(env | grep -E '^ENCBLK_BENCH_[A-Z_]+=[0-9A-Za-z._-]*$' | sed 's/^/export /')
 		exec /bin/bash /run/encblk-vm/guest/runner.sh
 	EOF
 	start=$(date +%s)

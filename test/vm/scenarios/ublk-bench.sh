@@ -1,0 +1,89 @@
+# order: 90
+# sectors: 4096
+# timeout: 1500
+# manual: yes (a benchmark: only when named, e.g. by bench/ublk.sh)
+#
+# ublk-bench measures one volume three ways in the same guest, in
+# alternating rounds: /dev/ublkbN (encblk serve --ublk, two queues),
+# /dev/nbd0 (the same server over the kernel's nbd client, two
+# connections) and dm-crypt on a loop device of the same backing. fio
+# (libaio, O_DIRECT) runs 4k random read and write at iodepth 32 and 1 MiB
+# sequential read and write at iodepth 8, for ENCBLK_BENCH_SECS seconds
+# each (default 8, after a 1 s ramp), ENCBLK_BENCH_ROUNDS rounds (default 3); the
+# medians and their ratios are printed as "BENCH" lines. Asserts nothing
+# about speed: under TCG only the ratios of one run mean anything.
+. "$ENCBLK_VM_LIB"
+
+secs=${ENCBLK_BENCH_SECS:-8}
+rounds=${ENCBLK_BENCH_ROUNDS:-3}
+backing=$work/backing.img
+key=$work/key
+sock=$work/nbd.sock
+key_file "$key"
+truncate -s 272M "$backing"
+encblk_format "$backing" "$key"
+
+step "serve --ublk (2 queues) and NBD (2 connections); dm-crypt on a loop device of the same backing"
+ublk_serve_start "$backing" "$key" --ublk-queues 2 --listen "unix:$sock"
+for i in $(seq 1 100); do [ -S "$sock" ] && break; sleep 0.1; done
+nbd_attach "$sock" /dev/nbd0 -connections 2
+at_exit "nbd-client -d /dev/nbd0"
+loop=$(losetup --find --show "$backing")
+at_exit "losetup -d $loop"
+cryptsetup open --key-file "$key" "$loop" bench-dm
+at_exit "cryptsetup close bench-dm"
+declare -A devs=([ublk]=$ublk_dev [nbd]=/dev/nbd0 [dm-crypt]=/dev/mapper/bench-dm)
+for d in ublk nbd dm-crypt; do
+	echo "   $d: ${devs[$d]}, $(blockdev --getsize64 "${devs[$d]}") bytes, $(blockdev --getss "${devs[$d]}")-byte blocks"
+done
+# Fill the range once so that reads read written data.
+dd if=/dev/urandom of="$ublk_dev" bs=1M count=256 oflag=direct status=none
+
+jobs=("randwrite 4k 32" "randread 4k 32" "write 1M 8" "read 1M 8")
+: >"$work/results"
+for r in $(seq 1 "$rounds"); do
+	step "round $r of $rounds"
+	for j in "${jobs[@]}"; do
+		read -r rw bs qd <<<"$j"
+		order=(ublk nbd dm-crypt)
+		# Alternate who goes first from round to round.
+		case $((r % 3)) in 2) order=(nbd dm-crypt ublk) ;; 0) order=(dm-crypt ublk nbd) ;; esac
+		for d in "${order[@]}"; do
+			fio --name=b --filename="${devs[$d]}" --ioengine=libaio --direct=1 --rw="$rw" --bs="$bs" \
+				--iodepth="$qd" --size=256M --time_based --runtime="$secs" --ramp_time=1 \
+				--randseed=7 --output-format=json >"$work/fio.json" || fail "fio $d $j: $(cat "$work/fio.json")"
+			python3 - "$work/fio.json" "$d" "$rw" "$bs" "$r" >>"$work/results" <<-'PY'
+				import json, sys
+				j = json.load(open(sys.argv[1]))["jobs"][0]
+				side = j["read"] if "read" in sys.argv[3] else j["write"]
+				print(sys.argv[2], sys.argv[3] + "-" + sys.argv[4], sys.argv[5], round(side["iops"], 1), round(side["bw"] / 1024, 2))
+			PY
+			tail -1 "$work/results" | sed 's/^/   /'
+		done
+	done
+done
+
+step "medians"
+python3 - "$work/results" <<-'PY'
+	import statistics, sys
+	rows = [l.split() for l in open(sys.argv[1])]
+	med = {}
+	for dev, job, _, iops, mib in rows:
+	    med.setdefault((dev, job), []).append((float(iops), float(mib)))
+	jobs = []
+	for _, job, *_ in rows:
+	    if job not in jobs:
+	        jobs.append(job)
+	print("BENCH | job | ublk IOPS (MiB/s) | nbd IOPS (MiB/s) | dm-crypt IOPS (MiB/s) | ublk/nbd | ublk/dm-crypt |")
+	print("BENCH |---|---|---|---|---|---|")
+	for job in jobs:
+	    m = {d: (statistics.median(v[0] for v in med[(d, job)]), statistics.median(v[1] for v in med[(d, job)])) for d in ("ublk", "nbd", "dm-crypt")}
+	    cell = lambda d: "%.0f (%.1f)" % m[d]
+	    print("BENCH | %s | %s | %s | %s | %.2fx | %.2fx |" % (job, cell("ublk"), cell("nbd"), cell("dm-crypt"),
+	        m["ublk"][0] / m["nbd"][0], m["ublk"][0] / m["dm-crypt"][0]))
+PY
+cryptsetup close bench-dm
+losetup -d "$loop"
+nbd_detach /dev/nbd0
+serve_stop
+step "done"
