@@ -28,7 +28,7 @@ import (
 //     are in flight. Small reads, writes and block-status queries, writes
 //     of any size to a device with serial writes, and reads and writes of
 //     any size on a blocking socket (never flushes or FUA writes), it runs
-//     itself while such requests are quick (see inlinePolicy); the rest it
+//     itself while such requests are quick (see blockdev.InlinePolicy); the rest it
 //     hands to an idle worker goroutine (up to
 //     maxWorkers per connection, kept for the connection's life);
 //   - handlers call the device concurrently and queue their reply; replies
@@ -96,8 +96,8 @@ type transmission struct {
 
 	// Inline requests (see runInline); reader only. held: the replies of
 	// the requests the reader ran, waiting for unhold.
-	inlineReads  inlinePolicy
-	inlineWrites inlinePolicy
+	inlineReads  blockdev.InlinePolicy
+	inlineWrites blockdev.InlinePolicy
 	held         []*request
 	yielded      time.Time // last yield; reader only
 }
@@ -119,11 +119,11 @@ func newTransmission(s *session, exp *negotiated) *transmission {
 		spare:        make([]*request, 0, maxReqs),
 		stop:         make(chan struct{}),
 		work:         make(chan *request),
-		inlineReads:  inlinePolicy{slow: inlineSlow},
-		inlineWrites: inlinePolicy{slow: inlineSlow},
+		inlineReads:  blockdev.InlinePolicy{Slow: blockdev.InlineSlow},
+		inlineWrites: blockdev.InlinePolicy{Slow: blockdev.InlineSlow},
 	}
 	if exp.info.SerialWrites {
-		t.inlineWrites.slow = inlineSlowSerial
+		t.inlineWrites.Slow = blockdev.InlineSlowSerial
 	}
 	return t
 }
@@ -412,11 +412,11 @@ const (
 // one at a time anyway (Info.SerialWrites), and reads and writes of any
 // size on a blocking socket; flushes, FUA writes (both wait for the disk)
 // and the rest never are.
-func (t *transmission) inlinePolicy(r *request) *inlinePolicy {
+func (t *transmission) inlinePolicy(r *request) *blockdev.InlinePolicy {
 	if r.flags&cmdFlagFUA != 0 {
 		return nil
 	}
-	var p *inlinePolicy
+	var p *blockdev.InlinePolicy
 	switch {
 	case r.typ == cmdWrite && t.exp.info.SerialWrites:
 		p = &t.inlineWrites
@@ -434,7 +434,7 @@ func (t *transmission) inlinePolicy(r *request) *inlinePolicy {
 	default:
 		return nil
 	}
-	if !p.ok() {
+	if !p.OK() {
 		return nil
 	}
 	return p
@@ -444,10 +444,10 @@ func (t *transmission) inlinePolicy(r *request) *inlinePolicy {
 // (a handoff costs more than a small request in the page cache). Its reply
 // is held with those of the other requests already buffered, and they go
 // out together when reading would block or maxHeldReplies are waiting.
-func (t *transmission) runInline(r *request, p *inlinePolicy) {
+func (t *transmission) runInline(r *request, p *blockdev.InlinePolicy) {
 	start := time.Now()
 	t.handle(r, true)
-	p.record(time.Since(start), r.count)
+	p.Record(time.Since(start), r.count)
 	if len(t.held) >= maxHeldReplies {
 		t.unhold()
 	}
@@ -518,53 +518,6 @@ func (t *transmission) worker(r *request) {
 // inlineMaxBytes is the largest request the reader may run itself, but for
 // writes to a device with serial writes and on a blocking socket.
 const inlineMaxBytes = 64 << 10
-
-// inlinePolicy decides whether the reader may run a kind of request
-// itself. That saves a goroutine handoff (most of the cost of a 4 KiB
-// request in the page cache) but stalls reading while the request runs, so
-// it is only done while such requests are quick: when their average time,
-// less what copying their payload at inlineRate would take, rises above
-// slow (a real disk, a locked volume, dirty-page throttling), the reader
-// stops inlining them for a while. It belongs to the reader goroutine.
-type inlinePolicy struct {
-	slow    time.Duration
-	avg     time.Duration // moving average of inline run times
-	backoff int           // requests to dispatch before inlining again
-}
-
-// inlineSlow is the slow mark for most devices; inlineSlowSerial is the
-// one for writes to a device whose writes run one at a time anyway
-// (Info.SerialWrites): handing those to workers buys no parallelism, only
-// handoffs, lock contention and sysmon retaking Ps from long pwrites, so
-// the reader keeps them unless they wait for the disk, when reads should
-// not queue behind them. Measured with 1 MiB sequential writes (qd16) on a
-// plain file: 317-356 us of server CPU per request inline, 479-543 us on
-// workers (nbdkit 344-436 us). inlineRate is the copy speed a request's
-// size is allowed for: page-cache copies run at several GB/s.
-const (
-	inlineSlow       = 100 * time.Microsecond
-	inlineSlowSerial = time.Millisecond
-	inlineRate       = 1 << 30 // bytes per second
-)
-
-func (p *inlinePolicy) ok() bool {
-	if p.backoff > 0 {
-		p.backoff--
-		if p.backoff == 0 {
-			p.avg = 0
-		}
-		return false
-	}
-	return true
-}
-
-func (p *inlinePolicy) record(d time.Duration, n uint32) {
-	d = max(0, d-time.Duration(n)*time.Second/inlineRate)
-	p.avg += (d - p.avg) / 8
-	if p.avg > p.slow {
-		p.backoff = 4096
-	}
-}
 
 // errServerStopping ends the read loop when the connection is going down.
 var errServerStopping = errors.New("nbd: connection stopping")

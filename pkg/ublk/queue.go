@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"sync"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -42,6 +43,10 @@ type queue struct {
 	efd   int
 	efdB  *[8]byte // the eventfd read's buffer; heap, so it does not move
 
+	// Inline requests (see inline); ring thread only.
+	inlineReads, inlineWrites blockdev.InlinePolicy
+	serialWrites              bool // the device's Info().SerialWrites
+
 	mu       sync.Mutex
 	done     []completion
 	notified bool
@@ -54,7 +59,12 @@ type completion struct {
 }
 
 func newQueue(id uint16, depth, bufSz, cdev int, dev blockdev.Device, ctx context.Context) (*queue, error) {
-	q := &queue{id: id, depth: depth, cdev: cdev, dev: dev, ctx: ctx, bufSz: bufSz, efd: -1, efdB: new([8]byte)}
+	q := &queue{id: id, depth: depth, cdev: cdev, dev: dev, ctx: ctx, bufSz: bufSz, efd: -1, efdB: new([8]byte),
+		inlineReads:  blockdev.InlinePolicy{Slow: blockdev.InlineSlow},
+		inlineWrites: blockdev.InlinePolicy{Slow: blockdev.InlineSlow}}
+	if q.serialWrites = dev.Info().SerialWrites; q.serialWrites {
+		q.inlineWrites.Slow = blockdev.InlineSlowSerial
+	}
 	descSz := (depth*int(unsafe.Sizeof(ioDesc{})) + unix.Getpagesize() - 1) &^ (unix.Getpagesize() - 1)
 	m, err := unix.Mmap(cdev, int64(id)*cmdBufMax, descSz, unix.PROT_READ, unix.MAP_SHARED|unix.MAP_POPULATE)
 	if err != nil {
@@ -143,8 +153,15 @@ func (q *queue) run(fetched chan<- error) error {
 			switch {
 			case quitting:
 			case c.Res == ioResOK:
-				inflight++
 				desc := q.descs[tag] // copy: the kernel rewrites it at the next request
+				if p := q.inline(desc); p != nil {
+					start := time.Now()
+					res := handle(q.ctx, q.dev, desc, q.buf(tag))
+					p.Record(time.Since(start), desc.NrSectors<<9)
+					q.prep(ring, ioCommitFetchReq, tag, res)
+					return
+				}
+				inflight++
 				go q.serve(tag, desc)
 			case c.Res == ioResAbort:
 				aborted++
@@ -159,6 +176,35 @@ func (q *queue) run(fetched chan<- error) error {
 		})
 	}
 	return failed
+}
+
+// inlineMaxBytes is the largest read or write the ring thread runs itself
+// (but for writes to a device with serial writes).
+const inlineMaxBytes = 64 << 10
+
+// inline returns the policy under which the ring thread may run d itself,
+// or nil if d goes to a goroutine of its own: small reads and writes, and
+// writes of any size to a device whose writes run one at a time anyway
+// (Info.SerialWrites), while they are quick; flushes and FUA writes (both
+// wait for the disk), trims and zeroing never. Inlining saves the handoff
+// to a goroutine and the eventfd wake-up back, but holds up the queue's
+// other requests while it runs.
+func (q *queue) inline(d ioDesc) *blockdev.InlinePolicy {
+	op := d.OpFlags & 0xff
+	if d.OpFlags&ioFlagFUA != 0 || op != opRead && op != opWrite {
+		return nil
+	}
+	p := &q.inlineReads
+	if op == opWrite {
+		p = &q.inlineWrites
+	}
+	if d.NrSectors<<9 > inlineMaxBytes && (op == opRead || !q.serialWrites) {
+		return nil
+	}
+	if !p.OK() {
+		return nil
+	}
+	return p
 }
 
 // prep queues a FETCH_REQ or COMMIT_AND_FETCH_REQ for tag. The ring has
