@@ -81,7 +81,9 @@ not be served (online reencryption is not implemented yet).`,
 			} else if !errors.Is(err, daemon.ErrNotServed) {
 				return err
 			}
-			data, err := backing.Open(target, backing.Options{})
+			// Direct I/O: zones go to the disk without filling the page
+			// cache (each is synced at once anyway).
+			data, err := backing.Open(target, backing.Options{Direct: true})
 			if err != nil {
 				return err
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"runtime"
 	"time"
+	"unsafe"
 )
 
 // RunOptions modify Reencryptor.Run.
@@ -71,8 +72,8 @@ func (rc *Reencryptor) Run(ctx context.Context, o *RunOptions) error {
 // the old ciphertext, hashes its blocks, and turns it into the new
 // ciphertext in memory.
 func (rc *Reencryptor) readAhead(p uint64, zones chan<- zoneData, free chan []byte, stop <-chan struct{}) {
-	free <- make([]byte, rc.zone)
-	free <- make([]byte, rc.zone)
+	free <- alignedBuffer(int(rc.zone))
+	free <- alignedBuffer(int(rc.zone))
 	for p < rc.layout.size {
 		var buf []byte
 		select {
@@ -147,4 +148,17 @@ func (rc *Reencryptor) writePaced(buf []byte, p, throttle uint64, start time.Tim
 		time.Sleep(time.Until(due))
 	}
 	return nil
+}
+
+// alignedBuffer returns n bytes starting at a 4096-byte boundary, so that
+// a data device opened for direct I/O (O_DIRECT) takes whole zones
+// without a copy through the page cache.
+func alignedBuffer(n int) []byte {
+	const align = 4096
+	b := make([]byte, n+align)
+	off := int(uintptr(unsafe.Pointer(&b[0])) & (align - 1))
+	if off != 0 {
+		off = align - off
+	}
+	return b[off : off+n : off+n]
 }
