@@ -57,8 +57,9 @@ type Volume struct {
 	// them all), CACHE when the device can prefetch.
 	export nbd.Export
 
-	keyMu     sync.Mutex // serialises unlock, lock, rotation and keyslot changes
-	rotatedAt time.Time  // last KEK rotation (from the encblk-rotation token)
+	keyMu     sync.Mutex    // serialises unlock, lock, rotation and keyslot changes
+	rotatedAt time.Time     // last KEK rotation (from the encblk-rotation token)
+	reenc     *reencryptRun // online reencryption in the background (keyMu)
 }
 
 // OpenVolume opens the backing of spec (failing with an error wrapping
@@ -105,7 +106,12 @@ func (v *Volume) open(ctx context.Context, kek keyring.Identity) error {
 	v.kr = kr
 	seg, err := kr.DataSegment()
 	if err != nil {
-		return fmt.Errorf("%s: %w", v.spec.Backing, err)
+		// A recorded reencryption is served with routing (reencrypt.go).
+		rseg, ok := reencryptionSegment(kr)
+		if !ok {
+			return fmt.Errorf("%s: %w", v.spec.Backing, err)
+		}
+		seg = rseg
 	}
 	size := int64(seg.Size)
 	if seg.Dynamic {
@@ -188,6 +194,9 @@ func (v *Volume) unlock(ctx context.Context, kek keyring.Identity) (int, error) 
 	}
 	v.keyMu.Lock()
 	defer v.keyMu.Unlock()
+	if ok, err := v.unlockReencrypting(ctx, kek); ok {
+		return -1, err
+	}
 	slot, dek, err := v.kr.Match(ctx, kek)
 	if errors.Is(err, keyring.ErrNoMatchingKeyslot) {
 		// Another process (encblk keyslot add, encblk kmip add) may have
@@ -227,6 +236,7 @@ func (v *Volume) Lock(ctx context.Context) error {
 	}
 	v.keyMu.Lock()
 	defer v.keyMu.Unlock()
+	v.stopReencryption()
 	return v.vol.Lock(ctx)
 }
 
@@ -279,6 +289,9 @@ func (v *Volume) RemoveKeyslot(ctx context.Context, slot int) error {
 // which releases its lock.
 func (v *Volume) Close() error {
 	var err error
+	v.keyMu.Lock()
+	v.stopReencryption()
+	v.keyMu.Unlock()
 	if v.vol != nil {
 		err = v.vol.Close()
 	}

@@ -100,6 +100,14 @@ func (v *Volume) Status() VolumeStatus {
 	}
 	v.keyMu.Lock()
 	describeKeyring(&s, v.kr)
+	s.Reencryption = reencryptionStatus(v.kr, v.spec.Backing)
+	if s.Reencryption != nil && v.reenc != nil {
+		select {
+		case <-v.reenc.done:
+		default:
+			s.Reencryption.State = "running"
+		}
+	}
 	if !v.rotatedAt.IsZero() {
 		t := v.rotatedAt
 		s.LastRotation = &t

@@ -654,3 +654,38 @@ func (rc *Reencryptor) Finish() error {
 
 // OldKeyslots are the keyslots of the old key, removed by Finish.
 func (rc *Reencryptor) OldKeyslots() []int { return slices.Clone(rc.oldSlots) }
+
+// Keys returns copies of the old and the new volume key (the caller
+// destroys them), for a server that routes requests during an online
+// reencryption.
+func (rc *Reencryptor) Keys() (old, new *secmem.Buffer, err error) {
+	clone := func(k *secmem.Buffer) (*secmem.Buffer, error) {
+		b, err := secmem.New(k.Len())
+		if err == nil {
+			copy(b.Bytes(), k.Bytes())
+		}
+		return b, err
+	}
+	if old, err = clone(rc.oldKey); err != nil {
+		return nil, nil, err
+	}
+	if new, err = clone(rc.newKey); err != nil {
+		old.Destroy()
+		return nil, nil, err
+	}
+	return old, new, nil
+}
+
+// NextZone is the length of the zone Step rewrites next (0 when done).
+func (rc *Reencryptor) NextZone() uint64 {
+	return min(rc.zone, rc.layout.size-rc.progress)
+}
+
+// Online reports whether the recorded reencryption can run while the
+// volume is served: the new segment has the old one's sector size, so
+// that requests keep their shape on both sides of the boundary.
+func (r *Reencryption) Online() bool {
+	return r.Mode == ReencryptModeReencrypt && r.Old != nil && r.New != nil &&
+		r.Old.Type == "crypt" && r.New.Type == "crypt" && r.Old.SectorSize == r.New.SectorSize &&
+		r.Old.Offset == r.New.Offset && r.Old.IVTweak == 0 && r.New.IVTweak == 0
+}

@@ -54,10 +54,11 @@ func (v *Volume) StartReencryption(newDEK *secmem.Buffer, done int64) error {
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if v.rt != nil {
+	if v.rt != nil && v.rt.newC != nil {
 		c.Close()
 		return ErrReencrypting
 	}
+	// A keyless router (the volume was locked meanwhile) is replaced.
 	r := &router{newC: c, boundary: done, hotEnd: done, inflight: map[*span]struct{}{}}
 	r.released = sync.NewCond(&r.mu)
 	v.rt = r

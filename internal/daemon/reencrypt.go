@@ -1,0 +1,162 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/encblk/encblk/pkg/keyring"
+)
+
+// Online reencryption: when the header records a reencryption (started by
+// encblk reencrypt --init-only, or interrupted, by encblk or cryptsetup),
+// the server unlocks with the old and the new key, recovers a hot zone a
+// crash left, and rewrites the rest zone by zone while it serves: the
+// volume routes each request by the boundary and holds back those that
+// overlap the zone being rewritten.
+
+// onlineZone is the hot zone of an online reencryption: small, because
+// requests that overlap it wait while it is rewritten.
+const onlineZone = 4 << 20
+
+// reencryptRun is a reencryption running in the background.
+type reencryptRun struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	err    error // set before done is closed
+}
+
+// reencryptionSegment is the segment to serve a volume in reencryption
+// with (the old one: routing does the rest), when the server can run it.
+func reencryptionSegment(kr *keyring.Keyring) (keyring.Segment, bool) {
+	r, err := kr.Reencryption()
+	if err != nil || r == nil || !r.Online() {
+		return keyring.Segment{}, false
+	}
+	return *r.Old, true
+}
+
+// unlockReencrypting unlocks a volume whose header records a
+// reencryption: the KEK must open the old and the new key (re-wrapped
+// keyslots are), the hot zone of a crash is recovered, the volume routes
+// from the boundary on, and the rest runs in the background. It reports
+// false when the header records none. v.keyMu is held.
+func (v *Volume) unlockReencrypting(ctx context.Context, kek keyring.Identity) (bool, error) {
+	r, err := v.kr.Reencryption()
+	if r == nil && err == nil {
+		return false, nil
+	}
+	if err != nil {
+		return true, err
+	}
+	if !r.Online() {
+		return true, fmt.Errorf("%w: this reencryption changes the sector size or the layout; finish it offline (encblk reencrypt --resume)", keyring.ErrUnsupported)
+	}
+	if v.spec.ReadOnly {
+		return true, fmt.Errorf("%w: a volume in reencryption cannot be served read-only", keyring.ErrUnsupported)
+	}
+	if v.reenc != nil {
+		select {
+		case <-v.reenc.done: // a run that failed: this unlock retries
+			v.reenc = nil
+		default:
+			return true, fmt.Errorf("volume: an online reencryption is already running")
+		}
+	}
+	end := uint64(v.vol.Config().DataOffset + v.vol.Size())
+	rc, err := v.kr.OpenReencryption(ctx, []keyring.Identity{kek}, v.file, end, &keyring.ReencryptOptions{HotZone: onlineZone})
+	if err != nil {
+		return true, err
+	}
+	oldKey, newKey, err := rc.Keys()
+	if err != nil {
+		rc.Close()
+		return true, err
+	}
+	done, _ := rc.Progress()
+	if err := v.vol.StartReencryption(newKey, int64(done)); err != nil {
+		oldKey.Destroy()
+		rc.Close()
+		return true, err
+	}
+	if err := v.vol.Unlock(oldKey); err != nil {
+		rc.Close()
+		return true, err
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	run := &reencryptRun{cancel: cancel, done: make(chan struct{})}
+	v.reenc = run
+	go func() {
+		defer close(run.done)
+		defer rc.Close()
+		run.err = v.reencryptOnline(runCtx, rc)
+		if run.err != nil && !errors.Is(run.err, context.Canceled) {
+			slog.Error("online reencryption stopped", "volume", v.id, "err", run.err)
+		}
+	}()
+	return true, nil
+}
+
+// reencryptOnline rewrites the remaining zones while the volume serves.
+// A failure inside a zone leaves the zone's blocks mixed on disk, which
+// only the resilience area can sort out: the volume is then locked (its
+// keys wiped) until it is reopened, which recovers the zone.
+func (v *Volume) reencryptOnline(ctx context.Context, rc *keyring.Reencryptor) error {
+	start := time.Now()
+	for !rc.Done() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if _, err := v.vol.LockZone(ctx, int64(rc.NextZone())); err != nil {
+			return err
+		}
+		if err := rc.Step(); err != nil {
+			v.vol.ZoneAbort()
+			lctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			v.vol.Lock(lctx)
+			cancel()
+			return fmt.Errorf("zone failed, volume locked until it is reopened: %w", err)
+		}
+		v.vol.ZoneDone()
+	}
+	if err := rc.Finish(); err != nil {
+		return err
+	}
+	if err := v.vol.FinishReencryption(); err != nil {
+		return err
+	}
+	done, _ := rc.Progress()
+	slog.Info("online reencryption finished", "volume", v.id, "bytes", done, "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// stopReencryption stops a background reencryption after its zone in
+// progress (the header then records how far it got) and waits for it.
+func (v *Volume) stopReencryption() {
+	run := v.reenc
+	if run == nil {
+		return
+	}
+	run.cancel()
+	<-run.done
+	v.reenc = nil
+}
+
+// WaitReencryption waits until the background reencryption, if any, ends
+// and returns its error (nil when it finished or none ran).
+func (v *Volume) WaitReencryption(ctx context.Context) error {
+	v.keyMu.Lock()
+	run := v.reenc
+	v.keyMu.Unlock()
+	if run == nil {
+		return nil
+	}
+	select {
+	case <-run.done:
+		return run.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
