@@ -56,8 +56,14 @@ the prompt) and, for keyslots it does not open, --extra-key-file and
 
 Each zone is protected by checksums in the header before it is rewritten,
 so a crash or power loss at any moment leaves a volume that --resume
-finishes. SIGINT or SIGTERM stop after the zone in progress. The volume must
-not be served (online reencryption is not implemented yet).`,
+finishes. SIGINT or SIGTERM stop after the zone in progress.
+
+A served volume is reencrypted by its server, online: the reencryption is
+recorded in the header here, the server (sent the KEK, as by encblk unlock)
+rewrites the data in the background while it serves, routing each request
+to the old or the new key, and this command follows the progress. A server
+that opens a volume whose header records a reencryption (interrupted by a
+crash, by SIGKILL, or left by cryptsetup) recovers it and carries on.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			target := args[0]
@@ -76,8 +82,11 @@ not be served (online reencryption is not implemented yet).`,
 			if keyBits != 0 && keyBits != 256 && keyBits != 512 {
 				return withExit(exitUsage, fmt.Errorf("--key-size %d: aes-xts-plain64 takes 256 or 512 bits", keyBits))
 			}
-			if _, _, err := t.client(cmd.Context(), target); err == nil {
-				return withExit(exitBusy, fmt.Errorf("%s is served: online reencryption is not implemented yet; stop the server first", target))
+			if c, vol, err := t.client(cmd.Context(), target); err == nil {
+				if resume || sectorSize != 0 || initOnly || throttle != "" || hotZone != "" {
+					return withExit(exitUsage, errors.New("a served volume is reencrypted by its server: --resume, --sector-size, --init-only, --throttle and --hotzone-size do not apply (the server resumes by itself)"))
+				}
+				return reencryptServed(cmd, a, c, vol, target, hdr, kf, extraKeys, extraPass, keyBits)
 			} else if !errors.Is(err, daemon.ErrNotServed) {
 				return err
 			}
@@ -230,4 +239,84 @@ func (p *progressPrinter) update(done, total uint64) {
 	}
 	fmt.Fprintf(p.w, "reencrypt: %5.1f%% %d/%d MiB %.1f MiB/s ETA %s\n",
 		100*float64(done)/float64(max(total, 1)), done>>20, total>>20, rate/(1<<20), eta)
+}
+
+// reencryptServed records a reencryption in the header of a served volume
+// and has its server run it online: the server is sent the KEK (as by
+// encblk unlock), finds the reencryption, and rewrites the data in the
+// background while it serves. The command then follows the progress
+// until the end (Ctrl-C leaves the server running it).
+func reencryptServed(cmd *cobra.Command, a *app, c *daemon.Client, vol, target string, hdr headerFlag, kf kekFlags,
+	extraKeys, extraPass []string, keyBits int) error {
+	ctx := cmd.Context()
+	k, err := hdr.open(target, false)
+	if err != nil {
+		return err
+	}
+	defer k.Close()
+	if r, err := k.Reencryption(); err != nil {
+		return err
+	} else if r != nil {
+		return fmt.Errorf("%w on %s, run by its server", keyring.ErrReencryptInProgress, target)
+	}
+	if err := secmem.SetNonDumpable(); err != nil {
+		return err
+	}
+	ids, err := readKEKs(k, kf, extraKeys, extraPass, cmd.InOrStdin(), cmd.ErrOrStderr())
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, id := range ids {
+			id.(interface{ Destroy() }).Destroy()
+		}
+	}()
+	secret, err := serverSecret(ctx, k, ids[0])
+	if err != nil {
+		return err
+	}
+	defer secret.Destroy()
+	if err := k.StartReencrypt(ctx, ids, &keyring.ReencryptOptions{KeySize: keyBits / 8}); err != nil {
+		return err
+	}
+	a.log.Info("reencryption recorded", "volume", k.UUID())
+	if err := c.Unlock(ctx, vol, secret.Bytes()); err != nil {
+		return fmt.Errorf("reencryption recorded, but the server did not start it (it starts when the volume is next unlocked or served): %w", err)
+	}
+	sigCtx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	w := cmd.ErrOrStderr()
+	for {
+		st, err := c.Status(sigCtx)
+		if err != nil {
+			if sigCtx.Err() != nil {
+				fmt.Fprintf(w, "the server of %s continues the reencryption (encblk status shows it)\n", target)
+				return nil
+			}
+			return err
+		}
+		var re *daemon.ReencryptionStatus
+		found := false
+		for _, v := range st.Volumes {
+			if v.ID == vol || vol == "" {
+				re, found = v.Reencryption, true
+			}
+		}
+		switch {
+		case !found:
+			return fmt.Errorf("the server no longer serves %s", target)
+		case re == nil:
+			fmt.Fprintf(cmd.OutOrStdout(), "reencrypted %s online: new volume key\n", target)
+			return nil
+		case re.State != "running":
+			return fmt.Errorf("online reencryption of %s %s at %.1f%%: see the server's log", target, re.State, re.Percent)
+		}
+		fmt.Fprintf(w, "reencrypt: %5.1f%% %d/%d MiB (online)\n", re.Percent, re.Done>>20, re.Total>>20)
+		select {
+		case <-sigCtx.Done():
+			fmt.Fprintf(w, "the server of %s continues the reencryption (encblk status shows it)\n", target)
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
 }

@@ -44,6 +44,13 @@ func reencryptionSegment(kr *keyring.Keyring) (keyring.Segment, bool) {
 // from the boundary on, and the rest runs in the background. It reports
 // false when the header records none. v.keyMu is held.
 func (v *Volume) unlockReencrypting(ctx context.Context, kek keyring.Identity) (bool, error) {
+	if v.reenc == nil {
+		// encblk reencrypt records a reencryption in the header of a
+		// served volume, then unlocks it again to start it here.
+		if err := v.kr.Reload(); err != nil {
+			return true, err
+		}
+	}
 	r, err := v.kr.Reencryption()
 	if r == nil && err == nil {
 		return false, nil
