@@ -114,18 +114,11 @@ crash, by SIGKILL, or left by cryptsetup) recovers it and carries on.`,
 			case resume && (keyBits != 0 || sectorSize != 0):
 				return withExit(exitUsage, errors.New("--key-size and --sector-size are set when the reencryption starts, not on --resume"))
 			}
-			if err := secmem.SetNonDumpable(); err != nil {
-				return err
-			}
-			ids, err := readKEKs(k, kf, extraKeys, extraPass, cmd.InOrStdin(), cmd.ErrOrStderr())
+			ids, destroy, err := readKEKs(k, kf, extraKeys, extraPass, cmd.InOrStdin(), cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
-			defer func() {
-				for _, id := range ids {
-					id.(interface{ Destroy() }).Destroy()
-				}
-			}()
+			defer destroy()
 			opts := &keyring.ReencryptOptions{KeySize: keyBits / 8, SectorSize: sectorSize, HotZone: uint64(zone)}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
@@ -173,20 +166,25 @@ crash, by SIGKILL, or left by cryptsetup) recovers it and carries on.`,
 	return cmd
 }
 
-// readKEKs reads the KEK (with no KEK flag, the volume's tokens first:
-// KMIP keyslots open through their tokens) and the extra ones; each is
-// destroyed by the caller.
-func readKEKs(kr *keyring.Keyring, kf kekFlags, keyFiles, passFiles []string, stdin io.Reader, stderr io.Writer) ([]keyring.Identity, error) {
-	var ids []keyring.Identity
-	fail := func(err error) ([]keyring.Identity, error) {
+// readKEKs makes the process non-dumpable and reads the KEK (with no KEK
+// flag, the volume's tokens first: KMIP keyslots open through their
+// tokens) and the extra ones; destroy wipes them.
+func readKEKs(kr *keyring.Keyring, kf kekFlags, keyFiles, passFiles []string, stdin io.Reader, stderr io.Writer) (ids []keyring.Identity, destroy func(), err error) {
+	if err := secmem.SetNonDumpable(); err != nil {
+		return nil, nil, err
+	}
+	destroy = func() {
 		for _, id := range ids {
 			id.(interface{ Destroy() }).Destroy()
 		}
-		return nil, err
+	}
+	fail := func(err error) ([]keyring.Identity, func(), error) {
+		destroy()
+		return nil, nil, err
 	}
 	first, err := kf.readFor(kr, stdin, stderr, false)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	ids = append(ids, first)
 	for _, f := range keyFiles {
@@ -203,7 +201,7 @@ func readKEKs(kr *keyring.Keyring, kf kekFlags, keyFiles, passFiles []string, st
 		}
 		ids = append(ids, p)
 	}
-	return ids, nil
+	return ids, destroy, nil
 }
 
 // progressPrinter prints one line per zone at most every few seconds: bytes
@@ -259,18 +257,11 @@ func reencryptServed(cmd *cobra.Command, a *app, c *daemon.Client, vol, target s
 	} else if r != nil {
 		return fmt.Errorf("%w on %s, run by its server", keyring.ErrReencryptInProgress, target)
 	}
-	if err := secmem.SetNonDumpable(); err != nil {
-		return err
-	}
-	ids, err := readKEKs(k, kf, extraKeys, extraPass, cmd.InOrStdin(), cmd.ErrOrStderr())
+	ids, destroy, err := readKEKs(k, kf, extraKeys, extraPass, cmd.InOrStdin(), cmd.ErrOrStderr())
 	if err != nil {
 		return err
 	}
-	defer func() {
-		for _, id := range ids {
-			id.(interface{ Destroy() }).Destroy()
-		}
-	}()
+	defer destroy()
 	secret, err := serverSecret(ctx, k, ids[0])
 	if err != nil {
 		return err
