@@ -67,11 +67,17 @@ func (s Sysfs) lookup(path string) (name, disk string, err error) {
 func (s Sysfs) Kind(name string) Kind {
 	dev := filepath.Join(s.Root, "block", name, "device")
 	target, err := filepath.EvalSymlinks(dev)
-	if err != nil || strings.Contains(target, "/devices/virtual/") {
+	if err != nil {
 		return KindVirtual
 	}
+	// An NVMe namespace is reached through its controller whatever the
+	// controller hangs off: PCIe, or a fabrics controller (TCP, RDMA, FC,
+	// loop), which sysfs puts under /devices/virtual/nvme-fabrics.
 	if strings.HasPrefix(name, "nvme") {
 		return KindNVMe
+	}
+	if strings.Contains(target, "/devices/virtual/") {
+		return KindVirtual
 	}
 	if sub, err := filepath.EvalSymlinks(filepath.Join(dev, "subsystem")); err == nil && filepath.Base(sub) == "virtio" {
 		return KindVirtio

@@ -32,6 +32,14 @@ func TestHWOpalRange(t *testing.T) {
 	wantStatus(t, dev.SetLock(ctx, sed.Credential{Authority: sed.AuthorityUser1, PIN: rangeKey}, 1, sed.Unlocked), sed.StatusNotAuthorized)
 	wantStatus(t, dev.UnlockRange(ctx, 1, pin(t)), sed.StatusNotAuthorized)
 	must(t, dev.UnlockRange(ctx, 1, rangeKey))
+	// The range user reads the range's state, as cryptsetup 2.7's open
+	// does through the kernel (IOC_OPAL_GET_LR_STATUS as User2): found by
+	// test/vm's sed-nvme-opal, where cryptsetup 2.7.5 refused an
+	// encblk-made volume ("OPAL GET_LR_STATUS failed: not authorized").
+	if rs, err := dev.Range(ctx, sed.Credential{Authority: sed.RangeUser(1), PIN: rangeKey}, 1); err != nil ||
+		rs.Start != r1.StartBlock || rs.Length != r1.LengthBlocks || rs.ReadLocked {
+		t.Fatalf("range 1 as its user: %+v %v", rs, err)
+	}
 	data := bytes.Repeat([]byte("hw-opal!"), 512)
 	if _, err := sim.WriteAt(data, off); err != nil {
 		t.Fatal(err)

@@ -189,8 +189,12 @@ var (
 	halfUIDBooleanACE         = Bytes{0x00, 0x00, 0x04, 0x0E}
 )
 
-// GrantRange lets user lock and unlock range n, by setting the range's
-// Set_RdLocked and Set_WrLocked ACEs to "Admin1 OR user".
+// GrantRange lets user lock and unlock range n and read its state, by
+// setting the range's Set_RdLocked, Set_WrLocked and
+// Get_RangeStartToActiveKey ACEs to "Admin1 OR user", as the Linux
+// kernel's IOC_OPAL_ADD_USR_TO_LR does. cryptsetup 2.7's open reads the
+// range as the user (IOC_OPAL_GET_LR_STATUS) and refuses a volume whose
+// user may not.
 func (d *Device) GrantRange(ctx context.Context, admin Credential, n uint8, user UID) error {
 	expr := List{
 		Name{halfUIDAuthorityObjectRef, AuthorityAdmin1.Value()},
@@ -198,7 +202,7 @@ func (d *Device) GrantRange(ctx context.Context, admin Credential, n uint8, user
 		Name{halfUIDBooleanACE, Uint(1)}, // OR
 	}
 	return d.withSession(ctx, LockingSP, &admin, true, func(s *Session) error {
-		for _, ace := range []UID{ACESetRdLocked(n), ACESetWrLocked(n)} {
+		for _, ace := range []UID{ACESetRdLocked(n), ACESetWrLocked(n), ACEGetRange(n)} {
 			if _, err := s.Call(ctx, SetCall(ace, Col(3, expr))); err != nil {
 				return err
 			}

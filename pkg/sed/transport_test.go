@@ -200,6 +200,10 @@ func fakeSysfs(t *testing.T) Sysfs {
 	for name, dev := range map[string]string{
 		"vda": "devices/pci0/virtio1", "sda": "devices/pci0/ata1/host0/target0/0:0:0:0",
 		"sdb": "devices/pci0/sas/0:0:1:0", "nvme0n1": "devices/pci0/nvme/nvme0", "loop0": "devices/virtual/block/loop0",
+		// An NVMe/TCP namespace, as the 6.12 kernel shows it (seen in
+		// test/vm's sed-nvme-opal: /sys/block/nvme1n1/device resolves to
+		// /sys/devices/virtual/nvme-fabrics/ctl/nvme1).
+		"nvme1n1": "devices/virtual/nvme-fabrics/ctl/nvme1",
 	} {
 		mk(dev)
 		d := mk("devices/pci0/block/" + name)
@@ -226,7 +230,7 @@ func fakeSysfs(t *testing.T) Sysfs {
 func TestSysfsKinds(t *testing.T) {
 	t.Parallel()
 	s := fakeSysfs(t)
-	for name, want := range map[string]Kind{"vda": KindVirtio, "sda": KindATA, "sdb": KindSCSI, "nvme0n1": KindNVMe, "loop0": KindVirtual, "nope": KindVirtual} {
+	for name, want := range map[string]Kind{"vda": KindVirtio, "sda": KindATA, "sdb": KindSCSI, "nvme0n1": KindNVMe, "nvme1n1": KindNVMe, "loop0": KindVirtual, "nope": KindVirtual} {
 		if got := s.Kind(name); got != want {
 			t.Errorf("%s: %s, want %s", name, got, want)
 		}

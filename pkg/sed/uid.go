@@ -134,6 +134,12 @@ func ACESetRdLocked(n uint8) UID { return uidOf(0x000000080003E000 | uint64(n)) 
 // ACESetWrLocked is the WriteLocked counterpart of ACESetRdLocked.
 func ACESetWrLocked(n uint8) UID { return uidOf(0x000000080003E800 | uint64(n)) }
 
+// ACEGetRange returns ACE_Locking_RangeN_Get_RangeStartToActiveKey (Opal
+// SSC 2.01 table 37; N = 0 is the global range): who may read the range's
+// columns RangeStart to ActiveKey. The kernel's IOC_OPAL_ADD_USR_TO_LR
+// grants it to the user next to Admin1.
+func ACEGetRange(n uint8) UID { return uidOf(0x000000080003D000 | uint64(n)) }
+
 // Table columns (Core 2.01 section 5; Opal SSC 2.01 section 4).
 const (
 	ColCPINPIN      = 3

@@ -171,10 +171,11 @@ fi
 # through target_core_user) and Debian 13's sedutil and cryptsetup 2.7
 # (scripts/debian13.sh, cached), for the scenarios that name them.
 sedtcmu_bin= debian13=
-if grep -qs 'ENCBLK_VM_SEDTCMU' $(printf "$here/scenarios/%s.sh " "${specs[@]%%:*}"); then
+if grep -qsE 'ENCBLK_VM_SED(TCMU|NVMET)' $(printf "$here/scenarios/%s.sh " "${specs[@]%%:*}"); then
 	sedtcmu_bin=$out/sedtcmu
-	(cd "$repo" && CGO_ENABLED=0 go build -o "$sedtcmu_bin" ./test/vm/sedtcmu) ||
-		die "go build ./test/vm/sedtcmu failed"
+	(cd "$repo" && CGO_ENABLED=0 go build -o "$sedtcmu_bin" ./test/vm/sedtcmu &&
+		CGO_ENABLED=0 go build -o "$out/sednvmet" ./test/vm/sednvmet) ||
+		die "go build ./test/vm/sedtcmu ./test/vm/sednvmet failed"
 fi
 if grep -qs 'ENCBLK_VM_DEBIAN13' $(printf "$here/scenarios/%s.sh " "${specs[@]%%:*}"); then
 	debian13=$("$repo/scripts/debian13.sh") || die "scripts/debian13.sh failed"
@@ -188,7 +189,7 @@ fi
 # module auto-loading. Optional ones may be missing or refuse to load (the
 # accelerated crypto needs the CPU features qemu -cpu max provides).
 boot_modules=(virtio_pci 9pnet_virtio 9p)
-test_modules=(loop nbd dm-mod dm-crypt xts ecb aes_generic ext4 crc32c_generic configfs target_core_user tcm_loop sd_mod ublk_drv)
+test_modules=(loop nbd dm-mod dm-crypt xts ecb aes_generic ext4 crc32c_generic configfs target_core_user tcm_loop sd_mod ublk_drv nvme-tcp)
 optional_modules=(aesni_intel crc32c_intel)
 cache=${ENCBLK_VM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/encblk/vm}
 key=$({
@@ -267,9 +268,9 @@ run_one() {
 	mkdir -p "$share"
 	cp -r "$here/guest" "$here/scenarios" "$share/"
 	[ -n "$encblk_bin" ] && cp "$encblk_bin" "$share/encblk"
-	[ -n "$sedtcmu_bin" ] && cp "$sedtcmu_bin" "$share/sedtcmu"
+	[ -n "$sedtcmu_bin" ] && cp "$sedtcmu_bin" "$out/sednvmet" "$share/"
 	cat >"$share/job.sh" <<-EOF
-		export ENCBLK_VM_DEBIAN13=$debian13 ENCBLK_VM_SEDTCMU=${sedtcmu_bin:+/run/encblk-vm/sedtcmu}
+		export ENCBLK_VM_DEBIAN13=$debian13 ENCBLK_VM_SEDTCMU=${sedtcmu_bin:+/run/encblk-vm/sedtcmu} ENCBLK_VM_SEDNVMET=${sedtcmu_bin:+/run/encblk-vm/sednvmet}
 		export ENCBLK_VM_SCENARIO=$name ENCBLK_VM_SECTOR=$sector ENCBLK_VM_TIMEOUT=$((tmo > 60 ? tmo - 30 : tmo * 3 / 4))
 		$(env | grep -E '^ENCBLK_BENCH_[A-Z_]+=[0-9A-Za-z._-]*$' | sed 's/^/export /')
 		exec /bin/bash /run/encblk-vm/guest/runner.sh

@@ -75,6 +75,7 @@ type lockingRange struct {
 	key              []byte
 	cipher           *xts.Cipher
 	rdACE, wrACE     map[sed.UID]bool // users allowed to set ReadLocked / WriteLocked
+	getACE           map[sed.UID]bool // users allowed to read RangeStart..ActiveKey
 }
 
 type session struct {
@@ -216,7 +217,7 @@ func (d *Drive) resetLockingSP(keepGlobalKey bool) error {
 	old := d.ranges
 	d.ranges = make([]*lockingRange, d.opt.MaxRanges+1)
 	for i := range d.ranges {
-		r := &lockingRange{lockOnReset: true, rdACE: map[sed.UID]bool{}, wrACE: map[sed.UID]bool{}}
+		r := &lockingRange{lockOnReset: true, rdACE: map[sed.UID]bool{}, wrACE: map[sed.UID]bool{}, getACE: map[sed.UID]bool{}}
 		if i == 0 && keepGlobalKey && len(old) > 0 {
 			r.key, r.cipher = old[0].key, old[0].cipher
 			old[0].cipher = nil

@@ -198,7 +198,10 @@ func (d *Drive) inSession(tsn, hsn uint32, tokens []byte) []byte {
 		return nil
 	}
 	s.last = now
-	if vals, err := sed.Decode(tokens); err == nil && len(vals) == 1 && vals[0] == sed.TokenEndOfSession {
+	// An EndOfSession token closes the session (Core 3.2.4.2), whatever
+	// follows it: the Linux kernel's Opal client (block/sed-opal.c) sends
+	// EndOfSession, EndList, EndOfData and an empty status list.
+	if len(tokens) > 0 && tokens[0] == byte(sed.TokenEndOfSession) {
 		d.sess = nil
 		return []byte{byte(sed.TokenEndOfSession)}
 	}
@@ -229,16 +232,27 @@ func (d *Drive) rangeOf(u sed.UID, key bool) (int, bool) {
 	return 0, false
 }
 
-func (d *Drive) aceRange(u sed.UID) (n int, rd bool, ok bool) {
+// aceKind is which of a locking range's ACEs a UID names.
+type aceKind int
+
+const (
+	aceSetRdLocked aceKind = iota
+	aceSetWrLocked
+	aceGetRange
+)
+
+func (d *Drive) aceRange(u sed.UID) (n int, kind aceKind, ok bool) {
 	for i := range d.ranges {
-		if u == sed.ACESetRdLocked(uint8(i)) {
-			return i, true, true
-		}
-		if u == sed.ACESetWrLocked(uint8(i)) {
-			return i, false, true
+		switch u {
+		case sed.ACESetRdLocked(uint8(i)):
+			return i, aceSetRdLocked, true
+		case sed.ACESetWrLocked(uint8(i)):
+			return i, aceSetWrLocked, true
+		case sed.ACEGetRange(uint8(i)):
+			return i, aceGetRange, true
 		}
 	}
-	return 0, false, false
+	return 0, 0, false
 }
 
 // method dispatches one method call. endSession is set for methods after
@@ -371,7 +385,7 @@ func (d *Drive) get(s *session, inv sed.UID, args sed.List) (sed.List, sed.Statu
 				return nil, sed.StatusNotAuthorized, false // PINs are write-only
 			}
 			cols[0], cols[sed.ColCPINTryLimit], cols[sed.ColCPINTries] = inv.Value(), sed.Uint(c.tryLimit), sed.Uint(c.tries)
-		case isRange && s.isAdmin():
+		case isRange && (s.isAdmin() || d.ranges[n].getACE[s.authority] && first >= sed.ColRangeStart && last <= sed.ColActiveKey):
 			r := d.ranges[n]
 			cols[0] = inv.Value()
 			cols[sed.ColRangeStart], cols[sed.ColRangeLength] = sed.Uint(r.start), sed.Uint(r.length)
@@ -480,11 +494,11 @@ func (d *Drive) set(s *session, inv sed.UID, args sed.List) sed.Status {
 	if n, ok := d.rangeOf(inv, false); ok && s.sp == sed.LockingSP {
 		return d.setRange(s, n, vals)
 	}
-	if n, rd, ok := d.aceRange(inv); ok && s.sp == sed.LockingSP {
+	if n, kind, ok := d.aceRange(inv); ok && s.sp == sed.LockingSP {
 		if !s.isAdmin() {
 			return sed.StatusNotAuthorized
 		}
-		return d.setACE(n, rd, vals)
+		return d.setACE(n, kind, vals)
 	}
 	if inv == sed.MBRControl && s.sp == sed.LockingSP {
 		if !s.isAdmin() {
@@ -596,7 +610,7 @@ func (d *Drive) setRange(s *session, n int, vals map[uint64]sed.Value) sed.Statu
 
 // setACE stores the authorities of an ACE's BooleanExpr: a list of
 // Authority_object_ref elements joined by OR.
-func (d *Drive) setACE(n int, rd bool, vals map[uint64]sed.Value) sed.Status {
+func (d *Drive) setACE(n int, kind aceKind, vals map[uint64]sed.Value) sed.Status {
 	expr, ok := vals[3]
 	if !ok || len(vals) != 1 {
 		return sed.StatusInvalidParameter
@@ -628,10 +642,13 @@ func (d *Drive) setACE(n int, rd bool, vals map[uint64]sed.Value) sed.Status {
 			return sed.StatusInvalidParameter
 		}
 	}
-	if rd {
+	switch kind {
+	case aceSetRdLocked:
 		d.ranges[n].rdACE = auths
-	} else {
+	case aceSetWrLocked:
 		d.ranges[n].wrACE = auths
+	case aceGetRange:
+		d.ranges[n].getACE = auths
 	}
 	return sed.StatusSuccess
 }

@@ -43,6 +43,7 @@ type rangeState struct {
 	LockOnReset      bool
 	Key              []byte
 	RdACE, WrACE     []string
+	GetACE           []string `json:",omitempty"`
 }
 
 func uidKey(u sed.UID) string { return fmt.Sprintf("%016x", u.Uint64()) }
@@ -86,7 +87,7 @@ func (d *Drive) save() error {
 	}
 	for _, r := range d.ranges {
 		st.Ranges = append(st.Ranges, rangeState{Start: r.start, Length: r.length, RLE: r.rle, WLE: r.wle, RL: r.rl, WL: r.wl,
-			LockOnReset: r.lockOnReset, Key: r.key, RdACE: aceList(r.rdACE), WrACE: aceList(r.wrACE)})
+			LockOnReset: r.lockOnReset, Key: r.key, RdACE: aceList(r.rdACE), WrACE: aceList(r.wrACE), GetACE: aceList(r.getACE)})
 	}
 	return d.state.write(st)
 }
@@ -183,13 +184,20 @@ func (d *Drive) load() (ok bool, err error) {
 			return false, fmt.Errorf("sedsim: state: %w", err)
 		}
 		r := &lockingRange{start: rs.Start, length: rs.Length, rle: rs.RLE, wle: rs.WLE, rl: rs.RL, wl: rs.WL,
-			lockOnReset: rs.LockOnReset, key: rs.Key, cipher: c, rdACE: map[sed.UID]bool{}, wrACE: map[sed.UID]bool{}}
+			lockOnReset: rs.LockOnReset, key: rs.Key, cipher: c, rdACE: map[sed.UID]bool{}, wrACE: map[sed.UID]bool{}, getACE: map[sed.UID]bool{}}
 		for _, k := range rs.RdACE {
 			u, err := parseUIDKey(k)
 			if err != nil {
 				return false, err
 			}
 			r.rdACE[u] = true
+		}
+		for _, k := range rs.GetACE {
+			u, err := parseUIDKey(k)
+			if err != nil {
+				return false, err
+			}
+			r.getACE[u] = true
 		}
 		for _, k := range rs.WrACE {
 			u, err := parseUIDKey(k)
