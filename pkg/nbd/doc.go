@@ -32,6 +32,15 @@
 // Memory is bounded per connection (Server.MaxInFlightBytes and
 // MaxInFlightRequests): past the bound the server stops reading.
 //
+// # Limits
+//
+// A Server serves at most Server.MaxConnections connections at once
+// (DefaultMaxConnections, 64, unless set); a client past the limit is
+// closed before the greeting and the refusals are logged at most once
+// every ten seconds, with a count. Option haggling must end within
+// Server.HandshakeTimeout (a minute); Server.IdleTimeout, off by default,
+// ends a connection that has had no request in flight for that long.
+//
 // # Threads
 //
 // Up to Server.BlockingConns plain (not TLS) connections at a time, by
