@@ -124,7 +124,11 @@ a JSON file:
   {"servers": ["kms1:5696", "kms2:5696"], "ca": "ca.pem",
    "cert": "client.pem", "key": "client.key", "key_uid": "", "timeout": "10s"}
 Servers are tried in order. key_uid names an existing Active AES-256 key;
-empty means a new one is created and activated.`,
+empty means a new one is created and activated. TLS 1.3 is used whenever a
+server offers it; "tls12_profile_suites": true enables the KMIP profiles'
+TLS 1.2 CBC suites for servers with RSA certificates that offer nothing
+else (PyKMIP, many appliances): off unless the handshake fails without it,
+and a warning names the suite when one is used.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
