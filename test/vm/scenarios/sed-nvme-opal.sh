@@ -75,3 +75,43 @@ $ENCBLK sed unlock --key-file kek.key "$dev"
 cmp <(dd if="$dev" bs=1M skip=$off count=1 iflag=direct status=none) data.bin || fail "encblk does not read what cryptsetup wrote"
 $ENCBLK sed lock --key-file kek.key "$dev"
 expect_locked
+
+step "hw-opal-crypt both ways: cryptsetup 2.7.5 luksFormat --hw-opal (drive + dm-crypt); encblk unlocks the range"
+nvme_stop
+rm -f "$work/nvme.state" "$work/nvme.img"
+nvme_start
+dev=$NVME_DEV
+printf '%s\n' "$pw" | cryptsetup27 luksFormat -q --type luks2 --hw-opal --key-file kek.key \
+	--pbkdf pbkdf2 --pbkdf-force-iterations 1000 "$dev"
+cryptsetup27 luksDump "$dev" | sed -n '/Data segments/,/Keyslots/p'
+cryptsetup27 open --key-file kek.key "$dev" c27
+dd if=data.bin of=/dev/mapper/c27 bs=1M oflag=direct status=none
+cryptsetup27 close c27
+expect_locked
+$ENCBLK sed unlock --key-file kek.key "$dev"
+# The range is open: what it holds is dm-crypt's ciphertext, not the data.
+dd if="$dev" of=raw.bin bs=1M skip=$off count=1 iflag=direct status=none
+cmp -s raw.bin data.bin && fail "hw-opal-crypt range holds plaintext"
+$ENCBLK sed lock --key-file kek.key "$dev"
+expect_locked
+
+step "encblk sed setup (hw-opal-crypt): cryptsetup 2.7.5 opens it, data round-trips"
+nvme_stop
+rm -f "$work/nvme.state" "$work/nvme.img"
+nvme_start
+dev=$NVME_DEV
+$ENCBLK sed setup --yes-destroy-data --admin-key-file admin.key --key-file kek.key \
+	--pbkdf pbkdf2 --pbkdf-force-iterations 1000 "$dev"
+cryptsetup27 luksDump "$dev" | sed -n '/Data segments/,/Keyslots/p'
+cryptsetup27 open --key-file kek.key "$dev" c27
+dd if=data.bin of=/dev/mapper/c27 bs=1M oflag=direct status=none
+cryptsetup27 close c27
+expect_locked
+cryptsetup27 open --key-file kek.key "$dev" c27
+cmp <(dd if=/dev/mapper/c27 bs=1M count=1 iflag=direct status=none) data.bin || fail "data through cryptsetup differs after reopening"
+cryptsetup27 close c27
+$ENCBLK sed unlock --key-file kek.key "$dev"
+dd if="$dev" of=raw.bin bs=1M skip=$off count=1 iflag=direct status=none
+cmp -s raw.bin data.bin && fail "hw-opal-crypt range holds plaintext"
+$ENCBLK sed lock --key-file kek.key "$dev"
+dmesg -c >/dev/null
