@@ -136,18 +136,22 @@ drops them all; a server drops them one by one.`,
 			if cmd.Flags().Changed("key-slot") {
 				opts.Slot = &slot
 			}
-			var drop []int
-			if others {
-				if drop, err = keyslotsToDrop(cmd, a, hdr, args[0], batch); err != nil {
-					return err
-				}
-			}
-			readNew := func() (kek, error) { return newKEK.read(cmd.InOrStdin(), cmd.ErrOrStderr(), true) }
-			t, id, err := addKeyslot(cmd, a, hdr, args[0], &oldKEK, readNew, opts)
+			t, err := daemon.OpenTarget(cmd.Context(), args[0], daemon.TargetOptions{Header: hdr.path, Logger: a.log})
 			if err != nil {
 				return err
 			}
 			defer t.Close()
+			var drop []int
+			if others {
+				if drop, err = keyslotsToDrop(cmd, t, args[0], batch); err != nil {
+					return err
+				}
+			}
+			readNew := func() (kek, error) { return newKEK.read(cmd.InOrStdin(), cmd.ErrOrStderr(), true) }
+			id, err := addKeyslotTo(cmd, t, &oldKEK, readNew, opts)
+			if err != nil {
+				return err
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "added keyslot %d\n", id)
 			a.log.Debug("keyslot added", "slot", id)
 			if len(drop) > 0 {
@@ -172,12 +176,7 @@ drops them all; a server drops them one by one.`,
 
 // keyslotsToDrop lists the keyslots of device that --remove-other-keyslots
 // is to destroy once the new one is added, after a typed YES unless batch.
-func keyslotsToDrop(cmd *cobra.Command, a *app, hdr headerFlag, device string, batch bool) ([]int, error) {
-	t, err := daemon.OpenTarget(cmd.Context(), device, daemon.TargetOptions{Header: hdr.path, Logger: a.log})
-	if err != nil {
-		return nil, err
-	}
-	defer t.Close()
+func keyslotsToDrop(cmd *cobra.Command, t *daemon.Target, device string, batch bool) ([]int, error) {
 	var drop []int
 	for _, ks := range t.Keyring().Keyslots() {
 		if ks.Type == "luks2" {
@@ -187,7 +186,7 @@ func keyslotsToDrop(cmd *cobra.Command, a *app, hdr headerFlag, device string, b
 	if len(drop) == 0 {
 		return nil, nil
 	}
-	err = confirm(cmd.InOrStdin(), cmd.ErrOrStderr(), batch,
+	err := confirm(cmd.InOrStdin(), cmd.ErrOrStderr(), batch,
 		fmt.Sprintf("After the new keyslot is added, keyslots %s of %s will be destroyed:\nonly the new KEK will open the volume.", slotList(drop), device))
 	return drop, err
 }
@@ -237,28 +236,33 @@ longer opens the volume. The last keyslot cannot be removed (see erase).`,
 	return cmd
 }
 
-// addKeyslot adds to device a keyslot for the KEK readNew returns,
-// opening the volume with oldKEK (or the volume's tokens). The volume's
-// server does it if one serves it; otherwise its header is changed here
-// (daemon.Target). It returns the target, its header current (the caller
+// addKeyslot adds to device a keyslot for the KEK readNew returns (see
+// addKeyslotTo). It returns the target, its header current (the caller
 // closes it), and the new keyslot.
-func addKeyslot(cmd *cobra.Command, a *app, hdr headerFlag, device string, oldKEK *kekFlags, readNew func() (kek, error), opts *keyring.KeyslotOptions) (t *daemon.Target, slot int, err error) {
-	ctx := cmd.Context()
-	if t, err = daemon.OpenTarget(ctx, device, daemon.TargetOptions{Header: hdr.path, Logger: a.log}); err != nil {
+func addKeyslot(cmd *cobra.Command, a *app, hdr headerFlag, device string, oldKEK *kekFlags, readNew func() (kek, error), opts *keyring.KeyslotOptions) (*daemon.Target, int, error) {
+	t, err := daemon.OpenTarget(cmd.Context(), device, daemon.TargetOptions{Header: hdr.path, Logger: a.log})
+	if err != nil {
 		return nil, 0, err
 	}
-	defer func() {
-		if err != nil {
-			t.Close()
-			t = nil
-		}
-	}()
+	slot, err := addKeyslotTo(cmd, t, oldKEK, readNew, opts)
+	if err != nil {
+		t.Close()
+		return nil, 0, err
+	}
+	return t, slot, nil
+}
+
+// addKeyslotTo adds to t a keyslot for the KEK readNew returns, opening
+// the volume with oldKEK (or the volume's tokens). The volume's server
+// does it if one serves it; otherwise its header is changed here
+// (daemon.Target), and t's header is current afterwards.
+func addKeyslotTo(cmd *cobra.Command, t *daemon.Target, oldKEK *kekFlags, readNew func() (kek, error), opts *keyring.KeyslotOptions) (int, error) {
 	if err := secmem.SetNonDumpable(); err != nil {
-		return t, 0, err
+		return 0, err
 	}
 	old, err := oldKEK.readFor(t.Keyring(), cmd.InOrStdin(), cmd.ErrOrStderr(), false)
 	if err != nil {
-		return t, 0, err
+		return 0, err
 	}
 	defer old.Destroy()
 	var nk kek
@@ -267,10 +271,9 @@ func addKeyslot(cmd *cobra.Command, a *app, hdr headerFlag, device string, oldKE
 			nk.Destroy()
 		}
 	}()
-	slot, err = t.AddKeyslot(ctx, old, func() (keyring.Recipient, error) {
+	return t.AddKeyslot(cmd.Context(), old, func() (keyring.Recipient, error) {
 		var err error
 		nk, err = readNew()
 		return nk, err
 	}, opts)
-	return t, slot, err
 }
