@@ -151,7 +151,10 @@ func runServe(cmd *cobra.Command, a *app, f *serveFlags, args []string) error {
 		closeAll()
 		return err
 	}
-	metricsLs, err := listenAll(ctx, f.metrics, "--metrics-listen")
+	metricsLs, err := listenAll(ctx, f.metrics, "--metrics-listen", func(ctx context.Context, addr string) (net.Listener, error) {
+		var lc net.ListenConfig
+		return lc.Listen(ctx, "tcp", addr)
+	})
 	if err != nil {
 		closeAll()
 		for _, l := range listeners {
@@ -228,27 +231,18 @@ func serveListeners(ctx context.Context, a *app, f *serveFlags, first string) ([
 		specs = []string{"unix:" + filepath.Join(dir, id+".nbd")}
 	}
 	for _, s := range specs {
-		var l net.Listener
-		switch {
-		case strings.HasPrefix(s, "unix:"):
-			l, err = nbd.ListenUnix(ctx, strings.TrimPrefix(s, "unix:"), -1)
-		case strings.HasPrefix(s, "tcp:"):
-			if f.tlsCert == "" {
-				a.log.Warn("serving NBD over TCP without TLS: anyone who can reach the port can read and write the volume", "listen", s)
-			}
-			l, err = nbd.ListenTCP(ctx, strings.TrimPrefix(s, "tcp:"))
-		default:
-			err = withExit(exitUsage, fmt.Errorf("--listen %q: want unix:PATH or tcp:HOST:PORT", s))
+		if strings.HasPrefix(s, "tcp:") && f.tlsCert == "" {
+			a.log.Warn("serving NBD over TCP without TLS: anyone who can reach the port can read and write the volume", "listen", s)
 		}
-		if err != nil {
-			for _, l := range ls {
-				l.Close()
-			}
-			return nil, err
-		}
-		ls = append(ls, l)
 	}
-	return ls, nil
+	opened, err := listenAll(ctx, specs, "--listen", nbd.ListenTCP)
+	if err != nil {
+		for _, l := range ls {
+			l.Close()
+		}
+		return nil, err
+	}
+	return append(ls, opened...), nil
 }
 
 func serveTLS(f *serveFlags) (*tls.Config, error) {
@@ -264,9 +258,9 @@ func serveTLS(f *serveFlags) (*tls.Config, error) {
 	return nbd.TLSConfig(f.tlsCert, f.tlsKey, f.tlsClientCA)
 }
 
-// listenAll opens a listener for each unix:PATH or tcp:HOST:PORT spec;
-// on failure it closes those it opened.
-func listenAll(ctx context.Context, specs []string, flag string) ([]net.Listener, error) {
+// listenAll opens a listener for each unix:PATH or tcp:HOST:PORT spec of
+// flag, TCP ones with listenTCP; on failure it closes those it opened.
+func listenAll(ctx context.Context, specs []string, flag string, listenTCP func(context.Context, string) (net.Listener, error)) ([]net.Listener, error) {
 	var ls []net.Listener
 	for _, s := range specs {
 		var l net.Listener
@@ -275,8 +269,7 @@ func listenAll(ctx context.Context, specs []string, flag string) ([]net.Listener
 		case strings.HasPrefix(s, "unix:"):
 			l, err = nbd.ListenUnix(ctx, strings.TrimPrefix(s, "unix:"), -1)
 		case strings.HasPrefix(s, "tcp:"):
-			var lc net.ListenConfig
-			l, err = lc.Listen(ctx, "tcp", strings.TrimPrefix(s, "tcp:"))
+			l, err = listenTCP(ctx, strings.TrimPrefix(s, "tcp:"))
 		default:
 			err = withExit(exitUsage, fmt.Errorf("%s %q: want unix:PATH or tcp:HOST:PORT", flag, s))
 		}
