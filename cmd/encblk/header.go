@@ -6,6 +6,10 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+
+	"github.com/encblk/encblk/internal/audit"
+	"github.com/encblk/encblk/internal/backing"
+	"github.com/encblk/encblk/pkg/keyring"
 )
 
 func init() { subcommands = append(subcommands, newHeaderCmd) }
@@ -16,7 +20,7 @@ func newHeaderCmd(a *app) *cobra.Command {
 		Short: "Back up and restore the LUKS header",
 		Args:  cobra.NoArgs,
 	}
-	cmd.AddCommand(newHeaderBackupCmd(), newHeaderRestoreCmd())
+	cmd.AddCommand(newHeaderBackupCmd(), newHeaderRestoreCmd(a))
 	return cmd
 }
 
@@ -73,7 +77,7 @@ it with --identity KEY, or asks for the passphrase.`,
 	return cmd
 }
 
-func newHeaderRestoreCmd() *cobra.Command {
+func newHeaderRestoreCmd(a *app) *cobra.Command {
 	var (
 		hdr   headerFlag
 		file  string
@@ -93,12 +97,30 @@ func newHeaderRestoreCmd() *cobra.Command {
 				fmt.Sprintf("The header of %s will be replaced by the backup %s;\nkeyslots added since the backup are lost.", target, file)); err != nil {
 				return err
 			}
+			if hdr.path == "" {
+				// A server holds the backing's lock: its header must not
+				// change under it (exit 3 while served).
+				lock, err := backing.Open(target, backing.Options{})
+				if err != nil {
+					return err
+				}
+				defer lock.Close()
+			}
 			f, err := os.OpenFile(target, os.O_RDWR, 0)
 			if err != nil {
 				return err
 			}
 			defer f.Close()
-			return restoreBackup(f, file, &bc, cmd.InOrStdin(), cmd.ErrOrStderr())
+			err = restoreBackup(f, file, &bc, cmd.InOrStdin(), cmd.ErrOrStderr())
+			rec := audit.Record{Event: audit.HeaderRestore, Backing: args[0], Keyslot: -1, Err: err}
+			if err == nil {
+				if kr, kerr := keyring.Open(target, &keyring.Options{ReadOnly: true}); kerr == nil {
+					rec.Volume = kr.UUID()
+					kr.Close()
+				}
+			}
+			audit.Log(cmd.Context(), a.log, rec.Self())
+			return err
 		},
 	}
 	hdr.register(cmd.Flags())
