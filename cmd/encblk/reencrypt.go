@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/signal"
 	"syscall"
 	"time"
@@ -132,7 +133,14 @@ crash, by SIGKILL, or left by cryptsetup) recovers it and carries on.`,
 					return nil
 				}
 			}
-			rc, err := k.OpenReencryption(ctx, ids, data, uint64(data.Size()), opts)
+			// Reads go through the page cache (the data may be there
+			// already), writes straight to the disk.
+			rd, err := os.Open(target)
+			if err != nil {
+				return err
+			}
+			defer rd.Close()
+			rc, err := k.OpenReencryption(ctx, ids, cachedReads{rd, data}, uint64(data.Size()), opts)
 			if err != nil {
 				return err
 			}
@@ -311,3 +319,12 @@ func reencryptServed(cmd *cobra.Command, a *app, c *daemon.Client, vol, target s
 		}
 	}
 }
+
+// cachedReads is a data device that reads through one descriptor (the
+// page cache) and writes and syncs through another (direct I/O).
+type cachedReads struct {
+	r io.ReaderAt
+	keyring.DataDevice
+}
+
+func (c cachedReads) ReadAt(p []byte, off int64) (int, error) { return c.r.ReadAt(p, off) }

@@ -72,6 +72,9 @@ func (v *Volume) unlockReencrypting(ctx context.Context, kek keyring.Identity) (
 			return true, fmt.Errorf("volume: an online reencryption is already running")
 		}
 	}
+	if r.Crashed() {
+		slog.Info("reencryption was interrupted inside a zone: recovering it from the header's checksums", "volume", v.id, "zone_offset", r.Hot.Offset, "zone_size", r.Hot.Size)
+	}
 	end := uint64(v.vol.Config().DataOffset + v.vol.Size())
 	rc, err := v.kr.OpenReencryption(ctx, []keyring.Identity{kek}, v.file, end, &keyring.ReencryptOptions{HotZone: onlineZone})
 	if err != nil {

@@ -1,0 +1,105 @@
+# order: 20
+# sectors: 4096
+# timeout: 900
+#
+# reencrypt-online: the data key of an ext4 served over the kernel's nbd
+# driver is replaced online (`encblk reencrypt` on the served volume) under
+# an fsync'ed write load. The server is SIGKILLed five times during the
+# reencryption and restarted each time: it recovers the hot zone from the
+# header's checksums and carries on. At the end the tree and every load
+# file fsync'ed before the first kill are intact, fsck is clean, the
+# header holds only the new key, and the kernel's dm-crypt opens the result
+# with the same key file and reads the same files.
+. "$ENCBLK_VM_LIB"
+
+backing=$work/backing.img
+sock=$work/nbd.sock
+dev=/dev/nbd0
+mnt=$work/mnt
+mkdir -p "$mnt"
+key=$work/key
+key_file "$key"
+truncate -s 112M "$backing"
+encblk_format "$backing" "$key"
+
+# reencrypting: the server reports a running reencryption.
+reencrypting() { "$ENCBLK" status --control "$control" "$backing" 2>/dev/null | grep -q '^reencryption:.*running'; }
+# recorded: the header records a reencryption.
+recorded() { "$ENCBLK" status "$backing" 2>/dev/null | grep -q '^reencryption:'; }
+
+step "serve, attach, mkfs.ext4, mount, a tree, a load of fsync'ed files"
+serve_start "$backing" "$sock" "$key"
+nbd_attach "$sock" "$dev" -timeout 30
+at_exit "nbd-client -d $dev"
+mkfs.ext4 -q -F "$dev"
+mount "$dev" "$mnt"
+at_exit "umount -l $mnt"
+make_tree "$mnt/durable" "$work/durable.sums"
+sync -f "$mnt"
+load_start "$mnt/load"
+load_wait 3
+
+step "encblk reencrypt on the served volume, under the load"
+old_key=$(cryptsetup luksDump --dump-volume-key --batch-mode --key-file "$key" "$backing" 2>/dev/null | sed -n '/[Kk]ey:/,$p' | tr -d ' \n')
+"$ENCBLK" reencrypt --control "$control" --key-file "$key" "$backing" >"$work/reencrypt.log" 2>&1 &
+re_pid=$!
+for i in $(seq 1 600); do
+	reencrypting && break
+	sleep 0.1
+done
+reencrypting || fail "the server does not report a running reencryption: $(cat "$work/reencrypt.log")"
+load_wait "$(($(load_progress) + 2))"
+
+step "SIGKILL the server during the reencryption, under the load"
+kill -KILL "$serve_pid"
+wait "$serve_pid" 2>/dev/null || true
+synced=$(load_progress)
+touch "$work/stop"
+wait "$load_pid" 2>/dev/null || true
+wait "$re_pid" 2>/dev/null || true
+umount "$mnt" || umount -l "$mnt"
+nbd_detach "$dev"
+dmesg -c >/dev/null
+echo "   killed with $synced load files fsync'ed"
+
+kills=1
+while [ "$kills" -lt 5 ] && recorded; do
+	step "restart (kill $kills): the server recovers and carries on; SIGKILL it again"
+	serve_start "$backing" "$sock" "$key"
+	sleep "0.$((RANDOM % 9 + 1))"
+	kill -KILL "$serve_pid"
+	wait "$serve_pid" 2>/dev/null || true
+	kills=$((kills + 1))
+done
+echo "   $kills kills, $(grep -c 'recovering it from the header' "$work/serve.log" || true) hot zones recovered"
+
+step "restart: the reencryption completes"
+serve_start "$backing" "$sock" "$key"
+for i in $(seq 1 1800); do
+	recorded || break
+	sleep 0.5
+done
+recorded && fail "reencryption still recorded after 15 minutes"
+grep -q 'online reencryption finished' "$work/serve.log" || fail "the server did not log the end of the reencryption"
+nbd_attach "$sock" "$dev"
+mount "$dev" "$mnt"
+check_tree "$mnt/durable" "$work/durable.sums"
+load_check "$mnt/load" "$synced"
+umount "$mnt"
+fsck_clean "$dev"
+nbd_detach "$dev"
+serve_stop
+
+step "cryptsetup: one new key, no requirement; dm-crypt reads the same files"
+cryptsetup luksDump "$backing" | grep -q Requirements && fail "reencryption requirement left in the header"
+new_key=$(cryptsetup luksDump --dump-volume-key --batch-mode --key-file "$key" "$backing" 2>/dev/null | sed -n '/[Kk]ey:/,$p' | tr -d ' \n')
+[ -n "$new_key" ] && [ "$new_key" != "$old_key" ] || fail "the volume key did not change"
+loop=$(losetup --find --show "$backing")
+at_exit "losetup -d $loop"
+cryptsetup open --key-file "$key" "$loop" reenc
+at_exit "cryptsetup close reenc"
+mount -o ro /dev/mapper/reenc "$mnt"
+check_tree "$mnt/durable" "$work/durable.sums"
+load_check "$mnt/load" "$synced"
+umount "$mnt"
+step "done"
