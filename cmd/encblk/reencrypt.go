@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
 	"github.com/encblk/encblk/internal/backing"
@@ -145,8 +146,7 @@ crash, by SIGKILL, or left by cryptsetup) recovers it and carries on.`,
 				return err
 			}
 			defer rc.Close()
-			p := newProgressPrinter(cmd.ErrOrStderr(), rc)
-			err = rc.Run(ctx, &keyring.RunOptions{Throttle: uint64(throttleRate), Progress: p.update})
+			err = rc.Run(ctx, &keyring.RunOptions{Throttle: uint64(throttleRate), Progress: newProgress(cmd.ErrOrStderr(), rc)})
 			if errors.Is(err, context.Canceled) {
 				done, total := rc.Progress()
 				fmt.Fprintf(cmd.ErrOrStderr(), "reencryption stopped at %d of %d bytes; encblk reencrypt --resume continues it\n", done, total)
@@ -210,6 +210,26 @@ func readKEKs(kr *keyring.Keyring, kf kekFlags, keyFiles, passFiles []string, st
 		ids = append(ids, p)
 	}
 	return ids, destroy, nil
+}
+
+// newProgress returns the progress callback of Run: a progress bar when
+// w is a terminal, else one plain line per zone at most every few seconds.
+func newProgress(w io.Writer, rc *keyring.Reencryptor) func(done, total uint64) {
+	if f, ok := w.(*os.File); ok && passphrase.IsTerminal(f) {
+		done, total := rc.Progress()
+		bar := progressbar.NewOptions64(int64(total),
+			progressbar.OptionSetWriter(w),
+			progressbar.OptionSetDescription("reencrypt"),
+			progressbar.OptionShowBytes(true),
+			progressbar.OptionShowCount(),
+			progressbar.OptionSetPredictTime(true),
+			progressbar.OptionThrottle(200*time.Millisecond),
+			progressbar.OptionOnCompletion(func() { fmt.Fprintln(w) }),
+		)
+		bar.Set64(int64(done))
+		return func(done, total uint64) { bar.Set64(int64(done)) }
+	}
+	return newProgressPrinter(w, rc).update
 }
 
 // progressPrinter prints one line per zone at most every few seconds: bytes
