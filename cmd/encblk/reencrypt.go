@@ -325,6 +325,13 @@ func reencryptServed(cmd *cobra.Command, a *app, c *daemon.Client, vol, target s
 		case !found:
 			return fmt.Errorf("the server no longer serves %s", target)
 		case re == nil:
+			// Over, or never started: the header says which.
+			if err := k.Reload(); err != nil {
+				return err
+			}
+			if r, _ := k.Reencryption(); r != nil {
+				return fmt.Errorf("reencryption recorded, but the server of %s is not running it (it starts when the volume is next served or unlocked)", target)
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "reencrypted %s online: new volume key\n", target)
 			return nil
 		case re.State != "running":
