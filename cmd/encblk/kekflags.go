@@ -156,19 +156,24 @@ func (f *kekFlags) read(stdin io.Reader, stderr io.Writer, verify bool) (kek, er
 	case f.ageGiven() && (f.kmipConfig != "" || f.keyFile != "" || f.passphraseFile != ""):
 		return nil, withExit(exitUsage, fmt.Errorf("the age flags exclude --%skey-file, --%spassphrase-file and --%skmip", f.prefix(), f.prefix(), f.prefix()))
 	case f.ageGiven():
-		k, err := ageKEK(f.ageIdentities, f.ageRecipients, f.ageRcptFiles)
-		if err != nil {
-			return nil, err // not a typed nil in the interface
-		}
-		return k, nil
+		return asKEK(ageKEK(f.ageIdentities, f.ageRecipients, f.ageRcptFiles))
 	case f.kmipConfig != "":
-		return kmipKEK(f.kmipConfig, nil)
+		return asKEK(kmipKEK(f.kmipConfig, nil))
 	case f.keyFile == "-":
-		return keyfile.Read(stdin)
+		return asKEK(keyfile.Read(stdin))
 	case f.keyFile != "":
-		return keyfile.Open(f.keyFile)
+		return asKEK(keyfile.Open(f.keyFile))
 	}
-	return passphrase.Read(f.passphraseFile, "passphrase file", stdin, stderr, "Enter "+f.what+"passphrase: ", verify)
+	return asKEK(passphrase.Read(f.passphraseFile, "passphrase file", stdin, stderr, "Enter "+f.what+"passphrase: ", verify))
+}
+
+// asKEK returns a source's KEK as a kek, and a nil interface (not a typed
+// nil pointer, on which a deferred Destroy would be called) with an error.
+func asKEK[K kek](k K, err error) (kek, error) {
+	if err != nil {
+		return nil, err
+	}
+	return k, nil
 }
 
 // readFor is read for a volume whose header kr was opened: with no KEK
