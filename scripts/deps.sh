@@ -27,6 +27,10 @@ packages=(
 	# pkg/sed judges in test/vm: ATA Security (sedutil, cryptsetup 2.7 come from
 	# Debian 13 through scripts/debian13.sh)
 	hdparm
+	# machine-bound KEKs (pkg/kek): Tang servers and clevis (both directions of the
+	# clevis LUKS2 token), jose for JWE checks, socat to serve tangd on loopback;
+	# swtpm and tpm2-tools for the systemd-tpm2 token
+	tang clevis clevis-luks jose socat swtpm swtpm-tools tpm2-tools
 	# pkg/sed: ioctl struct layouts checked against the kernel's uapi headers
 	gcc libc6-dev linux-libc-dev
 )
