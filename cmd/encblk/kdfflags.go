@@ -7,7 +7,6 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/encblk/encblk/pkg/kek/kmipkek"
 	"github.com/encblk/encblk/pkg/keyring"
 )
 
@@ -56,16 +55,17 @@ func (f *kdfFlags) changed() bool {
 	return slices.ContainsFunc(f.flags, func(fl *pflag.Flag) bool { return fl.Changed })
 }
 
-// options are the keyslot options for a new KEK. A KMIP KEK's secret is
-// random, so unless a PBKDF flag was given its keyslot gets
-// kmipkek.KeyslotOptions: a slow KDF would protect nothing.
-func (f *kdfFlags) options(highEntropy bool) (*keyring.KeyslotOptions, error) {
+// options are the keyslot options for a new KEK. A KEK whose secret is
+// random (KMIP, clevis) brings its own cheap options (source, from
+// kekFlags.keyslotOptions): unless a PBKDF flag was given its keyslot gets
+// them, as a slow KDF would protect nothing.
+func (f *kdfFlags) options(source *keyring.KeyslotOptions) (*keyring.KeyslotOptions, error) {
 	params, err := f.params()
 	if err != nil {
 		return nil, err
 	}
-	if highEntropy && !f.changed() {
-		return kmipkek.KeyslotOptions(), nil
+	if source != nil && !f.changed() {
+		return source, nil
 	}
 	return &keyring.KeyslotOptions{KDF: params}, nil
 }

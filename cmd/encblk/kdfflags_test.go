@@ -4,6 +4,9 @@ import (
 	"testing"
 
 	"github.com/spf13/pflag"
+
+	"github.com/encblk/encblk/pkg/kek/kmipkek"
+	"github.com/encblk/encblk/pkg/keyring"
 )
 
 // Every flag kdfFlags registers counts as a PBKDF change, shorthands
@@ -43,7 +46,11 @@ func TestKDFFlagsOptions(t *testing.T) {
 		if got := f.changed(); got != tc.changed {
 			t.Errorf("%v: changed = %v, want %v", tc.args, got, tc.changed)
 		}
-		opts, err := f.options(tc.kmip)
+		var source *keyring.KeyslotOptions
+		if tc.kmip {
+			source = kmipkek.KeyslotOptions()
+		}
+		opts, err := f.options(source)
 		if err != nil {
 			t.Fatalf("%v: %v", tc.args, err)
 		}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strings"
 
 	"filippo.io/age"
 	"github.com/spf13/pflag"
@@ -15,9 +16,12 @@ import (
 	"github.com/encblk/encblk/internal/agekeys"
 	"github.com/encblk/encblk/internal/secmem"
 	"github.com/encblk/encblk/pkg/kek/agekek"
+	"github.com/encblk/encblk/pkg/kek/clevis"
 	"github.com/encblk/encblk/pkg/kek/keyfile"
 	"github.com/encblk/encblk/pkg/kek/kmipkek"
 	"github.com/encblk/encblk/pkg/kek/passphrase"
+	"github.com/encblk/encblk/pkg/kek/sss"
+	"github.com/encblk/encblk/pkg/kek/tang"
 	"github.com/encblk/encblk/pkg/keyring"
 )
 
@@ -40,6 +44,10 @@ type kek interface {
 //	--key-file F         raw bytes of F, a trailing newline included ("-": stdin)
 //	--passphrase-file F  first line of F, like a typed passphrase ("-": stdin)
 //	--kmip CONFIG        a KMIP key server holds it (CONFIG: client configuration)
+//	--tang URL           (new KEK only) a Tang server binds it, as clevis luks bind
+//	                     tang; --tang-thp pins the advertisement's signing key
+//	--sss CONFIG         (new KEK only) t of n clevis pins, as clevis luks bind sss
+//	                     (CONFIG is clevis's JSON, e.g. {"t":2,"pins":{"tang":[…]}})
 //	--age-identity F     the volume's encblk-age tokens, opened with the age
 //	                     identities in F (repeatable)
 //	--age-recipient R    (new KEK only) a random secret, stored in an encblk-age
@@ -55,6 +63,9 @@ type kekFlags struct {
 	ageIdentities  []string
 	ageRecipients  []string
 	ageRcptFiles   []string
+	tangURL        string // new KEKs only
+	tangThp        string
+	sssConfig      string
 	what           string // "" for the volume's KEK, "new " for a new one
 }
 
@@ -75,6 +86,9 @@ func (f *kekFlags) register(fs *pflag.FlagSet, prefix string) {
 		fs.StringArrayVar(&f.ageIdentities, "age-identity", nil, "open the volume's age keyslots with the identities in this file (age-keygen's, or an unencrypted SSH private key; default: $"+ageIdentityEnv+", else "+defaultAgeIdentity+" if it exists); repeatable")
 		return
 	}
+	fs.StringVar(&f.tangURL, "tang", "", "bind the new keyslot to this Tang server (a clevis token, as clevis luks bind tang)")
+	fs.StringVar(&f.tangThp, "tang-thp", "", "with --tang: the thumbprint of the signing key the advertisement must carry (as clevis thp)")
+	fs.StringVar(&f.sssConfig, "sss", "", `bind the new keyslot to t of n clevis pins, as clevis luks bind sss: {"t":2,"pins":{"tang":[{"url":…},…]}}`)
 	fs.StringArrayVar(&f.ageRecipients, "age-recipient", nil, "the new keyslot's random secret is stored in a token, encrypted to this age recipient (age1…, ssh-ed25519 …, ssh-rsa …); repeatable")
 	fs.StringArrayVar(&f.ageRcptFiles, "age-recipients-file", nil, "like --age-recipient, for each recipient in this file (one a line); repeatable")
 }
@@ -155,6 +169,20 @@ func (f *kekFlags) read(stdin io.Reader, stderr io.Writer, verify bool) (kek, er
 		return nil, withExit(exitUsage, fmt.Errorf("--%skmip excludes --%skey-file and --%spassphrase-file", f.prefix(), f.prefix(), f.prefix()))
 	case f.ageGiven() && (f.kmipConfig != "" || f.keyFile != "" || f.passphraseFile != ""):
 		return nil, withExit(exitUsage, fmt.Errorf("the age flags exclude --%skey-file, --%spassphrase-file and --%skmip", f.prefix(), f.prefix(), f.prefix()))
+	case f.clevisGiven() && (f.ageGiven() || f.kmipConfig != "" || f.keyFile != "" || f.passphraseFile != ""):
+		return nil, withExit(exitUsage, fmt.Errorf("name one new KEK: --%skey-file, --%spassphrase-file, --%skmip, --age-recipient, --tang or --sss", f.prefix(), f.prefix(), f.prefix()))
+	case f.tangURL != "" && f.sssConfig != "":
+		return nil, withExit(exitUsage, errors.New("--tang and --sss are exclusive (an sss configuration can name Tang servers)"))
+	case f.tangThp != "" && f.tangURL == "":
+		return nil, withExit(exitUsage, errors.New("--tang-thp needs --tang"))
+	case f.tangURL != "":
+		cfg, _ := json.Marshal(tang.Config{URL: f.tangURL, Thp: f.tangThp})
+		return clevis.NewRecipient(clevisPins(), tang.Name, cfg), nil
+	case f.sssConfig != "":
+		if !json.Valid([]byte(f.sssConfig)) {
+			return nil, withExit(exitUsage, errors.New("--sss: the configuration is not JSON"))
+		}
+		return clevis.NewRecipient(clevisPins(), sss.Name, json.RawMessage(f.sssConfig)), nil
 	case f.ageGiven():
 		return asKEK(ageKEK(f.ageIdentities, f.ageRecipients, f.ageRcptFiles))
 	case f.kmipConfig != "":
@@ -212,12 +240,58 @@ func (f *kekFlags) readFor(kr *keyring.Keyring, stdin io.Reader, stderr io.Write
 type tokenSource struct {
 	tokenType string
 	identity  func(kr *keyring.Keyring) (keyring.Identity, error)
+	// describe names a token's kind ("kmip", "tang", "sss"), says it in a
+	// few words and gives its parameters, for listings; never fails.
+	describe func(raw json.RawMessage) (kind, text string, params map[string]any)
 }
 
 // tokenSources are tried in this order on every keyslot.
 var tokenSources = []tokenSource{
-	{kmipkek.TokenType, func(kr *keyring.Keyring) (keyring.Identity, error) { return tokenKMIPKEK(kr, "", nil) }},
-	{agekek.TokenType, func(*keyring.Keyring) (keyring.Identity, error) { return defaultAgeKEK() }},
+	{kmipkek.TokenType, func(kr *keyring.Keyring) (keyring.Identity, error) { return tokenKMIPKEK(kr, "", nil) }, describeKMIPToken},
+	{agekek.TokenType, func(*keyring.Keyring) (keyring.Identity, error) { return defaultAgeKEK() }, describeAgeToken},
+	{clevis.TokenType, func(*keyring.Keyring) (keyring.Identity, error) { return clevis.NewIdentity(clevisPins()), nil }, describeClevisToken},
+}
+
+// clevisPins are the clevis pins encblk has: tang, and sss over them all.
+func clevisPins() clevis.Pins {
+	ps := clevis.Pins{tang.Name: &tang.Client{}}
+	ps[sss.Name] = sss.New(ps)
+	return ps
+}
+
+// describeToken is the token source's description of t, or its bare type.
+func describeToken(t keyring.Token) (kind, text string, params map[string]any) {
+	for _, src := range tokenSources {
+		if src.tokenType == t.Type {
+			return src.describe(t.Raw)
+		}
+	}
+	return t.Type, "", nil
+}
+
+func describeKMIPToken(raw json.RawMessage) (string, string, map[string]any) {
+	tok, err := kmipkek.ParseToken(raw)
+	if err != nil {
+		return "kmip", "unreadable: " + err.Error(), map[string]any{"error": err.Error()}
+	}
+	return "kmip", fmt.Sprintf("key %s on %s", tok.KeyUID, strings.Join(tok.Servers, ", ")),
+		map[string]any{"key_uid": tok.KeyUID, "servers": tok.Servers}
+}
+
+func describeAgeToken(raw json.RawMessage) (string, string, map[string]any) {
+	if _, err := agekek.ParseToken(raw); err != nil {
+		return "age", "unreadable: " + err.Error(), map[string]any{"error": err.Error()}
+	}
+	return "age", "", nil
+}
+
+func describeClevisToken(raw json.RawMessage) (string, string, map[string]any) {
+	text, params := clevisPins().DescribeToken(raw)
+	kind, _ := params["pin"].(string)
+	if kind == "" {
+		kind = clevis.TokenType
+	}
+	return kind, text, params
 }
 
 // hasBoundToken reports whether kr has a token of type typ bound to a
@@ -269,18 +343,30 @@ func (f *kekFlags) prefix() string {
 
 // given reports whether a source was named.
 func (f *kekFlags) given() bool {
-	return f.keyFile != "" || f.passphraseFile != "" || f.kmipConfig != "" || f.ageGiven()
+	return f.keyFile != "" || f.passphraseFile != "" || f.kmipConfig != "" || f.ageGiven() || f.clevisGiven()
+}
+
+func (f *kekFlags) clevisGiven() bool {
+	return f.tangURL != "" || f.tangThp != "" || f.sssConfig != ""
 }
 
 func (f *kekFlags) ageGiven() bool {
 	return len(f.ageIdentities) > 0 || len(f.ageRecipients) > 0 || len(f.ageRcptFiles) > 0
 }
 
-// highEntropy reports whether the new KEK the flags name is a random
-// secret a machine holds (not a passphrase): its keyslot needs no slow
-// KDF.
-func (f *kekFlags) highEntropy() bool {
-	return f.kmipConfig != "" || len(f.ageRecipients) > 0 || len(f.ageRcptFiles) > 0
+// keyslotOptions are the keyslot options the source of a new KEK asks
+// for (a random secret needs no slow KDF), or nil for a passphrase or key
+// file.
+func (f *kekFlags) keyslotOptions() *keyring.KeyslotOptions {
+	switch {
+	case f.kmipConfig != "":
+		return kmipkek.KeyslotOptions()
+	case len(f.ageRecipients) > 0 || len(f.ageRcptFiles) > 0:
+		return agekek.KeyslotOptions()
+	case f.clevisGiven():
+		return clevis.KeyslotOptions()
+	}
+	return nil
 }
 
 // bufferOf moves secret into an internal/secmem buffer, for code that

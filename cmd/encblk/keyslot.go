@@ -37,6 +37,17 @@ type keyslotJSON struct {
 	Memory   int    `json:"memory_kib,omitempty"`
 	Parallel int    `json:"parallel,omitempty"`
 	Tokens   []int  `json:"tokens"`
+	// TokenDetails name each token's kind and parameters (a Tang URL, a
+	// threshold, a KMIP key).
+	TokenDetails []tokenJSON `json:"token_details"`
+}
+
+// tokenJSON is one token of a keyslot in `keyslot list --json`.
+type tokenJSON struct {
+	ID     int            `json:"id"`
+	Type   string         `json:"type"`
+	Kind   string         `json:"kind"`
+	Params map[string]any `json:"params,omitempty"`
 }
 
 func newKeyslotListCmd() *cobra.Command {
@@ -58,9 +69,11 @@ func newKeyslotListCmd() *cobra.Command {
 			for _, ks := range k.Keyslots() {
 				j := keyslotJSON{ID: ks.ID, Type: ks.Type, KeyBits: ks.KeySize * 8, Priority: ks.Priority,
 					KDF: ks.KDF.Type, Hash: ks.KDF.Hash, Cost: ks.KDF.Iterations, Memory: ks.KDF.MemoryKiB,
-					Parallel: ks.KDF.Parallel, Tokens: []int{}}
+					Parallel: ks.KDF.Parallel, Tokens: []int{}, TokenDetails: []tokenJSON{}}
 				for _, t := range ks.Tokens {
 					j.Tokens = append(j.Tokens, t.ID)
+					kind, _, params := describeToken(t)
+					j.TokenDetails = append(j.TokenDetails, tokenJSON{ID: t.ID, Type: t.Type, Kind: kind, Params: params})
 				}
 				list = append(list, j)
 			}
@@ -81,7 +94,11 @@ func newKeyslotListCmd() *cobra.Command {
 			for _, ks := range k.Keyslots() {
 				fmt.Fprintf(out, "%-4d %-6s %-5d %s", ks.ID, ks.Type, ks.KeySize*8, ks.KDF)
 				for _, t := range ks.Tokens {
-					fmt.Fprintf(out, " token %d (%s)", t.ID, t.Type)
+					if _, text, _ := describeToken(t); text != "" {
+						fmt.Fprintf(out, " token %d (%s: %s)", t.ID, t.Type, text)
+					} else {
+						fmt.Fprintf(out, " token %d (%s)", t.ID, t.Type)
+					}
 				}
 				fmt.Fprintln(out)
 			}
@@ -129,7 +146,7 @@ drops them all; a server drops them one by one.`,
 				}
 				newKEK.keyFile = args[1]
 			}
-			opts, err := kdf.options(newKEK.highEntropy())
+			opts, err := kdf.options(newKEK.keyslotOptions())
 			if err != nil {
 				return err
 			}

@@ -50,7 +50,7 @@ keeps.`,
 			if target == "" && (ot.hdr.path != "" || ot.sf.simulator) {
 				return withExit(exitUsage, errors.New("--header and --simulator need a TARGET device"))
 			}
-			opts, err := kdf.options(newKEK.highEntropy())
+			opts, err := kdf.options(newKEK.keyslotOptions())
 			if err != nil {
 				return err
 			}

@@ -184,9 +184,9 @@ func (m *metadata) addToken(t json.RawMessage, keyslots []int) (int, error) {
 
 // RemoveKeyslot destroys keyslot slot: its area is overwritten and synced
 // first, so the KEK stops working even if the process dies before the
-// metadata update, then the metadata drops it. Tokens of encblk bound only
-// to it are removed; other tools' tokens are kept, unbound, as cryptsetup
-// does. Removing the last keyslot that opens the volume is refused (see
+// metadata update, then the metadata drops it. Tokens bound only to it
+// that describe it (encblk's, clevis's, systemd's: describesItsKeyslot)
+// are removed; other tools' tokens are kept, unbound, as cryptsetup does. Removing the last keyslot that opens the volume is refused (see
 // Erase).
 func (k *Keyring) RemoveKeyslot(ctx context.Context, slot int) error {
 	return k.RemoveKeyslots(ctx, []int{slot})
@@ -231,6 +231,15 @@ func (k *Keyring) RemoveKeyslots(ctx context.Context, slots []int) error {
 	return k.commit(e)
 }
 
+// describesItsKeyslot reports whether tokens of type typ only make sense
+// bound to their keyslot, so that removing the keyslot removes them:
+// encblk's own, clevis's (as clevis luks unbind) and systemd-cryptenroll's
+// (as --wipe-slot). Other tools' tokens are kept, unbound, as cryptsetup
+// does.
+func describesItsKeyslot(typ string) bool {
+	return strings.HasPrefix(typ, "encblk-") || typ == "clevis" || strings.HasPrefix(typ, "systemd-")
+}
+
 // withoutKeyslots returns a copy of m with the keyslots removed from every
 // section.
 func (m *metadata) withoutKeyslots(slots []int) (*metadata, error) {
@@ -253,7 +262,7 @@ func (m *metadata) withoutKeyslots(slots []int) (*metadata, error) {
 		kept := drop(t.Keyslots)
 		switch {
 		case len(kept) == len(t.Keyslots):
-		case len(kept) == 0 && strings.HasPrefix(t.Type, "encblk-"):
+		case len(kept) == 0 && describesItsKeyslot(t.Type):
 			delete(e.tokens, strconv.Itoa(id))
 		default:
 			if e.tokens[strconv.Itoa(id)], err = setField(e.tokens[strconv.Itoa(id)], "keyslots", idStrings(kept)); err != nil {

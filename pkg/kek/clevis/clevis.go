@@ -41,6 +41,9 @@ type Pin interface {
 	// Describe summarises the pin's part of a header for listings
 	// ("tang http://…"), never failing.
 	Describe(jwe *JWE) string
+	// Params are the pin's parameters for JSON listings (a Tang URL and
+	// thumbprints, a threshold and the children's), never failing.
+	Params(jwe *JWE) map[string]any
 }
 
 // Pins are the pins a KEK knows, by name ("tang", "sss").
@@ -90,6 +93,20 @@ func (ps Pins) Describe(jwe *JWE) string {
 		return p.Describe(jwe)
 	}
 	return pin
+}
+
+// Params are jwe's pin ("pin") and its parameters.
+func (ps Pins) Params(jwe *JWE) map[string]any {
+	pin, err := jwe.Header.Pin()
+	if err != nil {
+		return map[string]any{"error": err.Error()}
+	}
+	out := map[string]any{}
+	if p, ok := ps[pin]; ok {
+		out = p.Params(jwe)
+	}
+	out["pin"] = pin
+	return out
 }
 
 // Token is a clevis LUKS2 token.
@@ -240,11 +257,12 @@ func (k *KEK) Wrap(ctx context.Context) (*keyring.Secret, []json.RawMessage, err
 // Destroy implements the command line's KEK: a clevis KEK holds no secret.
 func (k *KEK) Destroy() {}
 
-// Describe summarises a clevis token for listings ("tang http://…").
-func (ps Pins) DescribeToken(raw json.RawMessage) string {
+// DescribeToken summarises a clevis token for listings ("tang http://…")
+// and gives its parameters for JSON ones.
+func (ps Pins) DescribeToken(raw json.RawMessage) (string, map[string]any) {
 	tok, err := ParseToken(raw)
 	if err != nil {
-		return "unreadable: " + err.Error()
+		return "unreadable: " + err.Error(), map[string]any{"error": err.Error()}
 	}
-	return ps.Describe(tok.JWE)
+	return ps.Describe(tok.JWE), ps.Params(tok.JWE)
 }

@@ -299,6 +299,17 @@ func (p *Pin) Describe(jwe *clevis.JWE) string {
 	return fmt.Sprintf("%s %d of %d: %s", Name, h.T, len(h.JWE), strings.Join(kids, ", "))
 }
 
+// Params implements clevis.Pin: the threshold and each child's pin and
+// parameters.
+func (p *Pin) Params(jwe *clevis.JWE) map[string]any {
+	t, children := Threshold(jwe)
+	kids := []map[string]any{}
+	for _, c := range children {
+		kids = append(kids, p.Children.Params(c))
+	}
+	return map[string]any{"t": t, "n": len(children), "pins": kids}
+}
+
 // Threshold is t and the children of an sss JWE (for listings).
 func Threshold(jwe *clevis.JWE) (t int, children []*clevis.JWE) {
 	var h header

@@ -61,7 +61,7 @@ func TestSSS2of3(t *testing.T) {
 	}
 	clSlot := cl.ClevisBind(t, "sss", config(2, a, b, c))
 	for _, tok := range open(t, enc.Path).Tokens() {
-		if d := pins().DescribeToken(tok.Raw); tok.Type == clevis.TokenType && !strings.HasPrefix(d, "sss 2 of 3: tang "+a.URL) {
+		if d, _ := pins().DescribeToken(tok.Raw); tok.Type == clevis.TokenType && !strings.HasPrefix(d, "sss 2 of 3: tang "+a.URL) {
 			t.Errorf("Describe = %q", d)
 		}
 	}

@@ -88,6 +88,10 @@ func (c *Client) Encrypt(ctx context.Context, config json.RawMessage, plaintext 
 	if len(adv) == 0 {
 		var err error
 		if adv, err = c.do(ctx, http.MethodGet, strings.TrimRight(cfg.URL, "/")+"/adv/"+url.PathEscape(cfg.Thp), nil); err != nil {
+			if cfg.Thp != "" {
+				// tangd answers 404 for a key it does not have.
+				return nil, fmt.Errorf("tang: no advertisement signed by the trusted key %s: %w", cfg.Thp, err)
+			}
 			return nil, err
 		}
 	}
@@ -229,6 +233,12 @@ func (c *Client) Describe(jwe *clevis.JWE) string {
 		return Name
 	}
 	return Name + " " + th.URL
+}
+
+// Params implements clevis.Pin: the URL and the signing keys'
+// thumbprints.
+func (c *Client) Params(jwe *clevis.JWE) map[string]any {
+	return map[string]any{"url": URL(jwe), "thp": Thumbprints(jwe)}
 }
 
 // Thumbprints are the S256 thumbprints of the signing keys of the
