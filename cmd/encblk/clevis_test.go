@@ -34,9 +34,9 @@ func TestClevisScript(t *testing.T) {
 			}
 			return nil
 		},
-		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+		Cmds: withScriptCmds(map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"tang-stop":  func(ts *testscript.TestScript, neg bool, args []string) { server(ts, args).Stop() },
 			"tang-start": func(ts *testscript.TestScript, neg bool, args []string) { server(ts, args).Restart(t) },
-		},
+		}),
 	})
 }
