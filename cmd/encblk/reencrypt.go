@@ -312,7 +312,7 @@ func reencryptServed(cmd *cobra.Command, a *app, c *daemon.Client, vol, target s
 				fmt.Fprintf(w, "the server of %s continues the reencryption (encblk status shows it)\n", target)
 				return nil
 			}
-			return err
+			return fmt.Errorf("lost the server of %s (%w); the header records how far the reencryption got, and it carries on when the volume is next served", target, err)
 		}
 		var re *daemon.ReencryptionStatus
 		found := false
@@ -337,7 +337,8 @@ func reencryptServed(cmd *cobra.Command, a *app, c *daemon.Client, vol, target s
 		case re.State != "running":
 			return fmt.Errorf("online reencryption of %s %s at %.1f%%: see the server's log", target, re.State, re.Percent)
 		}
-		fmt.Fprintf(w, "reencrypt: %5.1f%% %d/%d MiB (online)\n", re.Percent, re.Done>>20, re.Total>>20)
+		fmt.Fprintf(w, "reencrypt: %5.1f%% %d/%d MiB %.1f MiB/s ETA %s (online)\n", re.Percent, re.Done>>20, re.Total>>20,
+			re.Rate/(1<<20), time.Duration(re.ETA)*time.Second)
 		select {
 		case <-sigCtx.Done():
 			fmt.Fprintf(w, "the server of %s continues the reencryption (encblk status shows it)\n", target)

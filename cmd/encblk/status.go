@@ -157,8 +157,12 @@ func printStatus(out io.Writer, st daemon.Status, served bool) {
 			if r.Error != "" {
 				fmt.Fprintf(w, "reencryption:\t%s\n", r.Error)
 			} else {
-				fmt.Fprintf(w, "reencryption:\t%s, %s, %s resilience, %s at %.1f%% (%d of %d bytes)\n",
+				fmt.Fprintf(w, "reencryption:\t%s, %s, %s resilience, %s at %.1f%% (%d of %d bytes)",
 					r.Mode, r.Direction, r.Resilience, r.State, r.Percent, r.Done, r.Total)
+				if r.Rate > 0 {
+					fmt.Fprintf(w, ", %.1f MiB/s, %s left", r.Rate/(1<<20), time.Duration(r.ETA)*time.Second)
+				}
+				fmt.Fprintln(w)
 			}
 		}
 		if served {

@@ -32,6 +32,19 @@ type reencryptRun struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	err    error // set before done is closed
+	start  time.Time
+	done0  uint64 // progress when it started
+}
+
+// rate returns the bytes per second since the run started, given the
+// progress now, and the time left at that rate (0 if unknown).
+func (run *reencryptRun) rate(done, total uint64) (float64, time.Duration) {
+	el := time.Since(run.start).Seconds()
+	if el <= 0 || done <= run.done0 {
+		return 0, 0
+	}
+	r := float64(done-run.done0) / el
+	return r, time.Duration(float64(total-done) / r * float64(time.Second))
 }
 
 // reencryptionSegment is the segment to serve a volume in reencryption
@@ -104,7 +117,7 @@ func (v *Volume) unlockReencrypting(ctx context.Context, kek keyring.Identity) (
 		return true, err
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
-	run := &reencryptRun{cancel: cancel, done: make(chan struct{})}
+	run := &reencryptRun{cancel: cancel, done: make(chan struct{}), start: time.Now(), done0: done}
 	v.reenc = run
 	go func() {
 		defer close(run.done)

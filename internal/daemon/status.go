@@ -79,7 +79,10 @@ type ReencryptionStatus struct {
 	Done       uint64  `json:"done_bytes"`
 	Total      uint64  `json:"total_bytes"`
 	Percent    float64 `json:"percent"`
-	Error      string  `json:"error,omitempty"` // why encblk cannot continue it
+	// Rate (bytes/s) and ETA (seconds) while the server runs it.
+	Rate  float64 `json:"rate_bytes_per_second,omitempty"`
+	ETA   float64 `json:"eta_seconds,omitempty"`
+	Error string  `json:"error,omitempty"` // why encblk cannot continue it
 }
 
 // KeyslotStatus is one keyslot, without anything secret.
@@ -105,7 +108,10 @@ func (v *Volume) Status() VolumeStatus {
 		select {
 		case <-v.reenc.done:
 		default:
-			s.Reencryption.State = "running"
+			r := s.Reencryption
+			r.State = "running"
+			rate, eta := v.reenc.rate(r.Done, r.Total)
+			r.Rate, r.ETA = math.Round(rate), math.Round(eta.Seconds())
 		}
 	}
 	if !v.rotatedAt.IsZero() {
