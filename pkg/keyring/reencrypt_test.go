@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"io"
 	"os"
@@ -300,4 +301,38 @@ func FuzzReencryptMetadata(f *testing.F) {
 			}
 		}
 	})
+}
+
+// Refusals, nothing written: a hw-opal volume (the drive holds the data
+// key), a second start, an unknown requirement next to the reencryption's.
+func TestReencryptRefusals(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for _, only := range []bool{false, true} {
+		path := newBacking(t, 40<<20)
+		formatPath(t, path, passphrase(t, "opal"), &FormatOptions{KDF: fastKDF, Opal: &OpalSegment{Number: 1, KeySize: 32, Size: 8 << 20, Only: only}})
+		k := openPath(t, path)
+		seq := k.SeqID()
+		if err := k.StartReencrypt(ctx, []Identity{passphrase(t, "opal")}, nil); !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "drive holds the data key") {
+			t.Fatalf("hw-opal (only %v): %v", only, err)
+		}
+		if k.SeqID() != seq {
+			t.Fatal("metadata written by a refused start")
+		}
+	}
+
+	path := fixtureImage(t, "reencrypt-init")
+	k := openPath(t, path)
+	if err := k.StartReencrypt(ctx, []Identity{fixtureKey(t)}, nil); !errors.Is(err, ErrReencryptInProgress) {
+		t.Fatalf("second start: %v", err)
+	}
+	m := k.meta.clone()
+	m.config["requirements"] = json.RawMessage(`{"mandatory":["online-reencrypt-v2","encblk-future"]}`)
+	n, err := m.reparse(k.bin.HdrSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.reencryption(); !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "encblk-future") {
+		t.Fatalf("unknown requirement: %v", err)
+	}
 }
