@@ -363,6 +363,10 @@ func (k *Keyring) OpenReencryption(ctx context.Context, ids []Identity, data Dat
 	if r == nil {
 		return nil, ErrReencryptNotStarted
 	}
+	if r.Mode != ReencryptModeReencrypt {
+		// Refusing needs no verification: nothing is written.
+		return nil, fmt.Errorf("%w: reencryption mode %q (encblk resumes %q; cryptsetup reencrypt --resume-only finishes it)", ErrUnsupported, r.Mode, ReencryptModeReencrypt)
+	}
 	oldD, newD := m.Digests[r.OldDigest], m.Digests[r.NewDigest]
 	if oldD == nil || newD == nil || r.OldDigest == r.NewDigest {
 		return nil, fmt.Errorf("%w: reencryption needs distinct old and new digests", ErrCorrupt)

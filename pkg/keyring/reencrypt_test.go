@@ -335,4 +335,26 @@ func TestReencryptRefusals(t *testing.T) {
 	if _, err := n.reencryption(); !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "encblk-future") {
 		t.Fatalf("unknown requirement: %v", err)
 	}
+
+	// cryptsetup's in-place encryption (datashift, a moved first segment)
+	// is read and shown, and refused for resuming (exit 4), nothing written.
+	path = fixtureImage(t, "encrypt-init")
+	k = openPath(t, path)
+	r, err := k.Reencryption()
+	if err != nil || r == nil || r.Mode != "encrypt" || r.Direction != "backward" || r.Resilience != "datashift" ||
+		r.ShiftSize != r.New.Offset || r.Moved == nil || r.OldDigest != -1 || r.Old.Type != "linear" {
+		t.Fatalf("encrypt fixture: %+v, %v", r, err)
+	}
+	seq := k.SeqID()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := k.OpenReencryption(ctx, []Identity{fixtureKey(t)}, f, 3<<20, nil); !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), `mode "encrypt"`) {
+		t.Fatalf("resume of encrypt: %v", err)
+	}
+	if k.SeqID() != seq {
+		t.Fatal("metadata written by a refused resume")
+	}
 }

@@ -72,9 +72,10 @@ strace -f -qq -o /dev/null -e trace=fdatasync -e inject=fdatasync:signal=SIGKILL
 	cryptsetup reencrypt "${re[@]}" "$work/reencrypt-crash.img" || true
 
 # A plain file of 3 MiB (low-entropy text, so that the fixture compresses),
-# 1 MiB of which is given up for the header (--reduce-device-size): --init-only
-# sets up the datashift metadata and moves the first 1 MiB of data to the
-# end of the file (the backup-moved-segment), nothing is encrypted yet.
+# 1 MiB of which is given up (--reduce-device-size): --init-only sets up the
+# datashift metadata (cryptsetup chose a 512 KiB data offset and shift) and
+# copies the head of the data to the end of the file (the
+# backup-moved-segment); nothing is encrypted yet.
 { yes 'encblk encrypt fixture' || true; } | head -c $((3 << 20)) >"$work/encrypt-init.img"
 head -c $((2 << 20)) "$work/encrypt-init.img" | sha256sum | cut -d' ' -f1 >encrypt-plaintext.sha256
 cryptsetup reencrypt --encrypt --init-only --reduce-device-size 1M "${fmt[@]}" "${re[@]}" "$work/encrypt-init.img"
