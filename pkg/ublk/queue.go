@@ -47,10 +47,24 @@ type queue struct {
 	inlineReads, inlineWrites blockdev.InlinePolicy
 	serialWrites              bool // the device's Info().SerialWrites
 
+	// newRing makes the queue's ring (nil: an io_uring; tests give a fake
+	// kernel).
+	newRing func(entries uint32) (ring, error)
+
 	mu       sync.Mutex
 	done     []completion
 	notified bool
 	quit     bool // abandon: leave the ring at the next wake-up
+}
+
+// ring is what a queue uses of an io_uring (*iouring.Ring).
+type ring interface {
+	GetSQE() *iouring.SQE
+	Cmd(*iouring.SQE) []byte
+	Submit() error
+	Wait(n uint32) error
+	Reap(func(*iouring.CQE)) int
+	Close() error
 }
 
 type completion struct {
@@ -108,7 +122,11 @@ func (q *queue) buf(tag uint16) []byte {
 // exits with it: the kernel watches that task.
 func (q *queue) run(fetched chan<- error) error {
 	runtime.LockOSThread()
-	ring, err := iouring.New(uint32(q.depth+1), 0)
+	newRing := q.newRing
+	if newRing == nil {
+		newRing = func(entries uint32) (ring, error) { return iouring.New(entries, 0) }
+	}
+	ring, err := newRing(uint32(q.depth + 1))
 	if err != nil {
 		fetched <- fmt.Errorf("ublk: queue %d: %w", q.id, err)
 		return err
@@ -209,7 +227,7 @@ func (q *queue) inline(d ioDesc) *blockdev.InlinePolicy {
 
 // prep queues a FETCH_REQ or COMMIT_AND_FETCH_REQ for tag. The ring has
 // room for every tag plus the wake read, so GetSQE cannot fail.
-func (q *queue) prep(ring *iouring.Ring, nr uint32, tag uint16, res int32) {
+func (q *queue) prep(ring ring, nr uint32, tag uint16, res int32) {
 	s := ring.GetSQE()
 	s.Opcode = iouring.OpUringCmd
 	s.Fd = int32(q.cdev)
@@ -219,7 +237,7 @@ func (q *queue) prep(ring *iouring.Ring, nr uint32, tag uint16, res int32) {
 		Addr: uint64(uintptr(unsafe.Pointer(&q.buf(tag)[0])))}
 }
 
-func (q *queue) armWake(ring *iouring.Ring) {
+func (q *queue) armWake(ring ring) {
 	s := ring.GetSQE()
 	s.Opcode = iouring.OpRead
 	s.Fd = int32(q.efd)

@@ -1,0 +1,249 @@
+package ublk
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sort"
+	"syscall"
+	"testing"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/encblk/encblk/pkg/iouring"
+)
+
+// fakeKernel plays ublk_drv's part of one queue's ring for queue.run:
+// it takes FETCH_REQ and COMMIT_AND_FETCH_REQ commands, hands injected
+// requests to fetched tags (writing the descriptor and, for a write, the
+// data into the tag's buffer as the kernel does before completing the
+// fetch), copies a read's data out of the buffer at its commit, completes
+// the eventfd read when the eventfd is written, and on abort completes
+// every fetched tag with UBLK_IO_RES_ABORT, as STOP_DEV does.
+type fakeKernel struct {
+	t       *testing.T
+	q       *queue
+	sqes    []*iouring.SQE
+	cqes    []iouring.CQE
+	active  map[uint16]bool   // fetched, waiting for a request
+	owned   map[uint16]fakeRq // handed to the server
+	inject  chan fakeRq
+	results chan fakeResult
+	abort   chan struct{}
+	aborted bool
+	wake    chan struct{}
+	armed   bool
+}
+
+type fakeRq struct {
+	d    ioDesc
+	data []byte // a write's payload
+}
+
+type fakeResult struct {
+	rq   fakeRq
+	res  int32
+	data []byte // a read's data, as the kernel copies it at the commit
+}
+
+func newFakeKernel(t *testing.T, q *queue) *fakeKernel {
+	k := &fakeKernel{t: t, q: q, active: map[uint16]bool{}, owned: map[uint16]fakeRq{},
+		inject: make(chan fakeRq), results: make(chan fakeResult, 64), abort: make(chan struct{}),
+		wake: make(chan struct{}, 1)}
+	q.newRing = func(uint32) (ring, error) { return k, nil }
+	return k
+}
+
+func (k *fakeKernel) GetSQE() *iouring.SQE {
+	s := new(iouring.SQE)
+	k.sqes = append(k.sqes, s)
+	return s
+}
+
+func (k *fakeKernel) Cmd(s *iouring.SQE) []byte {
+	return unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(s), 48)), 16)
+}
+
+func (k *fakeKernel) Close() error { return nil }
+
+func (k *fakeKernel) Submit() error {
+	for _, s := range k.sqes {
+		switch s.Opcode {
+		case iouring.OpRead:
+			if s.Fd != int32(k.q.efd) || s.UserData != wakeTag || s.Len != 8 || k.armed {
+				k.t.Errorf("bad wake read %+v (armed %v)", *s, k.armed)
+			}
+			k.armed = true
+			go func() {
+				var b [8]byte
+				for {
+					if _, err := unix.Read(k.q.efd, b[:]); err != unix.EINTR {
+						break
+					}
+				}
+				k.wake <- struct{}{}
+			}()
+		case iouring.OpUringCmd:
+			c := *(*ioCmd)(unsafe.Pointer(&k.Cmd(s)[0]))
+			if s.Fd != int32(k.q.cdev) || c.QID != k.q.id || uint64(c.Tag) != s.UserData ||
+				c.Addr != uint64(uintptr(unsafe.Pointer(&k.q.buf(c.Tag)[0]))) {
+				k.t.Errorf("bad command %+v %+v", *s, c)
+			}
+			switch uint32(s.Off) {
+			case ioOp(ioFetchReq):
+				if k.active[c.Tag] {
+					k.t.Errorf("tag %d fetched twice", c.Tag)
+				}
+			case ioOp(ioCommitFetchReq):
+				rq, ok := k.owned[c.Tag]
+				if !ok {
+					k.t.Errorf("tag %d committed but not owned", c.Tag)
+				}
+				delete(k.owned, c.Tag)
+				r := fakeResult{rq: rq, res: c.Result}
+				if rq.d.OpFlags&0xff == opRead && c.Result > 0 {
+					r.data = bytes.Clone(k.q.buf(c.Tag)[:c.Result])
+				}
+				k.results <- r
+			default:
+				k.t.Errorf("unknown command op %#x", uint32(s.Off))
+			}
+			if k.aborted {
+				k.cqes = append(k.cqes, iouring.CQE{UserData: uint64(c.Tag), Res: ioResAbort})
+			} else {
+				k.active[c.Tag] = true
+			}
+		default:
+			k.t.Errorf("unexpected opcode %d", s.Opcode)
+		}
+	}
+	k.sqes = k.sqes[:0]
+	return nil
+}
+
+func (k *fakeKernel) Wait(n uint32) error {
+	k.Submit()
+	for uint32(len(k.cqes)) < n {
+		var inject chan fakeRq
+		if len(k.active) > 0 {
+			inject = k.inject
+		}
+		select {
+		case rq := <-inject:
+			tags := make([]int, 0, len(k.active))
+			for t := range k.active {
+				tags = append(tags, int(t))
+			}
+			sort.Ints(tags)
+			tag := uint16(tags[0])
+			delete(k.active, tag)
+			k.owned[tag] = rq
+			rq.d.Addr = uint64(uintptr(unsafe.Pointer(&k.q.buf(tag)[0])))
+			k.q.descs[tag] = rq.d
+			copy(k.q.buf(tag), rq.data)
+			k.cqes = append(k.cqes, iouring.CQE{UserData: uint64(tag), Res: ioResOK})
+		case <-k.wake:
+			k.armed = false
+			k.cqes = append(k.cqes, iouring.CQE{UserData: wakeTag, Res: 8})
+		case <-k.abort:
+			k.abort = nil
+			k.aborted = true
+			for t := range k.active {
+				k.cqes = append(k.cqes, iouring.CQE{UserData: uint64(t), Res: ioResAbort})
+			}
+			clear(k.active)
+		}
+	}
+	return nil
+}
+
+func (k *fakeKernel) Reap(f func(*iouring.CQE)) int {
+	n := len(k.cqes)
+	for i := range k.cqes {
+		f(&k.cqes[i])
+	}
+	k.cqes = k.cqes[:0]
+	return n
+}
+
+// TestQueueFakeKernel drives queue.run with a fake kernel: more requests
+// than tags, some run on the ring thread and some on goroutines (the
+// inline policy's slow mark is 0, so it inlines the first of each kind and
+// then backs off), each committed once with its result, reads returning
+// what was written, a failing device committing -errno, and STOP_DEV's
+// aborts ending the loop.
+func TestQueueFakeKernel(t *testing.T) {
+	t.Parallel()
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(efd)
+	const depth, bufSz = 4, 64 << 10
+	m := newMem(1<<20, 512)
+	q := &queue{id: 3, depth: depth, cdev: 42, dev: m, ctx: context.Background(), bufSz: bufSz,
+		descs: make([]ioDesc, depth), bufs: make([]byte, depth*bufSz), efd: efd, efdB: new([8]byte)}
+	k := newFakeKernel(t, q)
+	fetched := make(chan error, 1)
+	done := make(chan error, 1)
+	go func() { done <- q.run(fetched) }()
+	if err := <-fetched; err != nil {
+		t.Fatal(err)
+	}
+
+	// Sixteen 4 KiB writes of distinct data, then reads of each.
+	const n = 16
+	want := map[uint64][]byte{}
+	go func() {
+		for i := uint64(0); i < n; i++ {
+			data := bytes.Repeat([]byte{byte(i + 1)}, 4096)
+			k.inject <- fakeRq{d: ioDesc{OpFlags: opWrite, NrSectors: 8, StartSector: i * 8}, data: data}
+		}
+	}()
+	for i := 0; i < n; i++ {
+		r := <-k.results
+		if r.res != 4096 {
+			t.Fatalf("write %+v: result %d", r.rq.d, r.res)
+		}
+		want[r.rq.d.StartSector] = r.rq.data
+	}
+	go func() {
+		for i := uint64(0); i < n; i++ {
+			k.inject <- fakeRq{d: ioDesc{OpFlags: opRead, NrSectors: 8, StartSector: i * 8}}
+		}
+	}()
+	for i := 0; i < n; i++ {
+		r := <-k.results
+		if r.res != 4096 || !bytes.Equal(r.data, want[r.rq.d.StartSector]) {
+			t.Fatalf("read %+v: result %d, data differs: %v", r.rq.d, r.res, !bytes.Equal(r.data, want[r.rq.d.StartSector]))
+		}
+	}
+	// A policy backs off only after recording an inline request: the first
+	// write and the first read ran on the ring thread, the rest on
+	// goroutines.
+	if q.inlineReads.OK() || q.inlineWrites.OK() {
+		t.Error("no request ran inline")
+	}
+
+	m.mu.Lock()
+	m.err = fmt.Errorf("disk gone: %w", syscall.EROFS)
+	m.mu.Unlock()
+	go func() { k.inject <- fakeRq{d: ioDesc{OpFlags: opFlush}} }()
+	if r := <-k.results; r.res != -int32(syscall.EROFS) {
+		t.Fatalf("failed flush committed %d, want -EROFS", r.res)
+	}
+
+	close(k.abort)
+	if err := <-done; err != nil {
+		t.Fatalf("run after abort: %v", err)
+	}
+	if len(k.owned) != 0 {
+		t.Fatalf("tags never committed: %v", k.owned)
+	}
+	select {
+	case r := <-k.results:
+		t.Fatalf("extra commit %+v", r)
+	default:
+	}
+}
