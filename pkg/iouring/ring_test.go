@@ -142,7 +142,9 @@ func TestWaitRetriesEINTR(t *testing.T) {
 	}
 	defer r.Close()
 	id := <-tid
-	for r.interrupted.Load() == 0 {
+	// Kernels that restart an interrupted wait themselves (-ERESTARTSYS
+	// under SA_RESTART) never show EINTR: then there is nothing to retry.
+	for i := 0; r.interrupted.Load() == 0 && i < 2000; i++ {
 		if err := unix.Tgkill(unix.Getpid(), id, unix.SIGURG); err != nil {
 			t.Fatal(err)
 		}
@@ -153,6 +155,9 @@ func TestWaitRetriesEINTR(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Fatalf("Wait after %d interruptions: %v", r.interrupted.Load(), err)
+	}
+	if r.interrupted.Load() == 0 {
+		t.Skip("2000 signals never interrupted io_uring_enter with EINTR on this kernel")
 	}
 	runtime.KeepAlive(buf)
 }
