@@ -45,7 +45,6 @@ type queue struct {
 
 	// Inline requests (see inline); ring thread only.
 	inlineReads, inlineWrites blockdev.InlinePolicy
-	serialWrites              bool // the device's Info().SerialWrites
 
 	// newRing makes the queue's ring (nil: an io_uring; tests give a fake
 	// kernel).
@@ -76,7 +75,7 @@ func newQueue(id uint16, depth, bufSz, cdev int, dev blockdev.Device, ctx contex
 	q := &queue{id: id, depth: depth, cdev: cdev, dev: dev, ctx: ctx, bufSz: bufSz, efd: -1, efdB: new([8]byte),
 		inlineReads:  blockdev.InlinePolicy{Slow: blockdev.InlineSlow},
 		inlineWrites: blockdev.InlinePolicy{Slow: blockdev.InlineSlow}}
-	if q.serialWrites = dev.Info().SerialWrites; q.serialWrites {
+	if dev.Info().SerialWrites {
 		q.inlineWrites.Slow = blockdev.InlineSlowSerial
 	}
 	descSz := (depth*int(unsafe.Sizeof(ioDesc{})) + unix.Getpagesize() - 1) &^ (unix.Getpagesize() - 1)
@@ -196,28 +195,26 @@ func (q *queue) run(fetched chan<- error) error {
 	return failed
 }
 
-// inlineMaxBytes is the largest read or write the ring thread runs itself
-// (but for writes to a device with serial writes).
+// inlineMaxBytes is the largest read or write the ring thread runs itself.
 const inlineMaxBytes = 64 << 10
 
 // inline returns the policy under which the ring thread may run d itself,
-// or nil if d goes to a goroutine of its own: small reads and writes, and
-// writes of any size to a device whose writes run one at a time anyway
-// (Info.SerialWrites), while they are quick; flushes and FUA writes (both
-// wait for the disk), trims and zeroing never. Inlining saves the handoff
-// to a goroutine and the eventfd wake-up back, but holds up the queue's
-// other requests while it runs.
+// or nil if d goes to a goroutine of its own: reads and writes up to
+// inlineMaxBytes, while they are quick; flushes and FUA writes (both wait
+// for the disk), trims, zeroing and larger requests never. Inlining saves
+// the handoff to a goroutine and the eventfd wake-up back, but holds up
+// the queue's other requests while it runs. Unlike pkg/nbd, large writes
+// to a device with serial writes are not inlined: a single submitter's
+// requests mostly land on one queue (blk-mq maps queues to the submitting
+// CPU), and encrypting them on goroutines uses every core.
 func (q *queue) inline(d ioDesc) *blockdev.InlinePolicy {
 	op := d.OpFlags & 0xff
-	if d.OpFlags&ioFlagFUA != 0 || op != opRead && op != opWrite {
+	if d.OpFlags&ioFlagFUA != 0 || op != opRead && op != opWrite || d.NrSectors<<9 > inlineMaxBytes {
 		return nil
 	}
 	p := &q.inlineReads
 	if op == opWrite {
 		p = &q.inlineWrites
-	}
-	if d.NrSectors<<9 > inlineMaxBytes && (op == opRead || !q.serialWrites) {
-		return nil
 	}
 	if !p.OK() {
 		return nil
