@@ -89,6 +89,8 @@ crash, by SIGKILL, or left by cryptsetup) recovers it and carries on.`,
 					return withExit(exitUsage, errors.New("a served volume is reencrypted by its server: --resume, --sector-size, --init-only, --throttle and --hotzone-size do not apply (the server resumes by itself)"))
 				}
 				return reencryptServed(cmd, a, c, vol, target, hdr, kf, extraKeys, extraPass, keyBits)
+			} else if errors.Is(err, backing.ErrBusy) {
+				return fmt.Errorf("%s is held by another encblk process (a reencryption, or a server whose control socket cannot be reached): %w", target, backing.ErrBusy)
 			} else if !errors.Is(err, daemon.ErrNotServed) {
 				return err
 			}
