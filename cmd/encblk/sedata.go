@@ -237,7 +237,12 @@ func newSedATAOpCmd(a *app, op ataOp) *cobra.Command {
 			}
 			defer closeFn()
 			if err := op.run(ctx, dev, &f, pw, o); err != nil {
-				return fmt.Errorf("%s: %w%s", args[0], err, ataHint(ctx, dev))
+				hint, wrongKey := ataHint(ctx, dev, op.use, err)
+				err = fmt.Errorf("%s: %w%s", args[0], err, hint)
+				if wrongKey {
+					return withExit(exitWrongKey, err)
+				}
+				return err
 			}
 			a.log.Info("sed ata "+op.use, "device", args[0], "master", f.master)
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: %s\n", args[0], op.done)
@@ -258,20 +263,25 @@ func newSedATAOpCmd(a *app, op ataOp) *cobra.Command {
 
 // ataHint says, after a command the drive aborted, what its security
 // state is: a wrong password and a frozen or expired drive look the same
-// on the wire.
-func ataHint(ctx context.Context, dev sed.ATASecurityDevice) string {
+// on the wire (a real drive's abort carries no reason: ATA status ERR,
+// error ABRT). When the state leaves only a wrong password to explain an
+// aborted unlock or disable, it says so and wrongKey is true.
+func ataHint(ctx context.Context, dev sed.ATASecurityDevice, op string, cause error) (hint string, wrongKey bool) {
 	st, err := dev.Status(ctx)
 	switch {
 	case err != nil:
-		return ""
+		return "", false
 	case st.CountExpired:
-		return " (the attempt counter has expired: power-cycle the drive)"
+		return " (the attempt counter has expired: power-cycle the drive)", false
 	case st.Frozen:
-		return " (security is frozen until the next power cycle)"
+		return " (security is frozen until the next power cycle)", false
+	case errors.Is(cause, sed.ErrATAAborted) && op == "unlock" && st.Locked,
+		errors.Is(cause, sed.ErrATAAborted) && op == "disable" && st.Enabled && !st.Locked:
+		return " (wrong password)", true
 	case st.Locked:
-		return " (the drive is locked)"
+		return " (the drive is locked)", false
 	case !st.Enabled:
-		return " (no user password is set)"
+		return " (no user password is set)", false
 	}
-	return ""
+	return "", false
 }

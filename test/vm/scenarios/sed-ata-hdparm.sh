@@ -72,7 +72,7 @@ rc=0
 $ENCBLK sed ata unlock --password-file user.pw "$dev" 2>err.txt || rc=$?
 cat err.txt
 echo "   wrong password: exit status $rc"
-[ "$rc" -ne 0 ] || fail "unlock with a wrong password succeeded"
+[ "$rc" -eq 2 ] || fail "unlock with a wrong password: exit status $rc, want 2 (wrong key)"
 [ "$(wc -l <err.txt)" -eq 1 ] || fail "a wrong password gave more than one line"
 $ENCBLK sed ata unlock --password-file hdparm.pw "$dev"
 sec_is "not locked"
