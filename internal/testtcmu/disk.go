@@ -42,6 +42,9 @@ const (
 	FaultGarbage Fault = "garbage" // IF-RECV / TRUSTED RECEIVE data is random bytes
 	FaultHang    Fault = "hang"    // security commands are answered after HangFor
 	FaultSense   Fault = "sense"   // security commands fail with ABORTED COMMAND
+	// FaultSessionGarbage answers Level 0 Discovery truthfully and
+	// everything else on the ComID with random bytes.
+	FaultSessionGarbage Fault = "session-garbage"
 )
 
 // Disk is a SCSI direct-access device over a simulated self-encrypting
@@ -355,6 +358,13 @@ func (d *Disk) securityExchange(in bool, proto sed.SecurityProtocol, comID uint1
 		return errors.New("hung")
 	case FaultSense:
 		return errors.New("fault")
+	case FaultSessionGarbage:
+		if in && comID != 0x0001 {
+			for i := range buf {
+				buf[i] = byte(i*13 + 5)
+			}
+			return nil
+		}
 	case FaultGarbage:
 		if in {
 			for i := range buf {

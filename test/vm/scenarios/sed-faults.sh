@@ -3,7 +3,8 @@
 # timeout: 600
 #
 # sed-faults: bad input on the real kernel path. test/vm/sedtcmu
-# (ENCBLK_VM_SEDTCMU) is told to answer security commands with garbage,
+# (ENCBLK_VM_SEDTCMU) is told to answer security commands with garbage
+# (all of them, or all but Level 0 Discovery),
 # with ABORTED COMMAND, or not at all (the kernel's TCMU times the command
 # out); encblk sed info / setup / unlock each print one line, exit with a
 # documented status, never hang, and leave the drive as it was.
@@ -54,6 +55,12 @@ for f in garbage sense; do
 	untouched
 	$ENCBLK sed scan >scan.txt || fail "encblk sed scan failed with a faulty drive"
 done
+
+step "fault session-garbage: discovery is fine, the session's answers are garbage"
+echo session-garbage >"$work/sed.fault"
+$ENCBLK sed info "$dev" >/dev/null || fail "discovery failed under session-garbage"
+one_line 4 $ENCBLK "${setup[@]}" "$dev"
+untouched
 
 step "fault hang: the kernel times the command out; encblk ends with one line"
 echo hang >"$work/sed.fault"

@@ -11,7 +11,8 @@
 // scanned it, and serves until SIGTERM or SIGINT, when it removes the
 // disk, the tcm_loop target and the backstore. A restart with the same
 // -state is a power cycle of the drive. -fault FILE names a file whose
-// first word (garbage, hang, sense) makes security commands misbehave.
+// first word (garbage, session-garbage, hang, sense) makes security commands
+// misbehave.
 package main
 
 import (
@@ -35,7 +36,7 @@ func main() {
 	name := flag.String("name", "sedsim0", "backstore name")
 	wwn := flag.String("wwn", "naa.5001405e0c0b0000", "tcm_loop target WWN")
 	ready := flag.String("ready", "", "write the disk's /dev path here when it is up")
-	fault := flag.String("fault", "", "fault file: first word garbage, hang or sense")
+	fault := flag.String("fault", "", "fault file: first word garbage, session-garbage, hang or sense")
 	hang := flag.Duration("hang", 45*time.Second, "how long a hung security command takes")
 	cmdTimeout := flag.Int("cmd-timeout", 20, "TCMU cmd_time_out in seconds")
 	master := flag.String("master", "sedsim-master", "ATA mode: factory master password")
