@@ -6,6 +6,7 @@ require (
 	filippo.io/age v1.3.2
 	filippo.io/nistec v0.0.4
 	github.com/coreos/go-systemd/v22 v22.7.0
+	github.com/google/go-tpm v0.9.8
 	github.com/prometheus/client_golang v1.25.0
 	github.com/rogpeppe/go-internal v1.16.0
 	github.com/schollz/progressbar/v3 v3.19.1

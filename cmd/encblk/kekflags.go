@@ -22,6 +22,7 @@ import (
 	"github.com/encblk/encblk/pkg/kek/passphrase"
 	"github.com/encblk/encblk/pkg/kek/sss"
 	"github.com/encblk/encblk/pkg/kek/tang"
+	"github.com/encblk/encblk/pkg/kek/tpm2"
 	"github.com/encblk/encblk/pkg/keyring"
 )
 
@@ -250,6 +251,17 @@ var tokenSources = []tokenSource{
 	{kmipkek.TokenType, func(kr *keyring.Keyring) (keyring.Identity, error) { return tokenKMIPKEK(kr, "", nil) }, describeKMIPToken},
 	{agekek.TokenType, func(*keyring.Keyring) (keyring.Identity, error) { return defaultAgeKEK() }, describeAgeToken},
 	{clevis.TokenType, func(*keyring.Keyring) (keyring.Identity, error) { return clevis.NewIdentity(clevisPins()), nil }, describeClevisToken},
+	{tpm2.TokenType, func(*keyring.Keyring) (keyring.Identity, error) { return tpm2.NewIdentity(os.Getenv(tpm2DeviceEnv)), nil }, describeTPM2Token},
+}
+
+// tpm2DeviceEnv names the TPM that opens systemd-tpm2 keyslots, in
+// systemd's spelling ("/dev/tpmrm0", "swtpm:path=SOCKET"); default
+// tpm2.DefaultDevice.
+const tpm2DeviceEnv = "ENCBLK_TPM2_DEVICE"
+
+func describeTPM2Token(raw json.RawMessage) (string, string, map[string]any) {
+	text, params := tpm2.Describe(raw)
+	return "tpm2", text, params
 }
 
 // clevisPins are the clevis pins encblk has: tang, and sss over them all.

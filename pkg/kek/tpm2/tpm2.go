@@ -1,0 +1,334 @@
+// Package tpm2 is the KEK source for keyslots sealed to a TPM 2.0 by
+// systemd-cryptenroll (systemd 252, Debian 12): the "systemd-tpm2" LUKS2
+// token. The keyslot's passphrase is the base64 of 32 random bytes sealed
+// in a TPM object (a KEYEDHASH under the owner hierarchy's ECC P-256
+// primary key, made from systemd's template) whose policy asserts the
+// values of the token's PCRs; the token holds the sealed object (tpm2-blob:
+// TPM2B_PRIVATE then TPM2B_PUBLIC), the PCRs and bank and the policy's
+// digest.
+//
+// Unsealing recreates the primary key, loads the object, replays the
+// policy in a session salted to the primary key with the response
+// encrypted (AES-128 CFB), compares the digest with the token's (a PCR
+// that changed is reported before the TPM is asked, so its dictionary-
+// attack counter is not touched) and unseals. Only this direction is done
+// here: making such keyslots, and PIN-protected ones, are not (yet).
+package tpm2
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/google/go-tpm/tpm2"
+	"github.com/google/go-tpm/tpm2/transport"
+	"github.com/google/go-tpm/tpm2/transport/linuxtpm"
+	"github.com/google/go-tpm/tpm2/transport/linuxudstpm"
+
+	"github.com/encblk/encblk/pkg/keyring"
+)
+
+// TokenType is the LUKS2 token type systemd-cryptenroll writes.
+const TokenType = "systemd-tpm2"
+
+// DefaultDevice is the TPM used when none is named (the kernel's resource
+// manager, as systemd's "auto").
+const DefaultDevice = "/dev/tpmrm0"
+
+// maxToken bounds a token's size.
+const maxToken = 16 << 10
+
+// ErrBadToken is wrapped when a systemd-tpm2 token cannot be read.
+var ErrBadToken = errors.New("tpm2: invalid systemd-tpm2 token")
+
+// ErrPolicyMismatch means the TPM's PCRs no longer have the values the
+// keyslot was sealed to (firmware, boot loader or kernel changed): the
+// key is the wrong one for this machine state, so it wraps
+// keyring.ErrNoMatchingKeyslot.
+var ErrPolicyMismatch = fmt.Errorf("tpm2: the PCRs do not match the keyslot's policy: %w", keyring.ErrNoMatchingKeyslot)
+
+// Token is a systemd-tpm2 token (systemd 252's fields).
+type Token struct {
+	Keyslots   []string `json:"keyslots"`
+	Blob       []byte   `json:"tpm2-blob"`
+	PCRs       []int    `json:"tpm2-pcrs"`
+	PCRBank    string   `json:"tpm2-pcr-bank"`
+	PrimaryAlg string   `json:"tpm2-primary-alg"`
+	PolicyHash string   `json:"tpm2-policy-hash"`
+	PIN        bool     `json:"tpm2-pin"`
+}
+
+// ParseToken parses and checks a systemd-tpm2 token.
+func ParseToken(raw []byte) (*Token, error) {
+	if len(raw) > maxToken {
+		return nil, fmt.Errorf("%w: %d bytes", ErrBadToken, len(raw))
+	}
+	var t struct {
+		Type string `json:"type"`
+		Token
+	}
+	if err := json.Unmarshal(raw, &t); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadToken, err)
+	}
+	tok := &t.Token
+	switch {
+	case t.Type != TokenType:
+		return nil, fmt.Errorf("%w: type %q", ErrBadToken, t.Type)
+	case tok.PCRBank == "":
+		tok.PCRBank = "sha256"
+	}
+	if tok.PrimaryAlg == "" {
+		tok.PrimaryAlg = "ecc"
+	}
+	if _, err := tok.bank(); err != nil {
+		return nil, err
+	}
+	for _, p := range tok.PCRs {
+		if p < 0 || p > 23 {
+			return nil, fmt.Errorf("%w: PCR %d", ErrBadToken, p)
+		}
+	}
+	if _, _, err := splitBlob(tok.Blob); err != nil {
+		return nil, err
+	}
+	if _, err := hex.DecodeString(tok.PolicyHash); err != nil {
+		return nil, fmt.Errorf("%w: tpm2-policy-hash", ErrBadToken)
+	}
+	return tok, nil
+}
+
+func (t *Token) bank() (tpm2.TPMIAlgHash, error) {
+	switch t.PCRBank {
+	case "sha256":
+		return tpm2.TPMAlgSHA256, nil
+	case "sha1":
+		return tpm2.TPMAlgSHA1, nil
+	}
+	return 0, fmt.Errorf("%w: PCR bank %q", ErrBadToken, t.PCRBank)
+}
+
+// splitBlob splits tpm2-blob into the TPM2B_PRIVATE and TPM2B_PUBLIC
+// contents.
+func splitBlob(b []byte) (priv, pub []byte, err error) {
+	next := func() ([]byte, error) {
+		if len(b) < 2 {
+			return nil, fmt.Errorf("%w: tpm2-blob too short", ErrBadToken)
+		}
+		n := int(binary.BigEndian.Uint16(b))
+		if len(b) < 2+n || n == 0 {
+			return nil, fmt.Errorf("%w: tpm2-blob too short", ErrBadToken)
+		}
+		out := b[2 : 2+n]
+		b = b[2+n:]
+		return out, nil
+	}
+	if priv, err = next(); err != nil {
+		return nil, nil, err
+	}
+	if pub, err = next(); err != nil {
+		return nil, nil, err
+	}
+	if len(b) != 0 {
+		return nil, nil, fmt.Errorf("%w: %d bytes after tpm2-blob's objects", ErrBadToken, len(b))
+	}
+	return priv, pub, nil
+}
+
+// KEK opens systemd-tpm2 keyslots with a TPM.
+type KEK struct {
+	device string
+}
+
+// NewIdentity is the KEK of the TPM device: a character device
+// ("/dev/tpmrm0") or, as systemd names it, "swtpm:path=SOCKET" (a software
+// TPM's socket). "" is DefaultDevice.
+func NewIdentity(device string) *KEK {
+	if device == "" {
+		device = DefaultDevice
+	}
+	return &KEK{device: device}
+}
+
+// Destroy implements the command line's KEK: a TPM KEK holds no secret.
+func (k *KEK) Destroy() {}
+
+// Wrap implements keyring.Recipient: not done yet.
+func (k *KEK) Wrap(context.Context) (*keyring.Secret, []json.RawMessage, error) {
+	return nil, nil, errors.New("tpm2: making systemd-tpm2 keyslots is not implemented yet (use systemd-cryptenroll --tpm2-device)")
+}
+
+func (k *KEK) open() (transport.TPMCloser, error) {
+	if path, ok := strings.CutPrefix(k.device, "swtpm:path="); ok {
+		return linuxudstpm.Open(path)
+	}
+	return linuxtpm.Open(k.device)
+}
+
+// Unwrap implements keyring.Identity: the passphrase of keyslot ks,
+// unsealed by the TPM from its systemd-tpm2 token. A keyslot without one is
+// not this KEK's; a TPM that is absent or refuses, or PCRs that changed
+// (ErrPolicyMismatch), make it unavailable with the reason.
+func (k *KEK) Unwrap(ctx context.Context, ks *keyring.Keyslot) (*keyring.Secret, error) {
+	if ks == nil {
+		return nil, errors.New("tpm2: a TPM KEK opens keyslots through their systemd-tpm2 tokens, which are in the volume's header: name the backing (TARGET) whose header holds them")
+	}
+	var errs []error
+	for _, t := range ks.Tokens {
+		if t.Type != TokenType {
+			continue
+		}
+		s, err := k.unwrapToken(t.Raw)
+		if err == nil {
+			return s, nil
+		}
+		errs = append(errs, &keyring.UnavailableError{Source: "tpm2", Keyslot: ks.ID, Token: t.ID, Err: err})
+	}
+	switch len(errs) {
+	case 0:
+		return nil, fmt.Errorf("%w: keyslot %d has no %s token", keyring.ErrNoMatchingKeyslot, ks.ID, TokenType)
+	case 1:
+		return nil, errs[0]
+	}
+	return nil, errors.Join(errs...)
+}
+
+func (k *KEK) unwrapToken(raw json.RawMessage) (*keyring.Secret, error) {
+	tok, err := ParseToken(raw)
+	if err != nil {
+		return nil, err
+	}
+	if tok.PIN {
+		return nil, errors.New("tpm2: PIN-protected TPM2 keyslots are not supported yet")
+	}
+	if tok.PrimaryAlg != "ecc" {
+		return nil, fmt.Errorf("tpm2: primary key algorithm %q is not supported yet (ecc is)", tok.PrimaryAlg)
+	}
+	t, err := k.open()
+	if err != nil {
+		return nil, fmt.Errorf("tpm2: TPM %s: %w", k.device, err)
+	}
+	defer t.Close()
+	secret, err := unseal(t, tok)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(secret)
+	out, err := keyring.NewSecret(base64.StdEncoding.EncodedLen(len(secret)))
+	if err != nil {
+		return nil, err
+	}
+	// systemd-cryptenroll's keyslot passphrase is the secret in base64.
+	base64.StdEncoding.Encode(out.Bytes(), secret)
+	return out, nil
+}
+
+// primaryTemplate is systemd 252's primary key: ECC NIST P-256 under the
+// owner hierarchy, restricted decryption with AES-128 CFB, empty unique.
+var primaryTemplate = tpm2.TPMTPublic{
+	Type:    tpm2.TPMAlgECC,
+	NameAlg: tpm2.TPMAlgSHA256,
+	ObjectAttributes: tpm2.TPMAObject{
+		FixedTPM: true, FixedParent: true, SensitiveDataOrigin: true, UserWithAuth: true,
+		Restricted: true, Decrypt: true,
+	},
+	Parameters: tpm2.NewTPMUPublicParms(tpm2.TPMAlgECC, &tpm2.TPMSECCParms{
+		Symmetric: tpm2.TPMTSymDefObject{
+			Algorithm: tpm2.TPMAlgAES,
+			KeyBits:   tpm2.NewTPMUSymKeyBits(tpm2.TPMAlgAES, tpm2.TPMKeyBits(128)),
+			Mode:      tpm2.NewTPMUSymMode(tpm2.TPMAlgAES, tpm2.TPMAlgCFB),
+		},
+		CurveID: tpm2.TPMECCNistP256,
+	}),
+	Unique: tpm2.NewTPMUPublicID(tpm2.TPMAlgECC, &tpm2.TPMSECCPoint{}),
+}
+
+// unseal runs systemd's unseal against TPM t.
+func unseal(t transport.TPM, tok *Token) ([]byte, error) {
+	bank, err := tok.bank()
+	if err != nil {
+		return nil, err
+	}
+	priv, pub, err := splitBlob(tok.Blob)
+	if err != nil {
+		return nil, err
+	}
+	prim, err := tpm2.CreatePrimary{
+		PrimaryHandle: tpm2.TPMRHOwner,
+		InPublic:      tpm2.New2B(primaryTemplate),
+	}.Execute(t)
+	if err != nil {
+		return nil, fmt.Errorf("tpm2: creating the primary key: %w", err)
+	}
+	defer tpm2.FlushContext{FlushHandle: prim.ObjectHandle}.Execute(t)
+	loaded, err := tpm2.Load{
+		ParentHandle: tpm2.AuthHandle{Handle: prim.ObjectHandle, Name: prim.Name, Auth: tpm2.PasswordAuth(nil)},
+		InPrivate:    tpm2.TPM2BPrivate{Buffer: priv},
+		InPublic:     tpm2.BytesAs2B[tpm2.TPMTPublic](pub),
+	}.Execute(t)
+	if err != nil {
+		return nil, fmt.Errorf("tpm2: loading the sealed object (another TPM, or it was cleared?): %w", err)
+	}
+	defer tpm2.FlushContext{FlushHandle: loaded.ObjectHandle}.Execute(t)
+	primPub, err := prim.OutPublic.Contents()
+	if err != nil {
+		return nil, err
+	}
+	sess, closeSess, err := tpm2.PolicySession(t, tpm2.TPMAlgSHA256, 16,
+		tpm2.Salted(prim.ObjectHandle, *primPub), tpm2.AESEncryption(128, tpm2.EncryptOut))
+	if err != nil {
+		return nil, fmt.Errorf("tpm2: starting the policy session: %w", err)
+	}
+	defer closeSess()
+	if len(tok.PCRs) > 0 {
+		sel := make([]byte, 3)
+		for _, p := range tok.PCRs {
+			sel[p/8] |= 1 << (p % 8)
+		}
+		if _, err := (tpm2.PolicyPCR{
+			PolicySession: sess.Handle(),
+			Pcrs:          tpm2.TPMLPCRSelection{PCRSelections: []tpm2.TPMSPCRSelection{{Hash: bank, PCRSelect: sel}}},
+		}).Execute(t); err != nil {
+			return nil, fmt.Errorf("tpm2: PolicyPCR: %w", err)
+		}
+	}
+	dg, err := tpm2.PolicyGetDigest{PolicySession: sess.Handle()}.Execute(t)
+	if err != nil {
+		return nil, fmt.Errorf("tpm2: PolicyGetDigest: %w", err)
+	}
+	want, _ := hex.DecodeString(tok.PolicyHash)
+	if len(want) > 0 && !bytes.Equal(dg.PolicyDigest.Buffer, want) {
+		// Do not ask the TPM to unseal what it will refuse.
+		return nil, fmt.Errorf("%w (PCRs %v, bank %s)", ErrPolicyMismatch, tok.PCRs, tok.PCRBank)
+	}
+	un, err := tpm2.Unseal{ItemHandle: tpm2.AuthHandle{Handle: loaded.ObjectHandle, Name: loaded.Name, Auth: sess}}.Execute(t)
+	if err != nil {
+		if errors.Is(err, tpm2.TPMRCPolicyFail) {
+			return nil, fmt.Errorf("%w (PCRs %v, bank %s)", ErrPolicyMismatch, tok.PCRs, tok.PCRBank)
+		}
+		return nil, fmt.Errorf("tpm2: unsealing: %w", err)
+	}
+	return un.OutData.Buffer, nil
+}
+
+// Describe summarises a token for listings and gives its parameters.
+func Describe(raw json.RawMessage) (string, map[string]any) {
+	tok, err := ParseToken(raw)
+	if err != nil {
+		return "unreadable: " + err.Error(), map[string]any{"error": err.Error()}
+	}
+	pcrs := tok.PCRs
+	if pcrs == nil {
+		pcrs = []int{}
+	}
+	text := fmt.Sprintf("PCRs %v (%s)", pcrs, tok.PCRBank)
+	if tok.PIN {
+		text += " + PIN"
+	}
+	return text, map[string]any{"pcrs": pcrs, "bank": tok.PCRBank, "pin": tok.PIN, "primary_alg": tok.PrimaryAlg}
+}
