@@ -251,7 +251,9 @@ var tokenSources = []tokenSource{
 	{kmipkek.TokenType, func(kr *keyring.Keyring) (keyring.Identity, error) { return tokenKMIPKEK(kr, "", nil) }, describeKMIPToken},
 	{agekek.TokenType, func(*keyring.Keyring) (keyring.Identity, error) { return defaultAgeKEK() }, describeAgeToken},
 	{clevis.TokenType, func(*keyring.Keyring) (keyring.Identity, error) { return clevis.NewIdentity(clevisPins()), nil }, describeClevisToken},
-	{tpm2.TokenType, func(*keyring.Keyring) (keyring.Identity, error) { return tpm2.NewIdentity(os.Getenv(tpm2DeviceEnv)), nil }, describeTPM2Token},
+	{tpm2.TokenType, func(*keyring.Keyring) (keyring.Identity, error) {
+		return tpm2.NewIdentity(os.Getenv(tpm2DeviceEnv)), nil
+	}, describeTPM2Token},
 }
 
 // tpm2DeviceEnv names the TPM that opens systemd-tpm2 keyslots, in
