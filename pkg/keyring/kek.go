@@ -114,3 +114,36 @@ func (e *LockedError) Error() string {
 
 // Unwrap returns ErrUnavailable and the reasons.
 func (e *LockedError) Unwrap() []error { return append([]error{ErrUnavailable}, e.Reasons...) }
+
+// UnwrapTokens is the usual body of a token source's Unwrap: it calls
+// unwrap on each token of type tokenType bound to ks, in id order, and
+// returns the first secret. A keyslot with no such token is not the
+// source's (ErrNoMatchingKeyslot); each token that fails becomes an
+// *UnavailableError naming source, keyslot and token (several are joined).
+// ks nil (no header) is an error saying so.
+func UnwrapTokens(ctx context.Context, ks *Keyslot, tokenType, source string, unwrap func(context.Context, Token) (*Secret, error)) (*Secret, error) {
+	if ks == nil {
+		return nil, fmt.Errorf("%s: this KEK opens keyslots through their %s tokens, which are in the volume's header: name the backing (TARGET) whose header holds them", source, tokenType)
+	}
+	var errs []error
+	for _, t := range ks.Tokens {
+		if t.Type != tokenType {
+			continue
+		}
+		s, err := unwrap(ctx, t)
+		if err == nil {
+			return s, nil
+		}
+		errs = append(errs, &UnavailableError{Source: source, Keyslot: ks.ID, Token: t.ID, Err: err})
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	switch len(errs) {
+	case 0:
+		return nil, fmt.Errorf("%w: keyslot %d has no %s token", ErrNoMatchingKeyslot, ks.ID, tokenType)
+	case 1:
+		return nil, errs[0]
+	}
+	return nil, errors.Join(errs...)
+}

@@ -179,30 +179,9 @@ func KeyslotOptions() *keyring.KeyslotOptions {
 // cannot be read or whose pin fails (a Tang server down, too few shares)
 // makes the keyslot unavailable, with the reason.
 func (k *KEK) Unwrap(ctx context.Context, ks *keyring.Keyslot) (*keyring.Secret, error) {
-	if ks == nil {
-		return nil, errors.New("clevis: a clevis KEK opens keyslots through their tokens, which are in the volume's header: name the backing (TARGET) whose header holds them")
-	}
-	var errs []error
-	for _, t := range ks.Tokens {
-		if t.Type != TokenType {
-			continue
-		}
-		s, err := k.unwrapToken(ctx, t.Raw)
-		if err == nil {
-			return s, nil
-		}
-		errs = append(errs, &keyring.UnavailableError{Source: "clevis", Keyslot: ks.ID, Token: t.ID, Err: err})
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	switch len(errs) {
-	case 0:
-		return nil, fmt.Errorf("%w: keyslot %d has no %s token", keyring.ErrNoMatchingKeyslot, ks.ID, TokenType)
-	case 1:
-		return nil, errs[0]
-	}
-	return nil, errors.Join(errs...)
+	return keyring.UnwrapTokens(ctx, ks, TokenType, "clevis", func(ctx context.Context, t keyring.Token) (*keyring.Secret, error) {
+		return k.unwrapToken(ctx, t.Raw)
+	})
 }
 
 func (k *KEK) unwrapToken(ctx context.Context, raw json.RawMessage) (*keyring.Secret, error) {

@@ -190,32 +190,13 @@ func createKEK(ctx context.Context, c *kmip.Client, log *slog.Logger) (string, e
 // keyslot unavailable (*keyring.UnavailableError naming the token and what
 // the server answered): the keyring goes on to the next keyslot.
 func (k *KEK) Unwrap(ctx context.Context, ks *keyring.Keyslot) (*keyring.Secret, error) {
-	if ks == nil {
-		return nil, errors.New("kmip: a KMIP KEK opens keyslots through their encblk-kmip tokens, which are in the volume's header: name the backing (TARGET) whose header holds them")
-	}
-	var errs []error
-	for _, t := range ks.Tokens {
-		if t.Type != TokenType {
-			continue
+	return keyring.UnwrapTokens(ctx, ks, TokenType, "kmip", func(ctx context.Context, t keyring.Token) (*keyring.Secret, error) {
+		s, err := k.unwrapToken(ctx, t)
+		if err != nil {
+			k.log.Warn("KMIP unlock failed", "keyslot", ks.ID, "token", t.ID, "err", err)
 		}
-		secret, err := k.unwrapToken(ctx, t)
-		if err == nil {
-			return secret, nil
-		}
-		err = &keyring.UnavailableError{Source: "kmip", Keyslot: ks.ID, Token: t.ID, Err: err}
-		k.log.Warn("KMIP unlock failed", "keyslot", ks.ID, "token", t.ID, "err", err)
-		errs = append(errs, err)
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	switch len(errs) {
-	case 0:
-		return nil, fmt.Errorf("%w: keyslot %d has no %s token", keyring.ErrNoMatchingKeyslot, ks.ID, TokenType)
-	case 1:
-		return nil, errs[0]
-	}
-	return nil, errors.Join(errs...)
+		return s, err
+	})
 }
 
 func (k *KEK) unwrapToken(ctx context.Context, t keyring.Token) (*keyring.Secret, error) {

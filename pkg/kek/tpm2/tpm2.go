@@ -175,27 +175,9 @@ func (k *KEK) open() (transport.TPMCloser, error) {
 // not this KEK's; a TPM that is absent or refuses, or PCRs that changed
 // (ErrPolicyMismatch), make it unavailable with the reason.
 func (k *KEK) Unwrap(ctx context.Context, ks *keyring.Keyslot) (*keyring.Secret, error) {
-	if ks == nil {
-		return nil, errors.New("tpm2: a TPM KEK opens keyslots through their systemd-tpm2 tokens, which are in the volume's header: name the backing (TARGET) whose header holds them")
-	}
-	var errs []error
-	for _, t := range ks.Tokens {
-		if t.Type != TokenType {
-			continue
-		}
-		s, err := k.unwrapToken(t.Raw)
-		if err == nil {
-			return s, nil
-		}
-		errs = append(errs, &keyring.UnavailableError{Source: "tpm2", Keyslot: ks.ID, Token: t.ID, Err: err})
-	}
-	switch len(errs) {
-	case 0:
-		return nil, fmt.Errorf("%w: keyslot %d has no %s token", keyring.ErrNoMatchingKeyslot, ks.ID, TokenType)
-	case 1:
-		return nil, errs[0]
-	}
-	return nil, errors.Join(errs...)
+	return keyring.UnwrapTokens(ctx, ks, TokenType, "tpm2", func(_ context.Context, t keyring.Token) (*keyring.Secret, error) {
+		return k.unwrapToken(t.Raw)
+	})
 }
 
 func (k *KEK) unwrapToken(raw json.RawMessage) (*keyring.Secret, error) {
