@@ -26,7 +26,7 @@ packages=(
 	age openssh-client bsdutils
 	# pkg/sed judges in test/vm: ATA Security (sedutil, cryptsetup 2.7 come from
 	# Debian 13 through scripts/debian13.sh)
-	hdparm
+	hdparm debian-archive-keyring
 	# machine-bound KEKs (pkg/kek): Tang servers and clevis (both directions of the
 	# clevis LUKS2 token), jose for JWE checks, socat to serve tangd on loopback;
 	# swtpm and tpm2-tools for the systemd-tpm2 token

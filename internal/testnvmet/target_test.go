@@ -166,3 +166,56 @@ func TestTarget(t *testing.T) {
 		t.Fatalf("read past the end: status 0x%x", st)
 	}
 }
+
+// byteConn feeds a fixed byte stream to a queue and discards its answers.
+type byteConn struct {
+	net.Conn
+	r *bytes.Reader
+}
+
+func (c byteConn) Read(p []byte) (int, error)  { return c.r.Read(p) }
+func (c byteConn) Write(p []byte) (int, error) { return len(p), nil }
+func (c byteConn) Close() error                { return nil }
+
+// FuzzQueue: no byte stream from a host makes the target panic or read
+// beyond what a PDU header announces.
+func FuzzQueue(f *testing.F) {
+	ic := make([]byte, 128)
+	ic[0], ic[2] = pduICReq, 128
+	binary.LittleEndian.PutUint32(ic[4:], 128)
+	capsule := func(sqe, data []byte) []byte {
+		p := make([]byte, 72, 72+len(data))
+		p[0], p[2] = pduCmd, 72
+		if len(data) > 0 {
+			p[3] = 72
+		}
+		binary.LittleEndian.PutUint32(p[4:], uint32(72+len(data)))
+		copy(p[8:], sqe)
+		return append(p, data...)
+	}
+	conn := sqeOf(0x7F, 1, 0)
+	conn[4] = 0x01
+	cdata := make([]byte, 1024)
+	copy(cdata[256:], "nqn.test:sedsim")
+	f.Add(append(append([]byte{}, ic...), capsule(conn, cdata)...))
+	f.Add(append(append([]byte{}, ic...), capsule(sqeOf(0x06, 2, 0, 0x01), nil)...))
+	f.Add(capsule(sqeOf(0x82, 3, 0, 0x01<<24|0x0001<<8, 2048), nil))
+	f.Add(capsule(sqeOf(0x81, 3, 0, 0x01<<24|0x07FE<<8, 512), make([]byte, 512)))
+	path := filepath.Join(f.TempDir(), "ns.img")
+	if err := os.WriteFile(path, make([]byte, 1<<20), 0o600); err != nil {
+		f.Fatal(err)
+	}
+	d, err := sedsim.New(path, sedsim.Options{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer d.Close()
+	tg := &Target{NQN: "nqn.test:sedsim", Drive: d}
+	f.Fuzz(func(t *testing.T, stream []byte) {
+		q := &queue{t: tg, c: byteConn{r: bytes.NewReader(stream)}}
+		q.run()
+		// After a Connect to an I/O queue, the same bytes run as I/O.
+		q = &queue{t: tg, c: byteConn{r: bytes.NewReader(stream)}, qid: 1}
+		q.run()
+	})
+}

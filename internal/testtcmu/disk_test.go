@@ -54,7 +54,7 @@ func (c cdbTransport) IFSend(_ context.Context, proto sed.SecurityProtocol, comI
 	return c.run(c.cdb(true, proto, comID, len(data)), data)
 }
 
-func newOpalDisk(t *testing.T, vendor string) *Disk {
+func newOpalDisk(t testing.TB, vendor string) *Disk {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "disk.img")
 	if err := os.WriteFile(path, make([]byte, 1<<20), 0o600); err != nil {
@@ -154,4 +154,34 @@ func TestATAPassThroughCKCond(t *testing.T) {
 	if !got.Security.Supported || !got.Security.Frozen {
 		t.Fatalf("IDENTIFY security %+v, want supported and frozen", got.Security)
 	}
+}
+
+// FuzzExecute: no CDB and data buffer makes the disk panic (the kernel
+// hands it whatever an SG_IO user sends), and a CHECK CONDITION always
+// carries sense data.
+func FuzzExecute(f *testing.F) {
+	for _, c := range [][]byte{
+		read10(0, 1), {0x12, 0x01, 0x83, 0, 0xFF, 0}, {0x1A, 0, 0x3F, 0, 0xFF, 0},
+		{0xA3, 0x0C, 0x01, 0xA2, 0, 0, 0, 0, 2, 0, 0, 0},
+		{0x85, 0x08, 0x0E, 0, 0x01, 0, 0x01, 0, 0, 0, 0x01, 0, 0, 0, 0x5C, 0},
+		{0xA1, 0x08, 0x0E, 0, 0x01, 0, 0, 0, 0, 0xEC, 0, 0},
+		{0xA2, 0x01, 0x00, 0x01, 0, 0, 0, 0, 0x08, 0, 0, 0},
+	} {
+		f.Add(c, 512)
+	}
+	d := newOpalDisk(f, "ATA")
+	f.Fuzz(func(t *testing.T, cdb []byte, n int) {
+		if len(cdb) == 0 || n < 0 || n > 1<<16 {
+			return
+		}
+		full := make([]byte, cdbLength(cdb[0]))
+		copy(full, cdb)
+		r := d.Execute(full, make([]byte, n))
+		if r.Status == statusCheckCond && len(r.Sense) == 0 {
+			t.Fatalf("CHECK CONDITION without sense for % x", full)
+		}
+		if r.ReadLen > n {
+			t.Fatalf("read length %d of a %d-byte buffer", r.ReadLen, n)
+		}
+	})
 }
