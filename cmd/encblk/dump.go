@@ -187,6 +187,9 @@ func printDump(w io.Writer, k *keyring.Keyring) {
 		p("Tokens:\n")
 		for _, t := range k.Tokens() {
 			p("  %d: %s\n", t.ID, t.Type)
+			if _, text, _ := describeToken(t); text != "" {
+				p("\tSource:     %s\n", text) // tang URL, sss threshold, PCRs…
+			}
 			for _, s := range t.Keyslots {
 				p("\tKeyslot:    %d\n", s)
 			}
