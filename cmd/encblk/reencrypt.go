@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/encblk/encblk/internal/backing"
+	"github.com/encblk/encblk/internal/audit"
 	"github.com/encblk/encblk/internal/daemon"
 	"github.com/encblk/encblk/internal/secmem"
 	"github.com/encblk/encblk/pkg/kek/keyfile"
@@ -148,7 +149,17 @@ crash, by SIGKILL, or left by cryptsetup) recovers it and carries on.`,
 				return err
 			}
 			defer rc.Close()
+			rec := audit.Record{Event: audit.ReencryptStart, Volume: k.UUID(), Backing: target, Keyslot: -1}.Self()
+			audit.Log(ctx, a.log, rec)
 			err = rc.Run(ctx, &keyring.RunOptions{Throttle: uint64(throttleRate), Progress: newProgress(cmd.ErrOrStderr(), rc)})
+			rec.Event, rec.Err = audit.ReencryptFinish, err
+			if err != nil {
+				rec.Event = audit.ReencryptStop
+				if errors.Is(err, context.Canceled) {
+					rec.Err = nil // a clean stop, resumable
+				}
+			}
+			audit.Log(context.WithoutCancel(ctx), a.log, rec)
 			if errors.Is(err, context.Canceled) {
 				done, total := rc.Progress()
 				fmt.Fprintf(cmd.ErrOrStderr(), "reencryption stopped at %d of %d bytes; encblk reencrypt --resume continues it\n", done, total)

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os/signal"
 	"path/filepath"
@@ -137,7 +138,7 @@ func runServe(cmd *cobra.Command, a *app, f *serveFlags, args []string) error {
 	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	vols, err := openServed(ctx, cmd, f, mode, args)
+	vols, err := openServed(ctx, cmd, a.log, f, mode, args)
 	if err != nil {
 		return err
 	}
@@ -178,7 +179,7 @@ func runServe(cmd *cobra.Command, a *app, f *serveFlags, args []string) error {
 // openServed opens (and, given a KEK, unlocks) each backing. The KEK is
 // destroyed before it returns: it must not outlive the unlock, or after
 // "encblk lock" the process would still hold what unwraps the DEK.
-func openServed(ctx context.Context, cmd *cobra.Command, f *serveFlags, mode volume.LockMode, args []string) (vols []*daemon.Volume, err error) {
+func openServed(ctx context.Context, cmd *cobra.Command, log *slog.Logger, f *serveFlags, mode volume.LockMode, args []string) (vols []*daemon.Volume, err error) {
 	var key kek
 	if f.kek.given() && !f.plain {
 		if key, err = f.kek.read(cmd.InOrStdin(), cmd.ErrOrStderr(), false); err != nil {
@@ -188,7 +189,7 @@ func openServed(ctx context.Context, cmd *cobra.Command, f *serveFlags, mode vol
 	}
 	for i, path := range args {
 		spec := daemon.VolumeSpec{Backing: path, Header: f.header.path, ReadOnly: f.readOnly, Plain: f.plain, Direct: f.direct,
-			LockMode: mode, LockTimeout: f.lockTimeout}
+			LockMode: mode, LockTimeout: f.lockTimeout, Logger: log}
 		switch {
 		case i < len(f.exports):
 			spec.Export = f.exports[i]

@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"time"
 
+	"github.com/encblk/encblk/internal/audit"
 	"github.com/encblk/encblk/pkg/keyring"
 )
 
@@ -94,7 +94,7 @@ func (v *Volume) unlockReencrypting(ctx context.Context, kek keyring.Identity) (
 		return true, fmt.Errorf("volume: an online reencryption is already running")
 	}
 	if r.Crashed() {
-		slog.Info("reencryption was interrupted inside a zone: recovering it from the header's checksums", "volume", v.id, "zone_offset", r.Hot.Offset, "zone_size", r.Hot.Size)
+		v.log().Info("reencryption was interrupted inside a zone: recovering it from the header's checksums", "volume", v.id, "zone_offset", r.Hot.Offset, "zone_size", r.Hot.Size)
 	}
 	end := uint64(v.vol.Config().DataOffset + v.vol.Size())
 	rc, err := v.kr.OpenReencryption(ctx, []keyring.Identity{kek}, v.file, end, &keyring.ReencryptOptions{HotZone: onlineZone})
@@ -119,13 +119,27 @@ func (v *Volume) unlockReencrypting(ctx context.Context, kek keyring.Identity) (
 	runCtx, cancel := context.WithCancel(context.Background())
 	run := &reencryptRun{cancel: cancel, done: make(chan struct{}), start: time.Now(), done0: done}
 	v.reenc = run
+	rec := audit.Record{Event: audit.ReencryptStart, Volume: v.kr.UUID(), Backing: v.spec.Backing, Keyslot: -1, PeerUID: -1, PeerPID: -1}
+	if p, ok := PeerFrom(ctx); ok {
+		rec.PeerUID, rec.PeerPID = int64(p.UID), int64(p.PID)
+	}
+	audit.Log(ctx, v.log(), rec)
 	go func() {
 		defer close(run.done)
 		defer rc.Close()
 		run.err = v.reencryptOnline(runCtx, rc)
-		if run.err != nil && !errors.Is(run.err, context.Canceled) {
-			slog.Error("online reencryption stopped", "volume", v.id, "err", run.err)
+		rec.Event, rec.Err = audit.ReencryptFinish, run.err
+		if run.err != nil {
+			// Stopped: by the server's shutdown or a lock (canceled), or
+			// by a failure; the header records how far it got.
+			rec.Event = audit.ReencryptStop
+			if errors.Is(run.err, context.Canceled) {
+				rec.Err = nil // a clean stop, resumable
+			} else {
+				v.log().Error("online reencryption stopped", "volume", v.id, "err", run.err)
+			}
 		}
+		audit.Log(context.Background(), v.log(), rec)
 	}()
 	return true, nil
 }
@@ -166,7 +180,7 @@ func (v *Volume) reencryptOnline(ctx context.Context, rc *keyring.Reencryptor) e
 		return err
 	}
 	done, _ := rc.Progress()
-	slog.Info("online reencryption finished", "volume", v.id, "bytes", done-done0, "took", time.Since(start).Round(time.Millisecond))
+	v.log().Info("online reencryption finished", "volume", v.id, "bytes", done-done0, "took", time.Since(start).Round(time.Millisecond))
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"time"
@@ -39,6 +40,9 @@ type VolumeSpec struct {
 	// LockMode and LockTimeout: what requests do while the volume is locked.
 	LockMode    volume.LockMode
 	LockTimeout time.Duration
+	// Logger receives the volume's own events (a background reencryption
+	// and its audit records); nil: slog.Default().
+	Logger *slog.Logger
 }
 
 // Volume is one served backing: the flock'ed backing, and either the
@@ -143,6 +147,14 @@ func (v *Volume) open(ctx context.Context, kek keyring.Identity) error {
 		}
 	}
 	return nil
+}
+
+// log is where the volume's own events go.
+func (v *Volume) log() *slog.Logger {
+	if v.spec.Logger != nil {
+		return v.spec.Logger
+	}
+	return slog.Default()
 }
 
 // ID is the volume's ID (see VolumeID).
