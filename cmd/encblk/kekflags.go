@@ -67,6 +67,7 @@ type kekFlags struct {
 	tangURL        string // new KEKs only
 	tangThp        string
 	sssConfig      string
+	tpm2PINFile    string // the volume's KEK only: a PIN for systemd-tpm2 keyslots
 	what           string // "" for the volume's KEK, "new " for a new one
 }
 
@@ -84,6 +85,7 @@ func (f *kekFlags) register(fs *pflag.FlagSet, prefix string) {
 	// An age recipient only makes keyslots and an identity only opens
 	// them, so neither needs the "new-" prefix to say which KEK it is.
 	if prefix == "" {
+		fs.StringVar(&f.tpm2PINFile, "tpm2-pin-file", "", "the PIN of PIN-protected TPM2 keyslots is the first line of this file (- for stdin; default: prompt on a terminal)")
 		fs.StringArrayVar(&f.ageIdentities, "age-identity", nil, "open the volume's age keyslots with the identities in this file (age-keygen's, or an unencrypted SSH private key; default: $"+ageIdentityEnv+", else "+defaultAgeIdentity+" if it exists); repeatable")
 		return
 	}
@@ -219,7 +221,7 @@ func (f *kekFlags) readFor(kr *keyring.Keyring, stdin io.Reader, stderr io.Write
 		if !hasBoundToken(kr, src.tokenType) {
 			continue
 		}
-		id, err := src.identity(kr)
+		id, err := src.identity(kr, f, stdin, stderr)
 		if err != nil {
 			return nil, err
 		}
@@ -240,7 +242,7 @@ func (f *kekFlags) readFor(kr *keyring.Keyring, stdin io.Reader, stderr io.Write
 // here.
 type tokenSource struct {
 	tokenType string
-	identity  func(kr *keyring.Keyring) (keyring.Identity, error)
+	identity  func(kr *keyring.Keyring, f *kekFlags, stdin io.Reader, stderr io.Writer) (keyring.Identity, error)
 	// describe names a token's kind ("kmip", "tang", "sss"), says it in a
 	// few words and gives its parameters, for listings; never fails.
 	describe func(raw json.RawMessage) (kind, text string, params map[string]any)
@@ -248,12 +250,29 @@ type tokenSource struct {
 
 // tokenSources are tried in this order on every keyslot.
 var tokenSources = []tokenSource{
-	{kmipkek.TokenType, func(kr *keyring.Keyring) (keyring.Identity, error) { return tokenKMIPKEK(kr, "", nil) }, describeKMIPToken},
-	{agekek.TokenType, func(*keyring.Keyring) (keyring.Identity, error) { return defaultAgeKEK() }, describeAgeToken},
-	{clevis.TokenType, func(*keyring.Keyring) (keyring.Identity, error) { return clevis.NewIdentity(clevisPins()), nil }, describeClevisToken},
-	{tpm2.TokenType, func(*keyring.Keyring) (keyring.Identity, error) {
-		return tpm2.NewIdentity(os.Getenv(tpm2DeviceEnv)), nil
-	}, describeTPM2Token},
+	{kmipkek.TokenType, func(kr *keyring.Keyring, _ *kekFlags, _ io.Reader, _ io.Writer) (keyring.Identity, error) {
+		return tokenKMIPKEK(kr, "", nil)
+	}, describeKMIPToken},
+	{agekek.TokenType, func(*keyring.Keyring, *kekFlags, io.Reader, io.Writer) (keyring.Identity, error) {
+		return defaultAgeKEK()
+	}, describeAgeToken},
+	{clevis.TokenType, func(*keyring.Keyring, *kekFlags, io.Reader, io.Writer) (keyring.Identity, error) {
+		return clevis.NewIdentity(clevisPins()), nil
+	}, describeClevisToken},
+	{tpm2.TokenType, tpm2Identity, describeTPM2Token},
+}
+
+// tpm2Identity is the TPM KEK, asking for a PIN (--tpm2-pin-file, else a
+// prompt on a terminal) only if a PIN-protected keyslot is met.
+func tpm2Identity(_ *keyring.Keyring, f *kekFlags, stdin io.Reader, stderr io.Writer) (keyring.Identity, error) {
+	return tpm2.NewIdentity(os.Getenv(tpm2DeviceEnv)).WithPIN(func() (*keyring.Secret, error) {
+		if f.tpm2PINFile == "" {
+			if in, ok := stdin.(*os.File); !ok || !passphrase.IsTerminal(in) {
+				return nil, errors.New("the keyslot needs its TPM2 PIN: give --tpm2-pin-file")
+			}
+		}
+		return passphrase.Read(f.tpm2PINFile, "TPM2 PIN file", stdin, stderr, "Enter the TPM2 PIN: ", false)
+	}), nil
 }
 
 // tpm2DeviceEnv names the TPM that opens systemd-tpm2 keyslots, in

@@ -11,13 +11,17 @@
 // policy in a session salted to the primary key with the response
 // encrypted (AES-128 CFB), compares the digest with the token's (a PCR
 // that changed is reported before the TPM is asked, so its dictionary-
-// attack counter is not touched) and unseals. Only this direction is done
-// here: making such keyslots, and PIN-protected ones, are not (yet).
+// attack counter is not touched) and unseals. A PIN-protected keyslot
+// (tpm2-pin) adds PolicyAuthValue with the SHA-256 of the PIN as the
+// object's auth value; a PIN is tried once per token and command (a wrong
+// one counts against the TPM's dictionary-attack lockout). Only this
+// direction is done here: making such keyslots is not (yet).
 package tpm2
 
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
@@ -52,6 +56,10 @@ var ErrBadToken = errors.New("tpm2: invalid systemd-tpm2 token")
 // key is the wrong one for this machine state, so it wraps
 // keyring.ErrNoMatchingKeyslot.
 var ErrPolicyMismatch = fmt.Errorf("tpm2: the PCRs do not match the keyslot's policy: %w", keyring.ErrNoMatchingKeyslot)
+
+// ErrWrongPIN means the TPM refused the PIN (and counted the failure
+// against its dictionary-attack lockout): a wrong key.
+var ErrWrongPIN = fmt.Errorf("tpm2: wrong PIN: %w", keyring.ErrNoMatchingKeyslot)
 
 // Token is a systemd-tpm2 token (systemd 252's fields).
 type Token struct {
@@ -143,6 +151,15 @@ func splitBlob(b []byte) (priv, pub []byte, err error) {
 // KEK opens systemd-tpm2 keyslots with a TPM.
 type KEK struct {
 	device string
+	pin    func() (*keyring.Secret, error)
+}
+
+// WithPIN has k ask pin for the PIN of PIN-protected keyslots (when one
+// is met; the caller destroys what it returns after use). Without it such
+// keyslots are unavailable.
+func (k *KEK) WithPIN(pin func() (*keyring.Secret, error)) *KEK {
+	k.pin = pin
+	return k
 }
 
 // NewIdentity is the KEK of the TPM device: a character device
@@ -185,8 +202,19 @@ func (k *KEK) unwrapToken(raw json.RawMessage) (*keyring.Secret, error) {
 	if err != nil {
 		return nil, err
 	}
+	var auth []byte
 	if tok.PIN {
-		return nil, errors.New("tpm2: PIN-protected TPM2 keyslots are not supported yet")
+		if k.pin == nil {
+			return nil, errors.New("tpm2: the keyslot needs its TPM2 PIN (--tpm2-pin-file)")
+		}
+		pin, err := k.pin()
+		if err != nil {
+			return nil, fmt.Errorf("tpm2: PIN: %w", err)
+		}
+		sum := sha256.Sum256(pin.Bytes()) // systemd's auth value: SHA-256 of the PIN
+		pin.Destroy()
+		auth = sum[:]
+		defer clear(auth)
 	}
 	if tok.PrimaryAlg != "ecc" {
 		return nil, fmt.Errorf("tpm2: primary key algorithm %q is not supported yet (ecc is)", tok.PrimaryAlg)
@@ -196,7 +224,7 @@ func (k *KEK) unwrapToken(raw json.RawMessage) (*keyring.Secret, error) {
 		return nil, fmt.Errorf("tpm2: TPM %s: %w", k.device, err)
 	}
 	defer t.Close()
-	secret, err := unseal(t, tok)
+	secret, err := unseal(t, tok, auth)
 	if err != nil {
 		return nil, err
 	}
@@ -230,8 +258,9 @@ var primaryTemplate = tpm2.TPMTPublic{
 	Unique: tpm2.NewTPMUPublicID(tpm2.TPMAlgECC, &tpm2.TPMSECCPoint{}),
 }
 
-// unseal runs systemd's unseal against TPM t.
-func unseal(t transport.TPM, tok *Token) ([]byte, error) {
+// unseal runs systemd's unseal against TPM t; auth is the object's auth
+// value for a PIN-protected one.
+func unseal(t transport.TPM, tok *Token, auth []byte) ([]byte, error) {
 	bank, err := tok.bank()
 	if err != nil {
 		return nil, err
@@ -262,7 +291,7 @@ func unseal(t transport.TPM, tok *Token) ([]byte, error) {
 		return nil, err
 	}
 	sess, closeSess, err := tpm2.PolicySession(t, tpm2.TPMAlgSHA256, 16,
-		tpm2.Salted(prim.ObjectHandle, *primPub), tpm2.AESEncryption(128, tpm2.EncryptOut))
+		tpm2.Salted(prim.ObjectHandle, *primPub), tpm2.AESEncryption(128, tpm2.EncryptOut), tpm2.Auth(auth))
 	if err != nil {
 		return nil, fmt.Errorf("tpm2: starting the policy session: %w", err)
 	}
@@ -279,6 +308,11 @@ func unseal(t transport.TPM, tok *Token) ([]byte, error) {
 			return nil, fmt.Errorf("tpm2: PolicyPCR: %w", err)
 		}
 	}
+	if tok.PIN {
+		if _, err := (tpm2.PolicyAuthValue{PolicySession: sess.Handle()}).Execute(t); err != nil {
+			return nil, fmt.Errorf("tpm2: PolicyAuthValue: %w", err)
+		}
+	}
 	dg, err := tpm2.PolicyGetDigest{PolicySession: sess.Handle()}.Execute(t)
 	if err != nil {
 		return nil, fmt.Errorf("tpm2: PolicyGetDigest: %w", err)
@@ -290,8 +324,13 @@ func unseal(t transport.TPM, tok *Token) ([]byte, error) {
 	}
 	un, err := tpm2.Unseal{ItemHandle: tpm2.AuthHandle{Handle: loaded.ObjectHandle, Name: loaded.Name, Auth: sess}}.Execute(t)
 	if err != nil {
-		if errors.Is(err, tpm2.TPMRCPolicyFail) {
+		switch {
+		case errors.Is(err, tpm2.TPMRCPolicyFail):
 			return nil, fmt.Errorf("%w (PCRs %v, bank %s)", ErrPolicyMismatch, tok.PCRs, tok.PCRBank)
+		case errors.Is(err, tpm2.TPMRCAuthFail), errors.Is(err, tpm2.TPMRCBadAuth):
+			return nil, ErrWrongPIN
+		case errors.Is(err, tpm2.TPMRCLockout):
+			return nil, errors.New("tpm2: the TPM is in dictionary-attack lockout (too many wrong PINs); wait, or reset it")
 		}
 		return nil, fmt.Errorf("tpm2: unsealing: %w", err)
 	}
