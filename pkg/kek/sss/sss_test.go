@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/encblk/encblk/pkg/kek/clevis"
+	"github.com/encblk/encblk/pkg/kek/kektest"
 	"github.com/encblk/encblk/pkg/kek/sss"
 	"github.com/encblk/encblk/pkg/kek/tang"
 	"github.com/encblk/encblk/pkg/kek/tang/tangtest"
@@ -44,8 +45,8 @@ func open(t *testing.T, path string) *keyring.Keyring {
 func TestSSS2of3(t *testing.T) {
 	ctx := context.Background()
 	a, b, c := tangtest.Start(t), tangtest.Start(t), tangtest.Start(t)
-	enc := tangtest.NewVolume(t) // bound by encblk
-	cl := tangtest.NewVolume(t)  // bound by clevis
+	enc := kektest.NewVolume(t) // bound by encblk
+	cl := kektest.NewVolume(t)  // bound by clevis
 
 	kr := open(t, enc.Path)
 	kf, _ := keyring.SecretFromBytes([]byte("the first key file\n"))
@@ -69,7 +70,7 @@ func TestSSS2of3(t *testing.T) {
 	check := func(name string, want bool) {
 		t.Helper()
 		for _, v := range []struct {
-			vol  *tangtest.Volume
+			vol  *kektest.Volume
 			slot int
 		}{{enc, encSlot}, {cl, clSlot}} {
 			slot, dek, err := open(t, v.vol.Path).Match(ctx, clevis.NewIdentity(pins()))

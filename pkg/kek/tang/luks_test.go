@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/encblk/encblk/pkg/kek/clevis"
+	"github.com/encblk/encblk/pkg/kek/kektest"
 	"github.com/encblk/encblk/pkg/kek/tang"
 	"github.com/encblk/encblk/pkg/kek/tang/tangtest"
 	"github.com/encblk/encblk/pkg/keyring"
@@ -33,7 +34,7 @@ func TestClevisLUKSTang(t *testing.T) {
 	ctx := context.Background()
 
 	t.Run("ClevisBindsEncblkUnlocks", func(t *testing.T) {
-		v := tangtest.NewVolume(t)
+		v := kektest.NewVolume(t)
 		slot := v.ClevisBind(t, "tang", string(cfg(srv.URL)))
 		got, dek, err := open(t, v.Path).Match(ctx, clevis.NewIdentity(pins()))
 		if err != nil {
@@ -46,7 +47,7 @@ func TestClevisLUKSTang(t *testing.T) {
 	})
 
 	t.Run("EncblkBindsClevisOpens", func(t *testing.T) {
-		v := tangtest.NewVolume(t)
+		v := kektest.NewVolume(t)
 		kr := open(t, v.Path)
 		kf, err := keyring.SecretFromBytes([]byte("the first key file\n"))
 		if err != nil {
@@ -82,7 +83,7 @@ func TestClevisLUKSTang(t *testing.T) {
 	})
 
 	t.Run("ServerDown", func(t *testing.T) {
-		v := tangtest.NewVolume(t)
+		v := kektest.NewVolume(t)
 		down := tangtest.Start(t)
 		v.ClevisBind(t, "tang", string(cfg(down.URL)))
 		down.Stop()
