@@ -191,11 +191,6 @@ func start(ctl *Control, dev blockdev.Device, opts Options) (*Device, error) {
 			return fail(err)
 		}
 	}
-	go func() {
-		d.wg.Wait()
-		d.closeQueues()
-		close(d.done)
-	}()
 	pid := uint64(os.Getpid())
 	if recovering {
 		err = ctl.simple(cmdEndRecovery, info.DevID, pid)
@@ -205,6 +200,13 @@ func start(ctl *Control, dev blockdev.Device, opts Options) (*Device, error) {
 	if err != nil {
 		return fail(err)
 	}
+	// From here on the queues' end (Stop, or the device removed behind
+	// the server's back) closes them; teardown no longer runs.
+	go func() {
+		d.wg.Wait()
+		d.closeQueues()
+		close(d.done)
+	}()
 	return d, nil
 }
 
