@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/encblk/encblk/pkg/blockdev"
 	"github.com/encblk/encblk/pkg/iouring"
 )
 
@@ -169,7 +170,7 @@ func (k *fakeKernel) Reap(f func(*iouring.CQE)) int {
 
 // TestQueueFakeKernel drives queue.run with a fake kernel: more requests
 // than tags, some run on the ring thread and some on goroutines (the
-// inline policy's slow mark is 0, so it inlines the first of each kind and
+// inline policies' slow mark is negative, so they inline the first of each kind and
 // then backs off), each committed once with its result, reads returning
 // what was written, a failing device committing -errno, and STOP_DEV's
 // aborts ending the loop.
@@ -183,7 +184,11 @@ func TestQueueFakeKernel(t *testing.T) {
 	const depth, bufSz = 4, 64 << 10
 	m := newMem(1<<20, 512)
 	q := &queue{id: 3, depth: depth, cdev: 42, dev: m, ctx: context.Background(), bufSz: bufSz,
-		descs: make([]ioDesc, depth), bufs: make([]byte, depth*bufSz), efd: efd, efdB: new([8]byte)}
+		descs: make([]ioDesc, depth), bufs: make([]byte, depth*bufSz), efd: efd, efdB: new([8]byte),
+		// A negative slow mark: every recorded inline request counts as
+		// slow, so the first read and the first write run inline and the
+		// rest on goroutines, whatever the timing.
+		inlineReads: blockdev.InlinePolicy{Slow: -1}, inlineWrites: blockdev.InlinePolicy{Slow: -1}}
 	k := newFakeKernel(t, q)
 	fetched := make(chan error, 1)
 	done := make(chan error, 1)
@@ -219,12 +224,6 @@ func TestQueueFakeKernel(t *testing.T) {
 			t.Fatalf("read %+v: result %d, data differs: %v", r.rq.d, r.res, !bytes.Equal(r.data, want[r.rq.d.StartSector]))
 		}
 	}
-	// A policy backs off only after recording an inline request: the first
-	// write and the first read ran on the ring thread, the rest on
-	// goroutines.
-	if q.inlineReads.OK() || q.inlineWrites.OK() {
-		t.Error("no request ran inline")
-	}
 
 	m.mu.Lock()
 	m.err = fmt.Errorf("disk gone: %w", syscall.EROFS)
@@ -237,6 +236,12 @@ func TestQueueFakeKernel(t *testing.T) {
 	close(k.abort)
 	if err := <-done; err != nil {
 		t.Fatalf("run after abort: %v", err)
+	}
+	// A policy backs off only after recording an inline request: the first
+	// write and the first read ran on the ring thread, the rest on
+	// goroutines.
+	if q.inlineReads.OK() || q.inlineWrites.OK() {
+		t.Error("no request ran inline")
 	}
 	if len(k.owned) != 0 {
 		t.Fatalf("tags never committed: %v", k.owned)
