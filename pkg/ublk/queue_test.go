@@ -170,8 +170,8 @@ func (k *fakeKernel) Reap(f func(*iouring.CQE)) int {
 
 // TestQueueFakeKernel drives queue.run with a fake kernel: more requests
 // than tags, some run on the ring thread and some on goroutines (the
-// inline policies' slow mark is negative, so they inline the first of each kind and
-// then backs off), each committed once with its result, reads returning
+// inline policies' slow mark is negative, so they inline the first of each
+// kind and then back off), each committed once with its result, reads returning
 // what was written, a failing device committing -errno, and STOP_DEV's
 // aborts ending the loop.
 func TestQueueFakeKernel(t *testing.T) {
