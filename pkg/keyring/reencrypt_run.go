@@ -39,11 +39,17 @@ func (rc *Reencryptor) Run(ctx context.Context, o *RunOptions) error {
 	if o != nil {
 		opts = *o
 	}
-	stop := make(chan struct{})
-	defer close(stop)
+	stop, ahead := make(chan struct{}), make(chan struct{})
+	// Run returns only once readAhead has: it uses the ciphers, which
+	// Close wipes and unmaps after Run (a stopped Run used to return with
+	// the next zone still being crypted: SIGSEGV in the XTS code).
+	defer func() { close(stop); <-ahead }()
 	zones := make(chan zoneData, 1)
 	free := make(chan []byte, 2)
-	go rc.readAhead(rc.progress, zones, free, stop)
+	go func() {
+		defer close(ahead)
+		rc.readAhead(rc.progress, zones, free, stop)
+	}()
 
 	start, startDone := time.Now(), rc.progress
 	for !rc.Done() {
