@@ -182,11 +182,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 		wg.Go(func() { ms.Serve(l) })
 	}
 
-	if err := d.startUblk(); err != nil {
+	if err := d.startUblk(ctx); err != nil {
+		stopped := ctx.Err() != nil // SIGTERM while a locked volume held up the start
 		cancel()
 		hs.Close()
 		ms.Close()
 		wg.Wait()
+		if stopped {
+			d.log.Info("stopped before the ublk devices were up", "err", err)
+			return nil
+		}
 		return err
 	}
 	defer d.stopUblk()

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
@@ -54,15 +55,17 @@ func (c *UblkConfig) check(vols int) error {
 }
 
 // startUblk creates (or recovers) each volume's device. On error the
-// devices already started are stopped.
-func (d *Daemon) startUblk() error {
+// devices already started are stopped. A volume that starts locked holds
+// up the kernel's partition scan, and so startUblk, until it is unlocked
+// (the control sockets already listen) or ctx is cancelled (SIGTERM).
+func (d *Daemon) startUblk(ctx context.Context) error {
 	c := d.cfg.Ublk
 	if c == nil {
 		return nil
 	}
 	d.ublk.devs = map[*Volume]*ublk.Device{}
 	for _, v := range d.cfg.Volumes {
-		dev, err := ublk.Start(v.Device(), ublk.Options{Queues: c.Queues, Depth: c.Depth,
+		dev, err := ublk.Start(ctx, v.Device(), ublk.Options{Queues: c.Queues, Depth: c.Depth,
 			ID: c.ID, Recover: c.Recover, Owner: v.ublkOwner()})
 		if err != nil {
 			d.stopUblk()

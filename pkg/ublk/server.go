@@ -127,7 +127,11 @@ func (d *Device) Err() error {
 // recovers one, see Options.Recover), starts a queue per hardware queue
 // and returns once /dev/ublkbN exists and takes I/O. dev's logical block
 // size becomes the device's (at least 512, at most the page size).
-func Start(dev blockdev.Device, opts Options) (*Device, error) {
+//
+// The kernel reads the partition table before START_DEV returns; if dev
+// makes those reads wait (a locked volume), so does Start. Cancelling ctx
+// then fails them, and Start returns ctx's error.
+func Start(ctx context.Context, dev blockdev.Device, opts Options) (*Device, error) {
 	if err := opts.fill(); err != nil {
 		return nil, err
 	}
@@ -135,7 +139,7 @@ func Start(dev blockdev.Device, opts Options) (*Device, error) {
 	if err != nil {
 		return nil, err
 	}
-	d, err := start(ctl, dev, opts)
+	d, err := start(ctx, ctl, dev, opts)
 	if err != nil {
 		ctl.Close()
 		return nil, err
@@ -143,7 +147,7 @@ func Start(dev blockdev.Device, opts Options) (*Device, error) {
 	return d, nil
 }
 
-func start(ctl *Control, dev blockdev.Device, opts Options) (*Device, error) {
+func start(ctx context.Context, ctl *Control, dev blockdev.Device, opts Options) (*Device, error) {
 	info, recovering, err := findOrAdd(ctl, dev, opts)
 	if err != nil {
 		return nil, err
@@ -165,11 +169,11 @@ func start(ctl *Control, dev blockdev.Device, opts Options) (*Device, error) {
 	if d.cdev, err = openCharDev(info.DevID); err != nil {
 		return fail(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ioCtx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
 	fetched := make(chan error, info.NrHWQueues)
 	for i := 0; i < int(info.NrHWQueues); i++ {
-		q, err := newQueue(uint16(i), int(info.QueueDepth), int(info.MaxIOBufBytes), int(d.cdev.Fd()), dev, ctx)
+		q, err := newQueue(uint16(i), int(info.QueueDepth), int(info.MaxIOBufBytes), int(d.cdev.Fd()), dev, ioCtx)
 		if err != nil {
 			return fail(err)
 		}
@@ -192,10 +196,25 @@ func start(ctl *Control, dev blockdev.Device, opts Options) (*Device, error) {
 		}
 	}
 	pid := uint64(os.Getpid())
+	started := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+			cancel() // the partition scan's reads fail: START_DEV returns
+		case <-started:
+		}
+	}()
 	if recovering {
 		err = ctl.simple(cmdEndRecovery, info.DevID, pid)
 	} else {
 		err = ctl.simple(cmdStartDev, info.DevID, pid)
+	}
+	close(started)
+	if err == nil && ctx.Err() != nil {
+		err = fmt.Errorf("ublk: start of /dev/ublkb%d abandoned: %w", info.DevID, ctx.Err())
+		if !recovering {
+			_ = ctl.StopDev(info.DevID)
+		}
 	}
 	if err != nil {
 		return fail(err)

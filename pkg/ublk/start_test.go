@@ -1,6 +1,7 @@
 package ublk
 
 import (
+	"context"
 	"errors"
 	"os"
 	"strings"
@@ -14,7 +15,7 @@ func TestStartNoDriver(t *testing.T) {
 	if _, err := os.Stat(ControlPath); err == nil {
 		t.Skipf("%s exists: this kernel has ublk (the test/vm scenarios cover it)", ControlPath)
 	}
-	_, err := Start(newMem(1<<20, 512), Options{ID: AutoID})
+	_, err := Start(context.Background(), newMem(1<<20, 512), Options{ID: AutoID})
 	if !errors.Is(err, ErrNoDriver) || !strings.Contains(err.Error(), "ublk_drv") {
 		t.Fatalf("Start: %v, want ErrNoDriver naming ublk_drv", err)
 	}
