@@ -308,9 +308,9 @@ func (t *transmission) readLoop() error {
 			if r.typ == cmdWrite {
 				// The payload follows whatever we think of the request. Skip
 				// it if that is reasonable, else hang up (spec: DoS).
-				if r.count > 2*maxPayload {
-					putRequest(r)
-					return fmt.Errorf("%w: NBD_CMD_WRITE of %d bytes", errProtocol, r.count)
+				if n := r.count; n > 2*maxPayload {
+					putRequest(r) // r may be reused at once: n, not r.count
+					return fmt.Errorf("%w: NBD_CMD_WRITE of %d bytes", errProtocol, n)
 				}
 				if t.br.Buffered() < int(r.count) {
 					t.unhold()
