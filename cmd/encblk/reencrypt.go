@@ -13,8 +13,8 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
-	"github.com/encblk/encblk/internal/backing"
 	"github.com/encblk/encblk/internal/audit"
+	"github.com/encblk/encblk/internal/backing"
 	"github.com/encblk/encblk/internal/daemon"
 	"github.com/encblk/encblk/internal/secmem"
 	"github.com/encblk/encblk/pkg/kek/keyfile"
