@@ -39,15 +39,7 @@ type keyslotJSON struct {
 	Tokens   []int  `json:"tokens"`
 	// TokenDetails name each token's kind and parameters (a Tang URL, a
 	// threshold, a KMIP key).
-	TokenDetails []tokenJSON `json:"token_details"`
-}
-
-// tokenJSON is one token of a keyslot in `keyslot list --json`.
-type tokenJSON struct {
-	ID     int            `json:"id"`
-	Type   string         `json:"type"`
-	Kind   string         `json:"kind"`
-	Params map[string]any `json:"params,omitempty"`
+	TokenDetails []daemon.TokenStatus `json:"token_details"`
 }
 
 func newKeyslotListCmd() *cobra.Command {
@@ -69,11 +61,9 @@ func newKeyslotListCmd() *cobra.Command {
 			for _, ks := range k.Keyslots() {
 				j := keyslotJSON{ID: ks.ID, Type: ks.Type, KeyBits: ks.KeySize * 8, Priority: ks.Priority,
 					KDF: ks.KDF.Type, Hash: ks.KDF.Hash, Cost: ks.KDF.Iterations, Memory: ks.KDF.MemoryKiB,
-					Parallel: ks.KDF.Parallel, Tokens: []int{}, TokenDetails: []tokenJSON{}}
+					Parallel: ks.KDF.Parallel, Tokens: []int{}, TokenDetails: tokenDetails(ks.Tokens)}
 				for _, t := range ks.Tokens {
 					j.Tokens = append(j.Tokens, t.ID)
-					kind, _, params := describeToken(t)
-					j.TokenDetails = append(j.TokenDetails, tokenJSON{ID: t.ID, Type: t.Type, Kind: kind, Params: params})
 				}
 				list = append(list, j)
 			}
@@ -293,4 +283,14 @@ func addKeyslotTo(cmd *cobra.Command, t *daemon.Target, oldKEK *kekFlags, readNe
 		nk, err = readNew()
 		return nk, err
 	}, opts)
+}
+
+// tokenDetails describes tokens (each kind and its parameters).
+func tokenDetails(tokens []keyring.Token) []daemon.TokenStatus {
+	out := []daemon.TokenStatus{}
+	for _, t := range tokens {
+		kind, _, params := describeToken(t)
+		out = append(out, daemon.TokenStatus{ID: t.ID, Type: t.Type, Kind: kind, Params: params})
+	}
+	return out
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/encblk/encblk/internal/daemon"
+	"github.com/encblk/encblk/pkg/keyring"
 )
 
 func init() { subcommands = append(subcommands, newStatusCmd) }
@@ -83,6 +84,7 @@ and, with --admin-key-file, the locking range's bounds and lock state.`,
 			out := cmd.OutOrStdout()
 			if asJSON && len(st.Volumes) == 1 {
 				addKMIPTargetStatus(cmd.Context(), &st.Volumes[0], kr)
+				addTokenDetails(&st.Volumes[0], kr)
 			}
 			if err := writeStatus(out, st, served, asJSON); err != nil || asJSON {
 				return err
@@ -169,6 +171,23 @@ func printStatus(out io.Writer, st daemon.Status, served bool) {
 			fmt.Fprintf(w, "bytes read:\t%d\n", v.BytesRead)
 			fmt.Fprintf(w, "bytes written:\t%d\n", v.BytesWritten)
 			fmt.Fprintf(w, "bytes discarded:\t%d\n", v.BytesDiscarded)
+		}
+	}
+}
+
+// addTokenDetails names the kind and parameters of each keyslot's tokens
+// in vs (status --json), from the header kr (nil: none).
+func addTokenDetails(vs *daemon.VolumeStatus, kr *keyring.Keyring) {
+	if kr == nil {
+		return
+	}
+	byID := map[int][]keyring.Token{}
+	for _, ks := range kr.Keyslots() {
+		byID[ks.ID] = ks.Tokens
+	}
+	for i := range vs.Keyslots {
+		if ts := byID[vs.Keyslots[i].ID]; len(ts) > 0 {
+			vs.Keyslots[i].TokenDetails = tokenDetails(ts)
 		}
 	}
 }

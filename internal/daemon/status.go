@@ -91,6 +91,18 @@ type KeyslotStatus struct {
 	Priority int    `json:"priority"`
 	KDF      string `json:"kdf"`
 	Tokens   []int  `json:"tokens,omitempty"`
+	// TokenDetails name each of Tokens' KEK kind and parameters (a Tang
+	// URL, an sss threshold, a KMIP key, TPM2 PCRs); the CLI fills them
+	// in from the header, which knows the KEK sources.
+	TokenDetails []TokenStatus `json:"token_details,omitempty"`
+}
+
+// TokenStatus is one token bound to a keyslot, without anything secret.
+type TokenStatus struct {
+	ID     int            `json:"id"`
+	Type   string         `json:"type"`
+	Kind   string         `json:"kind"`
+	Params map[string]any `json:"params,omitempty"`
 }
 
 // Status describes the served volume.
