@@ -1,12 +1,6 @@
 package testtcmu
 
 import (
-	"bufio"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/encblk/encblk/internal/testutil"
@@ -17,9 +11,6 @@ import (
 // command entry fields with the constants the ring code reads them at.
 func TestLayout(t *testing.T) {
 	t.Parallel()
-	gcc := testutil.RequireTool(t, "gcc", "gcc")
-	testutil.RequireFile(t, "/usr/include/linux/target_core_user.h", "linux-libc-dev")
-	dir := t.TempDir()
 	src := `#include <stdio.h>
 #include <stddef.h>
 #include <linux/target_core_user.h>
@@ -42,46 +33,20 @@ int main(void) {
 	return 0;
 }
 `
-	if err := os.WriteFile(filepath.Join(dir, "layout.c"), []byte(src), 0o600); err != nil {
-		t.Fatal(err)
+	c := testutil.CValues(t, src, map[string]string{"/usr/include/linux/target_core_user.h": "linux-libc-dev"})
+	if c == nil {
+		return
 	}
-	bin := filepath.Join(dir, "layout")
-	if out, err := exec.Command(gcc, "-o", bin, filepath.Join(dir, "layout.c")).CombinedOutput(); err != nil {
-		t.Fatalf("gcc: %v\n%s", err, out)
+	want := map[string]uint64{
+		"mbVersion": uint64(mbVersion), "mbFlags": uint64(mbFlags), "mbCmdrOff": uint64(mbCmdrOff), "mbCmdrSize": uint64(mbCmdrSize),
+		"mbCmdHead": uint64(mbCmdHead), "mbCmdTail": uint64(mbCmdTail),
+		"entLenOp": uint64(entLenOp), "entCmdID": uint64(entCmdID), "entKflags": uint64(entKflags), "entUflags": uint64(entUflags),
+		"entIovCnt": uint64(entIovCnt), "entBidiCnt": uint64(entBidiCnt), "entDifCnt": uint64(entDifCnt), "entCdbOff": uint64(entCdbOff),
+		"entIov": uint64(entIov), "entStatus": uint64(entStatus), "entReadLen": uint64(entReadLen), "entSense": uint64(entSense),
+		"iovecSize": uint64(iovecSize), "senseBufLen": uint64(senseBufLen),
+		"opPad": uint64(opPad), "opCmd": uint64(opCmd), "opTmr": uint64(opTmr), "opMask": uint64(opMask),
+		"uflagUnknownOp": uint64(uflagUnknownOp), "uflagReadLen": uint64(uflagReadLen), "capReadLen": uint64(capReadLen),
+		"mailboxVersion": uint64(mailboxVersion),
 	}
-	out, err := exec.Command(bin).Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := map[string]int{
-		"mbVersion": mbVersion, "mbFlags": mbFlags, "mbCmdrOff": mbCmdrOff, "mbCmdrSize": mbCmdrSize,
-		"mbCmdHead": mbCmdHead, "mbCmdTail": mbCmdTail,
-		"entLenOp": entLenOp, "entCmdID": entCmdID, "entKflags": entKflags, "entUflags": entUflags,
-		"entIovCnt": entIovCnt, "entBidiCnt": entBidiCnt, "entDifCnt": entDifCnt, "entCdbOff": entCdbOff,
-		"entIov": entIov, "entStatus": entStatus, "entReadLen": entReadLen, "entSense": entSense,
-		"iovecSize": iovecSize, "senseBufLen": senseBufLen,
-		"opPad": opPad, "opCmd": opCmd, "opTmr": opTmr, "opMask": opMask,
-		"uflagUnknownOp": uflagUnknownOp, "uflagReadLen": uflagReadLen, "capReadLen": capReadLen,
-		"mailboxVersion": mailboxVersion,
-	}
-	got := map[string]int{}
-	sc := bufio.NewScanner(strings.NewReader(string(out)))
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		v, err := strconv.Atoi(f[1])
-		if err != nil {
-			t.Fatal(err)
-		}
-		got[f[0]] = v
-	}
-	for k, v := range want {
-		if g, ok := got[k]; !ok {
-			t.Errorf("%s: not printed by the C program", k)
-		} else if g != v {
-			t.Errorf("%s: the uapi header says %d, Go has %d", k, g, v)
-		}
-	}
-	if len(got) != len(want) {
-		t.Errorf("C printed %d values, checked %d", len(got), len(want))
-	}
+	testutil.CompareValues(t, c, want)
 }
