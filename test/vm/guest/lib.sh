@@ -231,6 +231,36 @@ load_check() {
 	echo "   all $2 fsync'ed load files intact"
 }
 
+# lock_waits_unlock MNT KEYFILE locks the volume served on $control while
+# the load runs, and checks that an O_DIRECT write and read on MNT (MNT/
+# probe-read must exist) and the load wait while it is locked (one fsync in
+# flight when the lock came may finish, no more), then unlocks it with
+# KEYFILE and checks that they all complete. before is the load's count at
+# the lock.
+lock_waits_unlock() {
+	local mnt=$1 key=$2 probe_w probe_r
+	step "encblk lock: I/O waits"
+	"$ENCBLK" lock --control "$control"
+	"$ENCBLK" status --control "$control" | grep -E '^(state|ublk):' | sed 's/^/   status: /'
+	dd if=/dev/urandom of="$mnt/probe-write" bs=4096 count=1 oflag=direct conv=notrunc status=none &
+	probe_w=$!
+	dd if="$mnt/probe-read" of=/dev/null bs=65536 iflag=direct status=none &
+	probe_r=$!
+	before=$(load_progress)
+	sleep 5
+	kill -0 "$probe_w" 2>/dev/null || fail "an O_DIRECT write completed while the volume was locked"
+	kill -0 "$probe_r" 2>/dev/null || fail "an O_DIRECT read completed while the volume was locked"
+	[ "$(load_progress)" -le $((before + 1)) ] || fail "the load went on while locked ($before -> $(load_progress) files)"
+	echo "   after 5 s locked: probe write and read still waiting, load at $(load_progress) files (was $before)"
+
+	step "encblk unlock: I/O resumes"
+	"$ENCBLK" unlock --control "$control" --key-file "$key"
+	wait "$probe_w" || fail "the O_DIRECT write failed after unlock"
+	wait "$probe_r" || fail "the O_DIRECT read failed after unlock"
+	load_wait $((before + 2))
+	echo "   probes completed; load at $(load_progress) files"
+}
+
 # ublk_serve_start BACKING KEYFILE [FLAG...] starts `encblk serve --ublk`
 # for BACKING (no NBD unless a --listen flag is given) with its control
 # socket at $control, in the background; serve_pid is its process id and

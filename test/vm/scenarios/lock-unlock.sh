@@ -41,27 +41,7 @@ sync
 load_start "$mnt/load"
 load_wait 2
 
-step "encblk lock: I/O waits"
-"$ENCBLK" lock --control "$control"
-"$ENCBLK" status --control "$control" | sed 's/^/   status: /'
-dd if=/dev/urandom of="$mnt/probe-write" bs=4096 count=1 oflag=direct conv=notrunc status=none &
-probe_w=$!
-dd if="$mnt/probe-read" of=/dev/null bs=65536 iflag=direct status=none &
-probe_r=$!
-before=$(load_progress)
-sleep 5
-kill -0 "$probe_w" 2>/dev/null || fail "an O_DIRECT write completed while the volume was locked"
-kill -0 "$probe_r" 2>/dev/null || fail "an O_DIRECT read completed while the volume was locked"
-# One fsync that was in flight when the lock came may finish; no more.
-[ "$(load_progress)" -le $((before + 1)) ] || fail "the load went on while locked ($before -> $(load_progress) files)"
-echo "   after 5 s locked: probe write and read still waiting, load at $(load_progress) files (was $before)"
-
-step "encblk unlock: I/O resumes"
-"$ENCBLK" unlock --control "$control" --key-file "$key"
-wait "$probe_w" || fail "the O_DIRECT write failed after unlock"
-wait "$probe_r" || fail "the O_DIRECT read failed after unlock"
-load_wait $((before + 2))
-echo "   probes completed; load at $(load_progress) files"
+lock_waits_unlock "$mnt" "$key"
 
 step "encblk rotate to a new key file during the load"
 at_rotate=$(load_progress)
