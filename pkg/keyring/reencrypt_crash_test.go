@@ -26,7 +26,7 @@ func reencryptVolume(t *testing.T, dataSize int, ss int) (path, keyPath, sum str
 	if err := os.WriteFile(path, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Truncate(path, int64(1<<20+dataSize)); err != nil {
+	if err := os.Truncate(path, int64(1<<20+reencryptDataSize)); err != nil {
 		t.Fatal(err)
 	}
 	key := make([]byte, 32)
@@ -159,28 +159,40 @@ func TestReencryptCrashSafety(t *testing.T) {
 	}
 }
 
-// Run stops cleanly when its context is cancelled (here after the first
-// zone) and a second Run finishes; the throttle paces without changing
-// the result.
-func TestReencryptRunStopResume(t *testing.T) {
-	t.Parallel()
-	const dataSize = 3 << 20
-	path, keyPath, want := reencryptVolume(t, dataSize, 512)
+// reencryptDataSize is the data size of startedReencryption's volume,
+// whose data starts at 1 MiB.
+const reencryptDataSize = 3 << 20
+
+// startedReencryption is a volume (reencryptVolume, 512-byte sectors) on
+// which a reencryption to 4096-byte sectors in 1 MiB zones was started:
+// its path, the plaintext's hash, the open backing (closed at cleanup),
+// its keyring, the KEKs and the options.
+func startedReencryption(t *testing.T) (path, want string, f *os.File, k *Keyring, ids []Identity, opts *ReencryptOptions) {
+	t.Helper()
+	path, keyPath, want := reencryptVolume(t, reencryptDataSize, 512)
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	ids := []Identity{keyFileAt(t, keyPath), passphrase(t, "second")}
-	opts := &ReencryptOptions{HotZone: 1 << 20, SectorSize: 4096}
-	k, err := OpenFile(f, nil)
-	if err != nil {
+	t.Cleanup(func() { f.Close() })
+	ids = []Identity{keyFileAt(t, keyPath), passphrase(t, "second")}
+	opts = &ReencryptOptions{HotZone: 1 << 20, SectorSize: 4096}
+	if k, err = OpenFile(f, nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := k.StartReencrypt(context.Background(), ids, opts); err != nil {
 		t.Fatal(err)
 	}
-	rc, err := k.OpenReencryption(context.Background(), ids, f, 1<<20+dataSize, opts)
+	return path, want, f, k, ids, opts
+}
+
+// Run stops cleanly when its context is cancelled (here after the first
+// zone) and a second Run finishes; the throttle paces without changing
+// the result.
+func TestReencryptRunStopResume(t *testing.T) {
+	t.Parallel()
+	path, want, f, k, ids, opts := startedReencryption(t)
+	rc, err := k.OpenReencryption(context.Background(), ids, f, 1<<20+reencryptDataSize, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,12 +206,12 @@ func TestReencryptRunStopResume(t *testing.T) {
 	if r, err := k.Reencryption(); err != nil || r == nil || r.Crashed() {
 		t.Fatalf("state after a stop: %+v, %v", r, err)
 	}
-	rc, err = k.OpenReencryption(context.Background(), ids, f, 1<<20+dataSize, opts)
+	rc, err = k.OpenReencryption(context.Background(), ids, f, 1<<20+reencryptDataSize, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rc.Close()
-	if done, total := rc.Progress(); done != 1<<20 || total != dataSize {
+	if done, total := rc.Progress(); done != 1<<20 || total != reencryptDataSize {
 		t.Fatalf("progress %d/%d", done, total)
 	}
 	if err := rc.Run(context.Background(), &RunOptions{Throttle: 64 << 20}); err != nil {
@@ -235,25 +247,10 @@ func (g *gatedData) ReadAt(p []byte, off int64) (int, error) {
 // run of TestReencryptRunStopResume).
 func TestReencryptRunWaitsForReadAhead(t *testing.T) {
 	t.Parallel()
-	const dataSize = 3 << 20
-	path, keyPath, _ := reencryptVolume(t, dataSize, 512)
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	ids := []Identity{keyFileAt(t, keyPath), passphrase(t, "second")}
-	opts := &ReencryptOptions{HotZone: 1 << 20, SectorSize: 4096}
-	k, err := OpenFile(f, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := k.StartReencrypt(context.Background(), ids, opts); err != nil {
-		t.Fatal(err)
-	}
+	_, _, f, k, ids, opts := startedReencryption(t)
 	// The data starts at 1 MiB (reencryptVolume); the second zone 1 MiB on.
 	g := &gatedData{File: f, from: 2 << 20, entered: make(chan struct{}), open: make(chan struct{})}
-	rc, err := k.OpenReencryption(context.Background(), ids, g, 1<<20+dataSize, opts)
+	rc, err := k.OpenReencryption(context.Background(), ids, g, 1<<20+reencryptDataSize, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
