@@ -1,5 +1,7 @@
 // Package kektest has what the tests of the KEK sources (pkg/kek/...)
-// share: a small LUKS2 volume to add their keyslots to.
+// share: a small LUKS2 volume made by the keyring to add their keyslots
+// to (Volume), one made by cryptsetup (NewLUKSImage), and the real tools
+// (cryptsetup, clevis) as judges of the keyslots a source makes.
 package kektest
 
 import (

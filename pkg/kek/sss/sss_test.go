@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/encblk/encblk/internal/kektest"
 	"github.com/encblk/encblk/pkg/kek/clevis"
-	"github.com/encblk/encblk/pkg/kek/kektest"
 	"github.com/encblk/encblk/pkg/kek/sss"
 	"github.com/encblk/encblk/pkg/kek/tang"
 	"github.com/encblk/encblk/pkg/kek/tang/tangtest"
@@ -30,25 +30,15 @@ func config(t int, servers ...*tangtest.Server) string {
 	return fmt.Sprintf(`{"t":%d,"pins":{"tang":[%s]}}`, t, strings.Join(urls, ","))
 }
 
-func open(t *testing.T, path string) *keyring.Keyring {
-	t.Helper()
-	kr, err := keyring.Open(path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { kr.Close() })
-	return kr
-}
-
 // 2 of 3 Tang servers, both directions with clevis: any two open, one
 // does not.
 func TestSSS2of3(t *testing.T) {
 	ctx := context.Background()
 	a, b, c := tangtest.Start(t), tangtest.Start(t), tangtest.Start(t)
-	enc := kektest.NewVolume(t) // bound by encblk
-	cl := kektest.NewVolume(t)  // bound by clevis
+	enc := kektest.NewLUKSImage(t) // bound by encblk
+	cl := kektest.NewLUKSImage(t)  // bound by clevis
 
-	kr := open(t, enc.Path)
+	kr := kektest.OpenKeyring(t, enc.Path)
 	kf, _ := keyring.SecretFromBytes([]byte("the first key file\n"))
 	defer kf.Destroy()
 	dek, err := kr.Unlock(ctx, kf)
@@ -61,7 +51,7 @@ func TestSSS2of3(t *testing.T) {
 		t.Fatal(err)
 	}
 	clSlot := cl.ClevisBind(t, "sss", config(2, a, b, c))
-	for _, tok := range open(t, enc.Path).Tokens() {
+	for _, tok := range kektest.OpenKeyring(t, enc.Path).Tokens() {
 		if d, _ := pins().DescribeToken(tok.Raw); tok.Type == clevis.TokenType && !strings.HasPrefix(d, "sss 2 of 3: tang "+a.URL) {
 			t.Errorf("Describe = %q", d)
 		}
@@ -70,10 +60,10 @@ func TestSSS2of3(t *testing.T) {
 	check := func(name string, want bool) {
 		t.Helper()
 		for _, v := range []struct {
-			vol  *kektest.Volume
+			vol  *kektest.LUKSImage
 			slot int
 		}{{enc, encSlot}, {cl, clSlot}} {
-			slot, dek, err := open(t, v.vol.Path).Match(ctx, clevis.NewIdentity(pins()))
+			slot, dek, err := kektest.OpenKeyring(t, v.vol.Path).Match(ctx, clevis.NewIdentity(pins()))
 			if want {
 				if err != nil || slot != v.slot {
 					t.Fatalf("%s: Match = %d, %v", name, slot, err)

@@ -7,24 +7,14 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/encblk/encblk/internal/kektest"
 	"github.com/encblk/encblk/pkg/kek/clevis"
-	"github.com/encblk/encblk/pkg/kek/kektest"
 	"github.com/encblk/encblk/pkg/kek/tang"
 	"github.com/encblk/encblk/pkg/kek/tang/tangtest"
 	"github.com/encblk/encblk/pkg/keyring"
 )
 
 func pins() clevis.Pins { return clevis.Pins{tang.Name: &tang.Client{}} }
-
-func open(t *testing.T, path string) *keyring.Keyring {
-	t.Helper()
-	kr, err := keyring.Open(path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { kr.Close() })
-	return kr
-}
 
 // Both directions of the clevis LUKS2 token with a real tangd: clevis luks
 // bind, encblk unlocks; encblk binds, clevis luks pass recovers the
@@ -34,9 +24,9 @@ func TestClevisLUKSTang(t *testing.T) {
 	ctx := context.Background()
 
 	t.Run("ClevisBindsEncblkUnlocks", func(t *testing.T) {
-		v := kektest.NewVolume(t)
+		v := kektest.NewLUKSImage(t)
 		slot := v.ClevisBind(t, "tang", string(cfg(srv.URL)))
-		got, dek, err := open(t, v.Path).Match(ctx, clevis.NewIdentity(pins()))
+		got, dek, err := kektest.OpenKeyring(t, v.Path).Match(ctx, clevis.NewIdentity(pins()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -47,8 +37,8 @@ func TestClevisLUKSTang(t *testing.T) {
 	})
 
 	t.Run("EncblkBindsClevisOpens", func(t *testing.T) {
-		v := kektest.NewVolume(t)
-		kr := open(t, v.Path)
+		v := kektest.NewLUKSImage(t)
+		kr := kektest.OpenKeyring(t, v.Path)
 		kf, err := keyring.SecretFromBytes([]byte("the first key file\n"))
 		if err != nil {
 			t.Fatal(err)
@@ -75,7 +65,7 @@ func TestClevisLUKSTang(t *testing.T) {
 			t.Fatal(err)
 		}
 		// And encblk opens it through the token.
-		got, dek2, err := open(t, v.Path).Match(ctx, clevis.NewIdentity(pins()))
+		got, dek2, err := kektest.OpenKeyring(t, v.Path).Match(ctx, clevis.NewIdentity(pins()))
 		if err != nil || got != slot {
 			t.Fatalf("Match = %d, %v", got, err)
 		}
@@ -83,11 +73,11 @@ func TestClevisLUKSTang(t *testing.T) {
 	})
 
 	t.Run("ServerDown", func(t *testing.T) {
-		v := kektest.NewVolume(t)
+		v := kektest.NewLUKSImage(t)
 		down := tangtest.Start(t)
 		v.ClevisBind(t, "tang", string(cfg(down.URL)))
 		down.Stop()
-		_, _, err := open(t, v.Path).Match(ctx, clevis.NewIdentity(pins()))
+		_, _, err := kektest.OpenKeyring(t, v.Path).Match(ctx, clevis.NewIdentity(pins()))
 		var le *keyring.LockedError
 		if !errors.As(err, &le) || !errors.Is(err, tang.ErrServer) || !strings.Contains(err.Error(), down.URL) ||
 			!strings.HasPrefix(err.Error(), "clevis: volume stays locked: keyslot 1 (token 0): tang server "+down.URL) {
@@ -96,7 +86,7 @@ func TestClevisLUKSTang(t *testing.T) {
 		// Other keyslots still open.
 		kf, _ := keyring.SecretFromBytes([]byte("the first key file\n"))
 		defer kf.Destroy()
-		if slot, dek, err := open(t, v.Path).Match(ctx, clevis.NewIdentity(pins()), kf); err != nil || slot != 0 {
+		if slot, dek, err := kektest.OpenKeyring(t, v.Path).Match(ctx, clevis.NewIdentity(pins()), kf); err != nil || slot != 0 {
 			t.Fatalf("key file after the tang keyslot failed: %d, %v", slot, err)
 		} else {
 			dek.Destroy()

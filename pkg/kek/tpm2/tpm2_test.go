@@ -9,8 +9,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/encblk/encblk/internal/kektest"
 	"github.com/encblk/encblk/internal/testutil"
-	"github.com/encblk/encblk/pkg/kek/kektest"
 	"github.com/encblk/encblk/pkg/kek/tpm2"
 	"github.com/encblk/encblk/pkg/kek/tpm2/tpm2test"
 	"github.com/encblk/encblk/pkg/keyring"
@@ -23,7 +23,7 @@ func TestSystemdCryptenrollToEncblk(t *testing.T) {
 	enroll := testutil.RequireTool(t, "systemd-cryptenroll", "systemd")
 	pcrextend := testutil.RequireTool(t, "tpm2_pcrextend", "tpm2-tools")
 	dev := tpm2test.Start(t)
-	v := kektest.NewVolume(t)
+	v := kektest.NewLUKSImage(t)
 	out, err := exec.Command(enroll, "--unlock-key-file="+v.KeyFile, "--tpm2-device="+dev, "--tpm2-pcrs=7", v.Path).CombinedOutput()
 	if err != nil {
 		t.Fatalf("systemd-cryptenroll: %v\n%s", err, out)

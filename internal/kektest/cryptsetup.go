@@ -1,6 +1,3 @@
-// Package kektest holds what the KEK sources' tests share: a LUKS2 image
-// made by cryptsetup, and the real tools (cryptsetup, clevis) as judges of
-// the keyslots a source makes.
 package kektest
 
 import (
@@ -16,20 +13,20 @@ import (
 	"github.com/encblk/encblk/internal/testutil"
 )
 
-// Volume is a LUKS2 image for binding tests: keyslot 0 opens with the key
+// LUKSImage is a LUKS2 image made by cryptsetup for binding tests: keyslot 0 opens with the key
 // file KeyFile (cheap PBKDF2), and DEK is its volume key.
-type Volume struct {
+type LUKSImage struct {
 	Path    string
 	KeyFile string
 	DEK     []byte
 }
 
-// NewVolume formats a 20 MiB image with cryptsetup.
-func NewVolume(t testing.TB) *Volume {
+// NewLUKSImage formats a 20 MiB image with cryptsetup.
+func NewLUKSImage(t testing.TB) *LUKSImage {
 	t.Helper()
 	cs := testutil.RequireTool(t, "cryptsetup", "cryptsetup-bin")
 	dir := t.TempDir()
-	v := &Volume{Path: filepath.Join(dir, "disk.img"), KeyFile: filepath.Join(dir, "key")}
+	v := &LUKSImage{Path: filepath.Join(dir, "disk.img"), KeyFile: filepath.Join(dir, "key")}
 	if err := os.WriteFile(v.KeyFile, []byte("the first key file\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +50,7 @@ func NewVolume(t testing.TB) *Volume {
 
 // ClevisPass is `clevis luks pass -d Path -s slot`: the keyslot passphrase
 // clevis recovers from the token.
-func (v *Volume) ClevisPass(t testing.TB, slot int) ([]byte, error) {
+func (v *LUKSImage) ClevisPass(t testing.TB, slot int) ([]byte, error) {
 	t.Helper()
 	clevis := testutil.RequireTool(t, "clevis", "clevis-luks")
 	return exec.Command(clevis, "luks", "pass", "-d", v.Path, "-s", strconv.Itoa(slot)).Output()
@@ -61,7 +58,7 @@ func (v *Volume) ClevisPass(t testing.TB, slot int) ([]byte, error) {
 
 // CryptsetupAccepts runs cryptsetup open --test-passphrase on keyslot slot
 // with passphrase.
-func (v *Volume) CryptsetupAccepts(t testing.TB, slot int, passphrase []byte) error {
+func (v *LUKSImage) CryptsetupAccepts(t testing.TB, slot int, passphrase []byte) error {
 	t.Helper()
 	cs := testutil.RequireTool(t, "cryptsetup", "cryptsetup-bin")
 	cmd := exec.Command(cs, "open", "--test-passphrase", "--key-slot", strconv.Itoa(slot), "--key-file", "-", v.Path)
@@ -74,7 +71,7 @@ func (v *Volume) CryptsetupAccepts(t testing.TB, slot int, passphrase []byte) er
 
 // ClevisBind is `clevis luks bind -y -k KeyFile -d Path PIN CONFIG`; it
 // returns the keyslot clevis used.
-func (v *Volume) ClevisBind(t testing.TB, pin, config string) int {
+func (v *LUKSImage) ClevisBind(t testing.TB, pin, config string) int {
 	t.Helper()
 	clevis := testutil.RequireTool(t, "clevis", "clevis-luks")
 	cs := testutil.RequireTool(t, "cryptsetup", "cryptsetup-bin")
@@ -91,7 +88,7 @@ func (v *Volume) ClevisBind(t testing.TB, pin, config string) int {
 	return -1
 }
 
-func (v *Volume) slots(t testing.TB, cs string) map[int]bool {
+func (v *LUKSImage) slots(t testing.TB, cs string) map[int]bool {
 	out, err := exec.Command(cs, "luksDump", "--dump-json-metadata", v.Path).Output()
 	if err != nil {
 		t.Fatalf("cryptsetup luksDump: %v", err)
