@@ -26,7 +26,7 @@ func reencryptVolume(t *testing.T, dataSize int, ss int) (path, keyPath, sum str
 	if err := os.WriteFile(path, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Truncate(path, int64(1<<20+reencryptDataSize)); err != nil {
+	if err := os.Truncate(path, int64(1<<20+dataSize)); err != nil {
 		t.Fatal(err)
 	}
 	key := make([]byte, 32)
