@@ -53,6 +53,9 @@ type kek interface {
 //	                     identities in F (repeatable)
 //	--age-recipient R    (new KEK only) a random secret, stored in an encblk-age
 //	--age-recipients-file F  token encrypted to these age recipients (repeatable)
+//	--tpm2-device DEV    (new KEK only) sealed to this TPM, as systemd-cryptenroll
+//	                     --tpm2-device; --tpm2-pcrs LIST (default 7) its policy,
+//	                     --tpm2-with-pin adds a PIN (--new-tpm2-pin-file, or asked)
 //	(none)               the volume's tokens, if it has keyslots bound to
 //	                     tokens of a source below (readFor); else prompt on the
 //	                     terminal without echo, or read one line of stdin when
@@ -68,6 +71,11 @@ type kekFlags struct {
 	tangThp        string
 	sssConfig      string
 	tpm2PINFile    string // the volume's KEK only: a PIN for systemd-tpm2 keyslots
+	tpm2Device     string // new KEKs only: seal to this TPM
+	tpm2PCRs       string
+	tpm2PCRsGiven  bool
+	tpm2WithPIN    bool
+	newTPM2PINFile string
 	what           string // "" for the volume's KEK, "new " for a new one
 }
 
@@ -94,6 +102,13 @@ func (f *kekFlags) register(fs *pflag.FlagSet, prefix string) {
 	fs.StringVar(&f.sssConfig, "sss", "", `bind the new keyslot to t of n clevis pins, as clevis luks bind sss: {"t":2,"pins":{"tang":[{"url":…},…]}}`)
 	fs.StringArrayVar(&f.ageRecipients, "age-recipient", nil, "the new keyslot's random secret is stored in a token, encrypted to this age recipient (age1…, ssh-ed25519 …, ssh-rsa …); repeatable")
 	fs.StringArrayVar(&f.ageRcptFiles, "age-recipients-file", nil, "like --age-recipient, for each recipient in this file (one a line); repeatable")
+	fs.StringVar(&f.tpm2Device, "tpm2-device", "", `seal the new keyslot to this TPM, as systemd-cryptenroll --tpm2-device ("auto" or /dev/tpmrm0, or swtpm:path=SOCKET); systemd-cryptsetup opens it`)
+	fs.Func("tpm2-pcrs", `with --tpm2-device: the PCRs whose current values the keyslot is sealed to, systemd's syntax ("7+11", "0,7"; "" for none; default 7)`, func(v string) error {
+		f.tpm2PCRs, f.tpm2PCRsGiven = v, true
+		return nil
+	})
+	fs.BoolVar(&f.tpm2WithPIN, "tpm2-with-pin", false, "with --tpm2-device: the keyslot also needs a PIN (asked twice on a terminal, or --new-tpm2-pin-file)")
+	fs.StringVar(&f.newTPM2PINFile, "new-tpm2-pin-file", "", "with --tpm2-with-pin: the new keyslot's PIN is the first line of this file (- for stdin)")
 }
 
 // The default age identity: whoever is to open age keyslots without
@@ -174,6 +189,12 @@ func (f *kekFlags) read(stdin io.Reader, stderr io.Writer, verify bool) (kek, er
 		return nil, withExit(exitUsage, fmt.Errorf("the age flags exclude --%skey-file, --%spassphrase-file and --%skmip", f.prefix(), f.prefix(), f.prefix()))
 	case f.clevisGiven() && (f.ageGiven() || f.kmipConfig != "" || f.keyFile != "" || f.passphraseFile != ""):
 		return nil, withExit(exitUsage, fmt.Errorf("name one new KEK: --%skey-file, --%spassphrase-file, --%skmip, --age-recipient, --tang or --sss", f.prefix(), f.prefix(), f.prefix()))
+	case f.tpm2Given() && f.tpm2Device == "":
+		return nil, withExit(exitUsage, errors.New("--tpm2-pcrs, --tpm2-with-pin and --new-tpm2-pin-file need --tpm2-device"))
+	case f.tpm2Device != "" && (f.clevisGiven() || f.ageGiven() || f.kmipConfig != "" || f.keyFile != "" || f.passphraseFile != ""):
+		return nil, withExit(exitUsage, fmt.Errorf("name one new KEK: --%skey-file, --%spassphrase-file, --%skmip, --age-recipient, --tang, --sss or --tpm2-device", f.prefix(), f.prefix(), f.prefix()))
+	case f.tpm2Device != "":
+		return asKEK(f.tpm2Recipient(stdin, stderr))
 	case f.tangURL != "" && f.sssConfig != "":
 		return nil, withExit(exitUsage, errors.New("--tang and --sss are exclusive (an sss configuration can name Tang servers)"))
 	case f.tangThp != "" && f.tangURL == "":
@@ -196,6 +217,36 @@ func (f *kekFlags) read(stdin io.Reader, stderr io.Writer, verify bool) (kek, er
 		return asKEK(keyfile.Open(f.keyFile))
 	}
 	return asKEK(passphrase.Read(f.passphraseFile, "passphrase file", stdin, stderr, "Enter "+f.what+"passphrase: ", verify))
+}
+
+// tpm2Recipient is the TPM KEK of --tpm2-device and its options.
+func (f *kekFlags) tpm2Recipient(stdin io.Reader, stderr io.Writer) (*tpm2.KEK, error) {
+	pcrs := tpm2.DefaultPCRs
+	if f.tpm2PCRsGiven {
+		var err error
+		if pcrs, err = tpm2.ParsePCRs(f.tpm2PCRs); err != nil {
+			return nil, withExit(exitUsage, fmt.Errorf("--tpm2-pcrs: %w", err))
+		}
+	}
+	if f.newTPM2PINFile != "" && !f.tpm2WithPIN {
+		return nil, withExit(exitUsage, errors.New("--new-tpm2-pin-file needs --tpm2-with-pin"))
+	}
+	var pin func() (*keyring.Secret, error)
+	if f.tpm2WithPIN {
+		pin = func() (*keyring.Secret, error) {
+			if f.newTPM2PINFile == "" {
+				if in, ok := stdin.(*os.File); !ok || !passphrase.IsTerminal(in) {
+					return nil, errors.New("--tpm2-with-pin: give the new PIN with --new-tpm2-pin-file (no terminal to ask on)")
+				}
+			}
+			return passphrase.Read(f.newTPM2PINFile, "new TPM2 PIN file", stdin, stderr, "Enter the new TPM2 PIN: ", true)
+		}
+	}
+	dev := f.tpm2Device
+	if dev == "auto" {
+		dev = ""
+	}
+	return tpm2.NewRecipient(dev, pcrs, pin), nil
 }
 
 // asKEK returns a source's KEK as a kek, and a nil interface (not a typed
@@ -376,7 +427,11 @@ func (f *kekFlags) prefix() string {
 
 // given reports whether a source was named.
 func (f *kekFlags) given() bool {
-	return f.keyFile != "" || f.passphraseFile != "" || f.kmipConfig != "" || f.ageGiven() || f.clevisGiven()
+	return f.keyFile != "" || f.passphraseFile != "" || f.kmipConfig != "" || f.ageGiven() || f.clevisGiven() || f.tpm2Given()
+}
+
+func (f *kekFlags) tpm2Given() bool {
+	return f.tpm2Device != "" || f.tpm2PCRsGiven || f.tpm2WithPIN || f.newTPM2PINFile != ""
 }
 
 func (f *kekFlags) clevisGiven() bool {
@@ -398,6 +453,8 @@ func (f *kekFlags) keyslotOptions() *keyring.KeyslotOptions {
 		return agekek.KeyslotOptions()
 	case f.clevisGiven():
 		return clevis.KeyslotOptions()
+	case f.tpm2Device != "":
+		return tpm2.KeyslotOptions()
 	}
 	return nil
 }

@@ -114,11 +114,19 @@ func newKeyslotAddCmd(a *app) *cobra.Command {
 		Use:   "add DEVICE [NEW_KEY_FILE]",
 		Short: "Add a keyslot for a new KEK, like cryptsetup luksAddKey",
 		Long: `Add unlocks the volume with an existing KEK (--key-file, --passphrase-file,
---kmip, the volume's KMIP tokens or the prompt) and wraps its data-encryption
-key for a new KEK (NEW_KEY_FILE, --new-key-file, --new-passphrase-file,
---new-kmip, --age-recipient or the prompt) in a new keyslot. On a served
-volume the running server does it (the secrets go over its 0600 control
-socket).
+--kmip, the volume's tokens or the prompt) and wraps its data-encryption key
+for a new KEK (NEW_KEY_FILE, --new-key-file, --new-passphrase-file,
+--new-kmip, --age-recipient, --tang, --sss, --tpm2-device or the prompt) in a
+new keyslot. On a served volume the running server does it (the secrets go
+over its 0600 control socket).
+
+With --tpm2-device DEV the new keyslot is sealed to the TPM as
+systemd-cryptenroll --tpm2-device does (the systemd-tpm2 token, so that
+systemd-cryptsetup's tpm2-device= opens it): 32 random bytes in a TPM object
+whose policy is the current values of --tpm2-pcrs (systemd's syntax, "7+11";
+default 7; "" for none), plus a PIN with --tpm2-with-pin (read from
+--new-tpm2-pin-file or asked twice). The keyslot's passphrase is their
+base64, with PBKDF2-SHA512 at 1000 iterations, as systemd makes it.
 
 With --age-recipient (or --age-recipients-file) the new keyslot's secret is
 32 random bytes, stored in an encblk-age token encrypted to the recipients:

@@ -14,8 +14,10 @@
 // attack counter is not touched) and unseals. A PIN-protected keyslot
 // (tpm2-pin) adds PolicyAuthValue with the SHA-256 of the PIN as the
 // object's auth value; a PIN is tried once per token and command (a wrong
-// one counts against the TPM's dictionary-attack lockout). Only this
-// direction is done here: making such keyslots is not (yet).
+// one counts against the TPM's dictionary-attack lockout).
+//
+// Sealing (NewRecipient, Wrap) does what systemd-cryptenroll 252 does, so
+// that systemd-cryptsetup opens the keyslots encblk makes.
 package tpm2
 
 import (
@@ -117,6 +119,10 @@ func (t *Token) bank() (tpm2.TPMIAlgHash, error) {
 		return tpm2.TPMAlgSHA256, nil
 	case "sha1":
 		return tpm2.TPMAlgSHA1, nil
+	case "sha384":
+		return tpm2.TPMAlgSHA384, nil
+	case "sha512":
+		return tpm2.TPMAlgSHA512, nil
 	}
 	return 0, fmt.Errorf("%w: PCR bank %q", ErrBadToken, t.PCRBank)
 }
@@ -152,6 +158,10 @@ func splitBlob(b []byte) (priv, pub []byte, err error) {
 type KEK struct {
 	device string
 	pin    func() (*keyring.Secret, error)
+	// for a new keyslot (NewRecipient)
+	sealing bool
+	pcrs    []int
+	newPIN  func() (*keyring.Secret, error)
 }
 
 // WithPIN has k ask pin for the PIN of PIN-protected keyslots (when one
@@ -174,11 +184,6 @@ func NewIdentity(device string) *KEK {
 
 // Destroy implements the command line's KEK: a TPM KEK holds no secret.
 func (k *KEK) Destroy() {}
-
-// Wrap implements keyring.Recipient: not done yet.
-func (k *KEK) Wrap(context.Context) (*keyring.Secret, []json.RawMessage, error) {
-	return nil, nil, errors.New("tpm2: making systemd-tpm2 keyslots is not implemented yet (use systemd-cryptenroll --tpm2-device)")
-}
 
 func (k *KEK) open() (transport.TPMCloser, error) {
 	if path, ok := strings.CutPrefix(k.device, "swtpm:path="); ok {
@@ -216,9 +221,6 @@ func (k *KEK) unwrapToken(raw json.RawMessage) (*keyring.Secret, error) {
 		auth = sum[:]
 		defer clear(auth)
 	}
-	if tok.PrimaryAlg != "ecc" {
-		return nil, fmt.Errorf("tpm2: primary key algorithm %q is not supported yet (ecc is)", tok.PrimaryAlg)
-	}
 	t, err := k.open()
 	if err != nil {
 		return nil, fmt.Errorf("tpm2: TPM %s: %w", k.device, err)
@@ -238,43 +240,77 @@ func (k *KEK) unwrapToken(raw json.RawMessage) (*keyring.Secret, error) {
 	return out, nil
 }
 
-// primaryTemplate is systemd 252's primary key: ECC NIST P-256 under the
-// owner hierarchy, restricted decryption with AES-128 CFB, empty unique.
-var primaryTemplate = tpm2.TPMTPublic{
-	Type:    tpm2.TPMAlgECC,
-	NameAlg: tpm2.TPMAlgSHA256,
-	ObjectAttributes: tpm2.TPMAObject{
+// primaryTemplates are systemd 252's primary keys under the owner
+// hierarchy (restricted decryption keys, AES-128 CFB, empty unique): ECC
+// NIST P-256, or RSA 2048 on a TPM without ECC.
+var primaryTemplates = map[string]tpm2.TPMTPublic{
+	"ecc": {
+		Type:             tpm2.TPMAlgECC,
+		NameAlg:          tpm2.TPMAlgSHA256,
+		ObjectAttributes: primaryAttributes,
+		Parameters: tpm2.NewTPMUPublicParms(tpm2.TPMAlgECC, &tpm2.TPMSECCParms{
+			Symmetric: primarySymmetric,
+			CurveID:   tpm2.TPMECCNistP256,
+		}),
+		Unique: tpm2.NewTPMUPublicID(tpm2.TPMAlgECC, &tpm2.TPMSECCPoint{}),
+	},
+	"rsa": {
+		Type:             tpm2.TPMAlgRSA,
+		NameAlg:          tpm2.TPMAlgSHA256,
+		ObjectAttributes: primaryAttributes,
+		Parameters: tpm2.NewTPMUPublicParms(tpm2.TPMAlgRSA, &tpm2.TPMSRSAParms{
+			Symmetric: primarySymmetric,
+			KeyBits:   2048,
+		}),
+		Unique: tpm2.NewTPMUPublicID(tpm2.TPMAlgRSA, &tpm2.TPM2BPublicKeyRSA{}),
+	},
+}
+
+var (
+	primaryAttributes = tpm2.TPMAObject{
 		FixedTPM: true, FixedParent: true, SensitiveDataOrigin: true, UserWithAuth: true,
 		Restricted: true, Decrypt: true,
-	},
-	Parameters: tpm2.NewTPMUPublicParms(tpm2.TPMAlgECC, &tpm2.TPMSECCParms{
-		Symmetric: tpm2.TPMTSymDefObject{
-			Algorithm: tpm2.TPMAlgAES,
-			KeyBits:   tpm2.NewTPMUSymKeyBits(tpm2.TPMAlgAES, tpm2.TPMKeyBits(128)),
-			Mode:      tpm2.NewTPMUSymMode(tpm2.TPMAlgAES, tpm2.TPMAlgCFB),
-		},
-		CurveID: tpm2.TPMECCNistP256,
-	}),
-	Unique: tpm2.NewTPMUPublicID(tpm2.TPMAlgECC, &tpm2.TPMSECCPoint{}),
+	}
+	primarySymmetric = tpm2.TPMTSymDefObject{
+		Algorithm: tpm2.TPMAlgAES,
+		KeyBits:   tpm2.NewTPMUSymKeyBits(tpm2.TPMAlgAES, tpm2.TPMKeyBits(128)),
+		Mode:      tpm2.NewTPMUSymMode(tpm2.TPMAlgAES, tpm2.TPMAlgCFB),
+	}
+)
+
+// createPrimary makes systemd's primary key of algorithm alg ("ecc",
+// "rsa"), or, with "", ECC and, if the TPM refuses, RSA (as systemd when
+// sealing); it returns the algorithm used.
+func createPrimary(t transport.TPM, alg string) (*tpm2.CreatePrimaryResponse, string, error) {
+	algs := []string{alg}
+	if alg == "" {
+		algs = []string{"ecc", "rsa"}
+	}
+	var err error
+	for _, a := range algs {
+		tmpl, ok := primaryTemplates[a]
+		if !ok {
+			return nil, "", fmt.Errorf("tpm2: primary key algorithm %q is not supported (ecc and rsa are)", a)
+		}
+		var prim *tpm2.CreatePrimaryResponse
+		prim, err = tpm2.CreatePrimary{PrimaryHandle: tpm2.TPMRHOwner, InPublic: tpm2.New2B(tmpl)}.Execute(t)
+		if err == nil {
+			return prim, a, nil
+		}
+	}
+	return nil, "", fmt.Errorf("tpm2: creating the primary key: %w", tpmError(err))
 }
 
 // unseal runs systemd's unseal against TPM t; auth is the object's auth
 // value for a PIN-protected one.
 func unseal(t transport.TPM, tok *Token, auth []byte) ([]byte, error) {
-	bank, err := tok.bank()
-	if err != nil {
-		return nil, err
-	}
 	priv, pub, err := splitBlob(tok.Blob)
 	if err != nil {
 		return nil, err
 	}
-	prim, err := tpm2.CreatePrimary{
-		PrimaryHandle: tpm2.TPMRHOwner,
-		InPublic:      tpm2.New2B(primaryTemplate),
-	}.Execute(t)
+	prim, _, err := createPrimary(t, tok.PrimaryAlg)
 	if err != nil {
-		return nil, fmt.Errorf("tpm2: creating the primary key: %w", err)
+		return nil, err
 	}
 	defer tpm2.FlushContext{FlushHandle: prim.ObjectHandle}.Execute(t)
 	loaded, err := tpm2.Load{
@@ -297,14 +333,11 @@ func unseal(t transport.TPM, tok *Token, auth []byte) ([]byte, error) {
 	}
 	defer closeSess()
 	if len(tok.PCRs) > 0 {
-		sel := make([]byte, 3)
-		for _, p := range tok.PCRs {
-			sel[p/8] |= 1 << (p % 8)
+		bank, err := tok.bank()
+		if err != nil {
+			return nil, err
 		}
-		if _, err := (tpm2.PolicyPCR{
-			PolicySession: sess.Handle(),
-			Pcrs:          tpm2.TPMLPCRSelection{PCRSelections: []tpm2.TPMSPCRSelection{{Hash: bank, PCRSelect: sel}}},
-		}).Execute(t); err != nil {
+		if _, err := (tpm2.PolicyPCR{PolicySession: sess.Handle(), Pcrs: selection(bank, tok.PCRs)}).Execute(t); err != nil {
 			return nil, fmt.Errorf("tpm2: PolicyPCR: %w", err)
 		}
 	}
