@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/encblk/encblk/internal/secmem"
 	"github.com/encblk/encblk/pkg/kek/passphrase"
 	"github.com/encblk/encblk/pkg/keyring"
 )
@@ -56,4 +57,22 @@ func OpenKeyring(tb testing.TB, path string) *keyring.Keyring {
 	}
 	tb.Cleanup(func() { kr.Close() })
 	return kr
+}
+
+// Unlocked opens v's keyring (closed when the test ends) and unlocks it
+// with the key file: the DEK to add keyslots with (destroyed at the end).
+func (v *LUKSImage) Unlocked(tb testing.TB) (*keyring.Keyring, *secmem.Buffer) {
+	tb.Helper()
+	kr := OpenKeyring(tb, v.Path)
+	kf, err := keyring.SecretFromBytes([]byte("the first key file\n"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer kf.Destroy()
+	dek, err := kr.Unlock(context.Background(), kf)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(dek.Destroy)
+	return kr, dek
 }

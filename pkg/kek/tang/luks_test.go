@@ -38,17 +38,7 @@ func TestClevisLUKSTang(t *testing.T) {
 
 	t.Run("EncblkBindsClevisOpens", func(t *testing.T) {
 		v := kektest.NewLUKSImage(t)
-		kr := kektest.OpenKeyring(t, v.Path)
-		kf, err := keyring.SecretFromBytes([]byte("the first key file\n"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer kf.Destroy()
-		dek, err := kr.Unlock(ctx, kf)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer dek.Destroy()
+		kr, dek := v.Unlocked(t)
 		r := clevis.NewRecipient(pins(), tang.Name, cfg(srv.URL, "thp", srv.SigningThumbprint(t)))
 		slot, err := kr.AddKeyslot(ctx, dek, r, clevis.KeyslotOptions())
 		if err != nil {

@@ -60,15 +60,6 @@ func tokenOf(t *testing.T, m luksJSON, slot int) map[string]json.RawMessage {
 	return nil
 }
 
-func keyFileKEK(t *testing.T) *keyring.Secret {
-	kf, err := keyring.SecretFromBytes([]byte("the first key file\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(kf.Destroy)
-	return kf
-}
-
 // encblk seals a keyslot to the TPM (PCRs 7 and 11). The judges are not
 // encblk: systemd-cryptenroll seals one beside it to the same PCRs, and
 // the two tokens have the same fields, policy digest and sealed object
@@ -87,14 +78,9 @@ func TestEncblkSealsLikeSystemd(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("tpm2_pcrextend: %v\n%s", err, out)
 	}
-	v := kektest.NewLUKSImage(t)
 	ctx := context.Background()
-	kr := kektest.OpenKeyring(t, v.Path)
-	dek, err := kr.Unlock(ctx, keyFileKEK(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dek.Destroy()
+	v := kektest.NewLUKSImage(t)
+	kr, dek := v.Unlocked(t)
 	pcrs, err := tpm2.ParsePCRs("11+7")
 	if err != nil {
 		t.Fatal(err)
@@ -192,14 +178,9 @@ func publicOf(t *testing.T, blob []byte) []byte {
 // encblk opens it with the PIN and refuses a wrong one.
 func TestEncblkSealsWithPIN(t *testing.T) {
 	dev := tpm2test.Start(t)
-	v := kektest.NewLUKSImage(t)
 	ctx := context.Background()
-	kr := kektest.OpenKeyring(t, v.Path)
-	dek, err := kr.Unlock(ctx, keyFileKEK(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dek.Destroy()
+	v := kektest.NewLUKSImage(t)
+	kr, dek := v.Unlocked(t)
 	pin := func(s string) func() (*keyring.Secret, error) {
 		return func() (*keyring.Secret, error) { return keyring.SecretFromBytes([]byte(s)) }
 	}
