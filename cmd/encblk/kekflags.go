@@ -267,6 +267,20 @@ func (f *kekFlags) readFor(kr *keyring.Keyring, stdin io.Reader, stderr io.Write
 	if f.given() || kr == nil {
 		return f.read(stdin, stderr, verify)
 	}
+	ids, err := f.tokens(kr, stdin, stderr)
+	if err != nil {
+		return nil, err
+	}
+	if len(ids) == 0 {
+		return f.read(stdin, stderr, verify)
+	}
+	return ids, nil
+}
+
+// tokens is the KEK of the volume's tokens (header kr): the identities of
+// the tokenSources whose tokens are bound to a keyslot; empty if none has
+// one to offer.
+func (f *kekFlags) tokens(kr *keyring.Keyring, stdin io.Reader, stderr io.Writer) (tokenKEK, error) {
 	var ids tokenKEK
 	for _, src := range tokenSources {
 		if !hasBoundToken(kr, src.tokenType) {
@@ -279,9 +293,6 @@ func (f *kekFlags) readFor(kr *keyring.Keyring, stdin io.Reader, stderr io.Write
 		if id != nil { // nil: the source has nothing to offer here
 			ids = append(ids, id)
 		}
-	}
-	if len(ids) == 0 {
-		return f.read(stdin, stderr, verify)
 	}
 	return ids, nil
 }

@@ -54,9 +54,12 @@ func newServeCmd(a *app) *cobra.Command {
 		Use:   "serve BACKING...",
 		Short: "Serve encrypted volumes over NBD until SIGTERM or SIGINT",
 		Long: `Serve opens each BACKING (a LUKS2 file or block device, locked with flock
-against a second server), unlocks it with the KEK given by --key-file or
---passphrase-file (without one it starts locked: clients may connect, their
-I/O waits for "encblk unlock") and serves it over NBD as the export named by
+against a second server), unlocks it with the KEK given by --key-file,
+--passphrase-file, --kmip or --age-identity, or, with none named, through
+the LUKS2 tokens bound to its keyslots, as unlock does (systemd-tpm2,
+clevis Tang/sss, KMIP, age); if none opens it, or with --locked, it starts
+locked (the reason logged): clients may connect, their I/O waits for
+"encblk unlock") and serves it over NBD as the export named by
 the matching --export (default: the default export "" for one backing, the
 file name for several).
 
@@ -83,7 +86,7 @@ a backing that carries a LUKS header.`,
 	fs.StringArrayVar(&f.listen, "listen", nil, "NBD socket: unix:PATH or tcp:HOST:PORT (repeatable; default: a unix socket in the runtime dir, or systemd's sockets)")
 	fs.StringArrayVar(&f.exports, "export", nil, "export name of the matching BACKING (repeatable)")
 	fs.BoolVar(&f.readOnly, "read-only", false, "export read-only")
-	fs.BoolVar(&f.locked, "locked", false, "start locked (the default without --key-file or --passphrase-file)")
+	fs.BoolVar(&f.locked, "locked", false, "start locked (without it, and with no KEK named, the volume's tokens are tried)")
 	fs.StringVar(&f.lockMode, "lock-mode", "wait", "I/O while locked: wait (for unlock, up to --lock-timeout) or fail (EIO at once)")
 	fs.DurationVar(&f.lockTimeout, "lock-timeout", 0, "with --lock-mode wait: fail I/O with EIO after waiting this long (0: wait until unlocked or the client goes)")
 	fs.StringArrayVar(&f.control, "control", nil, "also answer the control API on this unix socket (repeatable)")
@@ -201,7 +204,13 @@ func openServed(ctx context.Context, cmd *cobra.Command, log *slog.Logger, f *se
 			id = key
 		}
 		v, err := daemon.OpenVolume(ctx, spec, id)
+		if err == nil && key == nil && !f.plain && !f.locked {
+			err = unlockWithTokens(ctx, cmd, log, f, v, spec)
+		}
 		if err != nil {
+			if v != nil {
+				v.Close()
+			}
 			for _, v := range vols {
 				v.Close()
 			}
@@ -210,6 +219,36 @@ func openServed(ctx context.Context, cmd *cobra.Command, log *slog.Logger, f *se
 		vols = append(vols, v)
 	}
 	return vols, nil
+}
+
+// unlockWithTokens unlocks v, opened locked with no KEK named, through the
+// tokens of its header (TPM2, clevis, KMIP, age: the tokenSources), as
+// unlock does. If it has none, or they open no keyslot (a Tang server
+// down, PCRs changed), the volume is served locked and the reason logged:
+// "encblk unlock" may still open it.
+func unlockWithTokens(ctx context.Context, cmd *cobra.Command, log *slog.Logger, f *serveFlags, v *daemon.Volume, spec daemon.VolumeSpec) error {
+	hdr := spec.Backing
+	if spec.Header != "" {
+		hdr = spec.Header
+	}
+	kr, err := keyring.Open(hdr, &keyring.Options{ReadOnly: true})
+	if err != nil {
+		return err
+	}
+	defer kr.Close()
+	ids, err := f.kek.tokens(kr, cmd.InOrStdin(), cmd.ErrOrStderr())
+	if err != nil {
+		return err
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	if err := v.Unlock(ctx, ids); err != nil {
+		log.Warn("the volume's tokens did not unlock it: serving it locked (encblk unlock opens it)", "backing", spec.Backing, "err", err)
+		return nil
+	}
+	log.Info("unlocked through the volume's tokens", "backing", spec.Backing)
+	return nil
 }
 
 // serveListeners opens the NBD sockets: --listen, systemd's, or a unix
