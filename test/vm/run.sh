@@ -177,6 +177,15 @@ if grep -qsE 'ENCBLK_VM_SED(TCMU|NVMET)' $(printf "$here/scenarios/%s.sh " "${sp
 		CGO_ENABLED=0 go build -o "$out/sednvmet" ./test/vm/sednvmet) ||
 		die "go build ./test/vm/sedtcmu ./test/vm/sednvmet failed"
 fi
+# Scenarios with "# tpm: yes" get a TPM 2.0: a host-side swtpm behind
+# qemu's tpm-tis device (the guest kernel's driver is built in: /dev/tpmrm0).
+if grep -qs '^# tpm: *yes' $(printf "$here/scenarios/%s.sh " "${specs[@]%%:*}"); then
+	command -v swtpm >/dev/null 2>&1 || {
+		[ "${ENCBLK_REQUIRE_TOOLS:-}" = 1 ] && die "missing: swtpm (Debian package swtpm) [ENCBLK_REQUIRE_TOOLS=1]"
+		log "SKIP: missing: swtpm (Debian package swtpm), run scripts/deps.sh"
+		exit 0
+	}
+fi
 if grep -qs 'ENCBLK_VM_DEBIAN13' $(printf "$here/scenarios/%s.sh " "${specs[@]%%:*}"); then
 	debian13=$("$repo/scripts/debian13.sh") || die "scripts/debian13.sh failed"
 fi
@@ -275,6 +284,24 @@ run_one() {
 		$(env | grep -E '^ENCBLK_BENCH_[A-Z_]+=[0-9A-Za-z._-]*$' | sed 's/^/export /')
 		exec /bin/bash /run/encblk-vm/guest/runner.sh
 	EOF
+	# "# tpm: yes": a fresh swtpm for this boot, its state and control
+	# socket in a private directory (a short path: unix socket names are
+	# limited), stopped after qemu.
+	local tpm_args=() tpm_dir= tpm_pid=
+	if [ "$(header "$f" tpm)" = yes ]; then
+		tpm_dir=$(mktemp -d /tmp/encblk-vm-tpm.XXXXXX)
+		swtpm socket --tpm2 --tpmstate "dir=$tpm_dir" --ctrl "type=unixio,path=$tpm_dir/ctrl" \
+			--log "file=$out/$name-$sector.swtpm" --terminate &
+		tpm_pid=$!
+		local i
+		for i in $(seq 1 100); do
+			[ -S "$tpm_dir/ctrl" ] && break
+			sleep 0.1
+		done
+		[ -S "$tpm_dir/ctrl" ] || die "swtpm made no socket in $tpm_dir"
+		tpm_args=(-chardev "socket,id=chrtpm,path=$tpm_dir/ctrl" -tpmdev emulator,id=tpm0,chardev=chrtpm
+			-device tpm-tis,tpmdev=tpm0)
+	fi
 	start=$(date +%s)
 	# no_timer_check: under emulation on a loaded host the kernel's IO-APIC
 	# timer check can fail and panic the boot ("IO-APIC + timer doesn't
@@ -287,7 +314,12 @@ run_one() {
 		-append "console=ttyS0 panic=-1 loglevel=4 no_timer_check rdinit=/init" \
 		-virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
 		-virtfs "local,path=$share,mount_tag=results,security_model=none,multidevs=remap" \
-		>"$out/$name-$sector.qemu" 2>&1 || rc=$?
+		"${tpm_args[@]}" >"$out/$name-$sector.qemu" 2>&1 || rc=$?
+	if [ -n "$tpm_pid" ]; then
+		kill "$tpm_pid" 2>/dev/null || true
+		wait "$tpm_pid" 2>/dev/null || true
+		rm -rf "$tpm_dir" "$out/$name-$sector.swtpm"
+	fi
 	local secs=$(($(date +%s) - start))
 	result=$(grep -ao "ENCBLK-VM-RESULT $name $sector [A-Z]*" "$logf" 2>/dev/null | tail -1 | awk '{print $4}')
 	local boot

@@ -109,7 +109,7 @@ func (k *KEK) Wrap(ctx context.Context) (*keyring.Secret, []json.RawMessage, err
 	}
 	tok, err := seal(t, k.pcrs, auth, raw.Bytes())
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, tpmError(err)
 	}
 	// Before a keyslot depends on it, check the TPM gives it back.
 	back, err := unseal(t, tok, auth)
@@ -239,7 +239,7 @@ func seal(t transport.TPM, pcrs []int, auth, secret []byte) (*Token, error) {
 		}),
 	}.Execute(t)
 	if err != nil {
-		return nil, fmt.Errorf("tpm2: creating the sealed object: %w", tpmError(err))
+		return nil, fmt.Errorf("tpm2: creating the sealed object: %w", err)
 	}
 	// tpm2-blob: the TPM2B_PRIVATE then the TPM2B_PUBLIC, marshalled.
 	tok.Blob = append(tpm2.Marshal(created.OutPrivate), tpm2.Marshal(created.OutPublic)...)
@@ -253,7 +253,7 @@ func seal(t transport.TPM, pcrs []int, auth, secret []byte) (*Token, error) {
 func bestBank(t transport.TPM, pcrs []int) (tpm2.TPMIAlgHash, error) {
 	caps, err := tpm2.GetCapability{Capability: tpm2.TPMCapPCRs, PropertyCount: 1}.Execute(t)
 	if err != nil {
-		return 0, fmt.Errorf("tpm2: reading the PCR banks: %w", tpmError(err))
+		return 0, fmt.Errorf("tpm2: reading the PCR banks: %w", err)
 	}
 	assigned, err := caps.CapabilityData.Data.AssignedPCR()
 	if err != nil {
@@ -300,7 +300,7 @@ func pcrsSet(t transport.TPM, bank tpm2.TPMIAlgHash, pcrs []int) (bool, error) {
 	for _, p := range pcrs {
 		rsp, err := tpm2.PCRRead{PCRSelectionIn: selection(bank, []int{p})}.Execute(t)
 		if err != nil {
-			return false, fmt.Errorf("tpm2: reading PCR %d: %w", p, tpmError(err))
+			return false, fmt.Errorf("tpm2: reading PCR %d: %w", p, err)
 		}
 		for _, d := range rsp.PCRValues.Digests {
 			if !allBytes(d.Buffer, 0) && !allBytes(d.Buffer, 0xff) {
@@ -341,11 +341,15 @@ func bankName(h tpm2.TPMIAlgHash) string {
 	return "sha256"
 }
 
-// tpmError names the TPM's answers a user can act on.
+// ErrLockout means the TPM refuses authorizations for now: too many wrong
+// PINs (its dictionary-attack lockout). Nothing is tried again.
+var ErrLockout = errors.New("tpm2: the TPM is in dictionary-attack lockout (too many wrong PINs); wait for its recovery time, or clear it with the lockout authorization")
+
+// tpmError is err, or ErrLockout if the TPM answered that at any step
+// (loading an object under the primary key is already refused).
 func tpmError(err error) error {
-	switch {
-	case errors.Is(err, tpm2.TPMRCLockout):
-		return errors.New("the TPM is in dictionary-attack lockout (too many wrong PINs); wait, or reset it")
+	if errors.Is(err, tpm2.TPMRCLockout) {
+		return ErrLockout
 	}
 	return err
 }

@@ -228,7 +228,7 @@ func (k *KEK) unwrapToken(raw json.RawMessage) (*keyring.Secret, error) {
 	defer t.Close()
 	secret, err := unseal(t, tok, auth)
 	if err != nil {
-		return nil, err
+		return nil, tpmError(err)
 	}
 	defer clear(secret)
 	out, err := keyring.NewSecret(base64.StdEncoding.EncodedLen(len(secret)))
@@ -298,7 +298,7 @@ func createPrimary(t transport.TPM, alg string) (*tpm2.CreatePrimaryResponse, st
 			return prim, a, nil
 		}
 	}
-	return nil, "", fmt.Errorf("tpm2: creating the primary key: %w", tpmError(err))
+	return nil, "", fmt.Errorf("tpm2: creating the primary key: %w", err)
 }
 
 // unseal runs systemd's unseal against TPM t; auth is the object's auth
@@ -362,8 +362,6 @@ func unseal(t transport.TPM, tok *Token, auth []byte) ([]byte, error) {
 			return nil, fmt.Errorf("%w (PCRs %v, bank %s)", ErrPolicyMismatch, tok.PCRs, tok.PCRBank)
 		case errors.Is(err, tpm2.TPMRCAuthFail), errors.Is(err, tpm2.TPMRCBadAuth):
 			return nil, ErrWrongPIN
-		case errors.Is(err, tpm2.TPMRCLockout):
-			return nil, errors.New("tpm2: the TPM is in dictionary-attack lockout (too many wrong PINs); wait, or reset it")
 		}
 		return nil, fmt.Errorf("tpm2: unsealing: %w", err)
 	}

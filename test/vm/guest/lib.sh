@@ -130,16 +130,18 @@ key_file() {
 cryptsetup_fast=(--pbkdf pbkdf2 --pbkdf-force-iterations 1000)
 
 # serve_start BACKING SOCK KEYFILE [FLAG...] starts `encblk serve` for
-# BACKING on the unix socket SOCK, unlocked with KEYFILE, with its control
+# BACKING on the unix socket SOCK, unlocked with KEYFILE (none: no KEK
+# named, the volume's tokens are tried), with its control
 # socket at $control, in the background; serve_pid is its process id. Its log
 # goes to $work/serve.log (printed by fail).
 control=$work/control.sock
 serve_start() {
-	local backing=$1 sock=$2 keyf=$3 i
+	local backing=$1 sock=$2 keyf=(--key-file "$3") i
 	shift 3
+	[ "${keyf[1]}" = none ] && keyf=()
 	[ -x "$ENCBLK" ] || fail "no encblk binary at $ENCBLK"
 	rm -f "$sock" "$control" # a killed server leaves its sockets behind
-	"$ENCBLK" serve --listen "unix:$sock" --control "$control" --key-file "$keyf" "$@" "$backing" \
+	"$ENCBLK" serve --listen "unix:$sock" --control "$control" "${keyf[@]}" "$@" "$backing" \
 		>>"$work/serve.log" 2>&1 &
 	serve_pid=$!
 	at_exit "kill $serve_pid"
