@@ -86,10 +86,14 @@ crash, by SIGKILL, or left by cryptsetup) recovers it and carries on.`,
 				return withExit(exitUsage, fmt.Errorf("--key-size %d: aes-xts-plain64 takes 256 or 512 bits", keyBits))
 			}
 			if c, vol, err := t.client(cmd.Context(), target); err == nil {
-				if resume || sectorSize != 0 || initOnly || throttle != "" || hotZone != "" {
-					return withExit(exitUsage, errors.New("a served volume is reencrypted by its server: --resume, --sector-size, --init-only, --throttle and --hotzone-size do not apply (the server resumes by itself)"))
+				if resume || sectorSize != 0 || initOnly || hotZone != "" {
+					return withExit(exitUsage, errors.New("a served volume is reencrypted by its server: --resume, --sector-size, --init-only and --hotzone-size do not apply (the server resumes by itself)"))
 				}
-				return reencryptServed(cmd, a, c, vol, target, hdr, kf, extraKeys, extraPass, keyBits)
+				var rate *int64 // the server's default (serve --reencrypt-rate)
+				if throttle != "" {
+					rate = &throttleRate
+				}
+				return reencryptServed(cmd, a, c, vol, target, hdr, kf, extraKeys, extraPass, keyBits, rate)
 			} else if errors.Is(err, backing.ErrBusy) {
 				return fmt.Errorf("%s is held by another encblk process (a reencryption, or a server whose control socket cannot be reached): %w", target, backing.ErrBusy)
 			} else if !errors.Is(err, daemon.ErrNotServed) {
@@ -182,7 +186,7 @@ crash, by SIGKILL, or left by cryptsetup) recovers it and carries on.`,
 	fs.IntVar(&sectorSize, "sector-size", 0, "new encryption sector size: 512, 1024, 2048 or 4096 (default: unchanged)")
 	fs.BoolVar(&resume, "resume", false, "continue an interrupted reencryption (encblk's or cryptsetup's)")
 	fs.BoolVar(&initOnly, "init-only", false, "only record the reencryption in the metadata (and re-wrap the keyslots)")
-	fs.StringVar(&throttle, "throttle", "", "cap the rewrite rate, bytes per second (K, M, G suffixes)")
+	fs.StringVar(&throttle, "throttle", "", "cap the rewrite rate, bytes per second (K, M, G suffixes; 0: no cap); on a served volume it replaces the server's --reencrypt-rate for this reencryption")
 	fs.StringVar(&hotZone, "hotzone-size", "", "largest zone rewritten per metadata commit (default 64M)")
 	return cmd
 }
@@ -286,7 +290,7 @@ func (p *progressPrinter) update(done, total uint64) {
 // background while it serves. The command then follows the progress
 // until the end (Ctrl-C leaves the server running it).
 func reencryptServed(cmd *cobra.Command, a *app, c *daemon.Client, vol, target string, hdr headerFlag, kf kekFlags,
-	extraKeys, extraPass []string, keyBits int) error {
+	extraKeys, extraPass []string, keyBits int, rate *int64) error {
 	ctx := cmd.Context()
 	k, err := hdr.open(target, false)
 	if err != nil {
@@ -312,7 +316,11 @@ func reencryptServed(cmd *cobra.Command, a *app, c *daemon.Client, vol, target s
 		return err
 	}
 	a.log.Info("reencryption recorded", "volume", k.UUID())
-	if err := c.Unlock(ctx, vol, secret.Bytes()); err != nil {
+	unlock := func() error { return c.Unlock(ctx, vol, secret.Bytes()) }
+	if rate != nil {
+		unlock = func() error { return c.UnlockRate(ctx, vol, secret.Bytes(), *rate) }
+	}
+	if err := unlock(); err != nil {
 		return fmt.Errorf("reencryption recorded, but the server did not start it (it starts when the volume is next unlocked or served): %w", err)
 	}
 	sigCtx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)

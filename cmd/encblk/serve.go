@@ -26,26 +26,27 @@ func init() { subcommands = append(subcommands, newServeCmd) }
 
 // serveFlags are the flags of `encblk serve`.
 type serveFlags struct {
-	listen      []string
-	exports     []string
-	readOnly    bool
-	locked      bool
-	lockMode    string
-	lockTimeout time.Duration
-	control     []string
-	statusGroup string
-	metrics     []string
-	plain       bool
-	direct      bool
-	tlsCert     string
-	tlsKey      string
-	tlsClientCA string
-	tlsRequire  bool
-	maxConns    int
-	idleTimeout time.Duration
-	kek         kekFlags
-	header      headerFlag
-	ublk        ublkFlags
+	reencryptRate string // online reencryption cap (rotation: --reencrypt-rate)
+	listen        []string
+	exports       []string
+	readOnly      bool
+	locked        bool
+	lockMode      string
+	lockTimeout   time.Duration
+	control       []string
+	statusGroup   string
+	metrics       []string
+	plain         bool
+	direct        bool
+	tlsCert       string
+	tlsKey        string
+	tlsClientCA   string
+	tlsRequire    bool
+	maxConns      int
+	idleTimeout   time.Duration
+	kek           kekFlags
+	header        headerFlag
+	ublk          ublkFlags
 }
 
 func newServeCmd(a *app) *cobra.Command {
@@ -100,6 +101,7 @@ a backing that carries a LUKS header.`,
 	fs.BoolVar(&f.tlsRequire, "tls-require", false, "refuse clients that do not start TLS")
 	fs.IntVar(&f.maxConns, "max-connections", nbd.DefaultMaxConnections, "NBD connections served at once, on all exports; more are closed at once (0: no limit)")
 	fs.DurationVar(&f.idleTimeout, "idle-timeout", 0, "close an NBD connection with no request for this long (0: never; the kernel's client keeps idle connections)")
+	fs.StringVar(&f.reencryptRate, "reencrypt-rate", "48M", "cap an online reencryption's rewrite rate, bytes per second (K, M, G suffixes; 0: no cap); encblk reencrypt --throttle overrides it")
 	f.kek.register(fs, "")
 	f.ublk.register(fs)
 	f.header.register(fs)
@@ -170,7 +172,8 @@ func runServe(cmd *cobra.Command, a *app, f *serveFlags, args []string) error {
 	d, err = daemon.New(daemon.Config{Volumes: vols, Listeners: listeners, ControlPaths: f.control,
 		MetricsListeners: metricsLs, StatusGroup: f.statusGroup, TLS: tlsCfg, RequireTLS: f.tlsRequire,
 		MaxConnections: maxConns, IdleTimeout: f.idleTimeout, Logger: a.log, Ublk: ublkCfg,
-		Ready: func() { printUblk(cmd.OutOrStdout(), d) }})
+		RotationSources: rotationSources{log: a.log},
+		Ready:           func() { printUblk(cmd.OutOrStdout(), d) }})
 	if err != nil {
 		closeAll()
 		return withExit(exitUsage, err)
@@ -183,6 +186,10 @@ func runServe(cmd *cobra.Command, a *app, f *serveFlags, args []string) error {
 // destroyed before it returns: it must not outlive the unlock, or after
 // "encblk lock" the process would still hold what unwraps the DEK.
 func openServed(ctx context.Context, cmd *cobra.Command, log *slog.Logger, f *serveFlags, mode volume.LockMode, args []string) (vols []*daemon.Volume, err error) {
+	rate, err := reencryptRate(f.reencryptRate)
+	if err != nil {
+		return nil, err
+	}
 	var key kek
 	if f.kek.given() && !f.plain {
 		if key, err = f.kek.read(cmd.InOrStdin(), cmd.ErrOrStderr(), false); err != nil {
@@ -192,7 +199,7 @@ func openServed(ctx context.Context, cmd *cobra.Command, log *slog.Logger, f *se
 	}
 	for i, path := range args {
 		spec := daemon.VolumeSpec{Backing: path, Header: f.header.path, ReadOnly: f.readOnly, Plain: f.plain, Direct: f.direct,
-			LockMode: mode, LockTimeout: f.lockTimeout, Logger: log}
+			LockMode: mode, LockTimeout: f.lockTimeout, Logger: log, ReencryptRate: rate}
 		switch {
 		case i < len(f.exports):
 			spec.Export = f.exports[i]

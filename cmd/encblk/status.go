@@ -154,6 +154,7 @@ func printStatus(out io.Writer, st daemon.Status, served bool) {
 		} else {
 			fmt.Fprintf(w, "last KEK rotation:\tnever\n")
 		}
+		printRotation(w, v.Rotation, "")
 		printOpalStatus(w, v.Opal)
 		if r := v.Reencryption; r != nil {
 			if r.Error != "" {

@@ -8,7 +8,12 @@
 //	msg       "audit" (always; select records by it)
 //	event     what was done: unlock, lock, rotate-kek, add-keyslot,
 //	          remove-keyslot, header-restore, erase, kmip-revoke,
-//	          reencrypt-start, reencrypt-stop, reencrypt-finish
+//	          reencrypt-start, reencrypt-stop, reencrypt-finish,
+//	          rotation-policy (a rotation policy set or cleared),
+//	          rotate-kek-due, reencrypt-due (a rotation the policy asks
+//	          for came due: ok when the server carried it out, failed with
+//	          the reason when it cannot and needs an operator; the
+//	          rotate-kek or reencrypt-* records of the rotation follow)
 //	result    ok | failed | denied (denied: the peer may not ask this)
 //	volume    the LUKS2 UUID ("" if unknown, e.g. the header is unreadable)
 //	backing   the backing's path
@@ -43,6 +48,9 @@ const (
 	ReencryptStart  = "reencrypt-start"
 	ReencryptStop   = "reencrypt-stop"
 	ReencryptFinish = "reencrypt-finish"
+	RotationPolicy  = "rotation-policy"
+	RotateKEKDue    = "rotate-kek-due"
+	ReencryptDue    = "reencrypt-due"
 )
 
 // Results.

@@ -17,6 +17,7 @@ import (
 	"syscall"
 
 	"github.com/encblk/encblk/pkg/keyring"
+	"github.com/encblk/encblk/pkg/rotation"
 )
 
 // Client talks to a Daemon's control socket.
@@ -78,6 +79,21 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 // Unlock unlocks volume (an ID or export name) with the KEK secret.
 func (c *Client) Unlock(ctx context.Context, volume string, secret []byte) error {
 	return c.do(ctx, http.MethodPost, "/v1/unlock", &KeyRequest{Volume: volume, Secret: secret}, nil)
+}
+
+// UnlockRate is Unlock for a volume whose header records a reencryption
+// (encblk reencrypt on a served volume): the reencryption the server then
+// runs is capped at rate bytes/s (0: no cap) instead of its default.
+func (c *Client) UnlockRate(ctx context.Context, volume string, secret []byte, rate int64) error {
+	return c.do(ctx, http.MethodPost, "/v1/unlock", &KeyRequest{Volume: volume, Secret: secret, ReencryptRate: &rate}, nil)
+}
+
+// SetRotationPolicy sets the parts set names of volume's rotation policy
+// to p's and returns the volume's rotation record.
+func (c *Client) SetRotationPolicy(ctx context.Context, volume string, p rotation.Policy, set rotation.Fields) (rotation.Record, error) {
+	var rec rotation.Record
+	err := c.do(ctx, http.MethodPost, "/v1/rotation-policy", &KeyRequest{Volume: volume, Policy: &PolicyRequest{Policy: p, Set: set}}, &rec)
+	return rec, err
 }
 
 // Lock locks volume.

@@ -11,6 +11,7 @@ import (
 	"github.com/encblk/encblk/internal/audit"
 	"github.com/encblk/encblk/internal/secmem"
 	"github.com/encblk/encblk/pkg/keyring"
+	"github.com/encblk/encblk/pkg/rotation"
 )
 
 // maxRequestBody bounds a control request's body: no secrets (they come
@@ -32,6 +33,18 @@ type KeyRequest struct {
 	NewTokens []json.RawMessage  `json:"new_tokens,omitempty"`
 	KDF       *keyring.KDFParams `json:"kdf,omitempty"`
 	Slot      *int               `json:"slot,omitempty"`
+	// ReencryptRate caps the online reencryption an unlock starts,
+	// bytes/s (0: none); nil is the server's default (encblk reencrypt
+	// --throttle sets it).
+	ReencryptRate *int64 `json:"reencrypt_rate,omitempty"`
+	// Policy is the rotation policy of POST /v1/rotation-policy.
+	Policy *PolicyRequest `json:"policy,omitempty"`
+}
+
+// PolicyRequest sets the parts Set names of a volume's rotation policy.
+type PolicyRequest struct {
+	Policy rotation.Policy `json:"policy"`
+	Set    rotation.Fields `json:"set"`
 }
 
 func (r *KeyRequest) wipe() {
@@ -62,6 +75,7 @@ func (d *Daemon) handler() http.Handler {
 	mux.HandleFunc("GET /v1/keyslots", d.handleKeyslots)
 	mux.HandleFunc("POST /v1/keyslots", d.handleAddKeyslot)
 	mux.HandleFunc("DELETE /v1/keyslots", d.handleRemoveKeyslot)
+	mux.HandleFunc("POST /v1/rotation-policy", d.handlePolicy)
 	return d.authorize(mux)
 }
 
@@ -86,7 +100,7 @@ func (d *Daemon) handleUnlock(w http.ResponseWriter, r *http.Request) {
 	kek, err := identity(req.Secret)
 	if err == nil {
 		defer kek.Destroy()
-		slot, err = v.unlock(r.Context(), kek)
+		slot, err = v.unlock(r.Context(), kek, req.ReencryptRate)
 	}
 	d.done(w, r, audit.Unlock, v, slot, err, struct{}{})
 }

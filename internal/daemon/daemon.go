@@ -56,6 +56,13 @@ type Config struct {
 	// Ublk, when set, also serves every volume as a ublk block device;
 	// Listeners may then be empty.
 	Ublk *UblkConfig
+	// Clock is the rotation scheduler's time (nil: the system's); tests
+	// inject one (see rotation.go).
+	Clock Clock
+	// RotationSources are the KEKs the server may obtain by itself for a
+	// rotation its volumes' policies ask for, besides the key files of a
+	// policy's key directory (nil: only those).
+	RotationSources RotationSources
 }
 
 // Daemon serves volumes over NBD and answers the control API.
@@ -64,8 +71,9 @@ type Daemon struct {
 	log  *slog.Logger
 	nbd  *nbd.Server
 	gid  int // of StatusGroup; -1 without
-	ublk ublkSet
-	met  *metrics
+	ublk  ublkSet
+	met   *metrics
+	sched *scheduler
 }
 
 // New checks cfg and returns a Daemon.
@@ -96,10 +104,11 @@ func New(cfg Config) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{cfg: cfg, log: log, gid: gid}
+	d := &Daemon{cfg: cfg, log: log, gid: gid, sched: newScheduler(cfg.Clock, cfg.RotationSources)}
 	d.met = newMetrics(d)
 	exports := nbd.StaticExports{}
 	for _, v := range cfg.Volumes {
+		v.sched = d.sched
 		v.instrument(d.met)
 		exports[v.spec.Export] = v.export
 	}
@@ -214,6 +223,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if d.cfg.Ready != nil {
 		d.cfg.Ready()
 	}
+
+	rotDone := make(chan struct{})
+	go func() {
+		defer close(rotDone)
+		d.runRotations(ctx)
+	}()
+	defer func() {
+		cancel()
+		<-rotDone
+	}()
 
 	var err error
 	select {

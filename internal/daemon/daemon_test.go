@@ -88,6 +88,12 @@ type running struct {
 
 func start(t *testing.T, dir string, vols ...*Volume) *running {
 	t.Helper()
+	return startConfig(t, dir, Config{Volumes: vols})
+}
+
+// startConfig is start with cfg's Volumes and rotation settings.
+func startConfig(t *testing.T, dir string, cfg Config) *running {
+	t.Helper()
 	t.Setenv(RuntimeDirEnv, filepath.Join(dir, "run"))
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{nbdSock: filepath.Join(dir, "nbd.sock"), ctlPath: filepath.Join(dir, "ctl.sock"), done: make(chan error, 1), cancel: cancel}
@@ -96,7 +102,8 @@ func start(t *testing.T, dir string, vols ...*Volume) *running {
 		t.Fatal(err)
 	}
 	ready := make(chan struct{})
-	d, err := New(Config{Volumes: vols, Listeners: []net.Listener{l}, ControlPaths: []string{r.ctlPath}, Ready: func() { close(ready) }})
+	cfg.Listeners, cfg.ControlPaths, cfg.Ready = []net.Listener{l}, []string{r.ctlPath}, func() { close(ready) }
+	d, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/encblk/encblk/internal/backing"
 	"github.com/encblk/encblk/pkg/keyring"
+	"github.com/encblk/encblk/pkg/rotation"
 	"github.com/encblk/encblk/pkg/volume"
 )
 
@@ -38,6 +39,7 @@ var errorKinds = []struct {
 	{"keyslot-not-found", keyring.ErrKeyslotNotFound, http.StatusNotFound},
 	{"no-volume", ErrNoVolume, http.StatusNotFound},
 	{"bad-request", ErrBadRequest, http.StatusBadRequest},
+	{"bad-policy", rotation.ErrPolicy, http.StatusBadRequest},
 	{"forbidden", ErrUntrustedPeer, http.StatusForbidden},
 }
 

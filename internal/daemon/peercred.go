@@ -100,7 +100,7 @@ var readOnlyRoutes = map[string]bool{"GET /v1/status": true, "GET /v1/keyslots":
 // be denied.
 var deniedEvents = map[string]string{
 	"/v1/unlock": audit.Unlock, "/v1/lock": audit.Lock, "/v1/rotate-kek": audit.RotateKEK,
-	"/v1/keyslots": audit.AddKeyslot,
+	"/v1/keyslots": audit.AddKeyslot, "/v1/rotation-policy": audit.RotationPolicy,
 }
 
 // authorize admits requests from root and this process's user; others

@@ -21,11 +21,33 @@ import (
 // requests that overlap it wait while it is rewritten.
 const onlineZone = 4 << 20
 
-// onlineRate caps an online reencryption's rewrite rate (bytes/s) so that
-// clients keep most of the disk and CPU: on the 2-vCPU machine of
-// bench/README.md, 4 KiB random reads kept 32 % of their idle IOPS
-// without a cap and 72 % with this one (see bench/README.md).
-const onlineRate = 48 << 20
+// DefaultReencryptRate caps an online reencryption's rewrite rate
+// (bytes/s) unless the server (serve --reencrypt-rate) or the reencryption
+// (encblk reencrypt --throttle) says otherwise, so that clients keep most
+// of the disk and CPU: on the 2-vCPU machine of bench/README.md, 4 KiB
+// random reads kept 32 % of their idle IOPS without a cap and about 70 %
+// with this one (see bench/README.md).
+const DefaultReencryptRate = 48 << 20
+
+// reencryptRate is the cap for a reencryption: override if it is set (0
+// there is no cap), else the volume's (see VolumeSpec.ReencryptRate).
+// 0 means no cap.
+func (v *Volume) reencryptRate(override *int64) uint64 {
+	r := v.spec.ReencryptRate
+	if override != nil {
+		r = *override
+		if r == 0 {
+			r = -1
+		}
+	}
+	switch {
+	case r == 0:
+		return DefaultReencryptRate
+	case r < 0:
+		return 0
+	}
+	return uint64(r)
+}
 
 // reencryptRun is a reencryption running in the background.
 type reencryptRun struct {
@@ -34,6 +56,7 @@ type reencryptRun struct {
 	err    error // set before done is closed
 	start  time.Time
 	done0  uint64 // progress when it started
+	cap    uint64 // bytes/s (0: none)
 }
 
 // rate returns the bytes per second since the run started, given the
@@ -60,9 +83,10 @@ func reencryptionSegment(kr *keyring.Keyring) (keyring.Segment, bool) {
 // unlockReencrypting unlocks a volume whose header records a
 // reencryption: the KEK must open the old and the new key (re-wrapped
 // keyslots are), the hot zone of a crash is recovered, the volume routes
-// from the boundary on, and the rest runs in the background. It reports
-// false when the header records none. v.keyMu is held.
-func (v *Volume) unlockReencrypting(ctx context.Context, kek keyring.Identity) (bool, error) {
+// from the boundary on, and the rest runs in the background at rate
+// bytes/s (0: no cap). It reports false when the header records none.
+// v.keyMu is held.
+func (v *Volume) unlockReencrypting(ctx context.Context, keks []keyring.Identity, rate uint64) (bool, error) {
 	if v.reenc != nil {
 		select {
 		case <-v.reenc.done: // over (finished or failed): a new one may start
@@ -97,7 +121,7 @@ func (v *Volume) unlockReencrypting(ctx context.Context, kek keyring.Identity) (
 		v.log().Info("reencryption was interrupted inside a zone: recovering it from the header's checksums", "volume", v.id, "zone_offset", r.Hot.Offset, "zone_size", r.Hot.Size)
 	}
 	end := uint64(v.vol.Config().DataOffset + v.vol.Size())
-	rc, err := v.kr.OpenReencryption(ctx, []keyring.Identity{kek}, v.file, end, &keyring.ReencryptOptions{HotZone: onlineZone})
+	rc, err := v.kr.OpenReencryption(ctx, keks, v.file, end, &keyring.ReencryptOptions{HotZone: onlineZone})
 	if err != nil {
 		return true, err
 	}
@@ -117,7 +141,7 @@ func (v *Volume) unlockReencrypting(ctx context.Context, kek keyring.Identity) (
 		return true, err
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
-	run := &reencryptRun{cancel: cancel, done: make(chan struct{}), start: time.Now(), done0: done}
+	run := &reencryptRun{cancel: cancel, done: make(chan struct{}), start: time.Now(), done0: done, cap: rate}
 	v.reenc = run
 	rec := audit.Record{Event: audit.ReencryptStart, Volume: v.kr.UUID(), Backing: v.spec.Backing, Keyslot: -1, PeerUID: -1, PeerPID: -1}
 	if p, ok := PeerFrom(ctx); ok {
@@ -127,7 +151,7 @@ func (v *Volume) unlockReencrypting(ctx context.Context, kek keyring.Identity) (
 	go func() {
 		defer close(run.done)
 		defer rc.Close()
-		run.err = v.reencryptOnline(runCtx, rc)
+		run.err = v.reencryptOnline(runCtx, rc, rate)
 		rec.Event, rec.Err = audit.ReencryptFinish, run.err
 		if run.err != nil {
 			// Stopped: by the server's shutdown or a lock (canceled), or
@@ -148,7 +172,7 @@ func (v *Volume) unlockReencrypting(ctx context.Context, kek keyring.Identity) (
 // A failure inside a zone leaves the zone's blocks mixed on disk, which
 // only the resilience area can sort out: the volume is then locked (its
 // keys wiped) until it is reopened, which recovers the zone.
-func (v *Volume) reencryptOnline(ctx context.Context, rc *keyring.Reencryptor) error {
+func (v *Volume) reencryptOnline(ctx context.Context, rc *keyring.Reencryptor, rate uint64) error {
 	start := time.Now()
 	done0, _ := rc.Progress()
 	for !rc.Done() {
@@ -166,8 +190,11 @@ func (v *Volume) reencryptOnline(ctx context.Context, rc *keyring.Reencryptor) e
 			return fmt.Errorf("zone failed, volume locked until it is reopened: %w", err)
 		}
 		v.vol.ZoneDone()
+		if rate == 0 {
+			continue
+		}
 		done, _ := rc.Progress()
-		due := start.Add(time.Duration(float64(done-done0) / onlineRate * float64(time.Second)))
+		due := start.Add(time.Duration(float64(done-done0) / float64(rate) * float64(time.Second)))
 		select {
 		case <-time.After(time.Until(due)):
 		case <-ctx.Done():
@@ -178,6 +205,10 @@ func (v *Volume) reencryptOnline(ctx context.Context, rc *keyring.Reencryptor) e
 	}
 	if err := v.vol.FinishReencryption(); err != nil {
 		return err
+	}
+	// The new DEK is in place: the reencryption period counts from now.
+	if err := v.recordReencrypt(); err != nil {
+		v.log().Warn("reencryption finished, but recording its time in the rotation token failed", "volume", v.id, "err", err)
 	}
 	done, _ := rc.Progress()
 	v.log().Info("online reencryption finished", "volume", v.id, "bytes", done-done0, "took", time.Since(start).Round(time.Millisecond))

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -43,6 +42,10 @@ type VolumeSpec struct {
 	// Logger receives the volume's own events (a background reencryption
 	// and its audit records); nil: slog.Default().
 	Logger *slog.Logger
+	// ReencryptRate caps an online reencryption's rewrite rate, bytes/s:
+	// 0 is DefaultReencryptRate, negative is no cap. encblk reencrypt
+	// --throttle overrides it for one reencryption.
+	ReencryptRate int64
 }
 
 // Volume is one served backing: the flock'ed backing, and either the
@@ -64,6 +67,10 @@ type Volume struct {
 	keyMu     sync.Mutex    // serialises unlock, lock, rotation and keyslot changes
 	rotatedAt time.Time     // last KEK rotation (from the encblk-rotation token)
 	reenc     *reencryptRun // online reencryption in the background (keyMu)
+	// sched is the daemon's rotation scheduler (clock, KEK sources, what
+	// is blocked); nil outside a Daemon (see rotation.go).
+	sched   *scheduler
+	blocked [2]string // why a due KEK / DEK rotation was not done (keyMu)
 }
 
 // OpenVolume opens the backing of spec (failing with an error wrapping
@@ -195,18 +202,19 @@ func (v *Volume) NBDExport() nbd.Export { return v.export }
 
 // Unlock opens the keyring with kek and hands the DEK to the volume.
 func (v *Volume) Unlock(ctx context.Context, kek keyring.Identity) error {
-	_, err := v.unlock(ctx, kek)
+	_, err := v.unlock(ctx, kek, nil)
 	return err
 }
 
-// unlock is Unlock that also reports which keyslot opened.
-func (v *Volume) unlock(ctx context.Context, kek keyring.Identity) (int, error) {
+// unlock is Unlock that also reports which keyslot opened; rate, if set,
+// caps a reencryption this unlock starts (bytes/s, 0: none).
+func (v *Volume) unlock(ctx context.Context, kek keyring.Identity, rate *int64) (int, error) {
 	if v.vol == nil {
 		return -1, errPlain
 	}
 	v.keyMu.Lock()
 	defer v.keyMu.Unlock()
-	if ok, err := v.unlockReencrypting(ctx, kek); ok {
+	if ok, err := v.unlockReencrypting(ctx, []keyring.Identity{kek}, v.reencryptRate(rate)); ok {
 		return -1, err
 	}
 	slot, dek, err := v.kr.Match(ctx, kek)
@@ -268,7 +276,7 @@ func (v *Volume) RotateKEK(ctx context.Context, old keyring.Identity, new keyrin
 	}
 	// The rotation is committed; failing to record its time must not make
 	// the caller think otherwise (it might discard the new KEK).
-	v.rotatedAt, _ = recordRotation(v.kr)
+	v.rotatedAt, _ = recordKEKRotation(v.kr, v.clock().Now())
 	return oldSlot, newSlot, nil
 }
 
@@ -317,46 +325,3 @@ func (v *Volume) Close() error {
 }
 
 var errPlain = errors.New("volume is served plain (unencrypted): it has no keys")
-
-// rotationToken is the LUKS2 token encblk keeps the time of the last KEK
-// rotation in. It is bound to no keyslot and holds no secret.
-const rotationToken = "encblk-rotation"
-
-func rotationTime(kr *keyring.Keyring) time.Time {
-	var latest time.Time
-	for _, t := range kr.Tokens() {
-		if tt := tokenTime(t.Raw); t.Type == rotationToken && tt.After(latest) {
-			latest = tt
-		}
-	}
-	return latest
-}
-
-// recordRotation adds a rotation token for now and drops older ones.
-func recordRotation(kr *keyring.Keyring) (time.Time, error) {
-	now := time.Now().UTC().Truncate(time.Second)
-	tok, err := json.Marshal(map[string]any{"type": rotationToken, "keyslots": []string{}, "time": now})
-	if err != nil {
-		return now, err
-	}
-	if _, err := kr.AddToken(tok); err != nil {
-		return now, err
-	}
-	for _, t := range kr.Tokens() {
-		if t.Type == rotationToken && !tokenTime(t.Raw).Equal(now) {
-			if err := kr.RemoveToken(t.ID); err != nil {
-				return now, err
-			}
-		}
-	}
-	return now, nil
-}
-
-// tokenTime is the "time" of a rotation token (zero if it has none).
-func tokenTime(raw json.RawMessage) time.Time {
-	var tok struct {
-		Time time.Time `json:"time"`
-	}
-	json.Unmarshal(raw, &tok)
-	return tok.Time
-}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/encblk/encblk/pkg/keyring"
+	"github.com/encblk/encblk/pkg/rotation"
 )
 
 // Status is the answer of GET /v1/status.
@@ -41,6 +42,9 @@ type VolumeStatus struct {
 	// sectors are unused) or "ignored".
 	Discards     string     `json:"discards"`
 	LastRotation *time.Time `json:"last_kek_rotation,omitempty"`
+	// Rotation is the volume's rotation policy and schedule (nil: it has
+	// no encblk-rotation token).
+	Rotation *RotationStatus `json:"rotation,omitempty"`
 
 	BytesRead      uint64 `json:"bytes_read"`
 	BytesWritten   uint64 `json:"bytes_written"`
@@ -130,6 +134,9 @@ func (v *Volume) Status() VolumeStatus {
 		t := v.rotatedAt
 		s.LastRotation = &t
 	}
+	if rec, err := rotation.Load(v.kr); err == nil {
+		s.Rotation = rotationStatus(rec, v.clock().Now(), v.blocked)
+	}
 	v.keyMu.Unlock()
 	cfg := v.vol.Config()
 	s.State = v.vol.State().String()
@@ -162,8 +169,11 @@ func HeaderStatus(path string, kr *keyring.Keyring) (VolumeStatus, error) {
 	s := VolumeStatus{ID: id, Backing: path, State: "not served"}
 	describeKeyring(&s, kr)
 	s.Reencryption = reencryptionStatus(kr, path)
-	if t := rotationTime(kr); !t.IsZero() {
-		s.LastRotation = &t
+	if rec, err := rotation.Load(kr); err == nil {
+		if !rec.LastKEK.IsZero() {
+			s.LastRotation = &rec.LastKEK
+		}
+		s.Rotation = rotationStatus(rec, time.Now(), [2]string{})
 	}
 	return s, nil
 }

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/encblk/encblk/internal/audit"
 	"github.com/encblk/encblk/internal/backing"
 	"github.com/encblk/encblk/pkg/keyring"
+	"github.com/encblk/encblk/pkg/rotation"
 )
 
 // Target is a volume whose keys a command changes: through its server
@@ -173,7 +175,7 @@ func (t *Target) RotateKEK(ctx context.Context, old keyring.Identity, nk keyring
 			t.audit(ctx, audit.RotateKEK, -1, err)
 			return 0, 0, err
 		}
-		recordRotation(t.kr) // committed either way; see Volume.RotateKEK
+		recordKEKRotation(t.kr, time.Now()) // committed either way; see Volume.RotateKEK
 		t.audit(ctx, audit.RotateKEK, newSlot, nil)
 		return oldSlot, newSlot, nil
 	}
@@ -192,6 +194,22 @@ func (t *Target) RotateKEK(ctx context.Context, old keyring.Identity, nk keyring
 		return 0, 0, DiscardNewKey(ctx, nk, t.kr, err, Answered(err))
 	}
 	return res.OldSlot, res.NewSlot, t.reload(fmt.Sprintf("rotation done (keyslot %d replaced by %d)", res.OldSlot, res.NewSlot))
+}
+
+// SetRotationPolicy sets the parts set names of the volume's rotation
+// policy to p's (rotation.SetPolicy), by its server if it is served, and
+// returns the volume's rotation record.
+func (t *Target) SetRotationPolicy(ctx context.Context, p rotation.Policy, set rotation.Fields) (rotation.Record, error) {
+	if t.client != nil {
+		rec, err := t.client.SetRotationPolicy(ctx, t.vol, p, set)
+		if err != nil {
+			return rec, err
+		}
+		return rec, t.reload("rotation policy set")
+	}
+	rec, err := rotation.SetPolicy(t.kr, p, set, time.Now())
+	t.audit(ctx, audit.RotationPolicy, -1, err)
+	return rec, err
 }
 
 // notAttempted wraps an error that came before any change was sent to a

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/encblk/encblk/pkg/kek/kmipkek"
+	"github.com/encblk/encblk/pkg/keyring"
+	"github.com/encblk/encblk/pkg/kmip"
+)
+
+// rotationSources are the KEKs encblk serve may obtain by itself when a
+// volume's rotation policy asks for a rotation (daemon.RotationSources):
+// the token sources that need nobody (no prompt, no PIN), and KMIP.
+type rotationSources struct {
+	log *slog.Logger
+}
+
+// noInput answers a source that would prompt: an unattended server has
+// no one to ask.
+type noInput struct{}
+
+func (noInput) Read([]byte) (int, error) {
+	return 0, errors.New("no terminal: the server runs unattended")
+}
+
+// Unattended is every token source of kr's bound tokens, as readFor
+// would use them with no KEK flag, except that a TPM2 PIN is never asked
+// for (the keyslot is then "unavailable").
+func (s rotationSources) Unattended(ctx context.Context, kr *keyring.Keyring) ([]keyring.Identity, func()) {
+	var (
+		f   kekFlags
+		ids []keyring.Identity
+	)
+	f.tpm2PINFile = "/dev/null/no-pin" // never readable: a PIN keyslot is unavailable
+	for _, src := range tokenSources {
+		if !hasBoundToken(kr, src.tokenType) {
+			continue
+		}
+		id, err := src.identity(kr, &f, noInput{}, io.Discard)
+		if err != nil {
+			s.log.Warn("rotation: a KEK source is unusable", "token_type", src.tokenType, "err", err)
+			continue
+		}
+		if id != nil {
+			ids = append(ids, id)
+		}
+	}
+	return ids, func() {
+		for _, id := range ids {
+			if d, ok := id.(interface{ Destroy() }); ok {
+				d.Destroy()
+			}
+		}
+	}
+}
+
+// KMIP is the KEK of kr's KMIP keyslots and a new key on the server of
+// the client configuration at path.
+func (s rotationSources) KMIP(kr *keyring.Keyring, path string) (keyring.Identity, keyring.Recipient, *keyring.KeyslotOptions, error) {
+	if !kmipkek.HasTokens(kr) {
+		return nil, nil, nil, errors.New("the volume has no KMIP keyslot to rotate")
+	}
+	cfg, err := kmip.LoadConfig(path)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	old, err := kmipkek.NewKEK(cfg, s.log)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	fresh := *cfg
+	fresh.KeyUID = "" // always a new key
+	next, err := kmipkek.NewKEK(&fresh, s.log)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return old, next, kmipkek.KeyslotOptions(), nil
+}
+
+// reencryptRate reads serve --reencrypt-rate for daemon.VolumeSpec: 0 is
+// no cap (negative there).
+func reencryptRate(s string) (int64, error) {
+	n, err := parseSize(s)
+	if err != nil || n < 0 {
+		return 0, withExit(exitUsage, fmt.Errorf("--reencrypt-rate: %q is not a rate in bytes per second", s))
+	}
+	if n == 0 {
+		return -1, nil
+	}
+	return n, nil
+}

@@ -1,0 +1,352 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/encblk/encblk/internal/testutil"
+	"github.com/encblk/encblk/pkg/keyring"
+	"github.com/encblk/encblk/pkg/rotation"
+)
+
+// fakeClock is a Clock that moves only when a test advances it.
+type fakeClock struct {
+	mu      sync.Mutex
+	now     time.Time
+	waiters []fakeWaiter
+}
+
+type fakeWaiter struct {
+	at time.Time
+	ch chan time.Time
+}
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{now: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) After(d time.Duration) <-chan time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ch := make(chan time.Time, 1)
+	if d <= 0 {
+		ch <- c.now
+		return ch
+	}
+	c.waiters = append(c.waiters, fakeWaiter{c.now.Add(d), ch})
+	return ch
+}
+
+// advance moves the clock by d once the scheduler waits on it (so that
+// it sees the new time), and fires the timers that are due.
+func (c *fakeClock) advance(t *testing.T, d time.Duration) {
+	t.Helper()
+	waitFor(t, "the scheduler to wait on the clock", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return len(c.waiters) > 0
+	})
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+	kept := c.waiters[:0]
+	for _, w := range c.waiters {
+		if w.at.After(c.now) {
+			kept = append(kept, w)
+		} else {
+			w.ch <- c.now
+		}
+	}
+	c.waiters = kept
+}
+
+// waitFor polls cond until it holds; the deadline only bounds a hang.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// rotationVolume formats a volume opened by the key file UUID-initial.key
+// in keyDir, fills it with random data and returns its path and the data.
+func rotationVolume(t *testing.T, dir, keyDir string) (string, []byte, string) {
+	t.Helper()
+	secret := make([]byte, 32)
+	rand.Read(secret)
+	path := newBacking(t, dir, "vol.img", secret, 16<<20+8<<20)
+	kr, err := keyring.Open(path, &keyring.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	uuid := kr.UUID()
+	kr.Close()
+	if err := os.MkdirAll(keyDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(keyDir, uuid+"-initial.key"), secret, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	v, err := OpenVolume(context.Background(), VolumeSpec{Backing: path}, keyFile(t, secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := make([]byte, 8<<20)
+	rand.Read(data)
+	if err := v.Device().WriteAt(context.Background(), bytes.Clone(data), 0, false); err != nil {
+		t.Fatal(err)
+	}
+	v.Close()
+	return path, data, uuid
+}
+
+func cryptsetupTool(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	bin := testutil.RequireTool(t, "cryptsetup", "cryptsetup-bin")
+	out, err := exec.Command(bin, args...).CombinedOutput()
+	return string(out), err
+}
+
+// A served volume's policy rotates the KEK (a new key file in the
+// policy's directory replaces the old one, which stops working) and then
+// reencrypts the data (a new DEK) when the injected clock says they are
+// due; cryptsetup agrees with the result and keeps the policy token.
+func TestRotationPolicyCarriedOut(t *testing.T) {
+	testutil.RequireTool(t, "cryptsetup", "cryptsetup-bin")
+	ctx := context.Background()
+	dir := t.TempDir()
+	keyDir := filepath.Join(dir, "keys")
+	path, data, uuid := rotationVolume(t, dir, keyDir)
+	initial := filepath.Join(keyDir, uuid+"-initial.key")
+	dump := func(keyFile string) []byte {
+		out, err := cryptsetupTool(t, "luksDump", "--dump-volume-key", "--batch-mode", "--key-file", keyFile, path)
+		if err != nil {
+			ls, _ := exec.Command("ls", "-la", filepath.Dir(keyFile)).CombinedOutput()
+			t.Fatalf("cryptsetup luksDump --dump-volume-key %s: %v\n%s\n%s", keyFile, err, out, ls)
+		}
+		return testutil.VolumeKey(t, out)
+	}
+	oldDEK := dump(initial)
+
+	var logs testutil.SyncBuffer
+	log := slog.New(slog.NewJSONHandler(&logs, nil))
+	secret, _ := os.ReadFile(initial)
+	v, err := OpenVolume(ctx, VolumeSpec{Backing: path, Logger: log, ReencryptRate: -1}, keyFile(t, secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := newFakeClock()
+	r := startConfig(t, dir, Config{Volumes: []*Volume{v}, Clock: clock, Logger: log})
+	pol := rotation.Policy{KEKEvery: rotation.Period(30 * 24 * time.Hour), ReencryptEvery: rotation.Period(45 * 24 * time.Hour), KeyDir: keyDir}
+	if _, err := r.ctl.SetRotationPolicy(ctx, "", pol, rotation.All); err != nil {
+		t.Fatal(err)
+	}
+	status := func() VolumeStatus {
+		st, err := r.ctl.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Volumes[0]
+	}
+	st := status().Rotation
+	if st == nil || st.KEK.Every != "30d" || st.Reencrypt.Every != "45d" || st.KEK.Overdue || st.KEK.Last != nil ||
+		!st.KEK.Next.Equal(clock.Now().Add(30*24*time.Hour)) || !st.Reencrypt.Next.Equal(clock.Now().Add(45*24*time.Hour)) {
+		t.Fatalf("status after policy set: %+v", st)
+	}
+
+	// Day 31: the KEK rotation is due.
+	clock.advance(t, 31*24*time.Hour)
+	waitFor(t, "the KEK rotation", func() bool { return status().Rotation.KEK.Last != nil })
+	st = status().Rotation
+	if !st.KEK.Last.Equal(clock.Now()) || st.KEK.Overdue || st.KEK.Blocked != "" || st.Reencrypt.Last != nil {
+		t.Fatalf("status after the KEK rotation: %+v", st)
+	}
+	files, _ := filepath.Glob(filepath.Join(keyDir, uuid+"-*.key"))
+	want := filepath.Join(keyDir, uuid+"-"+clock.Now().Format("20060102T150405Z")+".key")
+	if len(files) != 1 || files[0] != want {
+		t.Fatalf("key files after the rotation: %v, want [%s]", files, want)
+	}
+	if fi, err := os.Stat(want); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("new key file: %v %v", fi, err)
+	}
+	if link, err := os.Readlink(filepath.Join(keyDir, uuid+".key")); err != nil || link != filepath.Base(want) {
+		t.Fatalf("link: %q %v", link, err)
+	}
+	for _, ev := range []string{`"event":"rotate-kek-due","result":"ok"`, `"event":"rotate-kek","result":"ok"`} {
+		if !strings.Contains(logs.String(), ev) {
+			t.Fatalf("no audit record %s in\n%s", ev, logs.String())
+		}
+	}
+
+	// Day 46 (45 days after the policy was set): the reencryption; the
+	// next KEK rotation is on day 61.
+	clock.advance(t, 15*24*time.Hour)
+	waitFor(t, "the reencryption", func() bool { return status().Rotation.Reencrypt.Last != nil })
+	if err := v.WaitReencryption(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st = status().Rotation
+	if !st.Reencrypt.Last.Equal(clock.Now()) || st.Reencrypt.Overdue || !st.Reencrypt.Next.Equal(clock.Now().Add(45*24*time.Hour)) ||
+		st.KEK.Last.Equal(clock.Now()) {
+		t.Fatalf("status after the reencryption: %+v", st)
+	}
+	got := make([]byte, len(data))
+	if err := v.Device().ReadAt(ctx, got, 0); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("data after the reencryption differs (%v)", err)
+	}
+	for _, ev := range []string{`"event":"reencrypt-due","result":"ok"`, `"event":"reencrypt-finish","result":"ok"`} {
+		if !strings.Contains(logs.String(), ev) {
+			t.Fatalf("no audit record %s in\n%s", ev, logs.String())
+		}
+	}
+	r.stop(t)
+
+	// cryptsetup: the new key file opens the volume, with a new DEK; the
+	// old one opens nothing.
+	if newDEK := dump(want); bytes.Equal(newDEK, oldDEK) {
+		t.Fatal("the volume key did not change")
+	}
+	if out, err := cryptsetupTool(t, "open", "--test-passphrase", "--key-file", initial, path); err == nil {
+		t.Fatalf("the retired key file still opens the volume\n%s", out)
+	}
+	os.WriteFile(initial, secret, 0o600)
+	if out, err := cryptsetupTool(t, "open", "--test-passphrase", "--key-file", initial, path); err == nil {
+		t.Fatalf("the old KEK still opens the volume\n%s", out)
+	}
+	out, err := cryptsetupTool(t, "luksDump", path)
+	if err != nil || !strings.Contains(out, "encblk-rotation") {
+		t.Fatalf("cryptsetup luksDump shows no encblk-rotation token: %v\n%s", err, out)
+	}
+}
+
+// A due rotation the server cannot carry out by itself (a keyslot whose
+// KEK it cannot obtain; no key file in the directory) is not started:
+// status shows it overdue with the reason, an audit record says it needs
+// an operator, and the header is unchanged.
+func TestRotationPolicyNeedsOperator(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	keyDir := filepath.Join(dir, "keys")
+	path, _, uuid := rotationVolume(t, dir, keyDir)
+	secret, _ := os.ReadFile(filepath.Join(keyDir, uuid+"-initial.key"))
+
+	var logs testutil.SyncBuffer
+	log := slog.New(slog.NewJSONHandler(&logs, nil))
+	v, err := OpenVolume(ctx, VolumeSpec{Backing: path, Logger: log}, keyFile(t, secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A second keyslot, for a passphrase the server never sees.
+	if _, err := v.AddKeyslot(ctx, keyFile(t, secret), keyFile(t, []byte("operator passphrase")), &keyring.KeyslotOptions{KDF: fastKDF}); err != nil {
+		t.Fatal(err)
+	}
+	clock := newFakeClock()
+	r := startConfig(t, dir, Config{Volumes: []*Volume{v}, Clock: clock, Logger: log})
+	emptyDir := filepath.Join(dir, "empty")
+	os.Mkdir(emptyDir, 0o700)
+	pol := rotation.Policy{KEKEvery: rotation.Period(7 * 24 * time.Hour), ReencryptEvery: rotation.Period(7 * 24 * time.Hour), KeyDir: emptyDir}
+	if _, err := r.ctl.SetRotationPolicy(ctx, "", pol, rotation.All); err != nil {
+		t.Fatal(err)
+	}
+	seq := seqID(t, v)
+	clock.advance(t, 8*24*time.Hour)
+	status := func() *RotationStatus {
+		st, err := r.ctl.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Volumes[0].Rotation
+	}
+	waitFor(t, "the rotations to be reported blocked", func() bool {
+		st := status()
+		return st.KEK.Blocked != "" && st.Reencrypt.Blocked != ""
+	})
+	st := status()
+	if !st.KEK.Overdue || !strings.Contains(st.KEK.Blocked, "needs operator") || !strings.Contains(st.KEK.Blocked, "holds no key file") {
+		t.Fatalf("KEK: %+v", st.KEK)
+	}
+	if !st.Reencrypt.Overdue || !strings.Contains(st.Reencrypt.Blocked, "needs operator") || !strings.Contains(st.Reencrypt.Blocked, "keyslot 0, 1") &&
+		!strings.Contains(st.Reencrypt.Blocked, "no keyslot has a KEK") {
+		t.Fatalf("reencryption: %+v", st.Reencrypt)
+	}
+	for _, ev := range []string{`"event":"rotate-kek-due","result":"failed"`, `"event":"reencrypt-due","result":"failed"`, "needs operator"} {
+		if !strings.Contains(logs.String(), ev) {
+			t.Fatalf("no audit record %s in\n%s", ev, logs.String())
+		}
+	}
+	if got := seqID(t, v); got != seq {
+		t.Fatalf("the header changed (seqid %d -> %d) though nothing could be rotated", seq, got)
+	}
+
+	// With the key file in the directory the KEK rotation can be done,
+	// but the reencryption still cannot: keyslot 1 is the operator's.
+	os.WriteFile(filepath.Join(emptyDir, uuid+"-initial.key"), secret, 0o600)
+	clock.advance(t, maxRotationWait)
+	waitFor(t, "the KEK rotation", func() bool { return status().KEK.Last != nil })
+	waitFor(t, "the reencryption to be reported blocked", func() bool { return status().Reencrypt.Blocked != "" })
+	st = status()
+	if st.KEK.Overdue || st.KEK.Blocked != "" || !strings.Contains(st.Reencrypt.Blocked, "keyslot 1") || !st.Reencrypt.Overdue {
+		t.Fatalf("after the key file came: %+v", st)
+	}
+	if r, err := v.kr.Reencryption(); r != nil || err != nil {
+		t.Fatalf("a reencryption was recorded: %+v %v", r, err)
+	}
+	if n := strings.Count(logs.String(), `"event":"reencrypt-due","result":"failed"`); n != 2 {
+		t.Fatalf("%d reencrypt-due audit records, want 2 (one per reason)\n%s", n, logs.String())
+	}
+}
+
+func seqID(t *testing.T, v *Volume) uint64 {
+	t.Helper()
+	if err := v.kr.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	return v.kr.SeqID()
+}
+
+// A policy that names no KEK source for a KEK period, or a period out of
+// bounds, is refused by the server with one line.
+func TestRotationPolicyRefused(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	path, _, _ := rotationVolume(t, dir, filepath.Join(dir, "keys"))
+	v, err := OpenVolume(ctx, VolumeSpec{Backing: path}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := startConfig(t, dir, Config{Volumes: []*Volume{v}, Clock: newFakeClock()})
+	for _, p := range []rotation.Policy{
+		{KEKEvery: rotation.Period(30 * 24 * time.Hour)},
+		{ReencryptEvery: rotation.Period(time.Hour)},
+		{KeyDir: "relative/dir"},
+	} {
+		_, err := r.ctl.SetRotationPolicy(ctx, "", p, rotation.All)
+		if !errors.Is(err, rotation.ErrPolicy) {
+			t.Errorf("%+v: %v, want ErrPolicy", p, err)
+		}
+	}
+	if toks := tokenSlots(t, path, rotation.TokenType); !slices.Equal(toks, nil) {
+		t.Fatalf("tokens: %v", toks)
+	}
+}
