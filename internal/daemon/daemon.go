@@ -67,10 +67,10 @@ type Config struct {
 
 // Daemon serves volumes over NBD and answers the control API.
 type Daemon struct {
-	cfg  Config
-	log  *slog.Logger
-	nbd  *nbd.Server
-	gid  int // of StatusGroup; -1 without
+	cfg   Config
+	log   *slog.Logger
+	nbd   *nbd.Server
+	gid   int // of StatusGroup; -1 without
 	ublk  ublkSet
 	met   *metrics
 	sched *scheduler
