@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -127,7 +128,9 @@ func changePolicy(cmd *cobra.Command, a *app, t targetFlags, hdr headerFlag, arg
 	if err != nil {
 		return err
 	}
-	printRotation(cmd.OutOrStdout(), daemon.RotationItems(rec, time.Now()), "")
+	w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 1, ' ', 0)
+	defer w.Flush()
+	printRotation(w, daemon.RotationItems(rec, time.Now()), "")
 	return nil
 }
 
@@ -160,11 +163,13 @@ func newPolicyShowCmd(a *app) *cobra.Command {
 				enc.SetIndent("", "  ")
 				return enc.Encode(vs.Rotation)
 			}
+			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 1, ' ', 0)
+			defer w.Flush()
 			if vs.Rotation == nil {
-				fmt.Fprintln(cmd.OutOrStdout(), "rotation:\toff (no policy)")
+				fmt.Fprintln(w, "rotation:\toff (no policy)")
 				return nil
 			}
-			printRotation(cmd.OutOrStdout(), vs.Rotation, "")
+			printRotation(w, vs.Rotation, "")
 			return nil
 		},
 	}

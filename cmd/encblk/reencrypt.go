@@ -72,7 +72,7 @@ crash, by SIGKILL, or left by cryptsetup) recovers it and carries on.`,
 			target := args[0]
 			var throttleRate, zone int64
 			var err error
-			if throttle != "" {
+			if throttle != "" && throttle != "0" { // 0: no cap
 				if throttleRate, err = parseSize(throttle); err != nil {
 					return withExit(exitUsage, fmt.Errorf("--throttle: %w", err))
 				}

@@ -84,12 +84,12 @@ func (s rotationSources) KMIP(kr *keyring.Keyring, path string) (keyring.Identit
 // reencryptRate reads serve --reencrypt-rate for daemon.VolumeSpec: 0 is
 // no cap (negative there).
 func reencryptRate(s string) (int64, error) {
+	if s == "0" {
+		return -1, nil
+	}
 	n, err := parseSize(s)
 	if err != nil || n < 0 {
 		return 0, withExit(exitUsage, fmt.Errorf("--reencrypt-rate: %q is not a rate in bytes per second", s))
-	}
-	if n == 0 {
-		return -1, nil
 	}
 	return n, nil
 }

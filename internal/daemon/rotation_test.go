@@ -350,3 +350,55 @@ func TestRotationPolicyRefused(t *testing.T) {
 		t.Fatalf("tokens: %v", toks)
 	}
 }
+
+// The online reencryption rate: the volume's default (serve
+// --reencrypt-rate; 0 there is DefaultReencryptRate, negative no cap),
+// replaced for one reencryption by the unlock request's (encblk reencrypt
+// --throttle; 0 there is no cap).
+func TestReencryptRate(t *testing.T) {
+	for _, c := range []struct {
+		spec     int64
+		override *int64
+		want     uint64
+	}{
+		{0, nil, DefaultReencryptRate}, {-1, nil, 0}, {10 << 20, nil, 10 << 20},
+		{0, new(int64(0)), 0}, {-1, new(int64(5 << 20)), 5 << 20}, {10 << 20, new(int64(1 << 20)), 1 << 20},
+	} {
+		v := &Volume{spec: VolumeSpec{ReencryptRate: c.spec}}
+		if got := v.reencryptRate(c.override); got != c.want {
+			t.Errorf("spec %d, override %v: %d, want %d", c.spec, c.override, got, c.want)
+		}
+	}
+
+	// Through the control API: the rate an unlock carries is the cap of
+	// the reencryption it starts.
+	ctx := context.Background()
+	dir := t.TempDir()
+	path, _, uuid := rotationVolume(t, dir, filepath.Join(dir, "keys"))
+	secret, _ := os.ReadFile(filepath.Join(dir, "keys", uuid+"-initial.key"))
+	kr, err := keyring.Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kr.StartReencrypt(ctx, []keyring.Identity{keyFile(t, secret)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	kr.Close()
+	v, err := OpenVolume(ctx, VolumeSpec{Backing: path}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := startConfig(t, dir, Config{Volumes: []*Volume{v}, Clock: newFakeClock()})
+	if err := r.ctl.UnlockRate(ctx, "", secret, 64<<20); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.WaitReencryption(ctx); err != nil {
+		t.Fatal(err)
+	}
+	v.keyMu.Lock()
+	got := v.reenc.cap
+	v.keyMu.Unlock()
+	if got != 64<<20 {
+		t.Fatalf("cap %d, want %d", got, 64<<20)
+	}
+}
