@@ -216,7 +216,7 @@ func printRotation(w io.Writer, r *daemon.RotationStatus, indent string) {
 	if r.KEKSource != "" {
 		fmt.Fprintf(w, "%snew KEKs from:\t%s\n", indent, r.KEKSource)
 	}
-	line("reencryption", r.Reencrypt)
+	line("DEK rotation", r.Reencrypt)
 }
 
 func absPath(p string) (string, error) {

@@ -86,8 +86,11 @@ crash, by SIGKILL, or left by cryptsetup) recovers it and carries on.`,
 				return withExit(exitUsage, fmt.Errorf("--key-size %d: aes-xts-plain64 takes 256 or 512 bits", keyBits))
 			}
 			if c, vol, err := t.client(cmd.Context(), target); err == nil {
-				if resume || sectorSize != 0 || initOnly || hotZone != "" {
-					return withExit(exitUsage, errors.New("a served volume is reencrypted by its server: --resume, --sector-size, --init-only and --hotzone-size do not apply (the server resumes by itself)"))
+				if sectorSize != 0 {
+					return withExit(exitUsage, errors.New("--sector-size on a served volume: the block size its clients negotiated when they connected cannot change under them; stop the server and reencrypt offline"))
+				}
+				if resume || initOnly || hotZone != "" {
+					return withExit(exitUsage, errors.New("a served volume is reencrypted by its server: --resume, --init-only and --hotzone-size do not apply (the server resumes by itself)"))
 				}
 				var rate *int64 // the server's default (serve --reencrypt-rate)
 				if throttle != "" {
