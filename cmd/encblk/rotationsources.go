@@ -27,35 +27,17 @@ func (noInput) Read([]byte) (int, error) {
 	return 0, errors.New("no terminal: the server runs unattended")
 }
 
-// Unattended is every token source of kr's bound tokens, as readFor
-// would use them with no KEK flag, except that a TPM2 PIN is never asked
-// for (the keyslot is then "unavailable").
+// Unattended is the KEK of kr's tokens, as readFor uses it with no KEK
+// flag, except that a TPM2 PIN is never asked for (such a keyslot is then
+// unavailable).
 func (s rotationSources) Unattended(ctx context.Context, kr *keyring.Keyring) ([]keyring.Identity, func()) {
-	var (
-		f   kekFlags
-		ids []keyring.Identity
-	)
-	f.tpm2PINFile = "/dev/null/no-pin" // never readable: a PIN keyslot is unavailable
-	for _, src := range tokenSources {
-		if !hasBoundToken(kr, src.tokenType) {
-			continue
-		}
-		id, err := src.identity(kr, &f, noInput{}, io.Discard)
-		if err != nil {
-			s.log.Warn("rotation: a KEK source is unusable", "token_type", src.tokenType, "err", err)
-			continue
-		}
-		if id != nil {
-			ids = append(ids, id)
-		}
+	f := kekFlags{tpm2PINFile: "/dev/null/no-pin"} // never readable
+	ids, err := f.tokens(kr, noInput{}, io.Discard)
+	if err != nil {
+		s.log.Warn("rotation: the volume's token sources are unusable", "err", err)
+		return nil, func() {}
 	}
-	return ids, func() {
-		for _, id := range ids {
-			if d, ok := id.(interface{ Destroy() }); ok {
-				d.Destroy()
-			}
-		}
-	}
+	return ids, ids.Destroy
 }
 
 // KMIP is the KEK of kr's KMIP keyslots and a new key on the server of
