@@ -3,6 +3,7 @@ package daemon
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -16,6 +17,20 @@ import (
 
 	"github.com/encblk/encblk/pkg/keyring"
 )
+
+// recordReencryption records a reencryption in the header at path, as
+// encblk reencrypt --init-only does, for the key file secret.
+func recordReencryption(t *testing.T, path string, secret []byte) {
+	t.Helper()
+	kr, err := keyring.Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kr.Close()
+	if err := kr.StartReencrypt(context.Background(), []keyring.Identity{keyFile(t, secret)}, nil); err != nil {
+		t.Fatal(err)
+	}
+}
 
 // A served volume whose header records a reencryption is reencrypted in
 // the background while clients read and write: every read returns what
@@ -40,14 +55,7 @@ func TestOnlineReencryption(t *testing.T) {
 	}
 	v.Close()
 
-	kr, err := keyring.Open(path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := kr.StartReencrypt(ctx, []keyring.Identity{keyFile(t, secret)}, nil); err != nil {
-		t.Fatal(err)
-	}
-	kr.Close()
+	recordReencryption(t, path, secret)
 
 	v, err = OpenVolume(ctx, VolumeSpec{Backing: path}, keyFile(t, secret))
 	if err != nil {

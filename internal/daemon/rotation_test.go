@@ -376,14 +376,7 @@ func TestReencryptRate(t *testing.T) {
 	dir := t.TempDir()
 	path, _, uuid := rotationVolume(t, dir, filepath.Join(dir, "keys"))
 	secret, _ := os.ReadFile(filepath.Join(dir, "keys", uuid+"-initial.key"))
-	kr, err := keyring.Open(path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := kr.StartReencrypt(ctx, []keyring.Identity{keyFile(t, secret)}, nil); err != nil {
-		t.Fatal(err)
-	}
-	kr.Close()
+	recordReencryption(t, path, secret)
 	v, err := OpenVolume(ctx, VolumeSpec{Backing: path}, nil)
 	if err != nil {
 		t.Fatal(err)
