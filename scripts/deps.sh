@@ -29,8 +29,9 @@ packages=(
 	hdparm debian-archive-keyring
 	# machine-bound KEKs (pkg/kek): Tang servers and clevis (both directions of the
 	# clevis LUKS2 token), jose for JWE checks, socat to serve tangd on loopback;
-	# swtpm and tpm2-tools for the systemd-tpm2 token
-	tang clevis clevis-luks jose socat swtpm swtpm-tools tpm2-tools
+	# swtpm and tpm2-tools for the systemd-tpm2 token, clevis-tpm2 for clevis's
+	# tpm2 pin (alone and inside sss)
+	tang clevis clevis-luks clevis-tpm2 jose socat swtpm swtpm-tools tpm2-tools
 	# pkg/sed: ioctl struct layouts checked against the kernel's uapi headers
 	gcc libc6-dev linux-libc-dev
 )

@@ -47,8 +47,9 @@ type kek interface {
 //	--kmip CONFIG        a KMIP key server holds it (CONFIG: client configuration)
 //	--tang URL           (new KEK only) a Tang server binds it, as clevis luks bind
 //	                     tang; --tang-thp pins the advertisement's signing key
-//	--sss CONFIG         (new KEK only) t of n clevis pins, as clevis luks bind sss
-//	                     (CONFIG is clevis's JSON, e.g. {"t":2,"pins":{"tang":[…]}})
+//	--sss CONFIG         (new KEK only) t of n clevis pins (tang, tpm2), as clevis
+//	                     luks bind sss (CONFIG is clevis's JSON, e.g.
+//	                     {"t":2,"pins":{"tang":[…],"tpm2":{}}})
 //	--age-identity F     the volume's encblk-age tokens, opened with the age
 //	                     identities in F (repeatable)
 //	--age-recipient R    (new KEK only) a random secret, stored in an encblk-age
@@ -99,7 +100,7 @@ func (f *kekFlags) register(fs *pflag.FlagSet, prefix string) {
 	}
 	fs.StringVar(&f.tangURL, "tang", "", "bind the new keyslot to this Tang server (a clevis token, as clevis luks bind tang)")
 	fs.StringVar(&f.tangThp, "tang-thp", "", "with --tang: the thumbprint of the signing key the advertisement must carry (as clevis thp)")
-	fs.StringVar(&f.sssConfig, "sss", "", `bind the new keyslot to t of n clevis pins, as clevis luks bind sss: {"t":2,"pins":{"tang":[{"url":…},…]}}`)
+	fs.StringVar(&f.sssConfig, "sss", "", `bind the new keyslot to t of n clevis pins (tang, tpm2), as clevis luks bind sss: {"t":2,"pins":{"tang":[{"url":…},…],"tpm2":{"pcr_ids":"7"}}}`)
 	fs.StringArrayVar(&f.ageRecipients, "age-recipient", nil, "the new keyslot's random secret is stored in a token, encrypted to this age recipient (age1…, ssh-ed25519 …, ssh-rsa …); repeatable")
 	fs.StringArrayVar(&f.ageRcptFiles, "age-recipients-file", nil, "like --age-recipient, for each recipient in this file (one a line); repeatable")
 	fs.StringVar(&f.tpm2Device, "tpm2-device", "", `seal the new keyslot to this TPM, as systemd-cryptenroll --tpm2-device ("auto" or /dev/tpmrm0, or swtpm:path=SOCKET); systemd-cryptsetup opens it`)
@@ -347,9 +348,10 @@ func describeTPM2Token(raw json.RawMessage) (string, string, map[string]any) {
 	return "tpm2", text, params
 }
 
-// clevisPins are the clevis pins encblk has: tang, and sss over them all.
+// clevisPins are the clevis pins encblk has: tang, tpm2 (the TPM of
+// $ENCBLK_TPM2_DEVICE), and sss over them all.
 func clevisPins() clevis.Pins {
-	ps := clevis.Pins{tang.Name: &tang.Client{}}
+	ps := clevis.Pins{tang.Name: &tang.Client{}, tpm2.ClevisPinName: tpm2.NewClevisPin(os.Getenv(tpm2DeviceEnv))}
 	ps[sss.Name] = sss.New(ps)
 	return ps
 }

@@ -22,6 +22,8 @@ func runTPM2Script(t *testing.T, dir string) {
 	testutil.RequireTool(t, "systemd-cryptenroll", "systemd")
 	testutil.RequireTool(t, "tpm2_pcrextend", "tpm2-tools")
 	testutil.RequireTool(t, "cryptsetup", "cryptsetup-bin")
+	testutil.RequireTool(t, "clevis", "clevis-luks")
+	testutil.RequireTool(t, "clevis-encrypt-tpm2", "clevis-tpm2")
 	dev := tpm2test.Start(t)
 	testscript.Run(t, testscript.Params{
 		Dir: dir,

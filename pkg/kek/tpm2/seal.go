@@ -96,7 +96,7 @@ func (k *KEK) Wrap(ctx context.Context) (*keyring.Secret, []json.RawMessage, err
 	}
 	t, err := k.open()
 	if err != nil {
-		return nil, nil, fmt.Errorf("tpm2: TPM %s: %w", k.device, err)
+		return nil, nil, err
 	}
 	defer t.Close()
 	raw, err := keyring.NewSecret(secretLen)
@@ -186,8 +186,25 @@ func seal(t transport.TPM, pcrs []int, auth, secret []byte) (*Token, error) {
 		}
 		tok.PCRBank = bankName(bank)
 	}
-	// The policy: a session (not a trial one, as systemd avoids them)
-	// given the assertions, whose digest becomes the object's authPolicy.
+	digest, err := policyDigest(t, bank, pcrs, auth != nil)
+	if err != nil {
+		return nil, err
+	}
+	tok.PolicyHash = hex.EncodeToString(digest)
+	created, err := createSealed(t, prim, tpm2.TPMAObject{FixedTPM: true, FixedParent: true}, digest, auth, secret)
+	if err != nil {
+		return nil, err
+	}
+	// tpm2-blob: the TPM2B_PRIVATE then the TPM2B_PUBLIC, marshalled.
+	tok.Blob = append(tpm2.Marshal(created.OutPrivate), tpm2.Marshal(created.OutPublic)...)
+	return tok, nil
+}
+
+// policyDigest is the digest of the policy PolicyPCR on the current
+// values of pcrs in bank (if any), then PolicyAuthValue if pin: from a
+// session (not a trial one, as systemd avoids them) given those
+// assertions.
+func policyDigest(t transport.TPM, bank tpm2.TPMIAlgHash, pcrs []int, pin bool) ([]byte, error) {
 	sess, closeSess, err := tpm2.PolicySession(t, tpm2.TPMAlgSHA256, 16)
 	if err != nil {
 		return nil, fmt.Errorf("tpm2: starting a policy session: %w", err)
@@ -198,7 +215,7 @@ func seal(t transport.TPM, pcrs []int, auth, secret []byte) (*Token, error) {
 			return nil, fmt.Errorf("tpm2: PolicyPCR: %w", err)
 		}
 	}
-	if auth != nil {
+	if pin {
 		if _, err := (tpm2.PolicyAuthValue{PolicySession: sess.Handle()}).Execute(t); err != nil {
 			return nil, fmt.Errorf("tpm2: PolicyAuthValue: %w", err)
 		}
@@ -207,14 +224,18 @@ func seal(t transport.TPM, pcrs []int, auth, secret []byte) (*Token, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tpm2: PolicyGetDigest: %w", err)
 	}
-	tok.PolicyHash = hex.EncodeToString(dg.PolicyDigest.Buffer)
+	return dg.PolicyDigest.Buffer, nil
+}
 
+// createSealed makes a KEYEDHASH object (nameAlg sha256) holding data
+// under the primary key prim, with attributes attrs, authPolicy policy
+// and auth value auth. The sensitive data travels encrypted, in a session
+// salted to the primary key (systemd's encryption session).
+func createSealed(t transport.TPM, prim *tpm2.CreatePrimaryResponse, attrs tpm2.TPMAObject, policy, auth, data []byte) (*tpm2.CreateResponse, error) {
 	primPub, err := prim.OutPublic.Contents()
 	if err != nil {
 		return nil, err
 	}
-	// The sensitive data travels encrypted, in a session salted to the
-	// primary key (systemd's encryption session).
 	hs, closeHS, err := tpm2.HMACSession(t, tpm2.TPMAlgSHA256, 16,
 		tpm2.Salted(prim.ObjectHandle, *primPub), tpm2.AESEncryption(128, tpm2.EncryptInOut))
 	if err != nil {
@@ -225,13 +246,13 @@ func seal(t transport.TPM, pcrs []int, auth, secret []byte) (*Token, error) {
 		ParentHandle: tpm2.AuthHandle{Handle: prim.ObjectHandle, Name: prim.Name, Auth: hs},
 		InSensitive: tpm2.TPM2BSensitiveCreate{Sensitive: &tpm2.TPMSSensitiveCreate{
 			UserAuth: tpm2.TPM2BAuth{Buffer: auth},
-			Data:     tpm2.NewTPMUSensitiveCreate(&tpm2.TPM2BSensitiveData{Buffer: secret}),
+			Data:     tpm2.NewTPMUSensitiveCreate(&tpm2.TPM2BSensitiveData{Buffer: data}),
 		}},
 		InPublic: tpm2.New2B(tpm2.TPMTPublic{
 			Type:             tpm2.TPMAlgKeyedHash,
 			NameAlg:          tpm2.TPMAlgSHA256,
-			ObjectAttributes: tpm2.TPMAObject{FixedTPM: true, FixedParent: true},
-			AuthPolicy:       tpm2.TPM2BDigest{Buffer: dg.PolicyDigest.Buffer},
+			ObjectAttributes: attrs,
+			AuthPolicy:       tpm2.TPM2BDigest{Buffer: policy},
 			Parameters: tpm2.NewTPMUPublicParms(tpm2.TPMAlgKeyedHash, &tpm2.TPMSKeyedHashParms{
 				Scheme: tpm2.TPMTKeyedHashScheme{Scheme: tpm2.TPMAlgNull},
 			}),
@@ -241,9 +262,7 @@ func seal(t transport.TPM, pcrs []int, auth, secret []byte) (*Token, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tpm2: creating the sealed object: %w", err)
 	}
-	// tpm2-blob: the TPM2B_PRIVATE then the TPM2B_PUBLIC, marshalled.
-	tok.Blob = append(tpm2.Marshal(created.OutPrivate), tpm2.Marshal(created.OutPublic)...)
-	return tok, nil
+	return created, nil
 }
 
 // bestBank is systemd 252's choice of PCR bank for pcrs: among the sha256

@@ -113,8 +113,11 @@ func ParseToken(raw []byte) (*Token, error) {
 	return tok, nil
 }
 
-func (t *Token) bank() (tpm2.TPMIAlgHash, error) {
-	switch t.PCRBank {
+func (t *Token) bank() (tpm2.TPMIAlgHash, error) { return bankByName(t.PCRBank) }
+
+// bankByName is the PCR bank (hash algorithm) a name gives.
+func bankByName(name string) (tpm2.TPMIAlgHash, error) {
+	switch name {
 	case "sha256":
 		return tpm2.TPMAlgSHA256, nil
 	case "sha1":
@@ -124,7 +127,7 @@ func (t *Token) bank() (tpm2.TPMIAlgHash, error) {
 	case "sha512":
 		return tpm2.TPMAlgSHA512, nil
 	}
-	return 0, fmt.Errorf("%w: PCR bank %q", ErrBadToken, t.PCRBank)
+	return 0, fmt.Errorf("%w: PCR bank %q", ErrBadToken, name)
 }
 
 // splitBlob splits tpm2-blob into the TPM2B_PRIVATE and TPM2B_PUBLIC
@@ -185,11 +188,21 @@ func NewIdentity(device string) *KEK {
 // Destroy implements the command line's KEK: a TPM KEK holds no secret.
 func (k *KEK) Destroy() {}
 
-func (k *KEK) open() (transport.TPMCloser, error) {
-	if path, ok := strings.CutPrefix(k.device, "swtpm:path="); ok {
-		return linuxudstpm.Open(path)
+func (k *KEK) open() (transport.TPMCloser, error) { return open(k.device) }
+
+// open opens the TPM device ("/dev/tpmrm0", "swtpm:path=SOCKET").
+func open(device string) (transport.TPMCloser, error) {
+	var t transport.TPMCloser
+	var err error
+	if path, ok := strings.CutPrefix(device, "swtpm:path="); ok {
+		t, err = linuxudstpm.Open(path)
+	} else {
+		t, err = linuxtpm.Open(device)
 	}
-	return linuxtpm.Open(k.device)
+	if err != nil {
+		return nil, fmt.Errorf("tpm2: TPM %s: %w", device, err)
+	}
+	return t, nil
 }
 
 // Unwrap implements keyring.Identity: the passphrase of keyslot ks,
@@ -223,7 +236,7 @@ func (k *KEK) unwrapToken(raw json.RawMessage) (*keyring.Secret, error) {
 	}
 	t, err := k.open()
 	if err != nil {
-		return nil, fmt.Errorf("tpm2: TPM %s: %w", k.device, err)
+		return nil, err
 	}
 	defer t.Close()
 	secret, err := unseal(t, tok, auth)
@@ -308,15 +321,53 @@ func unseal(t transport.TPM, tok *Token, auth []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	prim, _, err := createPrimary(t, tok.PrimaryAlg)
+	o := sealedObject{primaryAlg: tok.PrimaryAlg, priv: priv, pub: pub, pcrs: tok.PCRs, pin: tok.PIN, auth: auth,
+		what: fmt.Sprintf("PCRs %v, bank %s", tok.PCRs, tok.PCRBank)}
+	if len(tok.PCRs) > 0 {
+		if o.bank, err = tok.bank(); err != nil {
+			return nil, err
+		}
+	}
+	o.policy, _ = hex.DecodeString(tok.PolicyHash)
+	return o.unseal(t)
+}
+
+// sealedObject is a sealed KEYEDHASH object (systemd's or clevis's) and
+// how to satisfy its policy.
+type sealedObject struct {
+	primaryAlg string // its parent: "ecc" or "rsa" (primaryTemplates)
+	priv, pub  []byte // TPM2B_PRIVATE and TPM2B_PUBLIC contents
+	pcrs       []int  // PolicyPCR on these PCRs of bank
+	bank       tpm2.TPMIAlgHash
+	pin        bool   // PolicyAuthValue
+	auth       []byte // the object's auth value
+	policy     []byte // the policy digest expected (nil: the object's authPolicy)
+	what       string // the policy, for errors
+}
+
+// unseal loads o under its primary key, replays its policy in a session
+// salted to the primary key with the response encrypted (AES-128 CFB),
+// compares the digest with the expected one (a PCR that changed is
+// reported before the TPM is asked), and unseals. An object with no
+// policy but user auth (clevis's without PCRs) is unsealed with an HMAC
+// session instead.
+func (o sealedObject) unseal(t transport.TPM) ([]byte, error) {
+	pubArea, err := tpm2.Unmarshal[tpm2.TPMTPublic](o.pub)
+	if err != nil {
+		return nil, fmt.Errorf("%w: the sealed object's public area: %v", ErrBadToken, err)
+	}
+	if pubArea.NameAlg != tpm2.TPMAlgSHA256 {
+		return nil, fmt.Errorf("tpm2: sealed objects named with algorithm %#x are not supported (sha256 is)", pubArea.NameAlg)
+	}
+	prim, _, err := createPrimary(t, o.primaryAlg)
 	if err != nil {
 		return nil, err
 	}
 	defer tpm2.FlushContext{FlushHandle: prim.ObjectHandle}.Execute(t)
 	loaded, err := tpm2.Load{
 		ParentHandle: tpm2.AuthHandle{Handle: prim.ObjectHandle, Name: prim.Name, Auth: tpm2.PasswordAuth(nil)},
-		InPrivate:    tpm2.TPM2BPrivate{Buffer: priv},
-		InPublic:     tpm2.BytesAs2B[tpm2.TPMTPublic](pub),
+		InPrivate:    tpm2.TPM2BPrivate{Buffer: o.priv},
+		InPublic:     tpm2.BytesAs2B[tpm2.TPMTPublic](o.pub),
 	}.Execute(t)
 	if err != nil {
 		return nil, fmt.Errorf("tpm2: loading the sealed object (another TPM, or it was cleared?): %w", err)
@@ -326,22 +377,26 @@ func unseal(t transport.TPM, tok *Token, auth []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	sess, closeSess, err := tpm2.PolicySession(t, tpm2.TPMAlgSHA256, 16,
-		tpm2.Salted(prim.ObjectHandle, *primPub), tpm2.AESEncryption(128, tpm2.EncryptOut), tpm2.Auth(auth))
+	opts := []tpm2.AuthOption{tpm2.Salted(prim.ObjectHandle, *primPub), tpm2.AESEncryption(128, tpm2.EncryptOut), tpm2.Auth(o.auth)}
+	if len(o.pcrs) == 0 && !o.pin && len(pubArea.AuthPolicy.Buffer) == 0 && pubArea.ObjectAttributes.UserWithAuth {
+		sess, closeSess, err := tpm2.HMACSession(t, tpm2.TPMAlgSHA256, 16, opts...)
+		if err != nil {
+			return nil, fmt.Errorf("tpm2: starting the session: %w", err)
+		}
+		defer closeSess()
+		return o.unsealIn(t, loaded, sess)
+	}
+	sess, closeSess, err := tpm2.PolicySession(t, tpm2.TPMAlgSHA256, 16, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("tpm2: starting the policy session: %w", err)
 	}
 	defer closeSess()
-	if len(tok.PCRs) > 0 {
-		bank, err := tok.bank()
-		if err != nil {
-			return nil, err
-		}
-		if _, err := (tpm2.PolicyPCR{PolicySession: sess.Handle(), Pcrs: selection(bank, tok.PCRs)}).Execute(t); err != nil {
+	if len(o.pcrs) > 0 {
+		if _, err := (tpm2.PolicyPCR{PolicySession: sess.Handle(), Pcrs: selection(o.bank, o.pcrs)}).Execute(t); err != nil {
 			return nil, fmt.Errorf("tpm2: PolicyPCR: %w", err)
 		}
 	}
-	if tok.PIN {
+	if o.pin {
 		if _, err := (tpm2.PolicyAuthValue{PolicySession: sess.Handle()}).Execute(t); err != nil {
 			return nil, fmt.Errorf("tpm2: PolicyAuthValue: %w", err)
 		}
@@ -350,16 +405,23 @@ func unseal(t transport.TPM, tok *Token, auth []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tpm2: PolicyGetDigest: %w", err)
 	}
-	want, _ := hex.DecodeString(tok.PolicyHash)
-	if len(want) > 0 && !bytes.Equal(dg.PolicyDigest.Buffer, want) {
-		// Do not ask the TPM to unseal what it will refuse.
-		return nil, fmt.Errorf("%w (PCRs %v, bank %s)", ErrPolicyMismatch, tok.PCRs, tok.PCRBank)
+	want := o.policy
+	if len(want) == 0 {
+		want = pubArea.AuthPolicy.Buffer
 	}
+	if !bytes.Equal(dg.PolicyDigest.Buffer, want) {
+		// Do not ask the TPM to unseal what it will refuse.
+		return nil, fmt.Errorf("%w (%s)", ErrPolicyMismatch, o.what)
+	}
+	return o.unsealIn(t, loaded, sess)
+}
+
+func (o sealedObject) unsealIn(t transport.TPM, loaded *tpm2.LoadResponse, sess tpm2.Session) ([]byte, error) {
 	un, err := tpm2.Unseal{ItemHandle: tpm2.AuthHandle{Handle: loaded.ObjectHandle, Name: loaded.Name, Auth: sess}}.Execute(t)
 	if err != nil {
 		switch {
 		case errors.Is(err, tpm2.TPMRCPolicyFail):
-			return nil, fmt.Errorf("%w (PCRs %v, bank %s)", ErrPolicyMismatch, tok.PCRs, tok.PCRBank)
+			return nil, fmt.Errorf("%w (%s)", ErrPolicyMismatch, o.what)
 		case errors.Is(err, tpm2.TPMRCAuthFail), errors.Is(err, tpm2.TPMRCBadAuth):
 			return nil, ErrWrongPIN
 		}

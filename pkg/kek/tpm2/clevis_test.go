@@ -1,0 +1,116 @@
+package tpm2_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/encblk/encblk/internal/testutil"
+	"github.com/encblk/encblk/pkg/kek/clevis"
+	"github.com/encblk/encblk/pkg/kek/tpm2"
+	"github.com/encblk/encblk/pkg/kek/tpm2/tpm2test"
+)
+
+// clevis's tpm2 pin both ways, with and without PCRs: clevis encrypt tpm2
+// (tpm2-tools on the swtpm) → encblk decrypts, encblk encrypts → clevis
+// decrypt. After PCR 7 changes, neither opens a JWE bound to it, and
+// encblk says why.
+func TestClevisTPM2PinBothWays(t *testing.T) {
+	clevisBin := testutil.RequireTool(t, "clevis", "clevis")
+	testutil.RequireTool(t, "clevis-encrypt-tpm2", "clevis-tpm2")
+	pcrextend := testutil.RequireTool(t, "tpm2_pcrextend", "tpm2-tools")
+	dev := tpm2test.Start(t)
+	t.Setenv("TPM2TOOLS_TCTI", dev)
+	ctx := context.Background()
+	pin := tpm2.NewClevisPin(dev)
+	plaintext := []byte("the keyslot passphrase")
+	configs := []string{`{}`, `{"pcr_ids":"7","pcr_bank":"sha256"}`, `{"pcr_ids":[7,11],"pcr_bank":"sha256","key":"rsa"}`}
+	var theirs, ours []*clevis.JWE
+	for _, cfg := range configs {
+		cmd := exec.Command(clevisBin, "encrypt", "tpm2", cfg)
+		cmd.Stdin = bytes.NewReader(plaintext)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("clevis encrypt tpm2 %s: %v", cfg, err)
+		}
+		jwe, err := clevis.ParseCompact(string(out))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := pin.Decrypt(ctx, jwe)
+		if err != nil {
+			t.Fatalf("clevis's %s: %v", cfg, err)
+		}
+		if !bytes.Equal(got.Bytes(), plaintext) {
+			t.Fatalf("clevis's %s: wrong plaintext", cfg)
+		}
+		got.Destroy()
+		theirs = append(theirs, jwe)
+
+		mine, err := pin.Encrypt(ctx, json.RawMessage(cfg), plaintext)
+		if err != nil {
+			t.Fatalf("Encrypt %s: %v", cfg, err)
+		}
+		cmd = exec.Command(clevisBin, "decrypt")
+		cmd.Stdin = strings.NewReader(mine.Compact())
+		if out, err := cmd.Output(); err != nil || !bytes.Equal(out, plaintext) {
+			t.Fatalf("clevis decrypt of encblk's %s: %v %q", cfg, err, out)
+		}
+		ours = append(ours, mine)
+		if cfg != `{}` && !strings.Contains(pin.Describe(mine), "PCRs [7") {
+			t.Errorf("Describe = %q", pin.Describe(mine))
+		}
+	}
+
+	cmd := exec.Command(pcrextend, "7:sha256=0000000000000000000000000000000000000000000000000000000000000001")
+	cmd.Env = append(os.Environ(), "TPM2TOOLS_TCTI="+dev)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("tpm2_pcrextend: %v\n%s", err, out)
+	}
+	for i, cfg := range configs {
+		for who, jwe := range map[string]*clevis.JWE{"clevis's": theirs[i], "encblk's": ours[i]} {
+			s, err := pin.Decrypt(ctx, jwe)
+			cmd := exec.Command(clevisBin, "decrypt")
+			cmd.Stdin = strings.NewReader(jwe.Compact())
+			_, cerr := cmd.Output()
+			if cfg == `{}` {
+				if err != nil || cerr != nil {
+					t.Fatalf("%s %s (no PCR) after a PCR change: encblk %v, clevis %v", who, cfg, err, cerr)
+				}
+				s.Destroy()
+				continue
+			}
+			if !errors.Is(err, tpm2.ErrPolicyMismatch) || cerr == nil {
+				t.Fatalf("%s %s after a PCR change: encblk %v, clevis %v", who, cfg, err, cerr)
+			}
+		}
+	}
+}
+
+// FuzzClevisHeader: a hostile clevis.tpm2 header never panics and never
+// reaches a TPM (there is none here).
+func FuzzClevisHeader(f *testing.F) {
+	f.Add(`{"hash":"sha256","key":"ecc","pcr_bank":"sha256","pcr_ids":"7","jwk_pub":"AAQAAQID","jwk_priv":"AAIAAQ"}`)
+	f.Add(`{"hash":"sha1"}`)
+	pin := tpm2.NewClevisPin("/nonexistent/tpm")
+	f.Fuzz(func(t *testing.T, h string) {
+		hdr, _ := json.Marshal(map[string]any{"alg": "dir", "enc": "A256GCM", "clevis": map[string]any{"pin": "tpm2", "tpm2": json.RawMessage(h)}})
+		if !json.Valid([]byte(h)) {
+			return
+		}
+		jwe, err := clevis.ParseCompact(clevis.B64(hdr) + "..AAAAAAAAAAAAAAAA.AA.AAAAAAAAAAAAAAAAAAAAAA")
+		if err != nil {
+			return
+		}
+		if _, err := pin.Decrypt(context.Background(), jwe); err == nil {
+			t.Fatal("decrypted with no TPM")
+		}
+		pin.Describe(jwe)
+		pin.Params(jwe)
+	})
+}
