@@ -242,6 +242,9 @@ func (h *clevisHeader) object() (*sealedObject, error) {
 		}
 		*f.out = b[2:]
 	}
+	if _, err := parsePublic(o.pub); err != nil {
+		return nil, err
+	}
 	return o, nil
 }
 

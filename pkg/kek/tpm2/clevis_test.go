@@ -97,6 +97,8 @@ func TestClevisTPM2PinBothWays(t *testing.T) {
 func FuzzClevisHeader(f *testing.F) {
 	f.Add(`{"hash":"sha256","key":"ecc","pcr_bank":"sha256","pcr_ids":"7","jwk_pub":"AAQAAQID","jwk_priv":"AAIAAQ"}`)
 	f.Add(`{"hash":"sha1"}`)
+	// clevis encrypt tpm2 '{"pcr_ids":"7","pcr_bank":"sha256"}' on a swtpm.
+	f.Add(`{"hash":"sha256","jwk_priv":"AO4AIJupdDDQyCasfNN0cy6yHNu_v51cXKnOdlJTcKgHgw3eABAktYVioig_F9SY-bGQ_4saV4Vu0GyGbCMP46XK-HjIDeXS8ABmBgjWPQyKyOUZpxUh2ai1bgrlNHKSejV-itlsaa5q-l4A9QYucDu-N4GzVJ24rDHqkBULvjkEMazfxUS2-3IuIoMVZ5fKWCxhvIet_XTgHIjuydTrcG7mhWk7MNMmZzzWqR-LUVzIgd_ZmVhwIR0hbEpqkGEASdD0XbiuKHWWeulOpfZXQyuAKdVXbjAexFKH0duyxM9VhyPvP_3GBqm4mGnSE0jH","jwk_pub":"AE4ACAALAAAEkgAgi1aC2BspQ10I15J4FQYR3H5ZI7L-_M5oSglXe0ATCosAEAAg6NO6lRq0iug0tekwgraKJrTedfOigz4Ytx7r0LEvJps","key":"ecc","pcr_bank":"sha256","pcr_ids":"7"}`)
 	pin := tpm2.NewClevisPin("/nonexistent/tpm")
 	f.Fuzz(func(t *testing.T, h string) {
 		hdr, _ := json.Marshal(map[string]any{"alg": "dir", "enc": "A256GCM", "clevis": map[string]any{"pin": "tpm2", "tpm2": json.RawMessage(h)}})

@@ -240,3 +240,41 @@ func FuzzParsePCRs(f *testing.F) {
 		}
 	})
 }
+
+// systemd's bank choice: PCR 7 extended only in the sha1 bank makes it the
+// bank (sha256's PCR 7 is unset), and systemd-cryptenroll, asked for the
+// same PCR, finds encblk's policy already enrolled: same bank, same
+// digest. tpm2-tools unseal it with a sha1 PCR policy.
+func TestSealBankFallsBackToSHA1(t *testing.T) {
+	enroll := testutil.RequireTool(t, "systemd-cryptenroll", "systemd")
+	pcrextend := testutil.RequireTool(t, "tpm2_pcrextend", "tpm2-tools")
+	dev := tpm2test.Start(t)
+	cmd := exec.Command(pcrextend, "7:sha1=00000000000000000000000000000000000000aa")
+	cmd.Env = append(os.Environ(), "TPM2TOOLS_TCTI="+dev)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("tpm2_pcrextend: %v\n%s", err, out)
+	}
+	v := kektest.NewLUKSImage(t)
+	kr, dek := v.Unlocked(t)
+	slot, err := kr.AddKeyslot(context.Background(), dek, tpm2.NewRecipient(dev, []int{7}, nil), tpm2.KeyslotOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := tokenOf(t, dumpJSON(t, v.Path), slot)
+	if string(tok["tpm2-pcr-bank"]) != `"sha1"` {
+		t.Fatalf("bank %s, want sha1", tok["tpm2-pcr-bank"])
+	}
+	out, err := exec.Command(enroll, "--unlock-key-file="+v.KeyFile, "--tpm2-device="+dev, "--tpm2-pcrs=7", v.Path).CombinedOutput()
+	if err != nil || !bytes.Contains(out, []byte("This PCR set is already enrolled")) {
+		t.Fatalf("systemd-cryptenroll: %v\n%s", err, out)
+	}
+	var blob []byte
+	json.Unmarshal(tok["tpm2-blob"], &blob)
+	pass, err := tpm2test.ToolsUnseal(t, dev, blob, []int{7}, "sha1", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.CryptsetupAccepts(t, slot, pass); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -104,7 +104,11 @@ func ParseToken(raw []byte) (*Token, error) {
 			return nil, fmt.Errorf("%w: PCR %d", ErrBadToken, p)
 		}
 	}
-	if _, _, err := splitBlob(tok.Blob); err != nil {
+	_, pub, err := splitBlob(tok.Blob)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := parsePublic(pub); err != nil {
 		return nil, err
 	}
 	if _, err := hex.DecodeString(tok.PolicyHash); err != nil {
@@ -332,6 +336,19 @@ func unseal(t transport.TPM, tok *Token, auth []byte) ([]byte, error) {
 	return o.unseal(t)
 }
 
+// parsePublic parses a sealed object's public area (TPMT_PUBLIC): a
+// KEYEDHASH object named with sha256, as systemd and clevis make them.
+func parsePublic(pub []byte) (*tpm2.TPMTPublic, error) {
+	p, err := tpm2.Unmarshal[tpm2.TPMTPublic](pub)
+	if err != nil {
+		return nil, fmt.Errorf("%w: the sealed object's public area: %v", ErrBadToken, err)
+	}
+	if p.Type != tpm2.TPMAlgKeyedHash || p.NameAlg != tpm2.TPMAlgSHA256 {
+		return nil, fmt.Errorf("%w: the sealed object is of type %#x named with %#x (a sha256 KEYEDHASH is wanted)", ErrBadToken, p.Type, p.NameAlg)
+	}
+	return p, nil
+}
+
 // sealedObject is a sealed KEYEDHASH object (systemd's or clevis's) and
 // how to satisfy its policy.
 type sealedObject struct {
@@ -352,12 +369,9 @@ type sealedObject struct {
 // policy but user auth (clevis's without PCRs) is unsealed with an HMAC
 // session instead.
 func (o sealedObject) unseal(t transport.TPM) ([]byte, error) {
-	pubArea, err := tpm2.Unmarshal[tpm2.TPMTPublic](o.pub)
+	pubArea, err := parsePublic(o.pub)
 	if err != nil {
-		return nil, fmt.Errorf("%w: the sealed object's public area: %v", ErrBadToken, err)
-	}
-	if pubArea.NameAlg != tpm2.TPMAlgSHA256 {
-		return nil, fmt.Errorf("tpm2: sealed objects named with algorithm %#x are not supported (sha256 is)", pubArea.NameAlg)
+		return nil, err
 	}
 	prim, _, err := createPrimary(t, o.primaryAlg)
 	if err != nil {

@@ -74,6 +74,11 @@ func TestSystemdCryptenrollToEncblk(t *testing.T) {
 // FuzzParseToken: a hostile token never panics.
 func FuzzParseToken(f *testing.F) {
 	f.Add([]byte(`{"type":"systemd-tpm2","keyslots":["1"],"tpm2-blob":"AAIAAQACAAE=","tpm2-pcrs":[7],"tpm2-pcr-bank":"sha256","tpm2-primary-alg":"ecc","tpm2-policy-hash":"00","tpm2-pin":false}`))
+	// systemd-cryptenroll 252's, PCRs 7+11 on a swtpm.
+	f.Add([]byte(`{"type":"systemd-tpm2","keyslots":["2"],"tpm2-blob":"AJ4AIDP+LLTTB9gTcwCKljbWwXIJeLH/UK+cNbcHKwIz8N+SABAN30tNzRy/Xg1tBkNlERyoKIye3kolc4UBt7N3KLpkuyjXnaLAGUge7/VUPRFH8HK2qvpuQvm7mK0Ts2ehjL1vO+edtJ9jgonKwxcXGEiJcbd9dTv9WyiH7Y+tD65dEvH3MuAES8Sk+0reQ4Lff5aSvngtzXE40451qQBOAAgACwAAABIAIDhDeMrt3JaQsqyViYJ6dWpcRsizMXiy/kaMgFMbl6U+ABAAIPq07i53u2eM38br3et9VWNuX9QfdZfo26vDf0gXwtXt","tpm2-pcrs":[7,11],"tpm2-pcr-bank":"sha256","tpm2-primary-alg":"ecc","tpm2-policy-hash":"384378caeddc9690b2ac9589827a756a5c46c8b33178b2fe468c80531b97a53e","tpm2-pin":false}`))
+	if _, err := tpm2.ParseToken([]byte(`{"type":"systemd-tpm2","keyslots":["2"],"tpm2-blob":"AJ4AIDP+LLTTB9gTcwCKljbWwXIJeLH/UK+cNbcHKwIz8N+SABAN30tNzRy/Xg1tBkNlERyoKIye3kolc4UBt7N3KLpkuyjXnaLAGUge7/VUPRFH8HK2qvpuQvm7mK0Ts2ehjL1vO+edtJ9jgonKwxcXGEiJcbd9dTv9WyiH7Y+tD65dEvH3MuAES8Sk+0reQ4Lff5aSvngtzXE40451qQBOAAgACwAAABIAIDhDeMrt3JaQsqyViYJ6dWpcRsizMXiy/kaMgFMbl6U+ABAAIPq07i53u2eM38br3et9VWNuX9QfdZfo26vDf0gXwtXt","tpm2-pcrs":[7,11],"tpm2-pcr-bank":"sha256","tpm2-primary-alg":"ecc","tpm2-policy-hash":"384378caeddc9690b2ac9589827a756a5c46c8b33178b2fe468c80531b97a53e","tpm2-pin":false}`)); err != nil {
+		f.Fatalf("systemd's token: %v", err)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if _, err := tpm2.ParseToken(b); err != nil && !errors.Is(err, tpm2.ErrBadToken) {
 			t.Fatalf("error %v does not wrap ErrBadToken", err)
