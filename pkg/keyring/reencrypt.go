@@ -340,6 +340,7 @@ type Reencryptor struct {
 	zone     uint64 // hot zone length
 	progress uint64
 	oldSlots []int
+	shift    *shiftState // encryption in place with a data shift
 }
 
 // OpenReencryption loads the reencryption recorded in the metadata for
@@ -363,9 +364,12 @@ func (k *Keyring) OpenReencryption(ctx context.Context, ids []Identity, data Dat
 	if r == nil {
 		return nil, ErrReencryptNotStarted
 	}
+	if r.Mode == ReencryptModeEncrypt {
+		return k.openShiftEncrypt(ctx, m, r, ids, data, dataEnd)
+	}
 	if r.Mode != ReencryptModeReencrypt {
 		// Refusing needs no verification: nothing is written.
-		return nil, fmt.Errorf("%w: reencryption mode %q (encblk resumes %q; cryptsetup reencrypt --resume-only finishes it)", ErrUnsupported, r.Mode, ReencryptModeReencrypt)
+		return nil, fmt.Errorf("%w: reencryption mode %q (encblk resumes %q and %q; cryptsetup reencrypt --resume-only finishes it)", ErrUnsupported, r.Mode, ReencryptModeReencrypt, ReencryptModeEncrypt)
 	}
 	oldD, newD := m.Digests[r.OldDigest], m.Digests[r.NewDigest]
 	if oldD == nil || newD == nil || r.OldDigest == r.NewDigest {
@@ -597,6 +601,9 @@ func (rc *Reencryptor) Step() error {
 	if rc.Done() {
 		return nil
 	}
+	if rc.shift != nil {
+		return rc.shiftStep()
+	}
 	p := rc.progress
 	n := min(rc.zone, rc.layout.size-p)
 	buf := make([]byte, n)
@@ -635,6 +642,9 @@ func (rc *Reencryptor) Finish() error {
 	if !rc.Done() {
 		return fmt.Errorf("reencryption not done (%d of %d bytes)", rc.progress, rc.layout.size)
 	}
+	if rc.shift != nil {
+		return rc.finishShift()
+	}
 	k := rc.k
 	k.mu.Lock()
 	m := k.meta
@@ -663,6 +673,9 @@ func (rc *Reencryptor) OldKeyslots() []int { return slices.Clone(rc.oldSlots) }
 // destroys them), for a server that routes requests during an online
 // reencryption.
 func (rc *Reencryptor) Keys() (old, new *secmem.Buffer, err error) {
+	if rc.oldKey == nil {
+		return nil, nil, fmt.Errorf("%w: no old key (encryption in place)", ErrUnsupported)
+	}
 	clone := func(k *secmem.Buffer) (*secmem.Buffer, error) {
 		b, err := secmem.New(k.Len())
 		if err == nil {
@@ -682,6 +695,10 @@ func (rc *Reencryptor) Keys() (old, new *secmem.Buffer, err error) {
 
 // NextZone is the length of the zone Step rewrites next (0 when done).
 func (rc *Reencryptor) NextZone() uint64 {
+	if rc.shift != nil {
+		_, l := rc.shift.zone()
+		return l
+	}
 	return min(rc.zone, rc.layout.size-rc.progress)
 }
 

@@ -51,6 +51,9 @@ func (rc *Reencryptor) Run(ctx context.Context, o *RunOptions) error {
 		rc.readAhead(rc.progress, zones, free, stop)
 	}()
 
+	if rc.shift != nil {
+		return rc.runShift(ctx, &opts)
+	}
 	start, startDone := time.Now(), rc.progress
 	for !rc.Done() {
 		if err := ctx.Err(); err != nil {
@@ -108,6 +111,12 @@ func (rc *Reencryptor) readAhead(p uint64, zones chan<- zoneData, free chan []by
 
 // cryptParallel is crypt on one goroutine per CPU, chunk by chunk.
 func (rc *Reencryptor) cryptParallel(buf []byte, p uint64) error {
+	return parallelChunks(buf, func(b []byte, off uint64) error { return rc.crypt(b, p+off) })
+}
+
+// parallelChunks calls fn on each runChunk of buf (with its offset in
+// buf), on one goroutine per CPU, and returns the first error.
+func parallelChunks(buf []byte, fn func(b []byte, off uint64) error) error {
 	nChunks := (len(buf) + runChunk - 1) / runChunk
 	next := make(chan int, nChunks)
 	for i := range nChunks {
@@ -121,7 +130,7 @@ func (rc *Reencryptor) cryptParallel(buf []byte, p uint64) error {
 			var err error
 			for i := range next {
 				lo, hi := i*runChunk, min((i+1)*runChunk, len(buf))
-				if e := rc.crypt(buf[lo:hi], p+uint64(lo)); e != nil && err == nil {
+				if e := fn(buf[lo:hi], uint64(lo)); e != nil && err == nil {
 					err = e
 				}
 			}
@@ -135,6 +144,28 @@ func (rc *Reencryptor) cryptParallel(buf []byte, p uint64) error {
 		}
 	}
 	return first
+}
+
+// runShift is Run for an encryption in place: zone after zone (each
+// commit, read, encrypt, write, sync, commit), throttled, then Finish.
+func (rc *Reencryptor) runShift(ctx context.Context, opts *RunOptions) error {
+	start, done0 := time.Now(), rc.progress
+	for !rc.Done() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := rc.shiftStep(); err != nil {
+			return err
+		}
+		if opts.Throttle > 0 {
+			due := start.Add(time.Duration(float64(rc.progress-done0) / float64(opts.Throttle) * float64(time.Second)))
+			time.Sleep(time.Until(due))
+		}
+		if opts.Progress != nil {
+			opts.Progress(rc.progress, rc.layout.size)
+		}
+	}
+	return rc.Finish()
 }
 
 // writePaced writes the zone's new ciphertext (buf, at progress p) in
