@@ -344,7 +344,7 @@ func TestInteropEncryptResumedByCryptsetup(t *testing.T) {
 		{"hot-zone-committed", 20, 0},
 		{"data-half-written", 20, 0.5},
 		{"data-written", 21, 0},
-		{"last-zone-hot", 40, 0},     // zone 4 (from the moved copy) hot, data lost
+		{"last-zone-hot", 40, 0}, // zone 4 (from the moved copy) hot, data lost
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
