@@ -25,8 +25,11 @@ import (
 func init() {
 	subcommands = append(subcommands, newReencryptCmd)
 	exitCodeMappers = append(exitCodeMappers, func(err error) (int, bool) {
-		if errors.Is(err, keyring.ErrReencryptInProgress) {
+		switch {
+		case errors.Is(err, keyring.ErrReencryptInProgress):
 			return exitBusy, true
+		case errors.Is(err, keyring.ErrAlreadyLUKS), errors.Is(err, keyring.ErrReduceSize), errors.Is(err, keyring.ErrTooSmall):
+			return exitUsage, true
 		}
 		return 0, false
 	})
@@ -45,6 +48,10 @@ func newReencryptCmd(a *app) *cobra.Command {
 		initOnly   bool
 		throttle   string
 		hotZone    string
+		encrypt    bool
+		decrypt    bool
+		reduce     string
+		kdf        kdfFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "reencrypt TARGET",
@@ -66,10 +73,37 @@ recorded in the header here, the server (sent the KEK, as by encblk unlock)
 rewrites the data in the background while it serves, routing each request
 to the old or the new key, and this command follows the progress. A server
 that opens a volume whose header records a reencryption (interrupted by a
-crash, by SIGKILL, or left by cryptsetup) recovers it and carries on.`,
+crash, by SIGKILL, or left by cryptsetup) recovers it and carries on.
+
+--encrypt --reduce-device-size R turns TARGET, a file or block device
+holding plaintext (a filesystem shrunk by R beforehand: its last R bytes
+are given up), into a LUKS2 volume in place, as cryptsetup reencrypt
+--encrypt --reduce-device-size does (LUKS2 "datashift"): the new header
+(a random volume key, keyslot 0 for the KEK given as for format) takes the
+first R/2 bytes, and the data moves R/2 bytes towards the end, encrypted
+zone by zone from the end backward. R is a multiple of twice the sector
+size (--sector-size, default 512), at most 1G; 32M is what cryptsetup
+recommends, and it must leave room for the header (2 MiB is about the
+least with a 512-bit key). Offline only: the target must not be in use.
+A crash or SIGKILL at any moment leaves a volume that --resume (or
+cryptsetup reencrypt --resume-only) finishes; encblk --resume likewise
+finishes cryptsetup's. A detached --header is not supported for --encrypt.
+
+--decrypt is not implemented: cryptsetup 2.6.1 decrypts a LUKS2 volume
+(cryptsetup reencrypt --decrypt --header FILE, which moves the data to the
+start of the device), and encblk refuses (exit 4) to resume its metadata.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			target := args[0]
+			if decrypt {
+				return fmt.Errorf("%w: --decrypt (cryptsetup reencrypt --decrypt does it)", keyring.ErrUnsupported)
+			}
+			if encrypt {
+				return encryptInPlace(cmd, a, target, t, hdr, kf, kdf, reduce, keyBits, sectorSize, resume, initOnly, throttle)
+			}
+			if reduce != "" || kdf.changed() {
+				return withExit(exitUsage, errors.New("--reduce-device-size and the PBKDF flags go with --encrypt (a reencryption keeps each keyslot's KDF)"))
+			}
 			var throttleRate, zone int64
 			var err error
 			if throttle != "" && throttle != "0" { // 0: no cap
@@ -144,36 +178,17 @@ crash, by SIGKILL, or left by cryptsetup) recovers it and carries on.`,
 					return nil
 				}
 			}
-			// Reads go through the page cache (the data may be there
-			// already), writes straight to the disk.
-			rd, err := os.Open(target)
-			if err != nil {
-				return err
-			}
-			defer rd.Close()
-			rc, err := k.OpenReencryption(ctx, ids, cachedReads{rd, data}, uint64(data.Size()), opts)
+			rc, err := openOffline(ctx, k, ids, target, data, opts)
 			if err != nil {
 				return err
 			}
 			defer rc.Close()
-			rec := audit.Record{Event: audit.ReencryptStart, Volume: k.UUID(), Backing: target, Keyslot: -1}.Self()
-			audit.Log(ctx, a.log, rec)
-			err = rc.Run(ctx, &keyring.RunOptions{Throttle: uint64(throttleRate), Progress: newProgress(cmd.ErrOrStderr(), rc)})
-			rec.Event, rec.Err = audit.ReencryptFinish, err
-			if err != nil {
-				rec.Event = audit.ReencryptStop
-				if errors.Is(err, context.Canceled) {
-					rec.Err = nil // a clean stop, resumable
-				}
-			}
-			audit.Log(context.WithoutCancel(ctx), a.log, rec)
-			if errors.Is(err, context.Canceled) {
-				done, total := rc.Progress()
-				fmt.Fprintf(cmd.ErrOrStderr(), "reencryption stopped at %d of %d bytes; encblk reencrypt --resume continues it\n", done, total)
-				return withExit(exitUsage, errors.New("interrupted"))
-			}
-			if err != nil {
+			if err := runOffline(ctx, cmd, a, k, rc, target, uint64(throttleRate)); err != nil {
 				return err
+			}
+			if r != nil && r.Mode == keyring.ReencryptModeEncrypt {
+				fmt.Fprintf(cmd.OutOrStdout(), "encrypted %s in place: a LUKS2 volume\n", target)
+				return nil
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "reencrypted %s: new volume key; old keyslots %v wiped\n", target, rc.OldKeyslots())
 			return nil
@@ -191,7 +206,129 @@ crash, by SIGKILL, or left by cryptsetup) recovers it and carries on.`,
 	fs.BoolVar(&initOnly, "init-only", false, "only record the reencryption in the metadata (and re-wrap the keyslots)")
 	fs.StringVar(&throttle, "throttle", "", "cap the rewrite rate, bytes per second (K, M, G suffixes; 0: no cap); on a served volume it replaces the server's --reencrypt-rate for this reencryption")
 	fs.StringVar(&hotZone, "hotzone-size", "", "largest zone rewritten per metadata commit (default 64M)")
+	fs.BoolVar(&encrypt, "encrypt", false, "encrypt the plaintext on TARGET in place into a new LUKS2 volume (needs --reduce-device-size)")
+	fs.BoolVar(&decrypt, "decrypt", false, "not implemented (cryptsetup reencrypt --decrypt): refused with exit 4")
+	fs.StringVar(&reduce, "reduce-device-size", "", "with --encrypt: bytes given up at the end of TARGET, half for the header, half the data shift (e.g. 32M)")
+	kdf.register(fs)
 	return cmd
+}
+
+// openOffline opens the recorded reencryption of k for running here: reads
+// go through the page cache (the data may be there already), writes
+// straight to the disk.
+func openOffline(ctx context.Context, k *keyring.Keyring, ids []keyring.Identity, target string, data *backing.File, opts *keyring.ReencryptOptions) (*keyring.Reencryptor, error) {
+	rd, err := os.Open(target)
+	if err != nil {
+		return nil, err
+	}
+	rc, err := k.OpenReencryption(ctx, ids, cachedReads{rd, data}, uint64(data.Size()), opts)
+	if err != nil {
+		rd.Close()
+		return nil, err
+	}
+	// rd stays open for the process's life (it ends with the command).
+	return rc, nil
+}
+
+// runOffline runs rc to its end, audited, with progress; a SIGINT or
+// SIGTERM (ctx) stops it cleanly after the zone in progress (exit 1).
+func runOffline(ctx context.Context, cmd *cobra.Command, a *app, k *keyring.Keyring, rc *keyring.Reencryptor, target string, throttle uint64) error {
+	rec := audit.Record{Event: audit.ReencryptStart, Volume: k.UUID(), Backing: target, Keyslot: -1}.Self()
+	audit.Log(ctx, a.log, rec)
+	err := rc.Run(ctx, &keyring.RunOptions{Throttle: throttle, Progress: newProgress(cmd.ErrOrStderr(), rc)})
+	rec.Event, rec.Err = audit.ReencryptFinish, err
+	if err != nil {
+		rec.Event = audit.ReencryptStop
+		if errors.Is(err, context.Canceled) {
+			rec.Err = nil // a clean stop, resumable
+		}
+	}
+	audit.Log(context.WithoutCancel(ctx), a.log, rec)
+	if errors.Is(err, context.Canceled) {
+		done, total := rc.Progress()
+		fmt.Fprintf(cmd.ErrOrStderr(), "reencryption stopped at %d of %d bytes; encblk reencrypt --resume continues it\n", done, total)
+		return withExit(exitUsage, errors.New("interrupted"))
+	}
+	return err
+}
+
+// encryptInPlace is reencrypt --encrypt: a plaintext TARGET becomes a
+// LUKS2 volume in place (datashift, as cryptsetup). With --resume, or on
+// a TARGET that records an encryption already, see reencrypt --resume.
+func encryptInPlace(cmd *cobra.Command, a *app, target string, t targetFlags, hdr headerFlag, kf kekFlags, kdf kdfFlags,
+	reduce string, keyBits, sectorSize int, resume, initOnly bool, throttle string) error {
+	switch {
+	case hdr.path != "":
+		return withExit(exitUsage, errors.New("--encrypt with a detached --header is not supported (cryptsetup reencrypt --encrypt --header does it)"))
+	case resume:
+		return withExit(exitUsage, errors.New("--resume continues an encryption without --encrypt: encblk reencrypt --resume TARGET"))
+	case reduce == "":
+		return withExit(exitUsage, errors.New("--encrypt needs --reduce-device-size (e.g. 32M): the header takes half of it, the data moves by the other half"))
+	case keyBits != 0 && keyBits != 256 && keyBits != 512:
+		return withExit(exitUsage, fmt.Errorf("--key-size %d: aes-xts-plain64 takes 256 or 512 bits", keyBits))
+	}
+	red, err := parseSize(reduce)
+	if err != nil || red <= 0 {
+		return withExit(exitUsage, fmt.Errorf("--reduce-device-size %q: want a size such as 32M", reduce))
+	}
+	var throttleRate int64
+	if throttle != "" {
+		if throttleRate, err = parseSize(throttle); err != nil {
+			return withExit(exitUsage, fmt.Errorf("--throttle: %w", err))
+		}
+	}
+	params, err := kdf.params()
+	if err != nil {
+		return err
+	}
+	if keyBits == 0 {
+		keyBits = 512
+	}
+	if _, _, err := t.client(cmd.Context(), target); err == nil {
+		return withExit(exitBusy, fmt.Errorf("%s is served: encryption in place is an offline operation (and a served volume is LUKS already)", target))
+	} else if errors.Is(err, backing.ErrBusy) {
+		return fmt.Errorf("%s is held by another encblk process: %w", target, backing.ErrBusy)
+	} else if !errors.Is(err, daemon.ErrNotServed) {
+		return err
+	}
+	data, err := backing.Open(target, backing.Options{Direct: true})
+	if err != nil {
+		return err
+	}
+	defer data.Close()
+	if err := secmem.SetNonDumpable(); err != nil {
+		return err
+	}
+	key, err := kf.read(cmd.InOrStdin(), cmd.ErrOrStderr(), true)
+	if err != nil {
+		return err
+	}
+	defer key.Destroy()
+	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	k, err := keyring.EncryptInPlace(ctx, data, uint64(data.Size()), key, &keyring.EncryptOptions{
+		ReduceSize: uint64(red),
+		Format:     keyring.FormatOptions{KeySize: keyBits / 8, SectorSize: sectorSize, KDF: params},
+	})
+	if err != nil {
+		return fmt.Errorf("%s: %w", target, err)
+	}
+	defer k.Close()
+	a.log.Info("encryption in place recorded", "volume", k.UUID())
+	if initOnly {
+		fmt.Fprintf(cmd.OutOrStdout(), "encryption of %s recorded; encblk reencrypt --resume (or cryptsetup reencrypt --resume-only) runs it\n", target)
+		return nil
+	}
+	rc, err := openOffline(ctx, k, []keyring.Identity{key}, target, data, nil)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	if err := runOffline(ctx, cmd, a, k, rc, target, uint64(throttleRate)); err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "encrypted %s in place: a LUKS2 volume\n", target)
+	return nil
 }
 
 // readKEKs makes the process non-dumpable and reads the KEK (with no KEK

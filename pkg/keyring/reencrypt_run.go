@@ -39,6 +39,9 @@ func (rc *Reencryptor) Run(ctx context.Context, o *RunOptions) error {
 	if o != nil {
 		opts = *o
 	}
+	if rc.shift != nil {
+		return rc.runShift(ctx, &opts)
+	}
 	stop, ahead := make(chan struct{}), make(chan struct{})
 	// Run returns only once readAhead has: it uses the ciphers, which
 	// Close wipes and unmaps after Run (a stopped Run used to return with
@@ -51,9 +54,6 @@ func (rc *Reencryptor) Run(ctx context.Context, o *RunOptions) error {
 		rc.readAhead(rc.progress, zones, free, stop)
 	}()
 
-	if rc.shift != nil {
-		return rc.runShift(ctx, &opts)
-	}
 	start, startDone := time.Now(), rc.progress
 	for !rc.Done() {
 		if err := ctx.Err(); err != nil {

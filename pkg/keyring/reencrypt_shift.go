@@ -126,21 +126,24 @@ func EncryptInPlace(ctx context.Context, dev EncryptDevice, size uint64, r Recip
 		return nil, fmt.Errorf("%w: reduce size %d is more than 1 GiB", ErrReduceSize, red)
 	}
 	shift := red / 2
-	o.DataOffset = shift
-	ksSize := o.KeyslotsSize
-	if ksSize == 0 && shift > 2*o.MetadataSize {
-		ksSize = min(shift-2*o.MetadataSize, maxKeyslotsSize) / 4096 * 4096
+	keySize := o.KeySize
+	if keySize == 0 {
+		keySize = 64
 	}
-	o.KeyslotsSize = ksSize
+	// Room for the two metadata copies, keyslot 0 and the reencrypt
+	// keyslot's 4 KiB area.
+	need := 2*o.MetadataSize + keyslotAreaSize(keySize) + 4096
+	if need > shift || (o.KeyslotsSize != 0 && (2*o.MetadataSize+o.KeyslotsSize > shift || need > 2*o.MetadataSize+o.KeyslotsSize)) {
+		return nil, fmt.Errorf("%w: reduce size %d leaves %d bytes for the LUKS2 header, which needs %d (--reduce-device-size %d or more; cryptsetup recommends 32M)",
+			ErrReduceSize, red, shift, need, 2*((need+ss-1)/ss*ss))
+	}
+	o.DataOffset = shift
+	if o.KeyslotsSize == 0 {
+		o.KeyslotsSize = min(shift-2*o.MetadataSize, maxKeyslotsSize) / 4096 * 4096
+	}
 	lay, err := o.layout()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrReduceSize, err)
-	}
-	// Room for keyslot 0 and the reencrypt keyslot's 4 KiB area.
-	need := 2*lay.MetadataSize + keyslotAreaSize(lay.dekSize()) + 4096
-	if 2*lay.MetadataSize+lay.KeyslotsSize > shift || need > 2*lay.MetadataSize+lay.KeyslotsSize {
-		return nil, fmt.Errorf("%w: reduce size %d leaves %d bytes for the LUKS2 header, which needs %d (--reduce-device-size %d or more; cryptsetup recommends 32M)",
-			ErrReduceSize, red, shift, need, 2*((need+ss-1)/ss*ss))
 	}
 	switch {
 	case size%ss != 0:
@@ -150,13 +153,12 @@ func EncryptInPlace(ctx context.Context, dev EncryptDevice, size uint64, r Recip
 	}
 	// A LUKS header (either copy, even one that does not validate) means
 	// this is not plaintext: encrypting it again would lose data.
-	var magic [6]byte
-	if err := readFull(dev, magic[:], 0); err != nil {
-		return nil, fmt.Errorf("%w: read device: %w", ErrIO, err)
+	if off, found, err := findLUKSMagic(dev, size); err != nil {
+		return nil, err
+	} else if found {
+		return nil, fmt.Errorf("%w: the device holds a LUKS header at %d (encblk reencrypt without --encrypt changes its key; --resume continues an encryption)", ErrAlreadyLUKS, off)
 	}
-	if _, err := openDevice(dev, true); !errors.Is(err, ErrNotLUKS) || bytes.Equal(magic[:], []byte("LUKS\xba\xbe")) {
-		return nil, fmt.Errorf("%w: the device holds a LUKS header (encblk reencrypt without --encrypt changes its key; --resume continues an encryption)", ErrAlreadyLUKS)
-	}
+
 	// The header is made in memory first.
 	mem := &headerImage{buf: make([]byte, shift), size: shift + ss}
 	k, dek, err := formatDevice(ctx, mem, r, &lay)
@@ -286,6 +288,21 @@ func (k *Keyring) recordEncrypt(dek *secmem.Buffer, size, shift uint64) error {
 		return err
 	}
 	return k.commit(cur)
+}
+
+// findLUKSMagic looks for a LUKS magic where a header copy can be: the
+// primary at 0, a LUKS2 secondary at 16 KiB … 4 MiB.
+func findLUKSMagic(dev DataDevice, size uint64) (uint64, bool, error) {
+	var magic [6]byte
+	for off := uint64(0); off < size && off <= 4<<20; off = max(off*2, minHdrSize) {
+		if err := readFull(dev, magic[:], off); err != nil {
+			return 0, false, fmt.Errorf("%w: read device: %w", ErrIO, err)
+		}
+		if bytes.Equal(magic[:], []byte("LUKS\xba\xbe")) || off > 0 && bytes.Equal(magic[:], []byte("SKUL\xba\xbe")) {
+			return off, true, nil
+		}
+	}
+	return 0, false, nil
 }
 
 // firstGap returns the offset of the first free range of n bytes in the
