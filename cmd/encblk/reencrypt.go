@@ -131,67 +131,12 @@ start of the device), and encblk refuses (exit 4) to resume its metadata.`,
 					rate = &throttleRate
 				}
 				return reencryptServed(cmd, a, c, vol, target, hdr, kf, extraKeys, extraPass, keyBits, rate)
-			} else if errors.Is(err, backing.ErrBusy) {
-				return fmt.Errorf("%s is held by another encblk process (a reencryption, or a server whose control socket cannot be reached): %w", target, backing.ErrBusy)
-			} else if !errors.Is(err, daemon.ErrNotServed) {
+			} else if data, err := openUnserved(err, target); err != nil {
 				return err
+			} else {
+				defer data.Close()
+				return reencryptOffline(cmd, a, target, data, hdr, kf, extraKeys, extraPass, keyBits, sectorSize, resume, initOnly, throttleRate, zone)
 			}
-			// Direct I/O: zones go to the disk without filling the page
-			// cache (each is synced at once anyway).
-			data, err := backing.Open(target, backing.Options{Direct: true})
-			if err != nil {
-				return err
-			}
-			defer data.Close()
-			k, err := hdr.open(target, false)
-			if err != nil {
-				return err
-			}
-			defer k.Close()
-			r, err := k.Reencryption()
-			if err != nil {
-				return err
-			}
-			switch {
-			case r != nil && !resume:
-				return fmt.Errorf("%w on %s (--resume continues it)", keyring.ErrReencryptInProgress, target)
-			case r == nil && resume:
-				return withExit(exitUsage, fmt.Errorf("%s: %w", target, keyring.ErrReencryptNotStarted))
-			case resume && (keyBits != 0 || sectorSize != 0):
-				return withExit(exitUsage, errors.New("--key-size and --sector-size are set when the reencryption starts, not on --resume"))
-			}
-			ids, destroy, err := readKEKs(k, kf, extraKeys, extraPass, cmd.InOrStdin(), cmd.ErrOrStderr())
-			if err != nil {
-				return err
-			}
-			defer destroy()
-			opts := &keyring.ReencryptOptions{KeySize: keyBits / 8, SectorSize: sectorSize, HotZone: uint64(zone)}
-			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
-			defer stop()
-			if r == nil {
-				if err := k.StartReencrypt(ctx, ids, opts); err != nil {
-					return err
-				}
-				a.log.Info("reencryption recorded", "volume", k.UUID())
-				if initOnly {
-					fmt.Fprintf(cmd.OutOrStdout(), "reencryption of %s recorded; encblk reencrypt --resume (or cryptsetup reencrypt --resume-only) runs it\n", target)
-					return nil
-				}
-			}
-			rc, err := openOffline(ctx, k, ids, target, data, opts)
-			if err != nil {
-				return err
-			}
-			defer rc.Close()
-			if err := runOffline(ctx, cmd, a, k, rc, target, uint64(throttleRate)); err != nil {
-				return err
-			}
-			if r != nil && r.Mode == keyring.ReencryptModeEncrypt {
-				fmt.Fprintf(cmd.OutOrStdout(), "encrypted %s in place: a LUKS2 volume\n", target)
-				return nil
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "reencrypted %s: new volume key; old keyslots %v wiped\n", target, rc.OldKeyslots())
-			return nil
 		},
 	}
 	fs := cmd.Flags()
@@ -211,6 +156,76 @@ start of the device), and encblk refuses (exit 4) to resume its metadata.`,
 	fs.StringVar(&reduce, "reduce-device-size", "", "with --encrypt: bytes given up at the end of TARGET, half for the header, half the data shift (e.g. 32M)")
 	kdf.register(fs)
 	return cmd
+}
+
+// reencryptOffline runs or resumes a reencryption (or an encryption in
+// place, resumed) of an unserved TARGET here, on data (opened for direct
+// writes).
+func reencryptOffline(cmd *cobra.Command, a *app, target string, data *backing.File, hdr headerFlag, kf kekFlags, extraKeys, extraPass []string,
+	keyBits, sectorSize int, resume, initOnly bool, throttleRate, zone int64) error {
+	k, err := hdr.open(target, false)
+	if err != nil {
+		return err
+	}
+	defer k.Close()
+	r, err := k.Reencryption()
+	if err != nil {
+		return err
+	}
+	switch {
+	case r != nil && !resume:
+		return fmt.Errorf("%w on %s (--resume continues it)", keyring.ErrReencryptInProgress, target)
+	case r == nil && resume:
+		return withExit(exitUsage, fmt.Errorf("%s: %w", target, keyring.ErrReencryptNotStarted))
+	case resume && (keyBits != 0 || sectorSize != 0):
+		return withExit(exitUsage, errors.New("--key-size and --sector-size are set when the reencryption starts, not on --resume"))
+	}
+	ids, destroy, err := readKEKs(k, kf, extraKeys, extraPass, cmd.InOrStdin(), cmd.ErrOrStderr())
+	if err != nil {
+		return err
+	}
+	defer destroy()
+	opts := &keyring.ReencryptOptions{KeySize: keyBits / 8, SectorSize: sectorSize, HotZone: uint64(zone)}
+	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if r == nil {
+		if err := k.StartReencrypt(ctx, ids, opts); err != nil {
+			return err
+		}
+		a.log.Info("reencryption recorded", "volume", k.UUID())
+		if initOnly {
+			fmt.Fprintf(cmd.OutOrStdout(), "reencryption of %s recorded; encblk reencrypt --resume (or cryptsetup reencrypt --resume-only) runs it\n", target)
+			return nil
+		}
+	}
+	rc, err := openOffline(ctx, k, ids, target, data, opts)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	if err := runOffline(ctx, cmd, a, k, rc, target, uint64(throttleRate)); err != nil {
+		return err
+	}
+	if r != nil && r.Mode == keyring.ReencryptModeEncrypt {
+		fmt.Fprintf(cmd.OutOrStdout(), "encrypted %s in place: a LUKS2 volume\n", target)
+		return nil
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "reencrypted %s: new volume key; old keyslots %v wiped\n", target, rc.OldKeyslots())
+	return nil
+}
+
+// openUnserved sorts the error of targetFlags.client for an offline
+// operation: nil (not served) opens the backing, exclusively, for direct
+// writes (zones go to the disk without filling the page cache; each is
+// synced at once anyway); a backing another process holds is ErrBusy.
+func openUnserved(err error, target string) (*backing.File, error) {
+	switch {
+	case errors.Is(err, backing.ErrBusy):
+		return nil, fmt.Errorf("%s is held by another encblk process (a reencryption, or a server whose control socket cannot be reached): %w", target, backing.ErrBusy)
+	case !errors.Is(err, daemon.ErrNotServed):
+		return nil, err
+	}
+	return backing.Open(target, backing.Options{Direct: true})
 }
 
 // openOffline opens the recorded reencryption of k for running here: reads
@@ -284,14 +299,11 @@ func encryptInPlace(cmd *cobra.Command, a *app, target string, t targetFlags, hd
 	if keyBits == 0 {
 		keyBits = 512
 	}
-	if _, _, err := t.client(cmd.Context(), target); err == nil {
+	_, _, err = t.client(cmd.Context(), target)
+	if err == nil {
 		return withExit(exitBusy, fmt.Errorf("%s is served: encryption in place is an offline operation (and a served volume is LUKS already)", target))
-	} else if errors.Is(err, backing.ErrBusy) {
-		return fmt.Errorf("%s is held by another encblk process: %w", target, backing.ErrBusy)
-	} else if !errors.Is(err, daemon.ErrNotServed) {
-		return err
 	}
-	data, err := backing.Open(target, backing.Options{Direct: true})
+	data, err := openUnserved(err, target)
 	if err != nil {
 		return err
 	}

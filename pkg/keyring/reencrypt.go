@@ -296,23 +296,8 @@ func (k *Keyring) StartReencrypt(ctx context.Context, ids []Identity, opts *Reen
 	}
 	// Digest keyslot lists must not name the reencrypt keyslot yet for
 	// parsing; the verification digest is added last.
-	n, err := e.reparse(k.bin.HdrSize)
+	n, err := e.withVerificationDigest(k.bin.HdrSize, oldKey.Bytes(), newKey.Bytes(), max(d.Iterations, minPBKDF2Iterations))
 	if err != nil {
-		return err
-	}
-	r, err := n.reencryption()
-	if err != nil {
-		return err
-	}
-	vid, err := freeID(n.digests)
-	if err != nil {
-		return err
-	}
-	e = n.clone()
-	if e.digests[strconv.Itoa(vid)], err = n.reencryptDigest(r, oldKey.Bytes(), newKey.Bytes(), max(d.Iterations, minPBKDF2Iterations)); err != nil {
-		return err
-	}
-	if n, err = parseMetadataEdit(e, k.bin.HdrSize); err != nil {
 		return err
 	}
 	if err := k.commit(n); err != nil {
@@ -320,6 +305,28 @@ func (k *Keyring) StartReencrypt(ctx context.Context, ids []Identity, opts *Reen
 	}
 	written = nil
 	return nil
+}
+
+// withVerificationDigest returns e, validated, with the reencryption's
+// verification digest over the keys added (oldKey nil for an encryption).
+func (e *metadata) withVerificationDigest(hdrSize uint64, oldKey, newKey []byte, iterations int) (*metadata, error) {
+	n, err := e.reparse(hdrSize)
+	if err != nil {
+		return nil, err
+	}
+	r, err := n.reencryption()
+	if err != nil {
+		return nil, err
+	}
+	vid, err := freeID(n.digests)
+	if err != nil {
+		return nil, err
+	}
+	e = n.clone()
+	if e.digests[strconv.Itoa(vid)], err = n.reencryptDigest(r, oldKey, newKey, iterations); err != nil {
+		return nil, err
+	}
+	return parseMetadataEdit(e, hdrSize)
 }
 
 // Reencryptor rewrites a volume's data under the new key, zone by zone,
@@ -478,26 +485,7 @@ func (rc *Reencryptor) commitSegments(p, hot uint64, final bool) error {
 		return err
 	}
 	if final {
-		drop := slices.Clone(rc.oldSlots)
-		drop = append(drop, rc.r.Keyslot)
-		n, err := e.reparse(k.bin.HdrSize)
-		if err != nil {
-			return err
-		}
-		if e, err = n.withoutKeyslots(drop); err != nil {
-			return err
-		}
-		e = e.clone()
-		for key, raw := range e.digests {
-			var d struct {
-				Keyslots []string `json:"keyslots"`
-				Segments []string `json:"segments"`
-			}
-			if json.Unmarshal(raw, &d) == nil && len(d.Keyslots) == 0 && len(d.Segments) == 0 {
-				delete(e.digests, key)
-			}
-		}
-		if err := e.setRequirement(false); err != nil {
+		if e, err = e.endReencryption(k.bin.HdrSize, append(slices.Clone(rc.oldSlots), rc.r.Keyslot)); err != nil {
 			return err
 		}
 	}
@@ -506,6 +494,30 @@ func (rc *Reencryptor) commitSegments(p, hot uint64, final bool) error {
 		return err
 	}
 	return k.commit(n)
+}
+
+// endReencryption returns a copy of e (its segments already final)
+// without the keyslots drop (the old ones and the reencrypt keyslot), the
+// digests left bound to nothing, and the reencryption requirement.
+func (e *metadata) endReencryption(hdrSize uint64, drop []int) (*metadata, error) {
+	n, err := e.reparse(hdrSize)
+	if err != nil {
+		return nil, err
+	}
+	if e, err = n.withoutKeyslots(drop); err != nil {
+		return nil, err
+	}
+	e = e.clone()
+	for key, raw := range e.digests {
+		var d struct {
+			Keyslots []string `json:"keyslots"`
+			Segments []string `json:"segments"`
+		}
+		if json.Unmarshal(raw, &d) == nil && len(d.Keyslots) == 0 && len(d.Segments) == 0 {
+			delete(e.digests, key)
+		}
+	}
+	return e, e.setRequirement(false)
 }
 
 // checksums hashes each block of buf.

@@ -29,12 +29,7 @@ func reencryptVolume(t *testing.T, dataSize int, ss int) (path, keyPath, sum str
 	if err := os.Truncate(path, int64(1<<20+dataSize)); err != nil {
 		t.Fatal(err)
 	}
-	key := make([]byte, 32)
-	rand.Read(key)
-	keyPath = filepath.Join(dir, "key")
-	if err := os.WriteFile(keyPath, key, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	keyPath = randomKeyFile(t, dir)
 	kf, err := openKeyFile(keyPath)
 	if err != nil {
 		t.Fatal(err)
@@ -71,6 +66,18 @@ func reencryptVolume(t *testing.T, dataSize int, ss int) (path, keyPath, sum str
 	return path, keyPath, hex.EncodeToString(s[:])
 }
 
+// randomKeyFile writes a key file of 32 random bytes in dir.
+func randomKeyFile(t *testing.T, dir string) string {
+	t.Helper()
+	key := make([]byte, 32)
+	rand.Read(key)
+	path := filepath.Join(dir, "key")
+	if err := os.WriteFile(path, key, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 func keyFileAt(t *testing.T, path string) *Secret {
 	t.Helper()
 	k, err := openKeyFile(path)
@@ -95,6 +102,11 @@ func reencryptAll(ctx context.Context, dev device, size uint64, ids []Identity, 
 			return err
 		}
 	}
+	return stepAll(ctx, k, ids, dev, size, opts)
+}
+
+// stepAll resumes the reencryption recorded in k and steps it to its end.
+func stepAll(ctx context.Context, k *Keyring, ids []Identity, dev device, size uint64, opts *ReencryptOptions) error {
 	rc, err := k.OpenReencryption(ctx, ids, dev, size, opts)
 	if err != nil {
 		return err

@@ -267,23 +267,7 @@ func (k *Keyring) recordEncrypt(dek *secmem.Buffer, size, shift uint64) error {
 	if err := e.setRequirement(true); err != nil {
 		return err
 	}
-	cur, err = e.reparse(k.bin.HdrSize)
-	if err != nil {
-		return err
-	}
-	r, err := cur.reencryption()
-	if err != nil {
-		return err
-	}
-	vid, err := freeID(cur.digests)
-	if err != nil {
-		return err
-	}
-	e = cur.clone()
-	if e.digests[strconv.Itoa(vid)], err = cur.reencryptDigest(r, nil, dek.Bytes(), max(cur.Digests[0].Iterations, minPBKDF2Iterations)); err != nil {
-		return err
-	}
-	cur, err = parseMetadataEdit(e, k.bin.HdrSize)
+	cur, err = e.withVerificationDigest(k.bin.HdrSize, nil, dek.Bytes(), max(cur.Digests[0].Iterations, minPBKDF2Iterations))
 	if err != nil {
 		return err
 	}
@@ -629,32 +613,16 @@ func (rc *Reencryptor) finishShift() error {
 			return err
 		}
 	}
-	if err := e.setRequirement(false); err != nil {
+	if e, err = e.endReencryption(k.bin.HdrSize, []int{rc.r.Keyslot}); err != nil {
 		return err
-	}
-	n, err := e.reparse(k.bin.HdrSize)
-	if err != nil {
-		return err
-	}
-	if e, err = n.withoutKeyslots([]int{rc.r.Keyslot}); err != nil {
-		return err
-	}
-	e = e.clone()
-	for key, raw := range e.digests {
-		var d struct {
-			Keyslots []string `json:"keyslots"`
-			Segments []string `json:"segments"`
-		}
-		if json.Unmarshal(raw, &d) == nil && len(d.Keyslots) == 0 && len(d.Segments) == 0 {
-			delete(e.digests, key)
-		}
 	}
 	if ks := min(st.offset-2*k.bin.HdrSize, maxKeyslotsSize) / 4096 * 4096; st.offset > 2*k.bin.HdrSize && ks > k.meta.Config.KeyslotsSize {
 		if e.config["keyslots_size"], err = json.Marshal(strconv.FormatUint(ks, 10)); err != nil {
 			return err
 		}
 	}
-	if n, err = e.reparse(k.bin.HdrSize); err != nil {
+	n, err := e.reparse(k.bin.HdrSize)
+	if err != nil {
 		return err
 	}
 	return k.commit(n)

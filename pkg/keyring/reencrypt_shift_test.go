@@ -43,13 +43,7 @@ func plainDevice(t *testing.T, dataSize, reduce int) (path string, plain []byte,
 	if err := os.WriteFile(path, append(bytes.Clone(plain), make([]byte, reduce)...), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	key := make([]byte, 32)
-	rand.Read(key)
-	keyPath = filepath.Join(dir, "key")
-	if err := os.WriteFile(keyPath, key, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path, plain, keyPath
+	return path, plain, randomKeyFile(t, dir)
 }
 
 // encryptAll starts (unless the device already records it) and completes
@@ -65,17 +59,7 @@ func encryptAll(ctx context.Context, dev device, size uint64, id *Secret, opts *
 	if r, err := k.Reencryption(); err != nil || r == nil {
 		return err // nil: finished (the crash came after the last commit)
 	}
-	rc, err := k.OpenReencryption(ctx, []Identity{id}, dev, size, nil)
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
-	for !rc.Done() {
-		if err := rc.Step(); err != nil {
-			return err
-		}
-	}
-	return rc.Finish()
+	return stepAll(ctx, k, []Identity{id}, dev, size, nil)
 }
 
 // checkEncrypted checks that the volume at path opens with id and holds
