@@ -9,7 +9,8 @@
 #  A. encblk formats a volume (files written through dm-crypt with the key
 #     file) and seals a keyslot to PCR 7 (keyslot add --tpm2-device auto);
 #     systemd-cryptsetup attach ... tpm2-device=auto opens it in dm-crypt
-#     through encblk's systemd-tpm2 token alone: the files match.
+#     through encblk's systemd-tpm2 token alone: the files match. The same
+#     with a PIN (--tpm2-with-pin): systemd-cryptsetup needs $PIN for it.
 #  B. encblk's keyslot removed, systemd-cryptenroll --tpm2-pcrs=7 enrolls
 #     one; encblk serve with no KEK named unlocks through systemd's token,
 #     the files match over NBD.
@@ -54,6 +55,21 @@ step "A: systemd-cryptsetup attach ... tpm2-device=auto (no key file): the files
 losetup -c "$loop"
 at_exit "$cryptsetup_bin detach tpm"
 "$cryptsetup_bin" attach tpm "$loop" - tpm2-device=auto,headless=true
+mount /dev/mapper/tpm "$mnt"
+check_tree "$mnt/t" "$work/t.sums"
+umount "$mnt"
+"$cryptsetup_bin" detach tpm
+
+step "A: with a PIN instead: systemd-cryptsetup opens it given \$PIN, not without"
+"$ENCBLK" keyslot remove --batch-mode "$img" 1
+printf '2468\n' >"$work/pin"
+"$ENCBLK" keyslot add --key-file "$key" --tpm2-device auto --tpm2-pcrs 7 --tpm2-with-pin --new-tpm2-pin-file "$work/pin" "$img"
+"$ENCBLK" keyslot list "$img" | grep -q '^1 .*systemd-tpm2: PCRs \[7\] (sha256) + PIN' || fail "no TPM2+PIN keyslot 1"
+rc=0
+"$cryptsetup_bin" attach tpm "$loop" - tpm2-device=auto,headless=true >"$work/err" 2>&1 || rc=$?
+[ "$rc" -ne 0 ] && [ ! -e /dev/mapper/tpm ] || fail "systemd-cryptsetup attached a PIN keyslot with no PIN"
+echo "   no PIN (exit $rc): $(tail -1 "$work/err")"
+PIN=2468 "$cryptsetup_bin" attach tpm "$loop" - tpm2-device=auto,headless=true
 mount /dev/mapper/tpm "$mnt"
 check_tree "$mnt/t" "$work/t.sums"
 umount "$mnt"
