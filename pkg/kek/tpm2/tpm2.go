@@ -17,7 +17,12 @@
 // one counts against the TPM's dictionary-attack lockout).
 //
 // Sealing (NewRecipient, Wrap) does what systemd-cryptenroll 252 does, so
-// that systemd-cryptsetup opens the keyslots encblk makes.
+// that systemd-cryptsetup opens the keyslots encblk makes: ECC primary (RSA
+// if the TPM has no ECC), PCR bank sha256 unless only sha1's PCRs are set,
+// keyslot PBKDF2-SHA512 with 1000 iterations.
+//
+// ClevisPin is clevis's tpm2 pin (a clevis.Pin, alone or inside sss) on the
+// same primary keys and sealed objects.
 package tpm2
 
 import (
