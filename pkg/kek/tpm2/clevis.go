@@ -126,7 +126,7 @@ func (p *ClevisPin) Encrypt(ctx context.Context, config json.RawMessage, plainte
 		return nil, errors.New("tpm2 pin: JWK length")
 	}
 
-	t, err := open(p.device)
+	t, err := open(ctx, p.device)
 	if err != nil {
 		return nil, err
 	}
@@ -184,7 +184,7 @@ func (p *ClevisPin) Decrypt(ctx context.Context, jwe *clevis.JWE) (*keyring.Secr
 	if jwe.Header.Alg != "dir" {
 		return nil, fmt.Errorf("%w: a tpm2 JWE wants alg dir, not %q", clevis.ErrMalformed, jwe.Header.Alg)
 	}
-	t, err := open(p.device)
+	t, err := open(ctx, p.device)
 	if err != nil {
 		return nil, err
 	}

@@ -94,7 +94,7 @@ func (k *KEK) Wrap(ctx context.Context) (*keyring.Secret, []json.RawMessage, err
 		auth = sum[:]
 		defer clear(auth)
 	}
-	t, err := k.open()
+	t, err := open(ctx, k.device)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -35,12 +35,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
-	"github.com/google/go-tpm/tpm2/transport/linuxtpm"
-	"github.com/google/go-tpm/tpm2/transport/linuxudstpm"
 
 	"github.com/encblk/encblk/pkg/keyring"
 )
@@ -197,34 +194,17 @@ func NewIdentity(device string) *KEK {
 // Destroy implements the command line's KEK: a TPM KEK holds no secret.
 func (k *KEK) Destroy() {}
 
-func (k *KEK) open() (transport.TPMCloser, error) { return open(k.device) }
-
-// open opens the TPM device ("/dev/tpmrm0", "swtpm:path=SOCKET").
-func open(device string) (transport.TPMCloser, error) {
-	var t transport.TPMCloser
-	var err error
-	if path, ok := strings.CutPrefix(device, "swtpm:path="); ok {
-		t, err = linuxudstpm.Open(path)
-	} else {
-		t, err = linuxtpm.Open(device)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("tpm2: TPM %s: %w", device, err)
-	}
-	return t, nil
-}
-
 // Unwrap implements keyring.Identity: the passphrase of keyslot ks,
 // unsealed by the TPM from its systemd-tpm2 token. A keyslot without one is
 // not this KEK's; a TPM that is absent or refuses, or PCRs that changed
 // (ErrPolicyMismatch), make it unavailable with the reason.
 func (k *KEK) Unwrap(ctx context.Context, ks *keyring.Keyslot) (*keyring.Secret, error) {
-	return keyring.UnwrapTokens(ctx, ks, TokenType, "tpm2", func(_ context.Context, t keyring.Token) (*keyring.Secret, error) {
-		return k.unwrapToken(t.Raw)
+	return keyring.UnwrapTokens(ctx, ks, TokenType, "tpm2", func(ctx context.Context, t keyring.Token) (*keyring.Secret, error) {
+		return k.unwrapToken(ctx, t.Raw)
 	})
 }
 
-func (k *KEK) unwrapToken(raw json.RawMessage) (*keyring.Secret, error) {
+func (k *KEK) unwrapToken(ctx context.Context, raw json.RawMessage) (*keyring.Secret, error) {
 	tok, err := ParseToken(raw)
 	if err != nil {
 		return nil, err
@@ -243,7 +223,7 @@ func (k *KEK) unwrapToken(raw json.RawMessage) (*keyring.Secret, error) {
 		auth = sum[:]
 		defer clear(auth)
 	}
-	t, err := k.open()
+	t, err := open(ctx, k.device)
 	if err != nil {
 		return nil, err
 	}
