@@ -74,6 +74,10 @@ type Token struct {
 	PrimaryAlg string   `json:"tpm2-primary-alg"`
 	PolicyHash string   `json:"tpm2-policy-hash"`
 	PIN        bool     `json:"tpm2-pin"`
+	// A signed PCR policy (systemd-cryptenroll --tpm2-public-key): not
+	// supported, refused by ParseToken.
+	PubkeyPCRs []int  `json:"tpm2_pubkey_pcrs,omitempty"`
+	Pubkey     []byte `json:"tpm2_pubkey,omitempty"`
 }
 
 // ParseToken parses and checks a systemd-tpm2 token.
@@ -92,6 +96,8 @@ func ParseToken(raw []byte) (*Token, error) {
 	switch {
 	case t.Type != TokenType:
 		return nil, fmt.Errorf("%w: type %q", ErrBadToken, t.Type)
+	case len(tok.PubkeyPCRs) > 0 || len(tok.Pubkey) > 0:
+		return nil, fmt.Errorf("%w: a signed PCR policy (tpm2_pubkey, systemd-cryptenroll --tpm2-public-key) is not supported", ErrBadToken)
 	case tok.PCRBank == "":
 		tok.PCRBank = "sha256"
 	}

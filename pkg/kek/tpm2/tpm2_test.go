@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/encblk/encblk/internal/kektest"
@@ -85,4 +86,13 @@ func FuzzParseToken(f *testing.F) {
 		}
 		tpm2.Describe(b)
 	})
+}
+
+// A token with a signed PCR policy (systemd 252's --tpm2-public-key) is
+// refused with its reason, not mistaken for a PCR change.
+func TestSignedPolicyRefused(t *testing.T) {
+	_, err := tpm2.ParseToken([]byte(`{"type":"systemd-tpm2","keyslots":["1"],"tpm2-blob":"AAIAAQACAAE=","tpm2-pcrs":[],"tpm2-primary-alg":"ecc","tpm2-policy-hash":"00","tpm2-pin":false,"tpm2_pubkey_pcrs":[11],"tpm2_pubkey":"AAAA"}`))
+	if !errors.Is(err, tpm2.ErrBadToken) || !strings.Contains(err.Error(), "signed PCR policy") {
+		t.Fatalf("signed policy: %v", err)
+	}
 }
