@@ -40,14 +40,19 @@ import (
 // Clock is the rotation scheduler's time; tests inject one they advance.
 type Clock interface {
 	Now() time.Time
-	// After is time.After on this clock.
-	After(d time.Duration) <-chan time.Time
+	// Timer is time.NewTimer on this clock: c receives once d has
+	// passed, unless stop cancels it first.
+	Timer(d time.Duration) (c <-chan time.Time, stop func())
 }
 
 type systemClock struct{}
 
-func (systemClock) Now() time.Time                         { return time.Now() }
-func (systemClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+func (systemClock) Now() time.Time { return time.Now() }
+
+func (systemClock) Timer(d time.Duration) (<-chan time.Time, func()) {
+	t := time.NewTimer(d)
+	return t.C, func() { t.Stop() }
+}
 
 // RotationSources are the KEKs a server may obtain without an operator,
 // besides the key files of a policy's key directory (which it reads
@@ -99,11 +104,16 @@ func (d *Daemon) runRotations(ctx context.Context) {
 		if !next.IsZero() {
 			wait = min(wait, max(next.Sub(d.sched.clock.Now()), time.Second))
 		}
+		// A wake cancels the timer: a test's clock then knows that the
+		// scheduler has not yet seen the new state when no timer is set.
+		timer, stop := d.sched.clock.Timer(wait)
 		select {
 		case <-ctx.Done():
+			stop()
 			return
-		case <-d.sched.clock.After(wait):
+		case <-timer:
 		case <-d.sched.wake:
+			stop()
 		}
 	}
 }

@@ -42,20 +42,35 @@ func (c *fakeClock) Now() time.Time {
 	return c.now
 }
 
-func (c *fakeClock) After(d time.Duration) <-chan time.Time {
+func (c *fakeClock) Timer(d time.Duration) (<-chan time.Time, func()) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	ch := make(chan time.Time, 1)
 	if d <= 0 {
 		ch <- c.now
-		return ch
+		return ch, func() {}
 	}
 	c.waiters = append(c.waiters, fakeWaiter{c.now.Add(d), ch})
-	return ch
+	stop := func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for i, w := range c.waiters {
+			if w.ch == ch {
+				c.waiters = append(c.waiters[:i], c.waiters[i+1:]...)
+				return
+			}
+		}
+	}
+	return ch, stop
 }
 
 // advance moves the clock by d once the scheduler waits on it (so that
-// it sees the new time), and fires the timers that are due.
+// it sees the new time), and fires the timers that are due. A timer the
+// scheduler stopped is gone, so a waiter here is one set after the
+// scheduler saw the latest state (a policy change wakes it and stops the
+// old timer); without that, advancing while the scheduler was between a
+// wake and its next timer lost the advance and the test waited forever
+// (seen once in a CI rehearsal under -race).
 func (c *fakeClock) advance(t *testing.T, d time.Duration) {
 	t.Helper()
 	waitFor(t, "the scheduler to wait on the clock", func() bool {
