@@ -21,33 +21,45 @@ type crashDevice struct {
 	budget       int
 	tornFraction float64
 	crashed      bool
+	// shared, when set, holds the budget and the crash of a device group
+	// (a detached header and its data crash together).
+	shared *crashDevice
 }
 
 func (d *crashDevice) ReadAt(p []byte, off int64) (int, error) { return d.f.ReadAt(p, off) }
 
+func (d *crashDevice) state() *crashDevice {
+	if d.shared != nil {
+		return d.shared
+	}
+	return d
+}
+
 func (d *crashDevice) WriteAt(p []byte, off int64) (int, error) {
-	if d.crashed {
+	s := d.state()
+	if s.crashed {
 		return 0, errCrash
 	}
-	if d.budget == 0 {
-		d.crashed = true
-		n := int(float64(len(p)) * d.tornFraction)
+	if s.budget == 0 {
+		s.crashed = true
+		n := int(float64(len(p)) * s.tornFraction)
 		d.f.WriteAt(p[:n], off)
 		return n, errCrash
 	}
-	d.budget--
+	s.budget--
 	return d.f.WriteAt(p, off)
 }
 
 func (d *crashDevice) Sync() error {
-	if d.crashed {
+	s := d.state()
+	if s.crashed {
 		return errCrash
 	}
-	if d.budget == 0 {
-		d.crashed = true
+	if s.budget == 0 {
+		s.crashed = true
 		return errCrash
 	}
-	d.budget--
+	s.budget--
 	return nil
 }
 

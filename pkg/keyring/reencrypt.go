@@ -348,6 +348,7 @@ type Reencryptor struct {
 	progress uint64
 	oldSlots []int
 	shift    *shiftState // encryption in place with a data shift
+	back     *backState  // decryption in place (detached header)
 }
 
 // OpenReencryption loads the reencryption recorded in the metadata for
@@ -371,8 +372,11 @@ func (k *Keyring) OpenReencryption(ctx context.Context, ids []Identity, data Dat
 	if r == nil {
 		return nil, ErrReencryptNotStarted
 	}
-	if r.Mode == ReencryptModeEncrypt {
+	switch r.Mode {
+	case ReencryptModeEncrypt:
 		return k.openShiftEncrypt(ctx, m, r, ids, data, dataEnd)
+	case ReencryptModeDecrypt:
+		return k.openDecrypt(ctx, m, r, ids, data, dataEnd, o)
 	}
 	if r.Mode != ReencryptModeReencrypt {
 		// Refusing needs no verification: nothing is written.
@@ -616,6 +620,9 @@ func (rc *Reencryptor) Step() error {
 	if rc.shift != nil {
 		return rc.shiftStep()
 	}
+	if rc.back != nil {
+		return rc.backStep()
+	}
 	p := rc.progress
 	n := min(rc.zone, rc.layout.size-p)
 	buf := make([]byte, n)
@@ -656,6 +663,9 @@ func (rc *Reencryptor) Finish() error {
 	}
 	if rc.shift != nil {
 		return rc.finishShift()
+	}
+	if rc.back != nil {
+		return rc.finishBack()
 	}
 	k := rc.k
 	k.mu.Lock()
@@ -710,6 +720,9 @@ func (rc *Reencryptor) NextZone() uint64 {
 	if rc.shift != nil {
 		_, l := rc.shift.zone()
 		return l
+	}
+	if rc.back != nil {
+		return min(rc.zone, rc.back.done)
 	}
 	return min(rc.zone, rc.layout.size-rc.progress)
 }

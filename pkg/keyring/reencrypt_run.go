@@ -39,8 +39,8 @@ func (rc *Reencryptor) Run(ctx context.Context, o *RunOptions) error {
 	if o != nil {
 		opts = *o
 	}
-	if rc.shift != nil {
-		return rc.runShift(ctx, &opts)
+	if rc.shift != nil || rc.back != nil {
+		return rc.runSteps(ctx, &opts)
 	}
 	stop, ahead := make(chan struct{}), make(chan struct{})
 	// Run returns only once readAhead has: it uses the ciphers, which
@@ -146,15 +146,16 @@ func parallelChunks(buf []byte, fn func(b []byte, off uint64) error) error {
 	return first
 }
 
-// runShift is Run for an encryption in place: zone after zone (each
-// commit, read, encrypt, write, sync, commit), throttled, then Finish.
-func (rc *Reencryptor) runShift(ctx context.Context, opts *RunOptions) error {
+// runSteps is Run for an encryption or decryption in place: Step after
+// Step (each zone: commit, read, crypt, write, sync, commit), throttled,
+// then Finish.
+func (rc *Reencryptor) runSteps(ctx context.Context, opts *RunOptions) error {
 	start, done0 := time.Now(), rc.progress
 	for !rc.Done() {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := rc.shiftStep(); err != nil {
+		if err := rc.Step(); err != nil {
 			return err
 		}
 		if opts.Throttle > 0 {
