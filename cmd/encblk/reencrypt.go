@@ -89,14 +89,23 @@ A crash or SIGKILL at any moment leaves a volume that --resume (or
 cryptsetup reencrypt --resume-only) finishes; encblk --resume likewise
 finishes cryptsetup's. A detached --header is not supported for --encrypt.
 
---decrypt is not implemented: cryptsetup 2.6.1 decrypts a LUKS2 volume
-(cryptsetup reencrypt --decrypt --header FILE, which moves the data to the
-start of the device), and encblk refuses (exit 4) to resume its metadata.`,
+--decrypt --header FILE turns the data device TARGET of a volume whose
+header is detached (in FILE) back into plain data, in place, as cryptsetup
+reencrypt --decrypt --header FILE does (backward, checksum resilience:
+resumable by either tool). At the end FILE holds a header with no keyslot.
+A volume whose header is on TARGET itself is decrypted by cryptsetup
+2.6.1 with a data shift (cryptsetup reencrypt --decrypt --header NEWFILE
+TARGET exports the header to NEWFILE and moves the data to the start of
+TARGET); encblk does not do that (exit 4). hw-opal volumes are refused
+(exit 4). Offline only.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			target := args[0]
+			if decrypt && encrypt {
+				return withExit(exitUsage, errors.New("--encrypt and --decrypt are exclusive"))
+			}
 			if decrypt {
-				return fmt.Errorf("%w: --decrypt (cryptsetup reencrypt --decrypt does it)", keyring.ErrUnsupported)
+				return decryptInPlace(cmd, a, target, t, hdr, kf, resume, initOnly, throttle, hotZone)
 			}
 			if encrypt {
 				return encryptInPlace(cmd, a, target, t, hdr, kf, kdf, reduce, keyBits, sectorSize, resume, initOnly, throttle)
@@ -152,7 +161,7 @@ start of the device), and encblk refuses (exit 4) to resume its metadata.`,
 	fs.StringVar(&throttle, "throttle", "", "cap the rewrite rate, bytes per second (K, M, G suffixes; 0: no cap); on a served volume it replaces the server's --reencrypt-rate for this reencryption")
 	fs.StringVar(&hotZone, "hotzone-size", "", "largest zone rewritten per metadata commit (default 64M)")
 	fs.BoolVar(&encrypt, "encrypt", false, "encrypt the plaintext on TARGET in place into a new LUKS2 volume (needs --reduce-device-size)")
-	fs.BoolVar(&decrypt, "decrypt", false, "not implemented (cryptsetup reencrypt --decrypt): refused with exit 4")
+	fs.BoolVar(&decrypt, "decrypt", false, "with --header FILE: decrypt TARGET, the data device of a detached-header volume, in place")
 	fs.StringVar(&reduce, "reduce-device-size", "", "with --encrypt: bytes given up at the end of TARGET, half for the header, half the data shift (e.g. 32M)")
 	kdf.register(fs)
 	return cmd
@@ -206,9 +215,8 @@ func reencryptOffline(cmd *cobra.Command, a *app, target string, data *backing.F
 	if err := runOffline(ctx, cmd, a, k, rc, target, uint64(throttleRate)); err != nil {
 		return err
 	}
-	if r != nil && r.Mode == keyring.ReencryptModeEncrypt {
-		fmt.Fprintf(cmd.OutOrStdout(), "encrypted %s in place: a LUKS2 volume\n", target)
-		return nil
+	if r != nil && r.Mode != keyring.ReencryptModeReencrypt {
+		return reportInPlace(cmd, r.Mode, target, hdr)
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "reencrypted %s: new volume key; old keyslots %v wiped\n", target, rc.OldKeyslots())
 	return nil
@@ -339,8 +347,84 @@ func encryptInPlace(cmd *cobra.Command, a *app, target string, t targetFlags, hd
 	if err := runOffline(ctx, cmd, a, k, rc, target, uint64(throttleRate)); err != nil {
 		return err
 	}
+	return reportInPlace(cmd, keyring.ReencryptModeEncrypt, target, hdr)
+}
+
+// reportInPlace prints the end of an encryption or decryption in place.
+func reportInPlace(cmd *cobra.Command, mode, target string, hdr headerFlag) error {
+	if mode == keyring.ReencryptModeDecrypt {
+		fmt.Fprintf(cmd.OutOrStdout(), "decrypted %s in place: plain data; the header %s opens nothing now\n", target, hdr.path)
+		return nil
+	}
 	fmt.Fprintf(cmd.OutOrStdout(), "encrypted %s in place: a LUKS2 volume\n", target)
 	return nil
+}
+
+// decryptInPlace is reencrypt --decrypt --header FILE: the data device
+// TARGET of a detached-header volume becomes plain data in place.
+func decryptInPlace(cmd *cobra.Command, a *app, target string, t targetFlags, hdr headerFlag, kf kekFlags,
+	resume, initOnly bool, throttle, hotZone string) error {
+	switch {
+	case hdr.path == "":
+		return fmt.Errorf("%w: --decrypt without a detached --header: a header on the data device means moving the data (cryptsetup reencrypt --decrypt --header NEWFILE does that); encblk decrypts volumes whose header is detached", keyring.ErrUnsupported)
+	case resume:
+		return withExit(exitUsage, errors.New("--resume continues a decryption without --decrypt: encblk reencrypt --resume --header FILE TARGET"))
+	}
+	var throttleRate, zone int64
+	var err error
+	if throttle != "" {
+		if throttleRate, err = parseSize(throttle); err != nil {
+			return withExit(exitUsage, fmt.Errorf("--throttle: %w", err))
+		}
+	}
+	if hotZone != "" {
+		if zone, err = parseSize(hotZone); err != nil {
+			return withExit(exitUsage, fmt.Errorf("--hotzone-size: %w", err))
+		}
+	}
+	_, _, err = t.client(cmd.Context(), target)
+	if err == nil {
+		return withExit(exitBusy, fmt.Errorf("%s is served: decryption in place is an offline operation (stop the server first)", target))
+	}
+	data, err := openUnserved(err, target)
+	if err != nil {
+		return err
+	}
+	defer data.Close()
+	k, err := hdr.open(target, false)
+	if err != nil {
+		return err
+	}
+	defer k.Close()
+	if r, err := k.Reencryption(); err != nil {
+		return err
+	} else if r != nil {
+		return fmt.Errorf("%w on %s (--resume continues it)", keyring.ErrReencryptInProgress, target)
+	}
+	ids, destroy, err := readKEKs(k, kf, nil, nil, cmd.InOrStdin(), cmd.ErrOrStderr())
+	if err != nil {
+		return err
+	}
+	defer destroy()
+	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := k.StartDecrypt(ctx, ids); err != nil {
+		return err
+	}
+	a.log.Info("decryption in place recorded", "volume", k.UUID())
+	if initOnly {
+		fmt.Fprintf(cmd.OutOrStdout(), "decryption of %s recorded; encblk reencrypt --resume (or cryptsetup reencrypt --resume-only) runs it\n", target)
+		return nil
+	}
+	rc, err := openOffline(ctx, k, ids, target, data, &keyring.ReencryptOptions{HotZone: uint64(zone)})
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	if err := runOffline(ctx, cmd, a, k, rc, target, uint64(throttleRate)); err != nil {
+		return err
+	}
+	return reportInPlace(cmd, keyring.ReencryptModeDecrypt, target, hdr)
 }
 
 // readKEKs makes the process non-dumpable and reads the KEK (with no KEK
