@@ -415,23 +415,28 @@ func (k *Keyring) OpenReencryption(ctx context.Context, ids []Identity, data Dat
 		return nil, fmt.Errorf("%w: reencryption mode %q (encblk resumes %q)", ErrUnsupported, r.Mode, ReencryptModeReencrypt)
 	case r.Direction != "forward":
 		return nil, fmt.Errorf("%w: reencryption direction %q (encblk resumes forward)", ErrUnsupported, r.Direction)
-	case r.Resilience != "checksum":
-		return nil, fmt.Errorf("%w: reencryption resilience %q (encblk resumes checksum)", ErrUnsupported, r.Resilience)
-	case r.Hash != "sha256":
+	case r.Resilience != "checksum" && r.Resilience != "journal":
+		return nil, fmt.Errorf("%w: reencryption resilience %q (encblk resumes checksum and journal; cryptsetup reencrypt --resume-only finishes it)", ErrUnsupported, r.Resilience)
+	case r.Resilience == "checksum" && r.Hash != "sha256":
 		return nil, fmt.Errorf("%w: reencryption checksum hash %q (encblk resumes sha256)", ErrUnsupported, r.Hash)
 	case r.Old.Type != "crypt" || r.New.Type != "crypt" || r.Old.Encryption != "aes-xts-plain64" || r.New.Encryption != "aes-xts-plain64":
 		return nil, fmt.Errorf("%w: reencryption between %s and %s (encblk resumes aes-xts-plain64)", ErrUnsupported, r.Old.Encryption, r.New.Encryption)
 	case r.Old.Offset != r.New.Offset || r.Old.IVTweak != 0 || r.New.IVTweak != 0 || !r.Old.Dynamic || !r.New.Dynamic:
 		return nil, fmt.Errorf("%w: reencryption that moves data or has fixed sizes", ErrUnsupported)
-	case r.HashBlock%r.Old.SectorSize != 0 || r.HashBlock%r.New.SectorSize != 0:
+	case r.Resilience == "checksum" && (r.HashBlock%r.Old.SectorSize != 0 || r.HashBlock%r.New.SectorSize != 0):
 		return nil, fmt.Errorf("%w: checksum block %d is not a multiple of the sector sizes", ErrCorrupt, r.HashBlock)
+	}
+	if r.Resilience == "journal" {
+		// The journal holds the hot zone's old bytes as they were; its
+		// zones are whole sectors of both sizes.
+		rc.block = uint64(max(4096, r.Old.SectorSize, r.New.SectorSize))
 	}
 	if dataEnd <= r.New.Offset {
 		return nil, fmt.Errorf("data device of %d bytes ends before the data offset %d", dataEnd, r.New.Offset)
 	}
 	size := dataEnd - r.New.Offset
-	if size%uint64(r.HashBlock) != 0 {
-		return nil, fmt.Errorf("%w: data size %d is not a multiple of the %d-byte reencryption block", ErrUnsupported, size, r.HashBlock)
+	if size%rc.block != 0 {
+		return nil, fmt.Errorf("%w: data size %d is not a multiple of the %d-byte reencryption block", ErrUnsupported, size, rc.block)
 	}
 	rc.layout = m.layoutOf(r, size)
 	if rc.oldC, err = xts.New(rc.oldKey.Bytes()); err != nil {
@@ -444,10 +449,10 @@ func (k *Keyring) OpenReencryption(ctx context.Context, ids []Identity, data Dat
 	if hz == 0 {
 		hz = defaultHotZone
 	}
-	rc.zone = min(hz, r.AreaSize/sha256.Size*rc.block)
+	rc.zone = min(hz, rc.areaHolds())
 	rc.zone -= rc.zone % rc.block
 	if rc.zone == 0 {
-		return nil, fmt.Errorf("%w: resilience area of %d bytes cannot hold one checksum", ErrCorrupt, r.AreaSize)
+		return nil, fmt.Errorf("%w: resilience area of %d bytes cannot protect one block", ErrCorrupt, r.AreaSize)
 	}
 	if r.Crashed() {
 		if err := rc.recover(); err != nil {
@@ -524,6 +529,24 @@ func (e *metadata) endReencryption(hdrSize uint64, drop []int) (*metadata, error
 	return e, e.setRequirement(false)
 }
 
+// areaHolds is the largest zone the resilience area protects.
+func (rc *Reencryptor) areaHolds() uint64 {
+	if rc.r.Resilience == "journal" {
+		return rc.r.AreaSize
+	}
+	return rc.r.AreaSize / sha256.Size * rc.block
+}
+
+// protection is what goes to the resilience area before the zone buf (its
+// old content) is rewritten: the checksums of its blocks, or (journal) a
+// copy of it.
+func (rc *Reencryptor) protection(buf []byte) []byte {
+	if rc.r.Resilience == "journal" {
+		return bytes.Clone(buf)
+	}
+	return rc.checksums(buf)
+}
+
 // checksums hashes each block of buf.
 func (rc *Reencryptor) checksums(buf []byte) []byte {
 	sums := make([]byte, 0, len(buf)/int(rc.block)*sha256.Size)
@@ -567,8 +590,22 @@ func (rc *Reencryptor) recover() error {
 		return fmt.Errorf("%w: hot zone segment %d", ErrCorrupt, hot.ID)
 	}
 	p, n := hot.Offset-rc.layout.dataOffset, hot.Size
-	if p%rc.block != 0 || p+n > rc.layout.size || n/rc.block*sha256.Size > rc.r.AreaSize {
+	if p%rc.block != 0 || p+n > rc.layout.size || n > rc.areaHolds() {
 		return fmt.Errorf("%w: hot zone [%d, +%d) does not fit the data or the resilience area", ErrCorrupt, p, n)
+	}
+	if rc.r.Resilience == "journal" {
+		// The journal holds the zone's old ciphertext, whole.
+		buf := make([]byte, n)
+		if err := readFull(rc.k.dev, buf, rc.r.AreaOffset); err != nil {
+			return fmt.Errorf("read resilience area: %w", err)
+		}
+		if err := rc.cryptParallel(buf, p); err != nil {
+			return err
+		}
+		if err := rc.writeData(buf, p); err != nil {
+			return err
+		}
+		return rc.zoneDone(p, n)
 	}
 	sums := make([]byte, n/rc.block*sha256.Size)
 	if err := readFull(rc.k.dev, sums, rc.r.AreaOffset); err != nil {
@@ -629,7 +666,7 @@ func (rc *Reencryptor) Step() error {
 	if err := rc.readData(buf, p); err != nil {
 		return err
 	}
-	return rc.stepZone(buf, p, rc.checksums(buf), func() error {
+	return rc.stepZone(buf, p, rc.protection(buf), func() error {
 		if err := rc.crypt(buf, p); err != nil {
 			return err
 		}

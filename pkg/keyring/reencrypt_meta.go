@@ -202,9 +202,6 @@ func (m *metadata) reencryptVersion() int {
 	return 0
 }
 
-// knownResilience are the resilience types encblk can resume and recover.
-var knownResilience = []string{"checksum", "none"}
-
 // reencryption returns the reencryption state, or nil when none is
 // recorded. It refuses (ErrUnsupported) what encblk cannot continue: a
 // requirement version other than 2, a mode or resilience it does not

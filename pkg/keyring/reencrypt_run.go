@@ -94,7 +94,7 @@ func (rc *Reencryptor) readAhead(p uint64, zones chan<- zoneData, free chan []by
 		buf = buf[:n]
 		z := zoneData{p: p, buf: buf}
 		if z.err = rc.readData(buf, p); z.err == nil {
-			z.sums = rc.checksums(buf)
+			z.sums = rc.protection(buf)
 			z.err = rc.cryptParallel(buf, p)
 		}
 		select {

@@ -79,6 +79,7 @@ need ip iproute2
 need xz xz-utils
 need zstd zstd
 need fio fio
+need strace strace
 # The guest's PATH finds Debian's python3, not a host-only one.
 need /usr/bin/python3 python3
 if [ -x /bin/busybox ] && [[ $(ldd /bin/busybox 2>&1 || true) == *"not a dynamic executable"* ]]; then
