@@ -350,6 +350,30 @@ func encryptInPlace(cmd *cobra.Command, a *app, target string, t targetFlags, hd
 	return reportInPlace(cmd, keyring.ReencryptModeEncrypt, target, hdr)
 }
 
+// openToStart opens TARGET's header to start an operation on it: refused
+// (ErrReencryptInProgress, with where) when one is recorded already; then
+// the KEKs are read (readKEKs). The caller closes k and calls destroy.
+func openToStart(cmd *cobra.Command, target string, hdr headerFlag, kf kekFlags, extraKeys, extraPass []string, where string) (*keyring.Keyring, []keyring.Identity, func(), error) {
+	k, err := hdr.open(target, false)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	fail := func(err error) (*keyring.Keyring, []keyring.Identity, func(), error) {
+		k.Close()
+		return nil, nil, nil, err
+	}
+	if r, err := k.Reencryption(); err != nil {
+		return fail(err)
+	} else if r != nil {
+		return fail(fmt.Errorf("%w on %s %s", keyring.ErrReencryptInProgress, target, where))
+	}
+	ids, destroy, err := readKEKs(k, kf, extraKeys, extraPass, cmd.InOrStdin(), cmd.ErrOrStderr())
+	if err != nil {
+		return fail(err)
+	}
+	return k, ids, destroy, nil
+}
+
 // reportInPlace prints the end of an encryption or decryption in place.
 func reportInPlace(cmd *cobra.Command, mode, target string, hdr headerFlag) error {
 	if mode == keyring.ReencryptModeDecrypt {
@@ -391,20 +415,11 @@ func decryptInPlace(cmd *cobra.Command, a *app, target string, t targetFlags, hd
 		return err
 	}
 	defer data.Close()
-	k, err := hdr.open(target, false)
+	k, ids, destroy, err := openToStart(cmd, target, hdr, kf, nil, nil, "(--resume continues it)")
 	if err != nil {
 		return err
 	}
 	defer k.Close()
-	if r, err := k.Reencryption(); err != nil {
-		return err
-	} else if r != nil {
-		return fmt.Errorf("%w on %s (--resume continues it)", keyring.ErrReencryptInProgress, target)
-	}
-	ids, destroy, err := readKEKs(k, kf, nil, nil, cmd.InOrStdin(), cmd.ErrOrStderr())
-	if err != nil {
-		return err
-	}
 	defer destroy()
 	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -528,20 +543,11 @@ func (p *progressPrinter) update(done, total uint64) {
 func reencryptServed(cmd *cobra.Command, a *app, c *daemon.Client, vol, target string, hdr headerFlag, kf kekFlags,
 	extraKeys, extraPass []string, keyBits int, rate *int64) error {
 	ctx := cmd.Context()
-	k, err := hdr.open(target, false)
+	k, ids, destroy, err := openToStart(cmd, target, hdr, kf, extraKeys, extraPass, "run by its server")
 	if err != nil {
 		return err
 	}
 	defer k.Close()
-	if r, err := k.Reencryption(); err != nil {
-		return err
-	} else if r != nil {
-		return fmt.Errorf("%w on %s, run by its server", keyring.ErrReencryptInProgress, target)
-	}
-	ids, destroy, err := readKEKs(k, kf, extraKeys, extraPass, cmd.InOrStdin(), cmd.ErrOrStderr())
-	if err != nil {
-		return err
-	}
 	defer destroy()
 	secret, err := serverSecret(ctx, k, ids[0])
 	if err != nil {

@@ -136,29 +136,9 @@ func (k *Keyring) StartReencrypt(ctx context.Context, ids []Identity, opts *Reen
 		return err
 	}
 	m := k.meta
-	if m.reencryptKeyslot() >= 0 {
-		return ErrReencryptInProgress
-	}
-	if err := m.checkRequirements(); err != nil {
+	seg, d, err := m.soleSegment("reencryption")
+	if err != nil {
 		return err
-	}
-	if len(m.Segments) != 1 {
-		return fmt.Errorf("%w: %d data segments (reencryption needs exactly one)", ErrUnsupported, len(m.Segments))
-	}
-	seg := m.Segments[lowestSegment(m)]
-	switch {
-	case seg.Type == "hw-opal" || seg.Type == "hw-opal-crypt":
-		return fmt.Errorf("%w: segment type %q: the drive holds the data key, which reencryption cannot change", ErrUnsupported, seg.Type)
-	case seg.Type != "crypt" || seg.Encryption != "aes-xts-plain64" || seg.Integrity:
-		return fmt.Errorf("%w: reencryption of a %q segment encrypted with %q", ErrUnsupported, seg.Type, seg.Encryption)
-	case !seg.Dynamic:
-		return fmt.Errorf("%w: reencryption of a segment with a fixed size", ErrUnsupported)
-	case seg.IVTweak != 0:
-		return fmt.Errorf("%w: reencryption of a segment with iv_tweak %d", ErrUnsupported, seg.IVTweak)
-	}
-	d := m.segmentDigest(seg.ID)
-	if d == nil {
-		return fmt.Errorf("%w: no digest for segment %d", ErrCorrupt, seg.ID)
 	}
 	oldSlots, oldKey, err := k.unlockSlots(ctx, m, d, ids, true)
 	if err != nil {
@@ -327,6 +307,39 @@ func (e *metadata) withVerificationDigest(hdrSize uint64, oldKey, newKey []byte,
 		return nil, err
 	}
 	return parseMetadataEdit(e, hdrSize)
+}
+
+// soleSegment checks that the volume can start an operation (what:
+// "reencryption", "decryption") on its data: none recorded already, no
+// unknown requirement, exactly one segment, dm-crypt's aes-xts-plain64
+// (not a self-encrypting drive's), dynamic, no iv_tweak. It returns the
+// segment and its digest.
+func (m *metadata) soleSegment(what string) (*Segment, *digest, error) {
+	if m.reencryptKeyslot() >= 0 {
+		return nil, nil, ErrReencryptInProgress
+	}
+	if err := m.checkRequirements(); err != nil {
+		return nil, nil, err
+	}
+	if len(m.Segments) != 1 {
+		return nil, nil, fmt.Errorf("%w: %d data segments (%s needs exactly one)", ErrUnsupported, len(m.Segments), what)
+	}
+	seg := m.Segments[lowestSegment(m)]
+	switch {
+	case seg.Type == "hw-opal" || seg.Type == "hw-opal-crypt":
+		return nil, nil, fmt.Errorf("%w: segment type %q: the drive holds the data key, which %s cannot change", ErrUnsupported, seg.Type, what)
+	case seg.Type != "crypt" || seg.Encryption != "aes-xts-plain64" || seg.Integrity:
+		return nil, nil, fmt.Errorf("%w: %s of a %q segment encrypted with %q", ErrUnsupported, what, seg.Type, seg.Encryption)
+	case !seg.Dynamic:
+		return nil, nil, fmt.Errorf("%w: %s of a segment with a fixed size", ErrUnsupported, what)
+	case seg.IVTweak != 0:
+		return nil, nil, fmt.Errorf("%w: %s of a segment with iv_tweak %d", ErrUnsupported, what, seg.IVTweak)
+	}
+	d := m.segmentDigest(seg.ID)
+	if d == nil {
+		return nil, nil, fmt.Errorf("%w: no digest for segment %d", ErrCorrupt, seg.ID)
+	}
+	return seg, d, nil
 }
 
 // Reencryptor rewrites a volume's data under the new key, zone by zone,

@@ -54,27 +54,9 @@ func (k *Keyring) StartDecrypt(ctx context.Context, ids []Identity) error {
 		return err
 	}
 	m := k.meta
-	if m.reencryptKeyslot() >= 0 {
-		return ErrReencryptInProgress
-	}
-	if err := m.checkRequirements(); err != nil {
+	seg, d, err := m.soleSegment("decryption")
+	if err != nil {
 		return err
-	}
-	if len(m.Segments) != 1 {
-		return fmt.Errorf("%w: %d data segments (decryption needs exactly one)", ErrUnsupported, len(m.Segments))
-	}
-	seg := m.Segments[lowestSegment(m)]
-	switch {
-	case seg.Type == "hw-opal" || seg.Type == "hw-opal-crypt":
-		return fmt.Errorf("%w: segment type %q: the drive holds the data key; cryptsetup erase or the drive's revert removes it", ErrUnsupported, seg.Type)
-	case seg.Type != "crypt" || seg.Encryption != "aes-xts-plain64" || seg.Integrity:
-		return fmt.Errorf("%w: decryption of a %q segment encrypted with %q", ErrUnsupported, seg.Type, seg.Encryption)
-	case !seg.Dynamic || seg.IVTweak != 0:
-		return fmt.Errorf("%w: decryption of a segment with a fixed size or an iv_tweak", ErrUnsupported)
-	}
-	d := m.segmentDigest(seg.ID)
-	if d == nil {
-		return fmt.Errorf("%w: no digest for segment %d", ErrCorrupt, seg.ID)
 	}
 	secrets, oldKey, err := k.unlockSlots(ctx, m, d, ids, false)
 	if err != nil {
