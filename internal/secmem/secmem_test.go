@@ -1,12 +1,10 @@
 package secmem
 
 import (
-	"bufio"
-	"fmt"
-	"os"
-	"strings"
 	"testing"
 	"unsafe"
+
+	"github.com/encblk/encblk/internal/testutil"
 )
 
 func TestBufferLifecycle(t *testing.T) {
@@ -25,11 +23,11 @@ func TestBufferLifecycle(t *testing.T) {
 		t.Fatalf("Bytes = %q", b.Bytes())
 	}
 	addr := uintptr(unsafe.Pointer(&b.Bytes()[0]))
-	flags := smapsFlags(t, addr)
+	flags := testutil.VmFlags(t, addr)
 	// lo = locked, dd = do not include in core dump.
 	for _, f := range []string{"lo", "dd"} {
-		if !strings.Contains(" "+flags+" ", " "+f+" ") {
-			t.Errorf("mapping at %#x lacks VmFlag %q (flags: %s)", addr, f, flags)
+		if !flags[f] {
+			t.Errorf("mapping at %#x lacks VmFlag %q (flags: %v)", addr, f, flags)
 		}
 	}
 	b.Destroy()
@@ -45,29 +43,4 @@ func TestBadSize(t *testing.T) {
 			t.Errorf("New(%d) succeeded", n)
 		}
 	}
-}
-
-// smapsFlags returns the VmFlags line of the mapping containing addr.
-func smapsFlags(t *testing.T, addr uintptr) string {
-	t.Helper()
-	f, err := os.Open("/proc/self/smaps")
-	if err != nil {
-		t.Skipf("no /proc/self/smaps: %v", err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	in := false
-	for sc.Scan() {
-		line := sc.Text()
-		var lo, hi uintptr
-		if n, _ := fmt.Sscanf(line, "%x-%x ", &lo, &hi); n == 2 && !strings.HasPrefix(line, "VmFlags") {
-			in = addr >= lo && addr < hi
-			continue
-		}
-		if in && strings.HasPrefix(line, "VmFlags:") {
-			return strings.TrimSpace(strings.TrimPrefix(line, "VmFlags:"))
-		}
-	}
-	t.Fatalf("mapping for %#x not found", addr)
-	return ""
 }

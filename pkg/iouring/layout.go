@@ -104,9 +104,15 @@ type CQE struct {
 
 // Opcodes (enum io_uring_op) this package's users need.
 const (
-	OpNop      = 0
-	OpRead     = 22
-	OpUringCmd = 46
+	OpNop         = 0
+	OpAsyncCancel = 14 // cancels the request whose user data is in Addr
+	OpRead        = 22
+	OpUringCmd    = 46
+)
+
+// SQE flags (IOSQE_*).
+const (
+	SQEAsync = 1 << 4 // IOSQE_ASYNC: issue from an io_uring worker thread
 )
 
 // Setup flags (IORING_SETUP_*).

@@ -29,7 +29,7 @@ int main(void) {
 	F(io_uring_sqe, uring_cmd_flags); F(io_uring_sqe, user_data); F(io_uring_sqe, buf_index);
 	F(io_uring_sqe, personality); F(io_uring_sqe, splice_fd_in); F(io_uring_sqe, cmd);
 	F(io_uring_cqe, user_data); F(io_uring_cqe, res); F(io_uring_cqe, flags);
-	V(IORING_OP_NOP); V(IORING_OP_READ); V(IORING_OP_URING_CMD); V(IORING_SETUP_SQE128);
+	V(IORING_OP_NOP); V(IORING_OP_READ); V(IORING_OP_URING_CMD); V(IORING_OP_ASYNC_CANCEL); V(IOSQE_ASYNC); V(IORING_SETUP_SQE128);
 	V(IORING_OFF_SQ_RING); V(IORING_OFF_CQ_RING); V(IORING_OFF_SQES);
 	V(IORING_ENTER_GETEVENTS); V(IORING_FEAT_SINGLE_MMAP);
 	return 0;
@@ -63,6 +63,7 @@ int main(void) {
 		"io_uring_cqe.user_data": u(unsafe.Offsetof(q.UserData)), "io_uring_cqe.res": u(unsafe.Offsetof(q.Res)),
 		"io_uring_cqe.flags": u(unsafe.Offsetof(q.Flags)),
 		"IORING_OP_NOP":      OpNop, "IORING_OP_READ": OpRead, "IORING_OP_URING_CMD": OpUringCmd,
+		"IORING_OP_ASYNC_CANCEL": OpAsyncCancel, "IOSQE_ASYNC": SQEAsync,
 		"IORING_SETUP_SQE128": SetupSQE128, "IORING_OFF_SQ_RING": offSQRing, "IORING_OFF_CQ_RING": offCQRing,
 		"IORING_OFF_SQES": offSQEs, "IORING_ENTER_GETEVENTS": enterGetEvents, "IORING_FEAT_SINGLE_MMAP": featSingleMmap,
 	})

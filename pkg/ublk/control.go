@@ -34,6 +34,7 @@ type Control struct {
 	mu   sync.Mutex
 	f    *os.File
 	ring *iouring.Ring
+	wake [8]byte // the eventfd read's buffer in runCancelable (here: it must not move)
 }
 
 // OpenControl opens the control device. Its errors wrap ErrNoDriver,
@@ -90,6 +91,101 @@ func (c *Control) do(nr uint32, cmd ctrlCmd, buf unsafe.Pointer) (int32, error) 
 	}
 	c.ring.Reap(func(q *iouring.CQE) { res = q.Res })
 	runtime.KeepAlive(buf)
+	return c.result(nr, cmd, res)
+}
+
+// doCancelable is do for a command that may wait long (START_DEV and
+// END_USER_RECOVERY wait for every queue to have fetched its requests),
+// cancelled if stop is closed first; it then fails with EINTR or
+// ECANCELED.
+func (c *Control) doCancelable(nr uint32, cmd ctrlCmd, stop <-chan struct{}) (int32, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	res, err := c.runCancelable(func(s *iouring.SQE) {
+		s.Opcode = iouring.OpUringCmd
+		s.Fd = int32(c.f.Fd())
+		s.SetCmdOp(ctrlOp(nr))
+		*(*ctrlCmd)(unsafe.Pointer(&c.ring.Cmd(s)[0])) = cmd
+	}, stop)
+	if err != nil {
+		return 0, fmt.Errorf("ublk: control command %#x: %w", nr, err)
+	}
+	return c.result(nr, cmd, res)
+}
+
+// runCancelable runs the one request prep fills on the control ring and
+// returns its result; if stop is closed before it completes, an
+// IORING_OP_ASYNC_CANCEL interrupts it. The driver runs control commands
+// on an io_uring worker thread (they sleep), where the cancellation
+// interrupts the command's wait: it then completes with -EINTR (or
+// -ECANCELED if it had not started). Callers hold c.mu.
+func (c *Control) runCancelable(prep func(*iouring.SQE), stop <-chan struct{}) (int32, error) {
+	const reqTag, wakeTag, cancelTag = 1, 2, 3
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC)
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(efd)
+	s := c.ring.GetSQE()
+	prep(s)
+	s.UserData = reqTag
+	w := c.ring.GetSQE()
+	w.Opcode = iouring.OpRead
+	w.Fd = int32(efd)
+	w.Addr = uint64(uintptr(unsafe.Pointer(&c.wake[0])))
+	w.Len = 8
+	w.UserData = wakeTag
+	// The eventfd is written when stop is closed or the request is done,
+	// so that its read completes in either case.
+	finished := make(chan struct{})
+	go func() {
+		select {
+		case <-stop:
+		case <-finished:
+		}
+		one := [8]byte{1}
+		for {
+			if _, err := unix.Write(efd, one[:]); err != unix.EINTR {
+				return
+			}
+		}
+	}()
+	var res int32
+	var done, woken bool
+	cancels := 0
+	for !done || !woken || cancels > 0 {
+		if err := c.ring.Wait(1); err != nil {
+			if !done {
+				close(finished)
+			}
+			// Left in flight on a ring that keeps working: the read's
+			// buffer is c.wake, the eventfd stays written.
+			return 0, err
+		}
+		c.ring.Reap(func(q *iouring.CQE) {
+			switch q.UserData {
+			case reqTag:
+				res, done = q.Res, true
+				close(finished)
+			case wakeTag:
+				woken = true
+				if !done {
+					x := c.ring.GetSQE()
+					x.Opcode = iouring.OpAsyncCancel
+					x.Addr = reqTag
+					x.UserData = cancelTag
+					cancels++
+				}
+			case cancelTag:
+				cancels--
+			}
+		})
+	}
+	return res, nil
+}
+
+// result turns a control command's result into the error callers get.
+func (c *Control) result(nr uint32, cmd ctrlCmd, res int32) (int32, error) {
 	if res < 0 {
 		errno := syscall.Errno(-res)
 		if errno == unix.EPERM || errno == unix.EACCES {
@@ -168,6 +264,17 @@ func (c *Control) simple(nr, id uint32, data0 uint64) error {
 	_, err := c.do(nr, ctrlCmd{DevID: id, QueueID: ^uint16(0), Data: [2]uint64{data0}}, nil)
 	return err
 }
+
+// startDev runs START_DEV (or, recovering, END_USER_RECOVERY) with the
+// server's pid; closing stop cancels it (see doCancelable).
+func (c *Control) startDev(nr, id uint32, pid uint64, stop <-chan struct{}) error {
+	_, err := c.doCancelable(nr, ctrlCmd{DevID: id, QueueID: ^uint16(0), Data: [2]uint64{pid}}, stop)
+	return err
+}
+
+func (c *Control) openCharDev(id uint32) (*os.File, error) { return openCharDev(id) }
+
+func (c *Control) newRing(_ *queue, entries uint32) (ring, error) { return iouring.New(entries, 0) }
 
 // StopDev removes /dev/ublkbN; the queues' commands complete with abort.
 func (c *Control) StopDev(id uint32) error { return c.simple(cmdStopDev, id, 0) }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -49,6 +50,11 @@ type queue struct {
 	// newRing makes the queue's ring (nil: an io_uring; tests give a fake
 	// kernel).
 	newRing func(entries uint32) (ring, error)
+	// refused, if set, hears of the first command the driver refuses (a
+	// fetch that will never count towards START_DEV's wait); served, if
+	// set, is set at the first request.
+	refused chan<- error
+	served  *atomic.Bool
 
 	mu       sync.Mutex
 	done     []completion
@@ -88,11 +94,46 @@ func newQueue(id uint16, depth, bufSz, cdev int, dev blockdev.Device, ctx contex
 		q.close()
 		return nil, fmt.Errorf("ublk: queue %d buffers: %w", id, err)
 	}
+	if err := lockBuffers(q.bufs); err != nil {
+		q.close()
+		return nil, fmt.Errorf("ublk: queue %d: %w", id, err)
+	}
 	if q.efd, err = unix.Eventfd(0, unix.EFD_CLOEXEC); err != nil {
 		q.close()
 		return nil, fmt.Errorf("ublk: queue %d eventfd: %w", id, err)
 	}
 	return q, nil
+}
+
+// ErrMemlock is wrapped by Start's error when the tags' buffers cannot be
+// locked in RAM.
+var ErrMemlock = errors.New("cannot lock the request buffers in RAM")
+
+// lockBuffers keeps b, which holds plaintext (a write's data before it is
+// encrypted, a read's after), out of swap (mlock) and out of core dumps
+// (MADV_DONTDUMP). The lock counts against RLIMIT_MEMLOCK unless the
+// process has CAP_IPC_LOCK (root has); its error names the limit.
+func lockBuffers(b []byte) error {
+	if err := unix.Madvise(b, unix.MADV_DONTDUMP); err != nil {
+		return fmt.Errorf("madvise(MADV_DONTDUMP): %w", err)
+	}
+	if err := unix.Mlock(b); err != nil {
+		var lim unix.Rlimit
+		limit := "unknown"
+		if unix.Getrlimit(unix.RLIMIT_MEMLOCK, &lim) == nil {
+			limit = memlockString(lim.Cur)
+		}
+		return fmt.Errorf("%w: mlock %d KiB: %v (RLIMIT_MEMLOCK %s without CAP_IPC_LOCK: raise it, e.g. ulimit -l or systemd's LimitMEMLOCK=, or lower the queue depth or count)",
+			ErrMemlock, len(b)>>10, err, limit)
+	}
+	return nil
+}
+
+func memlockString(v uint64) string {
+	if v == unix.RLIM_INFINITY {
+		return "unlimited"
+	}
+	return fmt.Sprintf("%d KiB", v>>10)
 }
 
 func (q *queue) close() {
@@ -142,6 +183,7 @@ func (q *queue) run(fetched chan<- error) error {
 	fetched <- nil
 
 	var inflight, aborted int
+	var served bool
 	var quitting bool // abandoned: wait for the requests running, commit nothing
 	var failed error
 	for inflight > 0 || !quitting && aborted < q.depth {
@@ -170,6 +212,10 @@ func (q *queue) run(fetched chan<- error) error {
 			switch {
 			case quitting:
 			case c.Res == ioResOK:
+				if !served && q.served != nil {
+					served = true
+					q.served.Store(true)
+				}
 				desc := q.descs[tag] // copy: the kernel rewrites it at the next request
 				if p := q.inline(desc); p != nil {
 					start := time.Now()
@@ -187,7 +233,13 @@ func (q *queue) run(fetched chan<- error) error {
 				// is dead for this server.
 				aborted++
 				if failed == nil {
-					failed = fmt.Errorf("ublk: queue %d tag %d: %w", q.id, tag, syscall.Errno(-c.Res))
+					failed = fmt.Errorf("queue %d tag %d: the driver refused the command: %w", q.id, tag, syscall.Errno(-c.Res))
+					if q.refused != nil {
+						select {
+						case q.refused <- failed:
+						default:
+						}
+					}
 				}
 			}
 		})

@@ -35,6 +35,7 @@ type fakeKernel struct {
 	aborted bool
 	wake    chan struct{}
 	armed   bool
+	refuse  map[uint16]syscall.Errno // fetches completed at once with this error
 }
 
 type fakeRq struct {
@@ -76,10 +77,11 @@ func (k *fakeKernel) Submit() error {
 				k.t.Errorf("bad wake read %+v (armed %v)", *s, k.armed)
 			}
 			k.armed = true
+			efd := k.q.efd
 			go func() {
 				var b [8]byte
 				for {
-					if _, err := unix.Read(k.q.efd, b[:]); err != unix.EINTR {
+					if _, err := unix.Read(efd, b[:]); err != unix.EINTR {
 						break
 					}
 				}
@@ -110,7 +112,9 @@ func (k *fakeKernel) Submit() error {
 			default:
 				k.t.Errorf("unknown command op %#x", uint32(s.Off))
 			}
-			if k.aborted {
+			if e := k.refuse[c.Tag]; e != 0 {
+				k.cqes = append(k.cqes, iouring.CQE{UserData: uint64(c.Tag), Res: -int32(e)})
+			} else if k.aborted {
 				k.cqes = append(k.cqes, iouring.CQE{UserData: uint64(c.Tag), Res: ioResAbort})
 			} else {
 				k.active[c.Tag] = true

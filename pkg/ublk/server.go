@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -26,6 +27,27 @@ const (
 	AutoID          = -1 // Options.ID: let the kernel pick, or recover ours
 	recoveryTimeout = 30 * time.Second
 )
+
+// startTimeout bounds START_DEV (END_USER_RECOVERY) while no request has
+// reached a queue: the kernel waits for every tag's FETCH_REQ first, and
+// if one never counts (a bug, or a driver that dropped it) it would wait
+// forever. A request arriving (the partition scan) means the queues are
+// ready: what follows may wait as long as the volume is locked.
+var startTimeout = 60 * time.Second
+
+// driver is what a Device needs of ublk_drv: *Control, or a test's fake.
+type driver interface {
+	DevInfo(id uint32) (DevInfo, error)
+	AddDev(info DevInfo) (DevInfo, error)
+	setParams(id uint32, p params) error
+	simple(nr, id uint32, data0 uint64) error
+	startDev(nr, id uint32, pid uint64, stop <-chan struct{}) error
+	StopDev(id uint32) error
+	DelDev(id uint32) error
+	openCharDev(id uint32) (*os.File, error)
+	newRing(q *queue, entries uint32) (ring, error)
+	Close() error
+}
 
 var (
 	// ErrNotOwner: the device asked to recover serves another volume.
@@ -85,7 +107,7 @@ func (o *Options) fill() error {
 
 // Device is a served ublk device.
 type Device struct {
-	ctl       *Control
+	ctl       driver
 	info      DevInfo
 	recovered bool
 	cdev      *os.File
@@ -104,6 +126,13 @@ func (d *Device) ID() int { return int(d.info.DevID) }
 
 // Path is the block device, /dev/ublkbN.
 func (d *Device) Path() string { return "/dev/ublkb" + strconv.Itoa(d.ID()) }
+
+// LockedBytes is the memory the device's request buffers keep locked in
+// RAM (each tag has one of the largest request's size), outside the Go
+// heap and its memory limit.
+func (d *Device) LockedBytes() int64 {
+	return int64(d.info.NrHWQueues) * int64(d.info.QueueDepth) * int64(d.info.MaxIOBufBytes)
+}
 
 // Recovered reports whether Start took over a device whose server had died.
 func (d *Device) Recovered() bool { return d.recovered }
@@ -147,7 +176,7 @@ func Start(ctx context.Context, dev blockdev.Device, opts Options) (*Device, err
 	return d, nil
 }
 
-func start(ctx context.Context, ctl *Control, dev blockdev.Device, opts Options) (*Device, error) {
+func start(ctx context.Context, ctl driver, dev blockdev.Device, opts Options) (*Device, error) {
 	info, recovering, err := findOrAdd(ctl, dev, opts)
 	if err != nil {
 		return nil, err
@@ -166,17 +195,25 @@ func start(ctx context.Context, ctl *Control, dev blockdev.Device, opts Options)
 			return fail(err)
 		}
 	}
-	if d.cdev, err = openCharDev(info.DevID); err != nil {
+	if d.cdev, err = ctl.openCharDev(info.DevID); err != nil {
 		return fail(err)
 	}
 	ioCtx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
 	fetched := make(chan error, info.NrHWQueues)
+	refused := make(chan error, info.NrHWQueues)
+	var served atomic.Bool
 	for i := 0; i < int(info.NrHWQueues); i++ {
 		q, err := newQueue(uint16(i), int(info.QueueDepth), int(info.MaxIOBufBytes), int(d.cdev.Fd()), dev, ioCtx)
+		if errors.Is(err, ErrMemlock) {
+			err = fmt.Errorf("%w; %d queues of %d tags need %d MiB locked in all", err,
+				info.NrHWQueues, info.QueueDepth, d.LockedBytes()>>20)
+		}
 		if err != nil {
 			return fail(err)
 		}
+		q.newRing = func(n uint32) (ring, error) { return ctl.newRing(q, n) }
+		q.refused, q.served = refused, &served
 		d.queues = append(d.queues, q)
 	}
 	for _, q := range d.queues {
@@ -195,21 +232,46 @@ func start(ctx context.Context, ctl *Control, dev blockdev.Device, opts Options)
 			return fail(err)
 		}
 	}
-	pid := uint64(os.Getpid())
-	started := make(chan struct{})
+	nr, what := uint32(cmdStartDev), "START_DEV"
+	if recovering {
+		nr, what = cmdEndRecovery, "END_USER_RECOVERY"
+	}
+	// START_DEV waits in the kernel for every queue's fetches, then for
+	// the partition scan's reads. A watcher cancels it when ctx is (the
+	// scan's reads fail too), when a queue reports a refused fetch (the
+	// kernel would wait for it forever) or when no request came in
+	// startTimeout.
+	started, cancelStart := make(chan struct{}), make(chan struct{})
+	why := make(chan error, 1)
 	go func() {
-		select {
-		case <-ctx.Done():
-			cancel() // the partition scan's reads fail: START_DEV returns
-		case <-started:
+		timer := time.NewTimer(startTimeout)
+		defer timer.Stop()
+		for {
+			var err error
+			select {
+			case <-started:
+				why <- nil
+				return
+			case <-ctx.Done():
+				cancel() // the partition scan's reads fail
+				err = ctx.Err()
+			case err = <-refused:
+			case <-timer.C:
+				if served.Load() {
+					continue // the queues are ready: the scan may wait on a lock
+				}
+				err = fmt.Errorf("the queues were not ready after %v", startTimeout)
+			}
+			close(cancelStart)
+			why <- err
+			return
 		}
 	}()
-	if recovering {
-		err = ctl.simple(cmdEndRecovery, info.DevID, pid)
-	} else {
-		err = ctl.simple(cmdStartDev, info.DevID, pid)
-	}
+	err = ctl.startDev(nr, info.DevID, uint64(os.Getpid()), cancelStart)
 	close(started)
+	if w := <-why; w != nil && err != nil {
+		err = fmt.Errorf("ublk: %s of /dev/ublkb%d cancelled: %w", what, info.DevID, w)
+	}
 	if err == nil && ctx.Err() != nil {
 		err = fmt.Errorf("ublk: start of /dev/ublkb%d abandoned: %w", info.DevID, ctx.Err())
 		if !recovering {
@@ -231,7 +293,7 @@ func start(ctx context.Context, ctl *Control, dev blockdev.Device, opts Options)
 
 // findOrAdd creates the device, or finds the one to recover and starts
 // its recovery. It returns the device's info and whether it recovers.
-func findOrAdd(ctl *Control, dev blockdev.Device, opts Options) (DevInfo, bool, error) {
+func findOrAdd(ctl driver, dev blockdev.Device, opts Options) (DevInfo, bool, error) {
 	if opts.Recover {
 		info, err := ctl.DevInfo(uint32(opts.ID))
 		if err != nil {
@@ -280,7 +342,7 @@ func findOrAdd(ctl *Control, dev blockdev.Device, opts Options) (DevInfo, bool, 
 // startRecovery checks that info's device is opts.Owner's and has no live
 // server, waits for the kernel to quiesce it (the dead server's rings are
 // torn down asynchronously) and starts its recovery.
-func startRecovery(ctl *Control, info DevInfo, owner uint64) error {
+func startRecovery(ctl driver, info DevInfo, owner uint64) error {
 	if info.ServerFlags != owner {
 		return fmt.Errorf("/dev/ublkb%d: %w", info.DevID, ErrNotOwner)
 	}
@@ -438,16 +500,18 @@ func (d *Device) closeQueues() {
 }
 
 // teardown undoes a failed start. A device this server created is
-// stopped (which aborts the queues' fetches) and deleted; a device being
-// recovered is left to the kernel, which quiesces it again when the
-// queues' rings close, for a later recovery.
+// stopped and deleted; a device being recovered is left to the kernel,
+// which quiesces it again when the queues' rings close, for a later
+// recovery.
 func (d *Device) teardown(created bool) {
 	if created {
 		_ = d.ctl.StopDev(d.info.DevID)
-	} else {
-		for _, q := range d.queues {
-			q.abandon()
-		}
+	}
+	// Whether or not STOP_DEV aborted every fetch (it does not for a
+	// device that never started, on some kernels), the queues stop
+	// waiting for them: closing a ring cancels the fetches it holds.
+	for _, q := range d.queues {
+		q.abandon()
 	}
 	if d.cancel != nil {
 		d.cancel()
