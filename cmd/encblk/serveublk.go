@@ -4,6 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
+
+	"github.com/spf13/cobra"
 
 	"github.com/spf13/pflag"
 
@@ -62,11 +65,63 @@ func printUblk(w io.Writer, d *daemon.Daemon) {
 	}
 }
 
+// printUblkOrphans prints a status line for each of v's ublk devices whose
+// server is gone, with what to do about it.
+func printUblkOrphans(w io.Writer, v daemon.VolumeStatus) {
+	for _, o := range v.UblkOrphans {
+		how := fmt.Sprintf("`encblk ublk delete %d` removes it", o.ID)
+		if o.Recoverable {
+			how = fmt.Sprintf("`encblk serve --ublk %s` recovers it (its I/O waits until then), %s", v.Backing, how)
+		}
+		pid := ""
+		if o.ServerPID > 0 {
+			pid = fmt.Sprintf(", server pid %d gone", o.ServerPID)
+		}
+		fmt.Fprintf(w, "ublk:\t%s orphaned (%s%s): %s\n", o.Device, o.State, pid, how)
+	}
+}
+
 func init() {
+	subcommands = append(subcommands, newUblkCmd)
 	exitCodeMappers = append(exitCodeMappers, func(err error) (int, bool) {
 		if errors.Is(err, ublk.ErrInUse) {
 			return exitBusy, true
 		}
 		return 0, false
 	})
+}
+
+func newUblkCmd(*app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "ublk",
+		Short: "Manage ublk devices left by a killed server",
+	}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "delete ID",
+		Short: "Remove /dev/ublkbID, whose server was killed (its pending and later I/O fail)",
+		Long: `Delete removes the ublk device /dev/ublkbID that a killed encblk serve left
+("orphaned" in encblk status): STOP_DEV, which fails the I/O the device
+holds and any that follows (a filesystem mounted on it sees I/O errors),
+then DEL_DEV. To keep its I/O, restart the server instead (encblk serve
+--ublk BACKING recovers the device). A device whose server runs is
+refused (exit status 3): stop that server. Needs root.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := strconv.ParseUint(args[0], 10, 20)
+			if err != nil {
+				return withExit(exitUsage, fmt.Errorf("%q is not a ublk device number", args[0]))
+			}
+			ctl, err := ublk.OpenControl()
+			if err != nil {
+				return err
+			}
+			defer ctl.Close()
+			if err := ctl.Delete(uint32(id)); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "deleted /dev/ublkb%d\n", id)
+			return nil
+		},
+	})
+	return cmd
 }

@@ -127,6 +127,7 @@ func printStatus(out io.Writer, st daemon.Status, served bool) {
 		if v.Ublk != "" {
 			fmt.Fprintf(w, "ublk:\t%s\n", v.Ublk)
 		}
+		printUblkOrphans(w, v)
 		fmt.Fprintf(w, "state:\t%s\n", v.State)
 		if v.State == "plain" {
 			fmt.Fprintf(w, "size:\t%d bytes\n", v.Size)

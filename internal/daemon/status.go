@@ -29,6 +29,9 @@ type VolumeStatus struct {
 	LockMode string `json:"lock_mode,omitempty"`
 	// Ublk is the volume's ublk block device (/dev/ublkbN) when served so.
 	Ublk string `json:"ublk,omitempty"`
+	// UblkOrphans are the volume's ublk devices whose server was killed
+	// (offline status only; root).
+	UblkOrphans []UblkOrphan `json:"ublk_orphans,omitempty"`
 
 	LUKSVersion int             `json:"luks_version,omitempty"`
 	UUID        string          `json:"uuid,omitempty"`
@@ -168,6 +171,7 @@ func HeaderStatus(path string, kr *keyring.Keyring) (VolumeStatus, error) {
 	}
 	s := VolumeStatus{ID: id, Backing: path, State: "not served"}
 	describeKeyring(&s, kr)
+	s.UblkOrphans = ublkOrphans(kr.UUID())
 	s.Reencryption = reencryptionStatus(kr, path)
 	if rec, err := rotation.Load(kr); err == nil {
 		if !rec.LastKEK.IsZero() {

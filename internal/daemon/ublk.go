@@ -39,12 +39,58 @@ type ublkSet struct {
 // restarted server recovers its own device and no other: derived from the
 // LUKS UUID, or for a plain backing from its VolumeID.
 func (v *Volume) ublkOwner() uint64 {
-	name := "id " + v.id
 	if v.kr != nil {
-		name = "uuid " + v.kr.UUID()
+		return ublkOwner("uuid " + v.kr.UUID())
 	}
+	return ublkOwner("id " + v.id)
+}
+
+func ublkOwner(name string) uint64 {
 	h := sha256.Sum256([]byte("encblk ublk owner\x00" + name))
 	return binary.LittleEndian.Uint64(h[:8])
+}
+
+// UblkOrphan is a ublk device of a volume whose server is gone (killed):
+// the kernel keeps it, and its I/O waits, until a server recovers it or
+// it is deleted.
+type UblkOrphan struct {
+	ID     int    `json:"id"`
+	Device string `json:"device"`
+	// State is the kernel's: "quiesced" (waiting for a recovery), "dead"
+	// (never started or stopped: only deleting it helps), ...
+	State     string `json:"state"`
+	ServerPID int    `json:"server_pid,omitempty"` // the dead server's
+	// Recoverable: `encblk serve --ublk` of the volume takes it over.
+	Recoverable bool `json:"recoverable"`
+}
+
+// ublkOrphans lists the ublk devices of the volume with the LUKS UUID
+// uuid that no live server serves. It needs the control device (root);
+// without it, or without ublk devices, it finds none.
+func ublkOrphans(uuid string) []UblkOrphan {
+	if !ublk.Exist() {
+		return nil
+	}
+	ctl, err := ublk.OpenControl()
+	if err != nil {
+		return nil
+	}
+	defer ctl.Close()
+	infos, err := ctl.List()
+	if err != nil {
+		return nil
+	}
+	owner := ublkOwner("uuid " + uuid)
+	var orphans []UblkOrphan
+	for _, info := range infos {
+		if info.ServerFlags != owner || info.Served() {
+			continue
+		}
+		orphans = append(orphans, UblkOrphan{ID: int(info.DevID), Device: fmt.Sprintf("/dev/ublkb%d", info.DevID),
+			State: ublk.StateName(info.State), ServerPID: int(info.ServerPID),
+			Recoverable: info.State != ublk.StateDead && info.Flags&ublk.FlagUserRecovery != 0})
+	}
+	return orphans
 }
 
 func (c *UblkConfig) check(vols int) error {

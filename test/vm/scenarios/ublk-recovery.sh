@@ -10,8 +10,26 @@
 # queues its I/O; a restarted server recovers the same device
 # (UBLK_F_USER_RECOVERY), the load goes on on the same mount, every file
 # fsync'ed before the kill is intact and fsck.ext4 -fn is clean, with no
-# I/O error or warning in the kernel log.
+# I/O error or warning in the kernel log. `encblk status` shows the
+# killed server's device as orphaned (text and JSON) with what to do;
+# `encblk ublk delete` refuses a served device and removes an orphan.
 . "$ENCBLK_VM_LIB"
+
+# ublk_orphan_status BACKING DEV RECOVERABLE: encblk status shows DEV as
+# BACKING's orphaned ublk device, in text and in JSON.
+ublk_orphan_status() {
+	local out
+	out=$("$ENCBLK" status "$1") || fail "status of $1 failed: $out"
+	printf '%s\n' "$out" | grep -E "^ublk: +$2 orphaned \(.*\): .*encblk ublk delete ${2#/dev/ublkb}" ||
+		fail "status shows no orphaned $2: $out"
+	out=$("$ENCBLK" status --json "$1") || fail "status --json of $1 failed: $out"
+	printf '%s\n' "$out" | python3 -c '
+import json, sys
+v = json.load(sys.stdin)["volumes"][0]
+o = v.get("ublk_orphans") or []
+assert len(o) == 1 and o[0]["device"] == sys.argv[1] and o[0]["recoverable"] == (sys.argv[2] == "true"), o
+print("   json:", o[0])' "$2" "$3" || fail "status --json: no orphan $2: $out"
+}
 
 backing=$work/backing.img
 other=$work/other.img
@@ -48,6 +66,11 @@ refused setpriv --reuid=65534 --regid=65534 --clear-groups env ENCBLK_RUNTIME_DI
 	"$ENCBLK" serve --ublk --locked "$other" 'ublk needs root'
 refused "$ENCBLK" serve --ublk --ublk-recover 7 --control "$control" --key-file "$key" "$backing" \
 	'no such ublk device'
+# The tags' buffers (plaintext) are mlocked: without CAP_IPC_LOCK, a low
+# RLIMIT_MEMLOCK refuses them, naming the limit.
+refused prlimit --memlock=8388608:8388608 setpriv --inh-caps=-ipc_lock --bounding-set=-ipc_lock \
+	"$ENCBLK" serve --ublk --control "$control" --key-file "$key" "$backing" \
+	'cannot lock the request buffers in RAM.*RLIMIT_MEMLOCK 8192 KiB.*MiB locked in all'
 
 step "serve --ublk, mkfs.ext4, mount, durable tree, fsync'ing load"
 ublk_serve_start "$backing" "$key"
@@ -69,6 +92,7 @@ echo "   killed with $synced load files fsync'ed"
 [ -b "$first" ] || fail "$first vanished with its server"
 refused "$ENCBLK" serve --ublk --ublk-recover "$n" --control "$control" --key-file "$key" "$other" \
 	'belongs to another volume'
+ublk_orphan_status "$backing" "$first" true
 
 step "restart: the server recovers $first; the load goes on on the same mount"
 ublk_serve_start "$backing" "$key"
@@ -82,7 +106,25 @@ load_check "$mnt/load" "$(load_progress)"
 umount "$mnt"
 fsck_clean "$first"
 
+out=$("$ENCBLK" status "$backing")
+if printf '%s\n' "$out" | grep -q orphaned; then fail "a served device shows as orphaned: $out"; fi
+rc=0
+out=$("$ENCBLK" ublk delete "$n" 2>&1) || rc=$?
+[ "$rc" -eq 3 ] && printf '%s\n' "$out" | grep -q 'served by another process' ||
+	fail "ublk delete of a served device: status $rc, $out"
+echo "   refused while served: $out"
+
 step "SIGTERM removes the device"
 serve_stop
 ublk_gone "$first"
+
+step "an orphan nobody recovers: encblk ublk delete removes it"
+ublk_serve_start "$backing" "$key"
+kill -KILL "$serve_pid"
+wait "$serve_pid" 2>/dev/null || true
+ublk_orphan_status "$backing" "$ublk_dev" true
+"$ENCBLK" ublk delete "${ublk_dev#/dev/ublkb}" | grep -qx "deleted $ublk_dev" || fail "ublk delete printed nothing"
+ublk_gone "$ublk_dev"
+out=$("$ENCBLK" status "$backing")
+if printf '%s\n' "$out" | grep -q ublk; then fail "status still shows a ublk device: $out"; fi
 step "done"
