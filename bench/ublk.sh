@@ -4,19 +4,28 @@
 # qemu TCG; the host kernel has neither ublk nor nbd). Runs the ublk-bench
 # scenario and prints its table (medians of alternating rounds, ratios).
 #
-# Usage: bench/ublk.sh [--secs N] [--rounds N]
+# Usage: bench/ublk.sh [--secs N] [--rounds N] [--profile] [--only RW]
+#   --profile: the server writes a CPU profile of the run (all jobs, both
+#   frontends), saved as test/vm/out/ublk-bench.pprof (go tool pprof -top).
+#   --only RW: only the jobs of that fio --rw (randwrite, randread, write, read).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 while [ $# -gt 0 ]; do
 	case $1 in
 	--secs) export ENCBLK_BENCH_SECS=$2; shift 2 ;;
 	--rounds) export ENCBLK_BENCH_ROUNDS=$2; shift 2 ;;
-	*) echo "usage: $0 [--secs N] [--rounds N]" >&2; exit 1 ;;
+	--profile) export ENCBLK_BENCH_PROFILE=1; shift ;;
+	--only) export ENCBLK_BENCH_ONLY=$2; shift 2 ;;
+	*) echo "usage: $0 [--secs N] [--rounds N] [--profile] [--only RW]" >&2; exit 1 ;;
 	esac
 done
 # The backing (272 MiB) lives on the guest's tmpfs: give it room.
 export ENCBLK_VM_MEM=${ENCBLK_VM_MEM:-2G} ENCBLK_VM_TIMEOUT=${ENCBLK_VM_TIMEOUT:-3000}
 "$here/../test/vm/run.sh" ublk-bench:4096
 log=$here/../test/vm/out/ublk-bench-4096.log
-grep -a '^   [a-z-]* [a-z0-9-]* [0-9]* ' "$log" | sed 's/^   /round: /' || true
+grep -a '^   [a-z-]* [a-zA-Z0-9-]* [0-9]* ' "$log" | sed 's/^   /round: /' || true
 grep -a '^BENCH ' "$log" | sed 's/^BENCH //'
+if grep -aq '^PPROF ' "$log"; then
+	grep -a '^PPROF ' "$log" | sed 's/^PPROF //' | tr -d '\r' | base64 -d >"$here/../test/vm/out/ublk-bench.pprof"
+	echo "cpu profile: test/vm/out/ublk-bench.pprof"
+fi

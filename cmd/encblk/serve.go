@@ -179,6 +179,7 @@ func runServe(cmd *cobra.Command, a *app, f *serveFlags, args []string) error {
 		return withExit(exitUsage, err)
 	}
 	limitServeMemory()
+	defer startCPUProfile(a.log)()
 	return d.Run(ctx)
 }
 

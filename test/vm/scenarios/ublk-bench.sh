@@ -25,6 +25,10 @@ truncate -s 272M "$backing"
 encblk_format "$backing" "$key"
 
 step "serve --ublk (2 queues) and NBD (2 connections); dm-crypt on a loop device of the same backing"
+# ENCBLK_BENCH_PROFILE=1: the server writes a CPU profile of the run
+# (cmd/encblk's ENCBLK_CPUPROFILE), printed base64 on "PPROF " lines at the
+# end for bench/ublk.sh to decode.
+[ "${ENCBLK_BENCH_PROFILE:-0}" = 1 ] && export ENCBLK_CPUPROFILE=$work/cpu.prof
 ublk_serve_start "$backing" "$key" --ublk-queues 2 --listen "unix:$sock"
 for i in $(seq 1 100); do [ -S "$sock" ] && break; sleep 0.1; done
 nbd_attach "$sock" /dev/nbd0 -connections 2
@@ -37,10 +41,25 @@ declare -A devs=([ublk]=$ublk_dev [nbd]=/dev/nbd0 [dm-crypt]=/dev/mapper/bench-d
 for d in ublk nbd dm-crypt; do
 	echo "   $d: ${devs[$d]}, $(blockdev --getsize64 "${devs[$d]}") bytes, $(blockdev --getss "${devs[$d]}")-byte blocks"
 done
-# Fill the range once so that reads read written data.
-dd if=/dev/urandom of="$ublk_dev" bs=1M count=256 oflag=direct status=none
+
+# cpu_ticks prints the server's user+system ticks and the guest's busy ticks.
+cpu_ticks() {
+	local srv
+	srv=$(awk '{print $14 + $15}' "/proc/$serve_pid/stat")
+	echo "$srv $(awk '/^cpu /{print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat)"
+}
 
 jobs=("randwrite 4k 32" "randread 4k 32" "write 1M 8" "read 1M 8")
+# ENCBLK_BENCH_ONLY=RW: only the jobs of that fio --rw (e.g. randwrite:
+# a profile of 4 KiB writes alone).
+if [ -n "${ENCBLK_BENCH_ONLY:-}" ]; then
+	for i in "${!jobs[@]}"; do
+		[ "${jobs[$i]%% *}" = "$ENCBLK_BENCH_ONLY" ] || unset "jobs[$i]"
+	done
+	[ ${#jobs[@]} -gt 0 ] || fail "ENCBLK_BENCH_ONLY=$ENCBLK_BENCH_ONLY: no such job"
+fi
+# Fill the range once so that reads read written data.
+case "${jobs[*]}" in *read*) dd if=/dev/urandom of="$ublk_dev" bs=1M count=256 oflag=direct status=none ;; esac
 : >"$work/results"
 for r in $(seq 1 "$rounds"); do
 	step "round $r of $rounds"
@@ -50,14 +69,24 @@ for r in $(seq 1 "$rounds"); do
 		# Alternate who goes first from round to round.
 		case $((r % 3)) in 2) order=(nbd dm-crypt ublk) ;; 0) order=(dm-crypt ublk nbd) ;; esac
 		for d in "${order[@]}"; do
+			# CPU time (clock ticks) of the server and of the whole guest
+			# (everything but idle and iowait) around each job: per request,
+			# what each path costs, which the vCPUs bound.
+			cpu_before="$(cpu_ticks)"
 			fio --name=b --filename="${devs[$d]}" --ioengine=libaio --direct=1 --rw="$rw" --bs="$bs" \
 				--iodepth="$qd" --size=256M --time_based --runtime="$secs" --ramp_time=1 \
 				--randseed=7 --output-format=json >"$work/fio.json" || fail "fio $d $j: $(cat "$work/fio.json")"
-			python3 - "$work/fio.json" "$d" "$rw" "$bs" "$r" >>"$work/results" <<-'PY'
-				import json, sys
+			cpu_after="$(cpu_ticks)"
+			python3 - "$work/fio.json" "$d" "$rw" "$bs" "$r" "$secs" $cpu_before $cpu_after >>"$work/results" <<-'PY'
+				import json, os, sys
 				j = json.load(open(sys.argv[1]))["jobs"][0]
 				side = j["read"] if "read" in sys.argv[3] else j["write"]
-				print(sys.argv[2], sys.argv[3] + "-" + sys.argv[4], sys.argv[5], round(side["iops"], 1), round(side["bw"] / 1024, 2))
+				srv0, sys0, srv1, sys1 = map(int, sys.argv[7:11])
+				# Requests over the whole window the ticks cover (ramp included).
+				ios = max(side["iops"] * (int(sys.argv[6]) + 1), 1)
+				us = 1e6 / os.sysconf("SC_CLK_TCK") / ios
+				print(sys.argv[2], sys.argv[3] + "-" + sys.argv[4], sys.argv[5], round(side["iops"], 1), round(side["bw"] / 1024, 2),
+				      round((srv1 - srv0) * us, 1), round((sys1 - sys0) * us, 1))
 			PY
 			tail -1 "$work/results" | sed 's/^/   /'
 		done
@@ -69,8 +98,8 @@ python3 - "$work/results" <<-'PY'
 	import statistics, sys
 	rows = [l.split() for l in open(sys.argv[1])]
 	runs, rounds, jobs = {}, {}, []
-	for dev, job, rnd, iops, mib in rows:
-	    runs.setdefault((dev, job), []).append((float(iops), float(mib)))
+	for dev, job, rnd, iops, mib, srv, tot in rows:
+	    runs.setdefault((dev, job), []).append((float(iops), float(mib), float(srv), float(tot)))
 	    rounds.setdefault((job, rnd), {})[dev] = float(iops)
 	    if job not in jobs:
 	        jobs.append(job)
@@ -85,9 +114,20 @@ python3 - "$work/results" <<-'PY'
 	    cell = lambda d: "%.0f (%.1f)" % m[d]
 	    ratio = lambda d: statistics.median(r["ublk"] / r[d] for r in rs)
 	    print("BENCH | %s | %s | %s | %s | %.2fx | %.2fx |" % (job, cell("ublk"), cell("nbd"), cell("dm-crypt"), ratio("nbd"), ratio("dm-crypt")))
+	# CPU per request, medians: the server's, and the whole guest's
+	# (server, kernel, fio), in microseconds.
+	print("BENCH")
+	print("BENCH | job | CPU us/request: ublk server (guest) | nbd server (guest) | dm-crypt (guest) |")
+	print("BENCH |---|---|---|---|")
+	for job in jobs:
+	    c = lambda d, i: statistics.median(v[i] for v in runs[(d, job)])
+	    print("BENCH | %s | %.0f (%.0f) | %.0f (%.0f) | - (%.0f) |" % (job, c("ublk", 2), c("ublk", 3), c("nbd", 2), c("nbd", 3), c("dm-crypt", 3)))
 PY
 cryptsetup close bench-dm
 losetup -d "$loop"
 nbd_detach /dev/nbd0
 serve_stop
+if [ -s "$work/cpu.prof" ]; then
+	base64 -w 76 "$work/cpu.prof" | sed 's/^/PPROF /'
+fi
 step "done"
