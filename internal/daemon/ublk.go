@@ -124,8 +124,10 @@ func (d *Daemon) startUblk(ctx context.Context) error {
 		if dev.Recovered() {
 			how = "recovered"
 		}
+		// The request buffers are locked in RAM outside the Go heap (and
+		// serve's memory limit): say how much.
 		d.log.Info("ublk device "+how, "backing", v.spec.Backing, "device", dev.Path(),
-			"queues", dev.Queues(), "depth", dev.Depth())
+			"queues", dev.Queues(), "depth", dev.Depth(), "locked_buffers_mib", dev.LockedBytes()>>20)
 		go func() {
 			<-dev.Done()
 			if err := dev.Err(); err != nil {
