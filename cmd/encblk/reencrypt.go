@@ -83,8 +83,8 @@ are given up), into a LUKS2 volume in place, as cryptsetup reencrypt
 first R/2 bytes, and the data moves R/2 bytes towards the end, encrypted
 zone by zone from the end backward. R is a multiple of twice the sector
 size (--sector-size, default 512), at most 1G; 32M is what cryptsetup
-recommends, and it must leave room for the header (2 MiB is about the
-least with a 512-bit key). Offline only: the target must not be in use.
+recommends, and it must leave room for the header (576K is the least
+with the default 512-bit key). Offline only: the target must not be in use.
 A crash or SIGKILL at any moment leaves a volume that --resume (or
 cryptsetup reencrypt --resume-only) finishes; encblk --resume likewise
 finishes cryptsetup's. A detached --header is not supported for --encrypt.
