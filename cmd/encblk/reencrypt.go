@@ -20,6 +20,7 @@ import (
 	"github.com/encblk/encblk/pkg/kek/keyfile"
 	"github.com/encblk/encblk/pkg/kek/passphrase"
 	"github.com/encblk/encblk/pkg/keyring"
+	"github.com/encblk/encblk/pkg/rotation"
 )
 
 func init() {
@@ -217,6 +218,10 @@ func reencryptOffline(cmd *cobra.Command, a *app, target string, data *backing.F
 	}
 	if r != nil && r.Mode != keyring.ReencryptModeReencrypt {
 		return reportInPlace(cmd, r.Mode, target, hdr)
+	}
+	// A rotation policy's reencryption period counts from now.
+	if err := rotation.RecordReencrypt(k, time.Now()); err != nil {
+		a.log.Warn("reencryption finished, but recording its time in the rotation token failed", "err", err)
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "reencrypted %s: new volume key; old keyslots %v wiped\n", target, rc.OldKeyslots())
 	return nil

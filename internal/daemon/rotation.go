@@ -373,16 +373,12 @@ func (v *Volume) reencryptDue(ctx context.Context, rec rotation.Record) error {
 
 // recordKEKRotation records a KEK rotation at now in the rotation token.
 func recordKEKRotation(kr *keyring.Keyring, now time.Time) (time.Time, error) {
-	now = now.UTC().Truncate(time.Second)
-	_, err := rotation.Update(kr, func(r *rotation.Record) { r.LastKEK = now })
-	return now, err
+	return rotation.RecordKEK(kr, now)
 }
 
 // recordReencrypt records that a reencryption finished now.
 func (v *Volume) recordReencrypt() error {
-	now := v.clock().Now().UTC().Truncate(time.Second)
-	_, err := rotation.Update(v.kr, func(r *rotation.Record) { r.LastReencrypt = now })
-	return err
+	return rotation.RecordReencrypt(v.kr, v.clock().Now())
 }
 
 // rotationTime is the last KEK rotation recorded in kr.

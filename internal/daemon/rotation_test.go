@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,88 +19,8 @@ import (
 	"github.com/encblk/encblk/pkg/rotation"
 )
 
-// fakeClock is a Clock that moves only when a test advances it.
-type fakeClock struct {
-	mu      sync.Mutex
-	now     time.Time
-	waiters []fakeWaiter
-}
-
-type fakeWaiter struct {
-	at time.Time
-	ch chan time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Timer(d time.Duration) (<-chan time.Time, func()) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	ch := make(chan time.Time, 1)
-	if d <= 0 {
-		ch <- c.now
-		return ch, func() {}
-	}
-	c.waiters = append(c.waiters, fakeWaiter{c.now.Add(d), ch})
-	stop := func() {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		for i, w := range c.waiters {
-			if w.ch == ch {
-				c.waiters = append(c.waiters[:i], c.waiters[i+1:]...)
-				return
-			}
-		}
-	}
-	return ch, stop
-}
-
-// advance moves the clock by d once the scheduler waits on it (so that
-// it sees the new time), and fires the timers that are due. A timer the
-// scheduler stopped is gone, so a waiter here is one set after the
-// scheduler saw the latest state (a policy change wakes it and stops the
-// old timer); without that, advancing while the scheduler was between a
-// wake and its next timer lost the advance and the test waited forever
-// (seen once in a CI rehearsal under -race).
-func (c *fakeClock) advance(t *testing.T, d time.Duration) {
-	t.Helper()
-	waitFor(t, "the scheduler to wait on the clock", func() bool {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		return len(c.waiters) > 0
-	})
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-	kept := c.waiters[:0]
-	for _, w := range c.waiters {
-		if w.at.After(c.now) {
-			kept = append(kept, w)
-		} else {
-			w.ch <- c.now
-		}
-	}
-	c.waiters = kept
-}
-
-// waitFor polls cond until it holds; the deadline only bounds a hang.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+func newFakeClock() *testutil.ManualClock {
+	return testutil.NewManualClock(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 }
 
 // rotationVolume formats a volume opened by the key file UUID-initial.key
@@ -191,8 +110,8 @@ func TestRotationPolicyCarriedOut(t *testing.T) {
 	}
 
 	// Day 31: the KEK rotation is due.
-	clock.advance(t, 31*24*time.Hour)
-	waitFor(t, "the KEK rotation", func() bool { return status().Rotation.KEK.Last != nil })
+	clock.Advance(t, 31*24*time.Hour)
+	testutil.WaitFor(t, "the KEK rotation", func() bool { return status().Rotation.KEK.Last != nil })
 	st = status().Rotation
 	if !st.KEK.Last.Equal(clock.Now()) || st.KEK.Overdue || st.KEK.Blocked != "" || st.Reencrypt.Last != nil {
 		t.Fatalf("status after the KEK rotation: %+v", st)
@@ -216,8 +135,8 @@ func TestRotationPolicyCarriedOut(t *testing.T) {
 
 	// Day 46 (45 days after the policy was set): the reencryption; the
 	// next KEK rotation is on day 61.
-	clock.advance(t, 15*24*time.Hour)
-	waitFor(t, "the reencryption", func() bool { return status().Rotation.Reencrypt.Last != nil })
+	clock.Advance(t, 15*24*time.Hour)
+	testutil.WaitFor(t, "the reencryption", func() bool { return status().Rotation.Reencrypt.Last != nil })
 	if err := v.WaitReencryption(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -285,7 +204,7 @@ func TestRotationPolicyNeedsOperator(t *testing.T) {
 		t.Fatal(err)
 	}
 	seq := seqID(t, v)
-	clock.advance(t, 8*24*time.Hour)
+	clock.Advance(t, 8*24*time.Hour)
 	status := func() *RotationStatus {
 		st, err := r.ctl.Status(ctx)
 		if err != nil {
@@ -293,7 +212,7 @@ func TestRotationPolicyNeedsOperator(t *testing.T) {
 		}
 		return st.Volumes[0].Rotation
 	}
-	waitFor(t, "the rotations to be reported blocked", func() bool {
+	testutil.WaitFor(t, "the rotations to be reported blocked", func() bool {
 		st := status()
 		return st.KEK.Blocked != "" && st.Reencrypt.Blocked != ""
 	})
@@ -317,9 +236,9 @@ func TestRotationPolicyNeedsOperator(t *testing.T) {
 	// With the key file in the directory the KEK rotation can be done,
 	// but the reencryption still cannot: keyslot 1 is the operator's.
 	os.WriteFile(filepath.Join(emptyDir, uuid+"-initial.key"), secret, 0o600)
-	clock.advance(t, maxRotationWait)
-	waitFor(t, "the KEK rotation", func() bool { return status().KEK.Last != nil })
-	waitFor(t, "the reencryption to be reported blocked", func() bool { return status().Reencrypt.Blocked != "" })
+	clock.Advance(t, maxRotationWait)
+	testutil.WaitFor(t, "the KEK rotation", func() bool { return status().KEK.Last != nil })
+	testutil.WaitFor(t, "the reencryption to be reported blocked", func() bool { return status().Reencrypt.Blocked != "" })
 	st = status()
 	if st.KEK.Overdue || st.KEK.Blocked != "" || !strings.Contains(st.Reencrypt.Blocked, "keyslot 1") || !st.Reencrypt.Overdue {
 		t.Fatalf("after the key file came: %+v", st)

@@ -197,3 +197,17 @@ func next(every Period, last, since time.Time) time.Time {
 
 // Due reports whether t (a NextKEK or NextReencrypt) has come at now.
 func Due(t, now time.Time) bool { return !t.IsZero() && !now.Before(t) }
+
+// RecordKEK records a KEK rotation at now (to the second) and returns
+// the time recorded.
+func RecordKEK(kr *keyring.Keyring, now time.Time) (time.Time, error) {
+	now = now.UTC().Truncate(time.Second)
+	_, err := Update(kr, func(r *Record) { r.LastKEK = now })
+	return now, err
+}
+
+// RecordReencrypt records that a reencryption finished at now.
+func RecordReencrypt(kr *keyring.Keyring, now time.Time) error {
+	_, err := Update(kr, func(r *Record) { r.LastReencrypt = now.UTC().Truncate(time.Second) })
+	return err
+}
