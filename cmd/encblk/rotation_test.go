@@ -1,0 +1,195 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/encblk/encblk/internal/daemon"
+	"github.com/encblk/encblk/internal/testutil"
+	"github.com/encblk/encblk/pkg/kek/kmipkek"
+	"github.com/encblk/encblk/pkg/keyring"
+	"github.com/encblk/encblk/pkg/kmip"
+	"github.com/encblk/encblk/pkg/kmip/kmiptest"
+	"github.com/encblk/encblk/pkg/nbd"
+	"github.com/encblk/encblk/pkg/rotation"
+)
+
+// A policy with a KMIP KEK source, carried out by a server with serve's
+// KEK sources (rotationSources) against a real PyKMIP server and an
+// injected clock: the KMIP keyslot moves to a new key when the KEK
+// rotation is due, and the reencryption (whose only keyslot opens
+// through its KMIP token, with nobody to ask) runs when it is due; the
+// data survive and cryptsetup opens the result with the new key's
+// secret, with a new volume key.
+func TestRotationPolicyKMIP(t *testing.T) {
+	bin := testutil.RequireTool(t, "cryptsetup", "cryptsetup-bin")
+	srv := kmiptest.Start(t)
+	dir := t.TempDir()
+	cfgPath := writeKMIPConfig(t, srv, dir, "client", srv.Client)
+	cfg, err := kmip.LoadConfig(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	path := filepath.Join(dir, "vol.img")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Truncate(16<<20 + 8<<20)
+	k0, err := kmipkek.NewKEK(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, dek, err := keyring.Format(ctx, f, k0, &keyring.FormatOptions{SectorSize: 4096, KDF: kmipkek.KeyslotOptions().KDF})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dek.Destroy()
+	kr.Close()
+	f.Close()
+	tokenKey := func() string {
+		kr, err := keyring.Open(path, &keyring.Options{ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer kr.Close()
+		for _, tk := range kr.Tokens() {
+			if tk.Type == kmipkek.TokenType {
+				pt, err := kmipkek.ParseToken(tk.Raw)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return pt.KeyUID
+			}
+		}
+		t.Fatal("no KMIP token")
+		return ""
+	}
+	// dump is cryptsetup's view: the volume key, opened with the secret
+	// the key server releases for the volume's KMIP keyslot.
+	dump := func() []byte {
+		kr, err := keyring.Open(path, &keyring.Options{ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer kr.Close()
+		k, err := kmipkek.NewKEK(cfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, secret, err := keyring.SecretFor(ctx, kr, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer secret.Destroy()
+		kf := filepath.Join(dir, "secret")
+		os.WriteFile(kf, secret.Bytes(), 0o600)
+		defer os.Remove(kf)
+		out, err := exec.Command(bin, "luksDump", "--dump-volume-key", "--batch-mode", "--key-file", kf, path).CombinedOutput()
+		if err != nil {
+			t.Fatalf("cryptsetup: %v\n%s", err, out)
+		}
+		return testutil.VolumeKey(t, string(out))
+	}
+	firstKey, firstDEK := tokenKey(), dump()
+
+	var logs testutil.SyncBuffer
+	log := slog.New(slog.NewJSONHandler(&logs, nil))
+	opener, err := kmipkek.NewKEK(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := daemon.OpenVolume(ctx, daemon.VolumeSpec{Backing: path, Logger: log, ReencryptRate: -1}, opener)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := make([]byte, 8<<20)
+	rand.Read(data)
+	if err := v.Device().WriteAt(ctx, bytes.Clone(data), 0, false); err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	l, err := nbd.ListenUnix(runCtx, filepath.Join(dir, "nbd.sock"), -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := testutil.NewManualClock(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
+	ctl := filepath.Join(dir, "ctl.sock")
+	ready := make(chan struct{})
+	d, err := daemon.New(daemon.Config{Volumes: []*daemon.Volume{v}, Listeners: []net.Listener{l}, ControlPaths: []string{ctl},
+		NoWellKnownControl: true, Logger: log, Clock: clock, RotationSources: rotationSources{log: log}, Ready: func() { close(ready) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- d.Run(runCtx) }()
+	stop := func() {
+		if cancel != nil {
+			cancel()
+			cancel = nil
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		}
+	}
+	defer stop()
+	<-ready
+	c := daemon.NewClient(ctl)
+	pol := rotation.Policy{KEKEvery: rotation.Period(7 * 24 * time.Hour), ReencryptEvery: rotation.Period(10 * 24 * time.Hour), KMIPConfig: cfgPath}
+	if _, err := c.SetRotationPolicy(ctx, "", pol, rotation.All); err != nil {
+		t.Fatal(err)
+	}
+	status := func() *daemon.RotationStatus {
+		st, err := c.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Volumes[0].Rotation
+	}
+
+	clock.Advance(t, 8*24*time.Hour)
+	testutil.WaitFor(t, "the KMIP KEK rotation", func() bool { st := status(); return st.KEK.Last != nil || st.KEK.Blocked != "" })
+	if st := status(); st.KEK.Blocked != "" || st.KEK.Overdue || st.KEK.Last == nil {
+		t.Fatalf("after the KEK rotation: %+v", st.KEK)
+	}
+	secondKey := tokenKey()
+	if secondKey == firstKey {
+		t.Fatal("the KMIP keyslot still uses the first key")
+	}
+
+	// Day 11: the reencryption (the next KEK rotation is on day 15).
+	clock.Advance(t, 3*24*time.Hour)
+	testutil.WaitFor(t, "the reencryption", func() bool { st := status(); return st.Reencrypt.Last != nil || st.Reencrypt.Blocked != "" })
+	if err := v.WaitReencryption(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := status(); st.Reencrypt.Blocked != "" || st.Reencrypt.Overdue || st.Reencrypt.Last == nil {
+		t.Fatalf("after the reencryption: %+v\n%s", st.Reencrypt, logs.String())
+	}
+	got := make([]byte, len(data))
+	if err := v.Device().ReadAt(ctx, got, 0); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("data after the reencryption differ (%v)", err)
+	}
+	stop()
+	for _, ev := range []string{`"event":"rotate-kek-due","result":"ok"`, `"event":"rotate-kek","result":"ok"`, `"event":"reencrypt-due","result":"ok"`, `"event":"reencrypt-finish","result":"ok"`} {
+		if !strings.Contains(logs.String(), ev) {
+			t.Errorf("no audit record %s", ev)
+		}
+	}
+	if tokenKey() != secondKey {
+		t.Fatal("the reencryption changed the KMIP key")
+	}
+	if bytes.Equal(dump(), firstDEK) {
+		t.Fatal("the volume key did not change")
+	}
+}
