@@ -70,7 +70,7 @@ echo "   $runs fio runs wrote and verified 24 MiB each, during and around the re
 grep -q 'online reencryption finished' "$work/serve.log" || fail "the server did not log the end of the reencryption"
 
 verify_only() {
-	fio "${job[@]}" --randseed="$runs" --verify_only --readonly >"$work/verify-$1.json" 2>&1 ||
+	fio "${job[@]}" --randseed="$runs" --verify_only >"$work/verify-$1.json" 2>&1 ||
 		fail "fio --verify_only through $1 failed: $(tail -20 "$work/verify-$1.json")"
 	read -r err rkb < <(python3 -c 'import json, sys; j = json.load(open(sys.argv[1]))["jobs"][0]; print(j["error"], j["read"]["io_kbytes"])' "$work/verify-$1.json")
 	[ "$err" = 0 ] && [ "$rkb" -ge $((24 * 1024)) ] || fail "fio --verify_only through $1 verified $rkb KiB (error $err)"
@@ -93,7 +93,7 @@ loop=$(losetup --find --show "$backing")
 at_exit "losetup -d $loop"
 cryptsetup open --key-file "$key" "$loop" reenc
 at_exit "cryptsetup close reenc"
-mount -o ro /dev/mapper/reenc "$mnt"
+mount /dev/mapper/reenc "$mnt"
 check_tree "$mnt/durable" "$work/durable.sums"
 verify_only dm-crypt
 umount "$mnt"
