@@ -15,7 +15,8 @@ var errCrash = errors.New("simulated crash")
 // crashDevice passes reads through and lets budget writes and syncs
 // happen; the next write is torn (only the first tornFraction of it
 // reaches the file) and everything after it fails, as if the machine had
-// lost power at that point.
+// lost power at that point. With tornFraction reordered, the crash
+// leaves only the last write since the last sync on the disk.
 type crashDevice struct {
 	f            *os.File
 	budget       int
@@ -23,7 +24,25 @@ type crashDevice struct {
 	crashed      bool
 	// shared, when set, holds the budget and the crash of a device group
 	// (a detached header and its data crash together).
-	shared *crashDevice
+	shared   *crashDevice
+	unsynced []undo // with reordered
+}
+
+// reordered, as a crashDevice's tornFraction: the interrupted write is
+// complete, and the writes before it since the last sync are lost. A disk
+// cache (or the page cache) writes back in any order between two syncs,
+// so only a sync orders writes.
+const reordered = -1.0
+
+// crashTorns are the crash harnesses' tornFractions: the interrupted
+// write lost, torn in half, complete, and reordered.
+var crashTorns = []float64{0, 0.5, 1, reordered}
+
+// undo is what a write replaced.
+type undo struct {
+	f   *os.File
+	off int64
+	old []byte
 }
 
 func (d *crashDevice) ReadAt(p []byte, off int64) (int, error) { return d.f.ReadAt(p, off) }
@@ -41,13 +60,32 @@ func (d *crashDevice) WriteAt(p []byte, off int64) (int, error) {
 		return 0, errCrash
 	}
 	if s.budget == 0 {
-		s.crashed = true
-		n := int(float64(len(p)) * s.tornFraction)
+		s.crash(0) // this write is the last
+		n := int(float64(len(p)) * max(s.tornFraction, 0))
+		if s.tornFraction == reordered {
+			n = len(p)
+		}
 		d.f.WriteAt(p[:n], off)
 		return n, errCrash
 	}
 	s.budget--
+	if s.tornFraction == reordered {
+		old := make([]byte, len(p))
+		n, _ := d.f.ReadAt(old, off)
+		s.unsynced = append(s.unsynced, undo{d.f, off, old[:n]})
+	}
 	return d.f.WriteAt(p, off)
+}
+
+// crash undoes, when reordered, the unsynced writes but the last keep.
+func (s *crashDevice) crash(keep int) {
+	s.crashed = true
+	if s.tornFraction == reordered {
+		for i := len(s.unsynced) - 1 - keep; i >= 0; i-- {
+			u := s.unsynced[i]
+			u.f.WriteAt(u.old, u.off)
+		}
+	}
 }
 
 func (d *crashDevice) Sync() error {
@@ -56,10 +94,17 @@ func (d *crashDevice) Sync() error {
 		return errCrash
 	}
 	if s.budget == 0 {
-		s.crashed = true
+		s.crash(1)
 		return errCrash
 	}
 	s.budget--
+	kept := s.unsynced[:0]
+	for _, u := range s.unsynced {
+		if u.f != d.f {
+			kept = append(kept, u) // another device of the group
+		}
+	}
+	s.unsynced = kept
 	return nil
 }
 
@@ -101,7 +146,7 @@ func TestRotateKEKCrashSafety(t *testing.T) {
 	_, dek := formatPath(t, golden, passphrase(t, "old"), &FormatOptions{KDF: fastKDF, DataOffset: 1 << 20})
 	ctx := context.Background()
 
-	for _, torn := range []float64{0, 0.5, 1} {
+	for _, torn := range crashTorns {
 		completed, sawNew := false, false
 		for step := 0; step < 64 && !completed; step++ {
 			path := filepath.Join(dir, "crash.img")

@@ -691,10 +691,9 @@ func (rc *Reencryptor) Step() error {
 // protect, rewrite (by write), sync, commit.
 func (rc *Reencryptor) stepZone(buf []byte, p uint64, sums []byte, write func() error) error {
 	n := uint64(len(buf))
-	if _, err := rc.k.dev.WriteAt(sums, int64(rc.r.AreaOffset)); err != nil {
-		return fmt.Errorf("%w: write resilience area: %w", ErrIO, err)
+	if err := rc.writeResilience(sums); err != nil {
+		return err
 	}
-	// The commit syncs the header device, and with it the checksums.
 	if err := rc.commitSegments(p, n, false); err != nil {
 		return err
 	}
@@ -702,6 +701,21 @@ func (rc *Reencryptor) stepZone(buf []byte, p uint64, sums []byte, write func() 
 		return err
 	}
 	return rc.zoneDone(p, n)
+}
+
+// writeResilience writes b (checksums or a journal) to the resilience
+// area and syncs it, before the commit that marks the zone hot: between
+// two syncs writes reach the disk in any order, and a hot zone whose
+// area still holds the previous zone's checksums would be taken as done
+// (its old ciphertext read as new), a journal's as the zone's old bytes.
+func (rc *Reencryptor) writeResilience(b []byte) error {
+	if _, err := rc.k.dev.WriteAt(b, int64(rc.r.AreaOffset)); err != nil {
+		return fmt.Errorf("%w: write resilience area: %w", ErrIO, err)
+	}
+	if err := rc.k.dev.Sync(); err != nil {
+		return fmt.Errorf("%w: sync resilience area: %w", ErrIO, err)
+	}
+	return nil
 }
 
 // Finish ends a reencryption whose data is all done: one commit leaves

@@ -134,7 +134,7 @@ func TestReencryptCrashSafety(t *testing.T) {
 	ctx := context.Background()
 	opts := &ReencryptOptions{HotZone: 64 << 10}
 	size := uint64(1<<20 + dataSize)
-	for _, torn := range []float64{0, 0.5, 1} {
+	for _, torn := range crashTorns {
 		completed := false
 		for step := 0; step < 200 && !completed; step++ {
 			path := filepath.Join(t.TempDir(), "crash.img")
@@ -324,7 +324,7 @@ func TestReencryptJournalCrashSafety(t *testing.T) {
 		}
 		return stepAll(ctx, k, ids, dev, size, &ReencryptOptions{HotZone: 64 << 10})
 	}
-	for _, torn := range []float64{0, 0.5, 1} {
+	for _, torn := range crashTorns {
 		for step := 0; ; step++ {
 			path := filepath.Join(t.TempDir(), "crash.img")
 			copyFile(t, golden, path)

@@ -240,10 +240,9 @@ func (rc *Reencryptor) backStep() error {
 		return fmt.Errorf("read data at %d: %w", x, err)
 	}
 	sums := rc.checksums(buf)
-	if _, err := rc.k.dev.WriteAt(sums, int64(rc.r.AreaOffset)); err != nil {
-		return fmt.Errorf("%w: write resilience area: %w", ErrIO, err)
+	if err := rc.writeResilience(sums); err != nil {
+		return err
 	}
-	// The commit syncs the header device, and with it the checksums.
 	if err := rc.commitBack(x, l); err != nil {
 		return err
 	}

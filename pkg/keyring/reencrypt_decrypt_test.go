@@ -153,7 +153,7 @@ func TestDecryptCrashSafety(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	hdrPath, dataPath := filepath.Join(dir, "hdr.img"), filepath.Join(dir, "data.img")
-	for _, torn := range []float64{0, 0.5, 1} {
+	for _, torn := range crashTorns {
 		for budget := 0; ; budget++ {
 			copyFile(t, hdrGolden, hdrPath)
 			copyFile(t, dataGolden, dataPath)

@@ -207,7 +207,7 @@ func TestEncryptCrashSafety(t *testing.T) {
 	const size = shiftData + shiftReduce
 	const shift = shiftReduce / 2
 	dir := t.TempDir()
-	for _, torn := range []float64{0, 0.5, 1} {
+	for _, torn := range crashTorns {
 		for budget := 0; ; budget++ {
 			path := filepath.Join(dir, "crash.img")
 			copyFile(t, golden, path)
