@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"maps"
 	"os"
 	"os/exec"
@@ -12,6 +13,8 @@ import (
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/encblk/encblk/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
@@ -22,7 +25,25 @@ func TestMain(m *testing.M) {
 
 // TestScript runs the CLI scenarios in testdata/script, one file per scenario.
 func TestScript(t *testing.T) {
-	testscript.Run(t, testscript.Params{Dir: "testdata/script", Cmds: scriptCmds()})
+	testscript.Run(t, testscript.Params{Dir: "testdata/script", Cmds: scriptCmds(), Condition: toolCondition})
+}
+
+// toolCondition is the scripts' condition [tool:NAME]: NAME is on PATH.
+// A script skips without it (`[!tool:cryptsetup] skip`), or fails when
+// ENCBLK_REQUIRE_TOOLS=1, as testutil.RequireTool does; testscript's own
+// [exec:NAME] would skip there too.
+func toolCondition(cond string) (bool, error) {
+	name, ok := strings.CutPrefix(cond, "tool:")
+	if !ok {
+		return false, fmt.Errorf("unknown condition %q", cond)
+	}
+	if _, err := exec.LookPath(name); err == nil {
+		return true, nil
+	}
+	if testutil.ToolsRequired() {
+		return false, fmt.Errorf("%s not found on PATH (scripts/deps.sh installs it) [%s=1]", name, testutil.RequireToolsEnv)
+	}
+	return false, nil
 }
 
 // scriptCmds are the commands every scenario may use besides testscript's:
@@ -83,6 +104,26 @@ func TestScriptsCheckExitStatus(t *testing.T) {
 			if negExec.MatchString(line) {
 				t.Errorf("%s:%d: %q: use `exits CODE encblk ...` (the documented exit status) instead of `! exec`", f, i+1, line)
 			}
+		}
+	}
+}
+
+// A missing tool skips a script, or fails it under ENCBLK_REQUIRE_TOOLS=1.
+func TestToolCondition(t *testing.T) {
+	for _, c := range []struct {
+		cond, require string
+		want          bool
+		fails         bool
+	}{
+		{"tool:sh", "1", true, false},
+		{"tool:encblk-no-such-tool", "", false, false},
+		{"tool:encblk-no-such-tool", "1", false, true},
+		{"exec:sh", "", false, true},
+	} {
+		t.Setenv(testutil.RequireToolsEnv, c.require)
+		got, err := toolCondition(c.cond)
+		if got != c.want || (err != nil) != c.fails {
+			t.Errorf("[%s] with %s=%q: %v, %v", c.cond, testutil.RequireToolsEnv, c.require, got, err)
 		}
 	}
 }
