@@ -102,8 +102,14 @@ TARGET); encblk does not do that (exit 4). hw-opal volumes are refused
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			target := args[0]
-			if decrypt && encrypt {
+			extras := len(extraKeys)+len(extraPass) > 0
+			switch {
+			case decrypt && encrypt:
 				return withExit(exitUsage, errors.New("--encrypt and --decrypt are exclusive"))
+			case encrypt && (hotZone != "" || extras):
+				return withExit(exitUsage, errors.New("--hotzone-size, --extra-key-file and --extra-passphrase-file do not apply to --encrypt (its zones are the data shift; the new volume has one keyslot)"))
+			case decrypt && (keyBits != 0 || sectorSize != 0 || reduce != "" || kdf.changed() || extras):
+				return withExit(exitUsage, errors.New("--key-size, --sector-size, --reduce-device-size, the PBKDF flags and --extra-key-file/--extra-passphrase-file do not apply to --decrypt (the result is plain data)"))
 			}
 			if decrypt {
 				return decryptInPlace(cmd, a, target, t, hdr, kf, resume, initOnly, throttle, hotZone)
