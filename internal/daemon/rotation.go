@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"time"
 
 	"github.com/encblk/encblk/internal/audit"
@@ -304,8 +303,10 @@ func (v *Volume) rotateKeyDir(ctx context.Context, d rotation.KeyDir, now time.T
 	defer nk.Destroy()
 	oldSlot, newSlot, err := v.kr.RotateKEK(ctx, old.Secret, nk.Secret, opts)
 	if newSlot < 0 {
-		// Not committed: the new key file opens nothing.
-		os.Remove(nk.Path)
+		// Not committed, unless the header's primary copy was.
+		if derr := d.Discard(ctx, v.kr, nk); derr != nil {
+			err = fmt.Errorf("%w (%v)", err, derr)
+		}
 		return -1, -1, err
 	}
 	if rerr := d.Retire(old.Path, nk.Path); rerr != nil {

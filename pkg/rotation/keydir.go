@@ -105,6 +105,27 @@ func (d KeyDir) Generate(now time.Time) (KEK, error) {
 	return KEK{path, s}, nil
 }
 
+// Discard removes the key file k that Generate wrote for a rotation
+// whose commit failed, unless the header on disk (kr, re-read) has a
+// keyslot k opens: a commit can fail after its primary copy reached the
+// disk, and that keyslot's only KEK would go with the file (kmipkek's
+// DiscardUnreferenced keeps a KMIP key likewise). A kept file is named in
+// the error.
+func (d KeyDir) Discard(ctx context.Context, kr *keyring.Keyring, k KEK) error {
+	if err := kr.Reload(); err != nil {
+		return fmt.Errorf("key file %s kept: the header could not be re-read to tell whether a keyslot uses it: %w", k.Path, err)
+	}
+	slot, dek, err := kr.Match(ctx, k.Secret)
+	switch {
+	case err == nil:
+		dek.Destroy()
+		return fmt.Errorf("key file %s kept: keyslot %d on disk uses it", k.Path, slot)
+	case !errors.Is(err, keyring.ErrNoMatchingKeyslot):
+		return fmt.Errorf("key file %s kept: %w", k.Path, err)
+	}
+	return os.Remove(k.Path)
+}
+
 // Retire points the link at the new key file and removes the old one (the
 // rotation that replaced it is committed).
 func (d KeyDir) Retire(old, new string) error {

@@ -2,7 +2,8 @@ package rotation
 
 import (
 	"bytes"
-
+	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/encblk/encblk/internal/kektest"
 	"github.com/encblk/encblk/internal/testutil"
+	"github.com/encblk/encblk/pkg/kek/keyfile"
 	"github.com/encblk/encblk/pkg/keyring"
 )
 
@@ -254,5 +257,58 @@ func TestKeyDir(t *testing.T) {
 	Destroy(ks)
 	if target, _ := os.Readlink(d.Link()); target != filepath.Base(k1.Path) {
 		t.Fatalf("link -> %q", target)
+	}
+}
+
+// A rotation's commit can fail after the header's primary copy reached
+// the disk: the new key file is then the only KEK of a keyslot, and
+// Discard keeps it (with the reason). One that opens nothing is removed.
+func TestKeyDirDiscard(t *testing.T) {
+	v := kektest.NewLUKSImage(t)
+	ctx := context.Background()
+	kr, err := keyring.Open(v.Path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kr.Close()
+	d := KeyDir{Dir: t.TempDir(), UUID: kr.UUID()}
+	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	unused, err := d.Generate(t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unused.Destroy()
+	if err := d.Discard(ctx, kr, unused); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(unused.Path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a key file that opens nothing was kept: %v", err)
+	}
+
+	used, err := d.Generate(t0.Add(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer used.Destroy()
+	// The commit reached the disk behind kr's back.
+	other, err := keyring.Open(v.Path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := keyfile.Open(v.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Destroy()
+	_, slot, err := other.RotateKEK(ctx, old, used.Secret, &keyring.KeyslotOptions{KDF: keyring.KDFParams{Type: "pbkdf2", Hash: "sha256", Iterations: 1000}})
+	other.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Discard(ctx, kr, used); err == nil || !strings.Contains(err.Error(), "kept") {
+		t.Fatalf("Discard of the key file of keyslot %d: %v", slot, err)
+	}
+	if _, err := os.Stat(used.Path); err != nil {
+		t.Fatalf("the only KEK of keyslot %d was removed: %v", slot, err)
 	}
 }
