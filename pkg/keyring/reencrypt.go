@@ -360,8 +360,9 @@ type Reencryptor struct {
 	zone     uint64 // hot zone length
 	progress uint64
 	oldSlots []int
-	shift    *shiftState // encryption in place with a data shift
-	back     *backState  // decryption in place (detached header)
+	shift    *shiftState   // encryption in place with a data shift
+	back     *backState    // decryption in place (detached header)
+	unshift  *unshiftState // decryption in place with a data shift
 }
 
 // OpenReencryption loads the reencryption recorded in the metadata for
@@ -389,6 +390,9 @@ func (k *Keyring) OpenReencryption(ctx context.Context, ids []Identity, data Dat
 	case ReencryptModeEncrypt:
 		return k.openShiftEncrypt(ctx, m, r, ids, data, dataEnd)
 	case ReencryptModeDecrypt:
+		if r.Moved != nil || strings.HasPrefix(r.Resilience, "datashift") {
+			return k.openUnshift(ctx, m, r, ids, data, dataEnd)
+		}
 		return k.openDecrypt(ctx, m, r, ids, data, dataEnd, o)
 	}
 	if r.Mode != ReencryptModeReencrypt {
@@ -673,6 +677,9 @@ func (rc *Reencryptor) Step() error {
 	if rc.back != nil {
 		return rc.backStep()
 	}
+	if rc.unshift != nil {
+		return rc.unshiftStep()
+	}
 	p := rc.progress
 	n := min(rc.zone, rc.layout.size-p)
 	buf := make([]byte, n)
@@ -731,6 +738,9 @@ func (rc *Reencryptor) Finish() error {
 	if rc.back != nil {
 		return rc.finishBack()
 	}
+	if rc.unshift != nil {
+		return rc.finishUnshift()
+	}
 	k := rc.k
 	k.mu.Lock()
 	m := k.meta
@@ -787,6 +797,15 @@ func (rc *Reencryptor) NextZone() uint64 {
 	}
 	if rc.back != nil {
 		return min(rc.zone, rc.back.done)
+	}
+	if st := rc.unshift; st != nil {
+		switch {
+		case st.plain:
+			return 0
+		case st.next < st.size:
+			return min(st.shift, st.size-st.next)
+		}
+		return st.moved
 	}
 	return min(rc.zone, rc.layout.size-rc.progress)
 }

@@ -30,9 +30,9 @@ import (
 // new key. The next zone of a clean state at P is [P-l, P), l the zone
 // length or less at the start of the data.
 //
-// A volume whose header is on its data device is decrypted by cryptsetup
-// with a data shift (the header exported to a file, the data moved to the
-// start of the device); encblk does not do that (ErrUnsupported).
+// A volume whose header is on its data device is decrypted with a data
+// shift instead (the header exported to a file, the data moved to the
+// start of the device): reencrypt_unshift.go.
 
 // backState is the position of a decryption in place.
 type backState struct {
@@ -44,7 +44,7 @@ type backState struct {
 
 // StartDecrypt records the decryption in place of a volume with a
 // detached header (the caller says so: a header on the data device needs a
-// data shift, which encblk does not do). One KEK among ids must open the
+// data shift, StartDecryptShift). One KEK among ids must open the
 // volume key. No data is touched: OpenReencryption and Run (or cryptsetup
 // reencrypt --resume-only) do that.
 func (k *Keyring) StartDecrypt(ctx context.Context, ids []Identity) error {
@@ -346,7 +346,7 @@ func (rc *Reencryptor) finishBack() error {
 			}
 		}
 	}
-	seg, err := segmentJSON(rc.back.newTmpl, rc.back.offset, 0, nil, nil)
+	seg, err := segmentJSON(rc.r.New.Raw, rc.r.New.Offset, 0, nil, nil)
 	if err != nil {
 		return err
 	}

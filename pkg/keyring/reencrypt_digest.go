@@ -11,7 +11,8 @@ import (
 // is a pbkdf2 digest, bound to the reencrypt keyslot and no segment, of
 // this byte string:
 //
-//	'v' '0'+version          version 2: "v2"
+//	'v' '0'+version          "v2"; "v3" for a decryption with a data shift
+//	                         (cryptsetup 2.6's online-reencrypt-v3)
 //	old key                  when the old side is encrypted (not for encrypt)
 //	new key                  when the new side is encrypted and its digest differs
 //	reencrypt keyslot        mode, direction, area type, area offset, area size,
@@ -179,7 +180,7 @@ func (m *metadata) reencryptVerificationData(r *Reencryption, version int, oldKe
 // It fails with ErrCorrupt when the metadata was not made by a holder of
 // the keys (or was damaged).
 func (m *metadata) verifyReencryptDigest(r *Reencryption, oldKey, newKey []byte) error {
-	data, err := m.reencryptVerificationData(r, 2, oldKey, newKey)
+	data, err := m.reencryptVerificationData(r, m.reencryptVersion(), oldKey, newKey)
 	if err != nil {
 		return fmt.Errorf("%w: reencryption metadata: %v", ErrCorrupt, err)
 	}
@@ -202,9 +203,10 @@ func (m *metadata) verifyReencryptDigest(r *Reencryption, oldKey, newKey []byte)
 }
 
 // reencryptDigest returns a new verification digest object for e (bound
-// to the reencrypt keyslot) over the keys.
+// to the reencrypt keyslot) over the keys, of the version e's requirement
+// names.
 func (e *metadata) reencryptDigest(r *Reencryption, oldKey, newKey []byte, iterations int) (json.RawMessage, error) {
-	data, err := e.reencryptVerificationData(r, 2, oldKey, newKey)
+	data, err := e.reencryptVerificationData(r, e.reencryptVersion(), oldKey, newKey)
 	if err != nil {
 		return nil, err
 	}

@@ -215,11 +215,11 @@ func (m *metadata) reencryption() (*Reencryption, error) {
 		return nil, nil
 	}
 	switch v := m.reencryptVersion(); v {
-	case 2:
+	case 2, 3:
 	case 0:
 		return nil, fmt.Errorf("%w: reencrypt keyslot %d without the online-reencrypt requirement", ErrCorrupt, id)
 	default:
-		return nil, fmt.Errorf("%w: reencryption metadata version %d (encblk knows version 2; cryptsetup repair converts version 1)", ErrUnsupported, v)
+		return nil, fmt.Errorf("%w: reencryption metadata version %d (encblk knows versions 2 and 3; cryptsetup repair converts version 1)", ErrUnsupported, v)
 	}
 	for _, r := range m.Config.Requirements {
 		if !strings.HasPrefix(r, "online-reencrypt") && !slices.Contains(knownRequirements, r) {

@@ -39,7 +39,7 @@ func (rc *Reencryptor) Run(ctx context.Context, o *RunOptions) error {
 	if o != nil {
 		opts = *o
 	}
-	if rc.shift != nil || rc.back != nil {
+	if rc.shift != nil || rc.back != nil || rc.unshift != nil {
 		return rc.runSteps(ctx, &opts)
 	}
 	stop, ahead := make(chan struct{}), make(chan struct{})

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 )
 
 // The metadata of each step of a forward "reencrypt" (new DEK) run, as
@@ -129,9 +130,20 @@ func (m *metadata) withSegments(l reencryptLayout, p, hot uint64, final bool) (*
 // setRequirement adds (on) or removes the reencryption requirement,
 // keeping any other requirement.
 func (e *metadata) setRequirement(on bool) error {
-	reqs := slices.DeleteFunc(slices.Clone(e.Config.Requirements), func(r string) bool { return r == reencryptRequirement })
+	v := 0
 	if on {
-		reqs = append(reqs, reencryptRequirement)
+		v = 2
+	}
+	return e.setRequirementVersion(v)
+}
+
+// setRequirementVersion sets the reencryption requirement to
+// online-reencrypt-vN (cryptsetup 2.6: 2, or 3 for a decryption with a
+// data shift), or removes it (0), keeping any other requirement.
+func (e *metadata) setRequirementVersion(v int) error {
+	reqs := slices.DeleteFunc(slices.Clone(e.Config.Requirements), func(r string) bool { return strings.HasPrefix(r, "online-reencrypt") })
+	if v > 0 {
+		reqs = append(reqs, fmt.Sprintf("online-reencrypt-v%d", v))
 	}
 	if len(reqs) == 0 {
 		delete(e.config, "requirements")
