@@ -45,7 +45,10 @@ import (
 //	post:   0 crypt [0, M) | 1 linear [M, x) ("dynamic" once x = D) |
 //	        2 crypt at S+x, dynamic, when x < D
 //	moved:  0 linear [0, M) in-reencryption | 1 linear at M, dynamic
-//	end:    0 linear at 0, dynamic
+//	plain:  0 linear at 0, dynamic (cryptsetup's; encblk goes from the
+//	        moved segment's hot state to the end in one commit: see
+//	        movedWrite)
+//	end:    0 linear at 0, dynamic, no keyslot, no backups
 //
 // then the backups: backup-previous (the old crypt segment at S),
 // backup-final (linear at 0, dynamic) and backup-moved-segment (crypt
@@ -469,8 +472,13 @@ func (rc *Reencryptor) recoverMoved() error {
 	return rc.movedWrite(buf)
 }
 
-// movedWrite writes the moved segment's plaintext, syncs it and commits
-// the end state (all plain).
+// movedWrite writes the moved segment's plaintext and syncs it. The state
+// "all plain" is not committed: the hot state stays on disk until
+// Finish's commit ends the decryption. cryptsetup 2.6.1 writes that state,
+// but its own resume from it decrypts the moved segment a second time
+// (its position is then the moved segment again): leaving the hot state
+// instead, which both tools recover (the checksums no longer match: all
+// plain), never hands it that state.
 func (rc *Reencryptor) movedWrite(buf []byte) error {
 	if _, err := rc.data.WriteAt(buf, 0); err != nil {
 		return fmt.Errorf("%w: write data at 0: %w", ErrIO, err)
@@ -479,9 +487,6 @@ func (rc *Reencryptor) movedWrite(buf []byte) error {
 		return fmt.Errorf("%w: sync data: %w", ErrIO, err)
 	}
 	rc.unshift.plain = true
-	if err := rc.commitUnshift(0, 0); err != nil {
-		return err
-	}
 	rc.progress = rc.unshift.progress()
 	return nil
 }
@@ -549,8 +554,6 @@ func (rc *Reencryptor) commitUnshift(x, l uint64) error {
 	}
 	var err error
 	switch {
-	case st.plain:
-		err = lin(0, nil)
 	case l > 0 && x == 0:
 		if err = lin(0, u(st.moved), "in-reencryption"); err == nil && st.moved < st.size {
 			err = lin(st.moved, nil)
