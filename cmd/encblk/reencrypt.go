@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -90,15 +92,29 @@ A crash or SIGKILL at any moment leaves a volume that --resume (or
 cryptsetup reencrypt --resume-only) finishes; encblk --resume likewise
 finishes cryptsetup's. A detached --header is not supported for --encrypt.
 
---decrypt --header FILE turns the data device TARGET of a volume whose
-header is detached (in FILE) back into plain data, in place, as cryptsetup
-reencrypt --decrypt --header FILE does (backward, checksum resilience:
-resumable by either tool). At the end FILE holds a header with no keyslot.
-A volume whose header is on TARGET itself is decrypted by cryptsetup
-2.6.1 with a data shift (cryptsetup reencrypt --decrypt --header NEWFILE
-TARGET exports the header to NEWFILE and moves the data to the start of
-TARGET); encblk does not do that (exit 4). hw-opal volumes are refused
-(exit 4). Offline only.`,
+--decrypt --header FILE turns TARGET back into plain data, in place, as
+cryptsetup reencrypt --decrypt --header FILE does:
+  - FILE does not exist: TARGET holds its header. The header is exported
+    to FILE (created, mode 0600) and wiped from TARGET, and the data is
+    decrypted and moved back to the start of TARGET (LUKS2
+    "datashift-checksum": the first part of the data is copied over the
+    old header, the rest decrypted forward in zones of the data offset,
+    the copied part last, protected by checksums in FILE). TARGET ends
+    holding the plaintext from offset 0 (a filesystem mounts as it was);
+    its last data-offset bytes are overwritten with random bytes.
+  - FILE is the detached header of the data device TARGET (data at offset
+    0): the data is decrypted where it is (backward, checksum resilience).
+At the end FILE holds a header with no keyslot. Either way a crash or
+SIGKILL at any moment leaves a state that encblk reencrypt --resume
+--header FILE TARGET (or cryptsetup reencrypt --resume-only --header FILE
+TARGET, after cryptsetup repair when a zone was in progress) finishes, and
+encblk finishes cryptsetup's. FILE existing but not a LUKS header, or a
+header whose data is not at 0, is refused (exit 1); hw-opal volumes are
+refused (exit 4): the drive holds that key. Offline only (a served TARGET:
+exit 3):
+
+  encblk reencrypt --decrypt --header disk.hdr --key-file k1 disk.img
+  encblk reencrypt --resume --header disk.hdr --key-file k1 disk.img`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			target := args[0]
@@ -168,7 +184,7 @@ TARGET); encblk does not do that (exit 4). hw-opal volumes are refused
 	fs.StringVar(&throttle, "throttle", "", "cap the rewrite rate, bytes per second (K, M, G suffixes; 0: no cap); on a served volume it replaces the server's --reencrypt-rate for this reencryption")
 	fs.StringVar(&hotZone, "hotzone-size", "", "largest zone rewritten per metadata commit (default 64M)")
 	fs.BoolVar(&encrypt, "encrypt", false, "encrypt the plaintext on TARGET in place into a new LUKS2 volume (needs --reduce-device-size)")
-	fs.BoolVar(&decrypt, "decrypt", false, "with --header FILE: decrypt TARGET, the data device of a detached-header volume, in place")
+	fs.BoolVar(&decrypt, "decrypt", false, "with --header FILE: decrypt TARGET in place (FILE new: TARGET's header is exported to it and the data moved to offset 0; FILE a detached header: the data stays)")
 	fs.StringVar(&reduce, "reduce-device-size", "", "with --encrypt: bytes given up at the end of TARGET, half for the header, half the data shift (e.g. 32M)")
 	kdf.register(fs)
 	return cmd
@@ -395,13 +411,16 @@ func reportInPlace(cmd *cobra.Command, mode, target string, hdr headerFlag) erro
 	return nil
 }
 
-// decryptInPlace is reencrypt --decrypt --header FILE: the data device
-// TARGET of a detached-header volume becomes plain data in place.
+// decryptInPlace is reencrypt --decrypt --header FILE: TARGET becomes
+// plain data in place. When FILE does not exist, TARGET holds its header:
+// it is exported to FILE and the data moved to the start of TARGET
+// (decryptShift); otherwise FILE is the detached header of the data
+// device TARGET.
 func decryptInPlace(cmd *cobra.Command, a *app, target string, t targetFlags, hdr headerFlag, kf kekFlags,
 	resume, initOnly bool, throttle, hotZone string) error {
 	switch {
 	case hdr.path == "":
-		return fmt.Errorf("%w: --decrypt without a detached --header: a header on the data device means moving the data (cryptsetup reencrypt --decrypt --header NEWFILE does that); encblk decrypts volumes whose header is detached", keyring.ErrUnsupported)
+		return withExit(exitUsage, errors.New("--decrypt needs --header FILE: a new file that TARGET's header is exported to (the data then moves to the start of TARGET), or the detached header of TARGET"))
 	case resume:
 		return withExit(exitUsage, errors.New("--resume continues a decryption without --decrypt: encblk reencrypt --resume --header FILE TARGET"))
 	}
@@ -426,6 +445,22 @@ func decryptInPlace(cmd *cobra.Command, a *app, target string, t targetFlags, hd
 		return err
 	}
 	defer data.Close()
+	opts := &keyring.ReencryptOptions{HotZone: uint64(zone)}
+	if _, err := os.Stat(hdr.path); errors.Is(err, fs.ErrNotExist) {
+		return decryptShift(cmd, a, target, data, hdr, kf, initOnly, uint64(throttleRate), opts)
+	}
+	k, err := hdr.open(target, false)
+	if errors.Is(err, keyring.ErrNotLUKS) {
+		return withExit(exitUsage, fmt.Errorf("%s exists and is not a LUKS header: --decrypt --header FILE exports TARGET's header to FILE, which must not exist yet (cryptsetup refuses it too), or reads a detached header from it", hdr.path))
+	} else if err != nil {
+		return err
+	}
+	r, _ := k.Reencryption()
+	segs := k.Segments()
+	k.Close()
+	if r == nil && len(segs) > 0 && segs[0].Offset > 0 {
+		return withExit(exitUsage, fmt.Errorf("%s exists and is a LUKS2 header whose data starts at %d, not a detached header (data at 0): to decrypt %s with its header exported, name a new file (cryptsetup refuses this too)", hdr.path, segs[0].Offset, target))
+	}
 	k, ids, destroy, err := openToStart(cmd, target, hdr, kf, nil, nil, "(--resume continues it)")
 	if err != nil {
 		return err
@@ -442,7 +477,7 @@ func decryptInPlace(cmd *cobra.Command, a *app, target string, t targetFlags, hd
 		fmt.Fprintf(cmd.OutOrStdout(), "decryption of %s recorded; encblk reencrypt --resume (or cryptsetup reencrypt --resume-only) runs it\n", target)
 		return nil
 	}
-	rc, err := openOffline(ctx, k, ids, target, data, &keyring.ReencryptOptions{HotZone: uint64(zone)})
+	rc, err := openOffline(ctx, k, ids, target, data, opts)
 	if err != nil {
 		return err
 	}
@@ -451,6 +486,68 @@ func decryptInPlace(cmd *cobra.Command, a *app, target string, t targetFlags, hd
 		return err
 	}
 	return reportInPlace(cmd, keyring.ReencryptModeDecrypt, target, hdr)
+}
+
+// decryptShift is reencrypt --decrypt --header NEWFILE of a TARGET that
+// holds its header, as cryptsetup does it: the header is exported to
+// NEWFILE (created here, mode 0600), TARGET's own header wiped, and the
+// data decrypted and moved to the start of TARGET.
+func decryptShift(cmd *cobra.Command, a *app, target string, data *backing.File, hdr headerFlag, kf kekFlags,
+	initOnly bool, throttle uint64, opts *keyring.ReencryptOptions) error {
+	k, ids, destroy, err := openToStart(cmd, target, headerFlag{}, kf, nil, nil, "(--resume continues it)")
+	if err != nil {
+		return err
+	}
+	defer k.Close()
+	defer destroy()
+	f, err := os.OpenFile(hdr.path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("create the header file: %w", err)
+	}
+	defer f.Close()
+	// The file's name durable before TARGET's header is wiped.
+	if err := syncDir(filepath.Dir(hdr.path)); err != nil {
+		os.Remove(hdr.path)
+		return err
+	}
+	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	nk, err := k.StartDecryptShift(ctx, ids, data, uint64(data.Size()), f, opts)
+	if err != nil {
+		if k.Reload() == nil {
+			// TARGET still holds its header: nothing was lost.
+			os.Remove(hdr.path)
+			return fmt.Errorf("%s: %w", target, err)
+		}
+		return fmt.Errorf("%s: %w (its header is in %s: encblk header restore --header-backup-file %s %s puts it back)", target, err, hdr.path, hdr.path, target)
+	}
+	a.log.Info("decryption in place recorded", "volume", nk.UUID(), "header", hdr.path)
+	if initOnly {
+		fmt.Fprintf(cmd.OutOrStdout(), "decryption of %s recorded, its header exported to %s; encblk reencrypt --resume --header %s (or cryptsetup reencrypt --resume-only --header %s) runs it\n", target, hdr.path, hdr.path, hdr.path)
+		return nil
+	}
+	rc, err := openOffline(ctx, nk, ids, target, data, opts)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	if err := runOffline(ctx, cmd, a, nk, rc, target, throttle); err != nil {
+		return err
+	}
+	return reportInPlace(cmd, keyring.ReencryptModeDecrypt, target, hdr)
+}
+
+// syncDir fsyncs a directory, so that a file just created in it stays.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
 }
 
 // readKEKs makes the process non-dumpable and reads the KEK (with no KEK

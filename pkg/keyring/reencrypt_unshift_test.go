@@ -2,10 +2,14 @@ package keyring
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -497,4 +501,151 @@ func TestInteropDecryptShiftResumedByCryptsetup(t *testing.T) {
 			checkUnshifted(t, path, hdrPath, plain, nil)
 		})
 	}
+}
+
+// gunzipFixture returns the bytes of a gzipped fixture.
+func gunzipFixture(tb testing.TB, name string) []byte {
+	tb.Helper()
+	f, err := os.Open(filepath.Join(reencryptFixtures, name))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	b, err := io.ReadAll(zr)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
+
+// The cryptsetup fixture decrypt-shift-init (reencrypt --decrypt
+// --init-only --header) is finished by encblk: the plaintext is at 0.
+func TestDecryptShiftCryptsetupFixture(t *testing.T) {
+	t.Parallel()
+	data := &rwMem{b: gunzipFixture(t, "decrypt-shift-init.img.gz")}
+	hdr := &rwMem{b: gunzipFixture(t, "decrypt-shift-init.hdr.gz")}
+	k, err := openDevice(hdr, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stepAll(context.Background(), k, []Identity{fixtureKey(t)}, data, uint64(len(data.b)), nil); err != nil {
+		t.Fatal(err)
+	}
+	s := sha256.Sum256(data.b[:448<<10])
+	if hex.EncodeToString(s[:]) != fixtureSHA(t, "decrypt-shift-plaintext.sha256") {
+		t.Fatal("plaintext changed")
+	}
+	if r, err := k.Reencryption(); r != nil || err != nil || len(k.meta.Keyslots) != 0 {
+		t.Fatalf("after: %+v, %v, %d keyslots", r, err, len(k.meta.Keyslots))
+	}
+}
+
+// Metadata encblk does not resume is refused with ErrUnsupported (exit 4),
+// nothing written: another resilience type (the verification digest would
+// fail too, but the type is looked at first), another hash.
+func TestDecryptShiftUnsupported(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ field, value string }{{"type", "datashift-journal"}, {"hash", "sha1"}} {
+		data := &rwMem{b: gunzipFixture(t, "decrypt-shift-init.img.gz")}
+		hdr := &rwMem{b: gunzipFixture(t, "decrypt-shift-init.hdr.gz")}
+		k, err := openDevice(hdr, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := k.meta.clone()
+		var ks map[string]json.RawMessage
+		json.Unmarshal(e.keyslots["1"], &ks)
+		if ks["area"], err = setField(ks["area"], c.field, c.value); err != nil {
+			t.Fatal(err)
+		}
+		e.keyslots["1"], _ = json.Marshal(ks)
+		if k.meta, err = e.reparse(k.bin.HdrSize); err != nil {
+			t.Fatal(err)
+		}
+		before := bytes.Clone(data.b)
+		_, err = k.OpenReencryption(context.Background(), []Identity{fixtureKey(t)}, data, uint64(len(data.b)), nil)
+		if !errors.Is(err, ErrUnsupported) {
+			t.Fatalf("%s %s: %v", c.field, c.value, err)
+		}
+		if !bytes.Equal(before, data.b) {
+			t.Fatalf("%s %s: data written", c.field, c.value)
+		}
+	}
+}
+
+// FuzzDecryptShiftResumeSegments: the segments of a decryption with a
+// data shift are not covered by the verification digest, so a resume
+// reads them from metadata anyone may have written. Arbitrary segments
+// (on cryptsetup's decrypt-shift-init fixture, whose key is known) must
+// be refused or resumed, never crash or write outside the devices.
+func FuzzDecryptShiftResumeSegments(f *testing.F) {
+	img := gunzipFixture(f, "decrypt-shift-init.img.gz")
+	hdrImg := gunzipFixture(f, "decrypt-shift-init.hdr.gz")
+	keyBytes, err := os.ReadFile(filepath.Join(reencryptFixtures, "key"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	ctx := context.Background()
+	open := func() (*Keyring, *rwMem, *Secret) {
+		k, err := openDevice(&rwMem{b: bytes.Clone(hdrImg)}, false)
+		if err != nil {
+			f.Fatal(err)
+		}
+		id, err := secretOf(keyBytes)
+		if err != nil {
+			f.Fatal(err)
+		}
+		return k, &rwMem{b: bytes.Clone(img)}, id
+	}
+	// Seeds: the segments of each state of a run (start, after each zone).
+	k, data, id := open()
+	rc, err := k.OpenReencryption(ctx, []Identity{id}, data, uint64(len(img)), nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	for {
+		text, _ := json.Marshal(k.meta.segments)
+		f.Add(text)
+		if rc.Done() {
+			break
+		}
+		if err := rc.Step(); err != nil {
+			f.Fatal(err)
+		}
+	}
+	rc.Close()
+	id.Destroy()
+	f.Fuzz(func(t *testing.T, text []byte) {
+		var segs map[string]json.RawMessage
+		if json.Unmarshal(text, &segs) != nil {
+			return
+		}
+		k, data, id := open()
+		defer id.Destroy()
+		e := k.meta.clone()
+		e.segments = segs
+		raw, err := e.marshal()
+		if err != nil {
+			return
+		}
+		m, err := parseMetadata(raw, k.bin.HdrSize)
+		if err != nil {
+			return
+		}
+		k.meta = m
+		rc, err := k.OpenReencryption(ctx, []Identity{id}, data, uint64(len(img)), nil)
+		if err != nil {
+			return
+		}
+		defer rc.Close()
+		for i := 0; i < 8 && !rc.Done(); i++ {
+			if rc.Step() != nil {
+				return
+			}
+		}
+	})
 }
