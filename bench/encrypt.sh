@@ -10,24 +10,32 @@
 # the whole command. This is a benchmark, not a test: nothing asserts a
 # timing.
 #
-#   bench/encrypt.sh [--size 2G] [--rounds N] [--reduce 32M] [--encblk BINARY]
+# Then decryption in place with a data shift: the file, encrypted once by
+# encblk, is restored before each run and decrypted back to offset 0 with
+# its header exported to a new file, by cryptsetup reencrypt --decrypt
+# --header NEWFILE and by encblk reencrypt --decrypt --header NEWFILE,
+# alternating. The load average is printed before and after.
+#
+#   bench/encrypt.sh [--size 2G] [--rounds N] [--reduce 32M] [--only encrypt|decrypt] [--encblk BINARY]
 set -euo pipefail
 
 . "$(dirname "$0")/lib.sh"
 
-size=2G rounds=2 reduce=32M encblk=""
+size=2G rounds=2 reduce=32M encblk="" only=""
 while [ $# -gt 0 ]; do
 	case $1 in
 	--size) need_value "$@"; size=$2; shift ;;
 	--rounds) need_value "$@"; rounds=$2; shift ;;
 	--reduce) need_value "$@"; reduce=$2; shift ;;
 	--encblk) need_value "$@"; encblk=$2; shift ;;
+	--only) need_value "$@"; only=$2; shift ;;
 	-h|--help) usage; exit 0 ;;
 	*) die "unknown argument $1 (see --help)" ;;
 	esac
 	shift
 done
 need_positive --rounds "$rounds"
+case $only in "" | encrypt | decrypt) ;; *) die "--only encrypt or decrypt" ;; esac
 need_tools go cryptsetup
 
 work=$(mktemp -d /tmp/encblk-encrypt.XXXXXX)
@@ -59,14 +67,49 @@ timed() {
 	end=$(date +%s.%N)
 	python3 -c "print(f'{$end - $start:.2f}')"
 }
-printf '%-6s %-10s %8s %8s\n' round tool seconds MiB/s
-for round in $(seq "$rounds"); do
-	restore
-	t=$(timed cryptsetup reencrypt --encrypt --reduce-device-size "$reduce" --type luks2 --force-offline-reencrypt \
-		-q --key-file "$work/key" "${fast_kdf[@]}" "$img")
-	printf '%-6s %-10s %8s %8s\n' "$round" cryptsetup "$t" "$(mibs "$t")"
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+echo "load average before: $(loadavg)"
+total() { python3 -c "import sys; print(f'{sum(map(float, sys.argv[1:])):.2f}')" "$@"; }
+ratio() { python3 -c "print(f'{$1 / $2:.2f}x')"; }
+if [ "$only" != decrypt ]; then
+	cs=() eb=()
+	printf '%-6s %-8s %-10s %8s %8s\n' round mode tool seconds MiB/s
+	for round in $(seq "$rounds"); do
+		restore
+		t=$(timed cryptsetup reencrypt --encrypt --reduce-device-size "$reduce" --type luks2 --force-offline-reencrypt \
+			-q --key-file "$work/key" "${fast_kdf[@]}" "$img")
+		cs+=("$t")
+		printf '%-6s %-8s %-10s %8s %8s\n' "$round" encrypt cryptsetup "$t" "$(mibs "$t")"
 
+		restore
+		t=$(timed "$encblk" reencrypt --encrypt --reduce-device-size "$reduce" --key-file "$work/key" "${fast_kdf[@]}" "$img")
+		eb+=("$t")
+		printf '%-6s %-8s %-10s %8s %8s\n' "$round" encrypt encblk "$t" "$(mibs "$t")"
+	done
+	echo "encrypt: cryptsetup $(total "${cs[@]}") s, encblk $(total "${eb[@]}") s: encblk $(ratio "$(total "${cs[@]}")" "$(total "${eb[@]}")") as fast"
+fi
+if [ "$only" != encrypt ]; then
+	# The encrypted golden copy: made once by encblk (not timed).
 	restore
-	t=$(timed "$encblk" reencrypt --encrypt --reduce-device-size "$reduce" --key-file "$work/key" "${fast_kdf[@]}" "$img")
-	printf '%-6s %-10s %8s %8s\n' "$round" encblk "$t" "$(mibs "$t")"
-done
+	"$encblk" reencrypt --encrypt --reduce-device-size "$reduce" --key-file "$work/key" "${fast_kdf[@]}" "$img" >/dev/null 2>&1 ||
+		die "encblk reencrypt --encrypt failed"
+	mv "$img" "$golden"
+	data=$((bytes - red / 2)) # the volume's size: what is decrypted
+	cs=() eb=()
+	printf '%-6s %-8s %-10s %8s %8s\n' round mode tool seconds MiB/s
+	for round in $(seq "$rounds"); do
+		restore
+		rm -f "$work/new.hdr"
+		t=$(timed cryptsetup reencrypt --decrypt --header "$work/new.hdr" --force-offline-reencrypt -q --key-file "$work/key" "$img")
+		cs+=("$t")
+		printf '%-6s %-8s %-10s %8s %8s\n' "$round" decrypt cryptsetup "$t" "$(mibs "$t")"
+
+		restore
+		rm -f "$work/new.hdr"
+		t=$(timed "$encblk" reencrypt --decrypt --header "$work/new.hdr" --key-file "$work/key" "$img")
+		eb+=("$t")
+		printf '%-6s %-8s %-10s %8s %8s\n' "$round" decrypt encblk "$t" "$(mibs "$t")"
+	done
+	echo "decrypt: cryptsetup $(total "${cs[@]}") s, encblk $(total "${eb[@]}") s: encblk $(ratio "$(total "${cs[@]}")" "$(total "${eb[@]}")") as fast"
+fi
+echo "load average after: $(loadavg)"
