@@ -233,6 +233,56 @@ load_check() {
 	echo "   all $2 fsync'ed load files intact"
 }
 
+# volume_key BACKING KEYFILE prints BACKING's volume key as cryptsetup dumps
+# it (hex, no blanks); --disable-locks: encblk may be serving BACKING.
+volume_key() {
+	cryptsetup luksDump --disable-locks --dump-volume-key --batch-mode --key-file "$2" "$1" 2>/dev/null |
+		sed -n '/dump:/,$p' | tr -d ' \t\n'
+}
+
+# served_ext4 SIZE is the start of the reencryption scenarios: a SIZE
+# backing formatted by encblk with the key file $key, served on $sock,
+# attached as $dev (nbd-client -timeout 30), with a mounted ext4 at $mnt
+# holding make_tree's tree at $mnt/durable (sums in $work/durable.sums).
+served_ext4() {
+	backing=$work/backing.img
+	sock=$work/nbd.sock
+	dev=/dev/nbd0
+	mnt=$work/mnt
+	key=$work/key
+	mkdir -p "$mnt"
+	key_file "$key"
+	truncate -s "$1" "$backing"
+	encblk_format "$backing" "$key"
+	serve_start "$backing" "$sock" "$key"
+	nbd_attach "$sock" "$dev" -timeout 30
+	at_exit "nbd-client -d $dev"
+	mkfs.ext4 -q -F "$dev"
+	mount "$dev" "$mnt"
+	at_exit "umount -l $mnt"
+	make_tree "$mnt/durable" "$work/durable.sums"
+	sync -f "$mnt"
+}
+
+# rekeyed_dmcrypt OLDKEY [MOUNT-OPTION...] checks the end of a reencryption
+# of served_ext4's volume (its server stopped): no requirement left in the
+# header, a volume key other than OLDKEY, and the kernel's dm-crypt opens
+# it with $key; it is mounted at $mnt (unmounted and closed at exit) and
+# the tree matches.
+rekeyed_dmcrypt() {
+	local old=$1 new loop
+	shift
+	cryptsetup luksDump "$backing" | grep -q Requirements && fail "reencryption requirement left in the header"
+	new=$(volume_key "$backing" "$key")
+	[ -n "$new" ] && [ "$new" != "$old" ] || fail "the volume key did not change"
+	loop=$(losetup --find --show "$backing")
+	at_exit "losetup -d $loop"
+	cryptsetup open --key-file "$key" "$loop" reenc
+	at_exit "cryptsetup close reenc"
+	mount "$@" /dev/mapper/reenc "$mnt"
+	check_tree "$mnt/durable" "$work/durable.sums"
+}
+
 # lock_waits_unlock MNT KEYFILE locks the volume served on $control while
 # the load runs, and checks that an O_DIRECT write and read on MNT (MNT/
 # probe-read must exist) and the load wait while it is locked (one fsync in

@@ -13,25 +13,8 @@
 # match there too.
 . "$ENCBLK_VM_LIB"
 
-backing=$work/backing.img
-sock=$work/nbd.sock
-dev=/dev/nbd0
-mnt=$work/mnt
-mkdir -p "$mnt"
-key=$work/key
-key_file "$key"
-truncate -s 112M "$backing"
-encblk_format "$backing" "$key"
-
 step "serve, attach, mkfs.ext4, mount, a tree"
-serve_start "$backing" "$sock" "$key"
-nbd_attach "$sock" "$dev" -timeout 30
-at_exit "nbd-client -d $dev"
-mkfs.ext4 -q -F "$dev"
-mount "$dev" "$mnt"
-at_exit "umount -l $mnt"
-make_tree "$mnt/durable" "$work/durable.sums"
-sync -f "$mnt"
+served_ext4 112M
 
 # One fio run: 4 KiB random writes of a 24 MiB file, then the verify pass
 # (crc32c, fatal); the seed makes a run's data reproducible for
@@ -48,7 +31,7 @@ fio_loop() {
 }
 
 step "fio randwrite + verify=crc32c in a loop; encblk reencrypt --throttle 8M on the served volume"
-old_key=$(cryptsetup luksDump --disable-locks --dump-volume-key --batch-mode --key-file "$key" "$backing" 2>/dev/null | sed -n '/dump:/,$p' | tr -d ' \t\n')
+old_key=$(volume_key "$backing" "$key")
 fio_loop &
 fio_pid=$!
 at_exit "touch $work/stop"
@@ -86,15 +69,7 @@ nbd_detach "$dev"
 serve_stop
 
 step "cryptsetup: one new key, no requirement; dm-crypt reads the same files"
-cryptsetup luksDump "$backing" | grep -q Requirements && fail "reencryption requirement left in the header"
-new_key=$(cryptsetup luksDump --dump-volume-key --batch-mode --key-file "$key" "$backing" 2>/dev/null | sed -n '/dump:/,$p' | tr -d ' \t\n')
-[ -n "$new_key" ] && [ "$new_key" != "$old_key" ] || fail "the volume key did not change"
-loop=$(losetup --find --show "$backing")
-at_exit "losetup -d $loop"
-cryptsetup open --key-file "$key" "$loop" reenc
-at_exit "cryptsetup close reenc"
-mount /dev/mapper/reenc "$mnt"
-check_tree "$mnt/durable" "$work/durable.sums"
+rekeyed_dmcrypt "$old_key"
 verify_only dm-crypt
 umount "$mnt"
 step "done"

@@ -12,33 +12,16 @@
 # with the same key file and reads the same files.
 . "$ENCBLK_VM_LIB"
 
-backing=$work/backing.img
-sock=$work/nbd.sock
-dev=/dev/nbd0
-mnt=$work/mnt
-mkdir -p "$mnt"
-key=$work/key
-key_file "$key"
-truncate -s 112M "$backing"
-encblk_format "$backing" "$key"
-
 # recorded: the header records a reencryption.
 recorded() { "$ENCBLK" status "$backing" 2>/dev/null | grep -q '^reencryption:'; }
 
 step "serve, attach, mkfs.ext4, mount, a tree, a load of fsync'ed files"
-serve_start "$backing" "$sock" "$key"
-nbd_attach "$sock" "$dev" -timeout 30
-at_exit "nbd-client -d $dev"
-mkfs.ext4 -q -F "$dev"
-mount "$dev" "$mnt"
-at_exit "umount -l $mnt"
-make_tree "$mnt/durable" "$work/durable.sums"
-sync -f "$mnt"
+served_ext4 112M
 load_start "$mnt/load"
 load_wait 3
 
 step "encblk reencrypt on the served volume, under the load"
-old_key=$(cryptsetup luksDump --disable-locks --dump-volume-key --batch-mode --key-file "$key" "$backing" 2>/dev/null | sed -n '/dump:/,$p' | tr -d ' \t\n')
+old_key=$(volume_key "$backing" "$key")
 "$ENCBLK" reencrypt --control "$control" --key-file "$key" "$backing" >"$work/reencrypt.log" 2>&1 &
 re_pid=$!
 # The command prints a progress line each second once the server runs it
@@ -92,15 +75,7 @@ nbd_detach "$dev"
 serve_stop
 
 step "cryptsetup: one new key, no requirement; dm-crypt reads the same files"
-cryptsetup luksDump "$backing" | grep -q Requirements && fail "reencryption requirement left in the header"
-new_key=$(cryptsetup luksDump --dump-volume-key --batch-mode --key-file "$key" "$backing" 2>/dev/null | sed -n '/dump:/,$p' | tr -d ' \t\n')
-[ -n "$new_key" ] && [ "$new_key" != "$old_key" ] || fail "the volume key did not change"
-loop=$(losetup --find --show "$backing")
-at_exit "losetup -d $loop"
-cryptsetup open --key-file "$key" "$loop" reenc
-at_exit "cryptsetup close reenc"
-mount -o ro /dev/mapper/reenc "$mnt"
-check_tree "$mnt/durable" "$work/durable.sums"
+rekeyed_dmcrypt "$old_key" -o ro
 load_check "$mnt/load" "$synced"
 umount "$mnt"
 step "done"
