@@ -26,7 +26,8 @@ import (
 // A policy with a KMIP KEK source, carried out by a server with serve's
 // KEK sources (rotationSources) against a real PyKMIP server and an
 // injected clock: the KMIP keyslot moves to a new key when the KEK
-// rotation is due, and the reencryption (whose only keyslot opens
+// rotation is due, the replaced key is revoked on the server (as encblk
+// kmip rotate --revoke-old; audit kmip-revoke), and the reencryption (whose only keyslot opens
 // through its KMIP token, with nobody to ask) runs when it is due; the
 // data survive and cryptsetup opens the result with the new key's
 // secret, with a new volume key.
@@ -166,6 +167,23 @@ func TestRotationPolicyKMIP(t *testing.T) {
 	if secondKey == firstKey {
 		t.Fatal("the KMIP keyslot still uses the first key")
 	}
+	keyState := func(uid string) kmip.State {
+		c, err := cfg.Client(nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := c.KeyState(ctx, uid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	if st := keyState(firstKey); st != kmip.StateDeactivated {
+		t.Fatalf("the replaced KMIP key %s is %v on the server, want Deactivated (revoked, superseded)\n%s", firstKey, st, logs.String())
+	}
+	if st := keyState(secondKey); st != kmip.StateActive {
+		t.Fatalf("the new KMIP key %s is %v", secondKey, st)
+	}
 
 	// Day 11: the reencryption (the next KEK rotation is on day 15).
 	clock.Advance(t, 3*24*time.Hour)
@@ -181,7 +199,7 @@ func TestRotationPolicyKMIP(t *testing.T) {
 		t.Fatalf("data after the reencryption differ (%v)", err)
 	}
 	stop()
-	for _, ev := range []string{`"event":"rotate-kek-due","result":"ok"`, `"event":"rotate-kek","result":"ok"`, `"event":"reencrypt-due","result":"ok"`, `"event":"reencrypt-finish","result":"ok"`} {
+	for _, ev := range []string{`"event":"rotate-kek-due","result":"ok"`, `"event":"rotate-kek","result":"ok"`, `"event":"kmip-revoke","result":"ok"`, `"event":"reencrypt-due","result":"ok"`, `"event":"reencrypt-finish","result":"ok"`} {
 		if !strings.Contains(logs.String(), ev) {
 			t.Errorf("no audit record %s", ev)
 		}

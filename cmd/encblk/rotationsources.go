@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 
+	"github.com/encblk/encblk/internal/daemon"
 	"github.com/encblk/encblk/pkg/kek/kmipkek"
 	"github.com/encblk/encblk/pkg/keyring"
 	"github.com/encblk/encblk/pkg/kmip"
@@ -40,27 +41,38 @@ func (s rotationSources) Unattended(ctx context.Context, kr *keyring.Keyring) ([
 	return ids, ids.Destroy
 }
 
-// KMIP is the KEK of kr's KMIP keyslots and a new key on the server of
-// the client configuration at path.
-func (s rotationSources) KMIP(kr *keyring.Keyring, path string) (keyring.Identity, keyring.Recipient, *keyring.KeyslotOptions, error) {
+// KMIP is the KEK of kr's KMIP keyslots, a new key on the server of the
+// client configuration at path, and the revocation of the replaced key
+// once the rotation is committed (as encblk kmip rotate --revoke-old).
+func (s rotationSources) KMIP(kr *keyring.Keyring, path string) (*daemon.KMIPRotation, error) {
 	if !kmipkek.HasTokens(kr) {
-		return nil, nil, nil, errors.New("the volume has no KMIP keyslot to rotate")
+		return nil, errors.New("the volume has no KMIP keyslot to rotate")
 	}
 	cfg, err := kmip.LoadConfig(path)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
 	old, err := kmipkek.NewKEK(cfg, s.log)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
 	fresh := *cfg
 	fresh.KeyUID = "" // always a new key
 	next, err := kmipkek.NewKEK(&fresh, s.log)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
-	return old, next, kmipkek.KeyslotOptions(), nil
+	before := kmipkek.Slots(kr)
+	retire := func(ctx context.Context, kr *keyring.Keyring, oldSlot int) ([]int, []string, error) {
+		retired, kept := kmipkek.Retired(before, kr, oldSlot)
+		revoked, err := kmipkek.Revoke(ctx, cfg, retired, kmip.RevocationSuperseded, "encblk rotation policy", s.log)
+		slots := make([]int, len(revoked))
+		for i, st := range revoked {
+			slots[i] = st.Keyslot
+		}
+		return slots, kept, err
+	}
+	return &daemon.KMIPRotation{Old: old, Next: next, Options: kmipkek.KeyslotOptions(), Retire: retire}, nil
 }
 
 // reencryptRate reads serve --reencrypt-rate for daemon.VolumeSpec: 0 is

@@ -60,10 +60,25 @@ type RotationSources interface {
 	// Unattended returns the KEKs that may open kr's keyslots through
 	// their tokens with no prompt; release wipes them.
 	Unattended(ctx context.Context, kr *keyring.Keyring) (ids []keyring.Identity, release func())
-	// KMIP returns the KEK of kr's KMIP keyslots and a new KEK for which
-	// the key server named by config (a client configuration file)
-	// creates a new key, with the options of a KMIP keyslot.
-	KMIP(kr *keyring.Keyring, config string) (old keyring.Identity, next keyring.Recipient, opts *keyring.KeyslotOptions, err error)
+	// KMIP prepares the move of kr's KMIP keyslot to a new key on the
+	// key server named by config (a client configuration file).
+	KMIP(kr *keyring.Keyring, config string) (*KMIPRotation, error)
+}
+
+// KMIPRotation is a KEK rotation of a volume's KMIP keyslot onto a new
+// key (RotationSources.KMIP).
+type KMIPRotation struct {
+	Old     keyring.Identity  // opens the KMIP keyslot
+	Next    keyring.Recipient // its Wrap creates the new key on the server
+	Options *keyring.KeyslotOptions
+	// Retire is called once the rotation away from keyslot old is
+	// committed in kr: it revokes on the key server (reason superseded)
+	// each key the old keyslot used that no keyslot of kr uses any more,
+	// as encblk kmip rotate --revoke-old does, so that the replaced key
+	// opens nothing again (not even a header backup taken before). It
+	// returns the keyslots whose key it revoked and the keys it kept
+	// because another keyslot still uses them.
+	Retire func(ctx context.Context, kr *keyring.Keyring, old int) (revoked []int, kept []string, err error)
 }
 
 // maxRotationWait is how long the scheduler sleeps at most: a blocked
@@ -320,15 +335,38 @@ func (v *Volume) rotateKMIP(ctx context.Context, config string) (int, int, error
 	if v.sched == nil || v.sched.src == nil {
 		return -1, -1, needsOperator(errors.New("this server cannot reach KMIP key servers"))
 	}
-	old, nk, opts, err := v.sched.src.KMIP(v.kr, config)
+	rot, err := v.sched.src.KMIP(v.kr, config)
 	if err != nil {
 		return -1, -1, needsOperator(err)
 	}
-	oldSlot, newSlot, err := v.kr.RotateKEK(ctx, old, nk, opts)
+	oldSlot, newSlot, err := v.kr.RotateKEK(ctx, rot.Old, rot.Next, rot.Options)
 	if newSlot < 0 {
-		return -1, -1, DiscardNewKey(ctx, nk, v.kr, err, true)
+		return -1, -1, DiscardNewKey(ctx, rot.Next, v.kr, err, true)
+	}
+	if rot.Retire != nil {
+		v.retireKMIP(ctx, rot, oldSlot)
 	}
 	return oldSlot, newSlot, err
+}
+
+// retireKMIP revokes the KMIP key that a committed rotation away from
+// keyslot old replaced, with an audit record kmip-revoke for each key
+// revoked and one for a failure. A failure does not undo the rotation;
+// the old key stays active on the server until someone revokes it.
+func (v *Volume) retireKMIP(ctx context.Context, rot *KMIPRotation, old int) {
+	revoked, kept, err := rot.Retire(ctx, v.kr, old)
+	rec := audit.Record{Event: audit.KMIPRevoke, Volume: v.kr.UUID(), Backing: v.spec.Backing, KEK: "encblk-kmip", PeerUID: -1, PeerPID: -1}
+	for _, slot := range revoked {
+		rec.Keyslot = slot
+		audit.Log(ctx, v.log(), rec)
+	}
+	for _, uid := range kept {
+		v.log().Info("rotation: the old KMIP key is still used by another keyslot; not revoked", "volume", v.id, "key", uid)
+	}
+	if err != nil {
+		rec.Keyslot, rec.Err = old, fmt.Errorf("the KEK rotation is done, but the replaced KMIP key is still active: %w", err)
+		audit.Log(ctx, v.log(), rec)
+	}
 }
 
 // reencryptDue starts an online reencryption with the KEKs the server can
