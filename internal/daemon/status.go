@@ -122,16 +122,23 @@ func (v *Volume) Status() VolumeStatus {
 	}
 	v.keyMu.Lock()
 	describeKeyring(&s, v.kr)
-	s.Reencryption = reencryptionStatus(v.kr, v.spec.Backing)
-	if s.Reencryption != nil && v.reenc != nil {
+	// Whether the background reencryption runs is asked before the
+	// header is read: asked after, a run that finished in between (its
+	// last commit not yet seen by the read) would show as stopped short
+	// of the end, and encblk reencrypt, polling, would report it failed.
+	running := false
+	if v.reenc != nil {
 		select {
 		case <-v.reenc.done:
 		default:
-			r := s.Reencryption
-			r.State = "running"
-			rate, eta := v.reenc.rate(r.Done, r.Total)
-			r.Rate, r.ETA = math.Round(rate), math.Round(eta.Seconds())
+			running = true
 		}
+	}
+	s.Reencryption = reencryptionStatus(v.kr, v.spec.Backing)
+	if r := s.Reencryption; r != nil && running {
+		r.State = "running"
+		rate, eta := v.reenc.rate(r.Done, r.Total)
+		r.Rate, r.ETA = math.Round(rate), math.Round(eta.Seconds())
 	}
 	if !v.rotatedAt.IsZero() {
 		t := v.rotatedAt
