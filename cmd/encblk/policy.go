@@ -198,6 +198,12 @@ func printRotation(w io.Writer, r *daemon.RotationStatus, indent string) {
 		fmt.Fprintf(w, "%s%s:\tevery %s", indent, what, it.Every)
 		if it.Last != nil {
 			fmt.Fprintf(w, ", last %s", it.Last.Format(time.RFC3339))
+			switch {
+			case it.Unrecorded:
+				fmt.Fprintf(w, " (observed now: another tool replaced the volume key, e.g. cryptsetup reencrypt; its server records it)")
+			case it.Observed:
+				fmt.Fprintf(w, " (observed: another tool replaced the volume key, e.g. cryptsetup reencrypt)")
+			}
 		} else {
 			fmt.Fprintf(w, ", last never")
 		}

@@ -13,7 +13,10 @@
 //	          rotate-kek-due, reencrypt-due (a rotation the policy asks
 //	          for came due: ok when the server carried it out, failed with
 //	          the reason when it cannot and needs an operator; the
-//	          rotate-kek or reencrypt-* records of the rotation follow)
+//	          rotate-kek or reencrypt-* records of the rotation follow),
+//	          reencrypt-observed (a server found the volume key replaced
+//	          by another tool, e.g. cryptsetup reencrypt, and recorded it
+//	          as the last reencryption)
 //	result    ok | failed | denied (denied: the peer may not ask this)
 //	volume    the LUKS2 UUID ("" if unknown, e.g. the header is unreadable)
 //	backing   the backing's path
@@ -37,20 +40,21 @@ import (
 
 // Events.
 const (
-	Unlock          = "unlock"
-	Lock            = "lock"
-	RotateKEK       = "rotate-kek"
-	AddKeyslot      = "add-keyslot"
-	RemoveKeyslot   = "remove-keyslot"
-	HeaderRestore   = "header-restore"
-	Erase           = "erase"
-	KMIPRevoke      = "kmip-revoke"
-	ReencryptStart  = "reencrypt-start"
-	ReencryptStop   = "reencrypt-stop"
-	ReencryptFinish = "reencrypt-finish"
-	RotationPolicy  = "rotation-policy"
-	RotateKEKDue    = "rotate-kek-due"
-	ReencryptDue    = "reencrypt-due"
+	Unlock            = "unlock"
+	Lock              = "lock"
+	RotateKEK         = "rotate-kek"
+	AddKeyslot        = "add-keyslot"
+	RemoveKeyslot     = "remove-keyslot"
+	HeaderRestore     = "header-restore"
+	Erase             = "erase"
+	KMIPRevoke        = "kmip-revoke"
+	ReencryptStart    = "reencrypt-start"
+	ReencryptStop     = "reencrypt-stop"
+	ReencryptFinish   = "reencrypt-finish"
+	RotationPolicy    = "rotation-policy"
+	RotateKEKDue      = "rotate-kek-due"
+	ReencryptDue      = "reencrypt-due"
+	ReencryptObserved = "reencrypt-observed"
 )
 
 // Results.

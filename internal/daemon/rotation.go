@@ -190,10 +190,13 @@ func (v *Volume) checkRotation(ctx context.Context, now time.Time) time.Time {
 			return time.Time{}
 		}
 	}
-	rec, err := rotation.Load(v.kr)
+	rec, changed, err := rotation.LoadAt(v.kr, now)
 	if err != nil {
 		v.setBlocked(ctx, kekRotation, needsOperator(err))
 		return time.Time{}
+	}
+	if changed && !v.spec.ReadOnly {
+		v.recordObserved(ctx, rec, now)
 	}
 	if rotation.Due(rec.NextKEK(), now) {
 		v.setBlocked(ctx, kekRotation, v.rotateKEKDue(ctx, rec, now))
@@ -410,6 +413,24 @@ func (v *Volume) reencryptDue(ctx context.Context, rec rotation.Record) error {
 	return nil
 }
 
+// recordObserved writes rec, which Observe changed at now, to the header:
+// a reencryption another tool did (cryptsetup reencrypt, while no encblk
+// served the volume) is recorded as observed now, with an audit record
+// reencrypt-observed, so that the next one counts from here instead of
+// coming due at once. keyMu is held.
+func (v *Volume) recordObserved(ctx context.Context, rec rotation.Record, now time.Time) {
+	err := rotation.Save(v.kr, rec)
+	if !rec.ReencryptObserved || !rec.LastReencrypt.Equal(now.UTC().Truncate(time.Second)) {
+		if err != nil { // only the volume key's ID was new to the record
+			v.log().Warn("rotation check: recording the volume key in the rotation token failed", "volume", v.id, "err", err)
+		}
+		return
+	}
+	audit.Log(ctx, v.log(), audit.Record{Event: audit.ReencryptObserved, Volume: v.kr.UUID(), Backing: v.spec.Backing, Keyslot: -1, Err: err, PeerUID: -1, PeerPID: -1})
+	v.log().Info("the volume key was replaced outside encblk (e.g. cryptsetup reencrypt): a reencryption observed now; the next one counts from here",
+		"volume", v.id, "observed", rec.LastReencrypt)
+}
+
 // recordKEKRotation records a KEK rotation at now in the rotation token.
 func recordKEKRotation(kr *keyring.Keyring, now time.Time) (time.Time, error) {
 	return rotation.RecordKEK(kr, now)
@@ -476,15 +497,33 @@ type RotationItem struct {
 	Overdue bool `json:"overdue,omitempty"`
 	// Blocked is why the server has not done it (served volumes only).
 	Blocked string `json:"blocked,omitempty"`
+	// Observed (reencryption only): Last is when encblk found the volume
+	// key replaced by another tool (cryptsetup reencrypt), not when that
+	// reencryption finished; Unrecorded: found by this status, not yet
+	// written to the header (the volume's next server records it).
+	Observed   bool `json:"observed,omitempty"`
+	Unrecorded bool `json:"unrecorded,omitempty"`
 }
 
 // RotationItems describes rec at now, for a command that changed it.
 func RotationItems(rec rotation.Record, now time.Time) *RotationStatus {
-	return rotationStatus(rec, now, [2]string{})
+	return rotationStatus(rec, now, [2]string{}, false)
 }
 
-// rotationStatus describes rec at now, nil when there is nothing to say.
-func rotationStatus(rec rotation.Record, now time.Time, blocked [2]string) *RotationStatus {
+// loadRotationStatus describes kr's rotation record at now, with a
+// reencryption by another tool observed (unrecorded if the header does
+// not say so yet); nil without a record.
+func loadRotationStatus(kr *keyring.Keyring, now time.Time, blocked [2]string) (rotation.Record, *RotationStatus) {
+	rec, changed, err := rotation.LoadAt(kr, now)
+	if err != nil {
+		return rotation.Record{}, nil
+	}
+	return rec, rotationStatus(rec, now, blocked, changed)
+}
+
+// rotationStatus describes rec at now, nil when there is nothing to say;
+// unsaved: rec differs from the header's.
+func rotationStatus(rec rotation.Record, now time.Time, blocked [2]string, unsaved bool) *RotationStatus {
 	if rec == (rotation.Record{}) {
 		return nil
 	}
@@ -503,6 +542,8 @@ func rotationStatus(rec rotation.Record, now time.Time, blocked [2]string) *Rota
 		KEK:       item(rec.KEKEvery, rec.LastKEK, rec.NextKEK(), blocked[kekRotation]),
 		Reencrypt: item(rec.ReencryptEvery, rec.LastReencrypt, rec.NextReencrypt(), blocked[dekRotation]),
 	}
+	s.Reencrypt.Observed = rec.ReencryptObserved
+	s.Reencrypt.Unrecorded = rec.ReencryptObserved && unsaved
 	switch {
 	case rec.KeyDir != "":
 		s.KEKSource = "key directory " + rec.KeyDir

@@ -142,7 +142,7 @@ func TestRotationPolicyCarriedOut(t *testing.T) {
 	}
 	st = status().Rotation
 	if !st.Reencrypt.Last.Equal(clock.Now()) || st.Reencrypt.Overdue || !st.Reencrypt.Next.Equal(clock.Now().Add(45*24*time.Hour)) ||
-		st.KEK.Last.Equal(clock.Now()) {
+		st.KEK.Last.Equal(clock.Now()) || st.Reencrypt.Observed {
 		t.Fatalf("status after the reencryption: %+v", st)
 	}
 	got := make([]byte, len(data))
@@ -248,6 +248,102 @@ func TestRotationPolicyNeedsOperator(t *testing.T) {
 	}
 	if n := strings.Count(logs.String(), `"event":"reencrypt-due","result":"failed"`); n != 2 {
 		t.Fatalf("%d reencrypt-due audit records, want 2 (one per reason)\n%s", n, logs.String())
+	}
+}
+
+// A reencryption that cryptsetup did while no server ran is seen by the
+// volume key's ID the rotation token records: offline status shows it as
+// observed (not yet recorded, the header untouched); a server records it
+// at its first check as a reencryption observed at its clock's now, with
+// an audit record, and counts the next one from there instead of finding
+// one overdue (40 days after the policy set a 30-day period).
+func TestRotationObservesCryptsetupReencrypt(t *testing.T) {
+	testutil.RequireTool(t, "cryptsetup", "cryptsetup-bin")
+	ctx := context.Background()
+	dir := t.TempDir()
+	keyDir := filepath.Join(dir, "keys")
+	path, data, uuid := rotationVolume(t, dir, keyDir)
+	initial := filepath.Join(keyDir, uuid+"-initial.key")
+	t0 := newFakeClock().Now()
+	kr, err := keyring.Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rotation.SetPolicy(kr, rotation.Policy{ReencryptEvery: rotation.Period(30 * 24 * time.Hour)}, rotation.All, t0); err != nil {
+		t.Fatal(err)
+	}
+	oldID := kr.VolumeKeyID()
+	kr.Close()
+	if out, err := cryptsetupTool(t, "reencrypt", "--force-offline-reencrypt", "--batch-mode", "--key-file", initial,
+		"--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000", path); err != nil {
+		t.Fatalf("cryptsetup reencrypt: %v\n%s", err, out)
+	}
+	header := func() (rotation.Record, string) {
+		kr, err := keyring.Open(path, &keyring.Options{ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer kr.Close()
+		rec, err := rotation.Load(kr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rec, kr.VolumeKeyID()
+	}
+	rec, newID := header()
+	if rec.VolumeKey != oldID || newID == oldID || newID == "" {
+		t.Fatalf("volume key IDs: recorded %q, before %q, after cryptsetup reencrypt %q", rec.VolumeKey, oldID, newID)
+	}
+
+	off, err := OfflineStatus(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if re := off.Rotation.Reencrypt; !re.Observed || !re.Unrecorded || re.Last == nil || re.Overdue {
+		t.Fatalf("offline status after cryptsetup reencrypt: %+v", re)
+	}
+	if rec2, _ := header(); rec2 != rec {
+		t.Fatalf("offline status changed the header: %+v -> %+v", rec, rec2)
+	}
+
+	var logs testutil.SyncBuffer
+	log := slog.New(slog.NewJSONHandler(&logs, nil))
+	secret, _ := os.ReadFile(initial)
+	v, err := OpenVolume(ctx, VolumeSpec{Backing: path, Logger: log}, keyFile(t, secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := testutil.NewManualClock(t0.Add(40 * 24 * time.Hour))
+	r := startConfig(t, dir, Config{Volumes: []*Volume{v}, Clock: clock, Logger: log})
+	status := func() *RotationStatus {
+		st, err := r.ctl.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Volumes[0].Rotation
+	}
+	testutil.WaitFor(t, "the server to record the observed reencryption", func() bool {
+		re := status().Reencrypt
+		return re.Blocked != "" || re.Observed && !re.Unrecorded
+	})
+	re := status().Reencrypt
+	if !re.Observed || re.Overdue || re.Blocked != "" || !re.Last.Equal(clock.Now()) || !re.Next.Equal(clock.Now().Add(30*24*time.Hour)) {
+		t.Fatalf("served status: %+v (a blocked or overdue reencryption means the server did not see cryptsetup's)\n%s", re, logs.String())
+	}
+	if r, err := v.kr.Reencryption(); r != nil || err != nil {
+		t.Fatalf("a reencryption was recorded: %+v %v", r, err)
+	}
+	got := make([]byte, len(data))
+	if err := v.Device().ReadAt(ctx, got, 0); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("data after cryptsetup's reencryption differ (%v)", err)
+	}
+	r.stop(t)
+	if !strings.Contains(logs.String(), `"event":"reencrypt-observed","result":"ok"`) || strings.Contains(logs.String(), `"event":"reencrypt-due"`) {
+		t.Fatalf("audit records:\n%s", logs.String())
+	}
+	rec, _ = header()
+	if !rec.ReencryptObserved || !rec.LastReencrypt.Equal(clock.Now()) || rec.VolumeKey != newID {
+		t.Fatalf("rotation token after the server's check: %+v", rec)
 	}
 }
 

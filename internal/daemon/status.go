@@ -144,9 +144,7 @@ func (v *Volume) Status() VolumeStatus {
 		t := v.rotatedAt
 		s.LastRotation = &t
 	}
-	if rec, err := rotation.Load(v.kr); err == nil {
-		s.Rotation = rotationStatus(rec, v.clock().Now(), v.blocked)
-	}
+	_, s.Rotation = loadRotationStatus(v.kr, v.clock().Now(), v.blocked)
 	v.keyMu.Unlock()
 	cfg := v.vol.Config()
 	s.State = v.vol.State().String()
@@ -180,11 +178,9 @@ func HeaderStatus(path string, kr *keyring.Keyring) (VolumeStatus, error) {
 	describeKeyring(&s, kr)
 	s.UblkOrphans = ublkOrphans(kr.UUID())
 	s.Reencryption = reencryptionStatus(kr, path)
-	if rec, err := rotation.Load(kr); err == nil {
-		if !rec.LastKEK.IsZero() {
-			s.LastRotation = &rec.LastKEK
-		}
-		s.Rotation = rotationStatus(rec, time.Now(), [2]string{})
+	var rec rotation.Record
+	if rec, s.Rotation = loadRotationStatus(kr, time.Now(), [2]string{}); !rec.LastKEK.IsZero() {
+		s.LastRotation = &rec.LastKEK
 	}
 	return s, nil
 }

@@ -3,6 +3,8 @@ package keyring
 import (
 	"bytes"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"maps"
@@ -304,6 +306,32 @@ func (k *Keyring) KeyBits() int {
 		}
 	}
 	return 0
+}
+
+// VolumeKeyID names the volume key (DEK) without revealing it: a
+// fingerprint (hex) of the LUKS2 digest that checks it, over the digest's
+// hash, iterations, salt and value, all public header fields. Every
+// LUKS2 writer makes a new digest with a new random salt for a new volume
+// key, so the ID changes whenever the data is reencrypted, by any tool,
+// and not when keyslots are added, changed or removed. It is "" for LUKS1
+// and while a reencryption is recorded (two volume keys).
+func (k *Keyring) VolumeKeyID() string {
+	k.mu.Lock()
+	m := k.meta
+	k.mu.Unlock()
+	if k.v1 != nil || m == nil || len(m.Segments) != 1 {
+		return ""
+	}
+	d := m.segmentDigest(lowestSegment(m))
+	if d == nil {
+		return ""
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%d\x00", d.Hash, d.Iterations)
+	h.Write(d.Salt)
+	h.Write([]byte{0})
+	h.Write(d.Digest)
+	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
 func lowestSegment(m *metadata) int {

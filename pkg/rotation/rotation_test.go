@@ -137,6 +137,8 @@ func cryptsetup(t *testing.T, args ...string) string {
 // The policy token is one token (SetPolicy replaces it in one commit),
 // bound to no keyslot, and cryptsetup keeps it through luksAddKey,
 // luksKillSlot and a whole reencrypt; token export shows it as written.
+// The volume key's ID it records tells cryptsetup's reencrypt (Observe
+// records it) from its keyslot changes (nothing to record).
 func TestTokenSurvivesCryptsetup(t *testing.T) {
 	testutil.RequireTool(t, "cryptsetup", "cryptsetup-bin")
 	dir := t.TempDir()
@@ -178,6 +180,10 @@ func TestTokenSurvivesCryptsetup(t *testing.T) {
 		t.Fatalf("%d rotation tokens", n)
 	}
 	exported := cryptsetup(t, "token", "export", "--token-id", "0", path)
+	if want.VolumeKey == "" {
+		t.Fatal("the record names no volume key")
+	}
+	later := now.Add(30 * day)
 	check := func(when string) {
 		t.Helper()
 		kr, err := keyring.Open(path, &keyring.Options{ReadOnly: true})
@@ -188,6 +194,12 @@ func TestTokenSurvivesCryptsetup(t *testing.T) {
 		got, err := Load(kr)
 		if err != nil || got != want {
 			t.Fatalf("after %s: %+v, %v; want %+v", when, got, err, want)
+		}
+		seen, changed, err := LoadAt(kr, later)
+		rekeyed := when == "reencrypt"
+		if err != nil || changed != rekeyed || seen.ReencryptObserved != rekeyed ||
+			rekeyed && (!seen.LastReencrypt.Equal(later) || seen.VolumeKey == want.VolumeKey || seen.NextReencrypt() != later.Add(2*year)) {
+			t.Fatalf("after %s, observed: %+v, changed %v, %v", when, seen, changed, err)
 		}
 		if out := cryptsetup(t, "token", "export", "--token-id", "0", path); out != exported {
 			t.Fatalf("after %s, token export: %s, was %s", when, out, exported)

@@ -65,6 +65,13 @@ type Record struct {
 	// counts from the later of this and the last rotation.
 	KEKSince       time.Time `json:"kek_since,omitzero"`
 	ReencryptSince time.Time `json:"reencrypt_since,omitzero"`
+	// VolumeKey is the volume key's ID (keyring.VolumeKeyID) when the
+	// record was last written: a different ID in the header means that
+	// another tool (cryptsetup reencrypt) replaced the volume key since.
+	VolumeKey string `json:"volume_key_id,omitempty"`
+	// ReencryptObserved says that LastReencrypt is when encblk noticed
+	// such a reencryption, not when it finished (encblk did not do it).
+	ReencryptObserved bool `json:"reencrypt_observed,omitempty"`
 }
 
 type token struct {
@@ -134,13 +141,52 @@ func Save(kr *keyring.Keyring, r Record) error {
 	return kr.SetUnboundToken(TokenType, r.Token())
 }
 
-// Update loads the record, lets edit change it and saves it.
-func Update(kr *keyring.Keyring, edit func(*Record)) (Record, error) {
+// Observe brings r, a record of kr's volume, up to date at now with a
+// reencryption that another tool did: if the header's volume key is not
+// the one r recorded, the volume was reencrypted since (encblk records
+// its own reencryptions as they finish), so r's last reencryption becomes
+// now, marked as observed, and the next one counts from it. A record that
+// names no volume key yet gets the current one. It reports whether r
+// changed; a zero record, and a volume whose reencryption is still
+// recorded (not finished), are left alone.
+func (r Record) Observe(kr *keyring.Keyring, now time.Time) (Record, bool) {
+	id := kr.VolumeKeyID()
+	if r == (Record{}) || id == "" || id == r.VolumeKey {
+		return r, false
+	}
+	if rr, _ := kr.Reencryption(); rr != nil {
+		return r, false
+	}
+	if r.VolumeKey != "" {
+		r.LastReencrypt, r.ReencryptObserved = now.UTC().Truncate(time.Second), true
+	}
+	r.VolumeKey = id
+	return r, true
+}
+
+// LoadAt is Load, then Observe at now: the record as it should be; changed
+// says that it differs from the header's (Save it to record that).
+func LoadAt(kr *keyring.Keyring, now time.Time) (r Record, changed bool, err error) {
+	r, err = Load(kr)
+	if err != nil {
+		return r, false, err
+	}
+	r, changed = r.Observe(kr, now)
+	return r, changed, nil
+}
+
+// Update loads the record, observes at now a reencryption another tool
+// did (Observe), lets edit change it and saves it.
+func Update(kr *keyring.Keyring, now time.Time, edit func(*Record)) (Record, error) {
 	r, err := Load(kr)
 	if err != nil && !errors.Is(err, ErrPolicy) {
 		return Record{}, err
 	}
+	r, _ = r.Observe(kr, now)
 	edit(&r)
+	if r != (Record{}) && r.VolumeKey == "" {
+		r.VolumeKey = kr.VolumeKeyID()
+	}
 	return r, Save(kr, r)
 }
 
@@ -150,7 +196,7 @@ func Update(kr *keyring.Keyring, edit func(*Record)) (Record, error) {
 // rotation times stay).
 func SetPolicy(kr *keyring.Keyring, p Policy, set Fields, now time.Time) (Record, error) {
 	now = now.UTC().Truncate(time.Second)
-	return Update(kr, func(r *Record) {
+	return Update(kr, now, func(r *Record) {
 		if set.KEKEvery {
 			r.KEKEvery, r.KEKSince = p.KEKEvery, now
 		}
@@ -202,12 +248,16 @@ func Due(t, now time.Time) bool { return !t.IsZero() && !now.Before(t) }
 // the time recorded.
 func RecordKEK(kr *keyring.Keyring, now time.Time) (time.Time, error) {
 	now = now.UTC().Truncate(time.Second)
-	_, err := Update(kr, func(r *Record) { r.LastKEK = now })
+	_, err := Update(kr, now, func(r *Record) { r.LastKEK = now })
 	return now, err
 }
 
-// RecordReencrypt records that a reencryption finished at now.
+// RecordReencrypt records that a reencryption (encblk's) finished at now,
+// with the volume key it left.
 func RecordReencrypt(kr *keyring.Keyring, now time.Time) error {
-	_, err := Update(kr, func(r *Record) { r.LastReencrypt = now.UTC().Truncate(time.Second) })
+	_, err := Update(kr, now, func(r *Record) {
+		r.LastReencrypt, r.ReencryptObserved = now.UTC().Truncate(time.Second), false
+		r.VolumeKey = kr.VolumeKeyID()
+	})
 	return err
 }
