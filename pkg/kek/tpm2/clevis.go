@@ -3,6 +3,7 @@ package tpm2
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
@@ -59,7 +60,7 @@ type ClevisConfig struct {
 	Key       string          `json:"key,omitempty"`      // the primary key: ecc (default) or rsa
 	PCRBank   string          `json:"pcr_bank,omitempty"` // default sha1, as clevis
 	PCRIDs    json.RawMessage `json:"pcr_ids,omitempty"`  // "7,11" or ["7","11"] or [7,11]
-	PCRDigest string          `json:"pcr_digest,omitempty"`
+	PCRDigest string          `json:"pcr_digest,omitempty"` // the PCR values to bind instead of the current ones (pcrValues)
 }
 
 // pcrIDs parses pcr_ids as clevis takes it: a string or an array.
@@ -97,12 +98,19 @@ func (p *ClevisPin) Encrypt(ctx context.Context, config json.RawMessage, plainte
 		return nil, fmt.Errorf("tpm2 pin: hash %q is not supported (sha256 is)", cfg.Hash)
 	case cfg.Key != "ecc" && cfg.Key != "rsa":
 		return nil, fmt.Errorf("tpm2 pin: key %q is not supported (ecc and rsa are)", cfg.Key)
-	case cfg.PCRDigest != "":
-		return nil, errors.New("tpm2 pin: pcr_digest is not supported: the PCRs' current values are used")
+	case cfg.PCRDigest != "" && len(pcrs) == 0:
+		// clevis ignores it then; binding to nothing is not what was meant.
+		return nil, errors.New("tpm2 pin: pcr_digest needs pcr_ids")
 	}
 	bank, err := bankByName(cfg.PCRBank)
 	if err != nil {
 		return nil, fmt.Errorf("tpm2 pin: pcr_bank %q", cfg.PCRBank)
+	}
+	var expected []byte // pcr_digest's PCR values; nil: the current ones
+	if cfg.PCRDigest != "" {
+		if expected, err = pcrValues(cfg.PCRDigest, bank, len(pcrs)); err != nil {
+			return nil, err
+		}
 	}
 	cek, err := keyring.NewSecret(32)
 	if err != nil {
@@ -138,11 +146,14 @@ func (p *ClevisPin) Encrypt(ctx context.Context, config json.RawMessage, plainte
 	defer tpm2.FlushContext{FlushHandle: prim.ObjectHandle}.Execute(t)
 	attrs := tpm2.TPMAObject{FixedTPM: true, FixedParent: true, NoDA: true, AdminWithPolicy: true}
 	var policy []byte
-	if len(pcrs) > 0 {
+	switch {
+	case expected != nil:
+		policy = expectedPolicy(bank, pcrs, expected)
+	case len(pcrs) > 0:
 		if policy, err = policyDigest(t, bank, pcrs, false); err != nil {
 			return nil, tpmError(err)
 		}
-	} else {
+	default:
 		attrs.UserWithAuth = true
 	}
 	created, err := createSealed(t, prim, attrs, policy, nil, jwk.Bytes())
@@ -168,6 +179,40 @@ func (p *ClevisPin) Encrypt(ctx context.Context, config json.RawMessage, plainte
 		return nil, err
 	}
 	return clevis.Seal(&clevis.Header{Alg: "dir", Clevis: c}, cek.Bytes(), plaintext)
+}
+
+// pcrValues decodes clevis's pcr_digest: despite its name, the PCR
+// values themselves (base64url), as tpm2_pcrread -o writes them for the
+// n PCRs of pcr_ids: each a hash of bank's size, in ascending PCR order.
+// clevis encrypt tpm2 hands them to tpm2_createpolicy -f, which binds
+// the policy to them instead of the current values (a policy for values
+// the PCRs will have after a planned change), and so does Encrypt. The
+// JWE does not record them: clevis decrypt, like Decrypt, needs only
+// pcr_ids and pcr_bank.
+func pcrValues(b64 string, bank tpm2.TPMIAlgHash, n int) ([]byte, error) {
+	vals, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(b64, "="))
+	if err != nil {
+		return nil, fmt.Errorf("tpm2 pin: pcr_digest is not base64url: %v", err)
+	}
+	h, err := bank.Hash()
+	if err != nil {
+		return nil, fmt.Errorf("tpm2 pin: pcr_bank: %v", err)
+	}
+	if len(vals) != n*h.Size() {
+		return nil, fmt.Errorf("tpm2 pin: pcr_digest holds %d bytes; %d PCRs of %s want %d (their values, as tpm2_pcrread -o writes them)", len(vals), n, bankName(bank), n*h.Size())
+	}
+	return vals, nil
+}
+
+// expectedPolicy is the policy digest of PolicyPCR on pcrs of bank with
+// the PCR values vals, computed without the TPM (tpm2_createpolicy's trial
+// session does the same): the TPM checks at PolicyPCR, when unsealing,
+// that SHA-256 of the current values is this digest.
+func expectedPolicy(bank tpm2.TPMIAlgHash, pcrs []int, vals []byte) []byte {
+	pc, _ := tpm2.NewPolicyCalculator(tpm2.TPMAlgSHA256) // sha256 is known
+	sum := sha256.Sum256(vals)
+	tpm2.PolicyPCR{Pcrs: selection(bank, pcrs), PcrDigest: tpm2.TPM2BDigest{Buffer: sum[:]}}.Update(pc)
+	return pc.Hash().Digest
 }
 
 // Decrypt implements clevis.Pin: the TPM unseals the JWK, which opens

@@ -3,10 +3,14 @@ package tpm2_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -115,4 +119,85 @@ func FuzzClevisHeader(f *testing.F) {
 		pin.Describe(jwe)
 		pin.Params(jwe)
 	})
+}
+
+// clevis's pcr_digest (clevis 19: the PCR values, base64url, that
+// tpm2_createpolicy -f binds the policy to instead of the current ones),
+// both ways: clevis encrypt tpm2 and encblk seal to the value PCR 7 will
+// have after a planned extension; neither tool opens either JWE before
+// it, both open both after it. A pcr_digest of the wrong size, not
+// base64url, or without pcr_ids is refused in one line.
+func TestClevisTPM2PCRDigest(t *testing.T) {
+	clevisBin := testutil.RequireTool(t, "clevis", "clevis")
+	testutil.RequireTool(t, "clevis-encrypt-tpm2", "clevis-tpm2")
+	pcrread := testutil.RequireTool(t, "tpm2_pcrread", "tpm2-tools")
+	pcrextend := testutil.RequireTool(t, "tpm2_pcrextend", "tpm2-tools")
+	dev := tpm2test.Start(t)
+	t.Setenv("TPM2TOOLS_TCTI", dev)
+	ctx := context.Background()
+	pin := tpm2.NewClevisPin(dev)
+	plaintext := []byte("the keyslot passphrase")
+
+	cur := filepath.Join(t.TempDir(), "pcr7")
+	if out, err := exec.Command(pcrread, "sha256:7", "-o", cur).CombinedOutput(); err != nil {
+		t.Fatalf("tpm2_pcrread: %v\n%s", err, out)
+	}
+	now, err := os.ReadFile(cur)
+	if err != nil || len(now) != 32 {
+		t.Fatalf("PCR 7: %x %v", now, err)
+	}
+	ext := bytes.Repeat([]byte{0x5a}, 32)
+	next := sha256.Sum256(append(bytes.Clone(now), ext...))
+	cfg := `{"pcr_ids":"7","pcr_bank":"sha256","pcr_digest":"` + base64.RawURLEncoding.EncodeToString(next[:]) + `"}`
+
+	cmd := exec.Command(clevisBin, "encrypt", "tpm2", cfg)
+	cmd.Stdin = bytes.NewReader(plaintext)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("clevis encrypt tpm2 %s: %v", cfg, err)
+	}
+	theirs, err := clevis.ParseCompact(string(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ours, err := pin.Encrypt(ctx, json.RawMessage(cfg), plaintext)
+	if err != nil {
+		t.Fatalf("Encrypt %s: %v", cfg, err)
+	}
+	try := func(when string, wantOpen bool) {
+		t.Helper()
+		for who, jwe := range map[string]*clevis.JWE{"clevis's": theirs, "encblk's": ours} {
+			s, err := pin.Decrypt(ctx, jwe)
+			cmd := exec.Command(clevisBin, "decrypt")
+			cmd.Stdin = strings.NewReader(jwe.Compact())
+			got, cerr := cmd.Output()
+			if !wantOpen {
+				if !errors.Is(err, tpm2.ErrPolicyMismatch) || cerr == nil {
+					t.Fatalf("%s JWE %s: encblk %v, clevis %v (want both refused)", who, when, err, cerr)
+				}
+				continue
+			}
+			if err != nil || cerr != nil || !bytes.Equal(s.Bytes(), plaintext) || !bytes.Equal(got, plaintext) {
+				t.Fatalf("%s JWE %s: encblk %v, clevis %v", who, when, err, cerr)
+			}
+			s.Destroy()
+		}
+	}
+	try("before PCR 7 has the value", false)
+	if out, err := exec.Command(pcrextend, "7:sha256="+hex.EncodeToString(ext)).CombinedOutput(); err != nil {
+		t.Fatalf("tpm2_pcrextend: %v\n%s", err, out)
+	}
+	try("once PCR 7 has the value", true)
+
+	for _, c := range []struct{ cfg, want string }{
+		{`{"pcr_ids":"7","pcr_bank":"sha256","pcr_digest":"` + base64.RawURLEncoding.EncodeToString(next[:20]) + `"}`, "holds 20 bytes; 1 PCRs of sha256 want 32"},
+		{`{"pcr_ids":"7,11","pcr_bank":"sha256","pcr_digest":"` + base64.RawURLEncoding.EncodeToString(next[:]) + `"}`, "want 64"},
+		{`{"pcr_ids":"7","pcr_bank":"sha256","pcr_digest":"not base64!"}`, "not base64url"},
+		{`{"pcr_digest":"` + base64.RawURLEncoding.EncodeToString(next[:]) + `"}`, "pcr_digest needs pcr_ids"},
+	} {
+		_, err := pin.Encrypt(ctx, json.RawMessage(c.cfg), plaintext)
+		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("Encrypt %s: %v, want one line saying %q", c.cfg, err, c.want)
+		}
+	}
 }
