@@ -56,10 +56,10 @@ type clevisHeader struct {
 
 // ClevisConfig is the configuration clevis encrypt tpm2 takes.
 type ClevisConfig struct {
-	Hash      string          `json:"hash,omitempty"`     // the objects' name algorithm: sha256 (the default) only
-	Key       string          `json:"key,omitempty"`      // the primary key: ecc (default) or rsa
-	PCRBank   string          `json:"pcr_bank,omitempty"` // default sha1, as clevis
-	PCRIDs    json.RawMessage `json:"pcr_ids,omitempty"`  // "7,11" or ["7","11"] or [7,11]
+	Hash      string          `json:"hash,omitempty"`       // the objects' name algorithm: sha256 (the default) only
+	Key       string          `json:"key,omitempty"`        // the primary key: ecc (default) or rsa
+	PCRBank   string          `json:"pcr_bank,omitempty"`   // default sha1, as clevis
+	PCRIDs    json.RawMessage `json:"pcr_ids,omitempty"`    // "7,11" or ["7","11"] or [7,11]
 	PCRDigest string          `json:"pcr_digest,omitempty"` // the PCR values to bind instead of the current ones (pcrValues)
 }
 
