@@ -112,6 +112,26 @@ func (f *kekFlags) register(fs *pflag.FlagSet, prefix string) {
 	fs.StringVar(&f.newTPM2PINFile, "new-tpm2-pin-file", "", "with --tpm2-with-pin: the new keyslot's PIN is the first line of this file (- for stdin)")
 }
 
+// kekHelp is the paragraph of a command's long help that says where its
+// KEKs come from. It names every flag register adds (withNew: the
+// command also takes a new KEK, with register's "new-" flags), so that
+// every command that takes KEKs lists the same sources
+// (TestKEKHelpNamesEveryFlag checks it against the registered flags).
+func kekHelp(withNew bool) string {
+	s := `The KEK that opens the volume: --key-file, --passphrase-file, --kmip CONFIG
+or --age-identity FILE; with none of them, the volume's tokens (KMIP, age,
+clevis tang/sss/tpm2, systemd-tpm2, whose PIN comes from --tpm2-pin-file or
+the terminal), each keyslot tried, then the prompt.`
+	if withNew {
+		s += `
+The new KEK: --new-key-file, --new-passphrase-file, --new-kmip CONFIG,
+--age-recipient R or --age-recipients-file F, --tang URL (--tang-thp pins its
+signing key), --sss CONFIG (t of n clevis tang and tpm2 pins), --tpm2-device
+DEV (--tpm2-pcrs, --tpm2-with-pin, --new-tpm2-pin-file), or the prompt.`
+	}
+	return s
+}
+
 // The default age identity: whoever is to open age keyslots without
 // naming an identity keeps one here (encblk keyfile generate --age).
 const (

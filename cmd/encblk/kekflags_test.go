@@ -2,8 +2,11 @@ package main
 
 import (
 	"io"
+	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/spf13/pflag"
 
 	"github.com/encblk/encblk/pkg/kek/passphrase"
 )
@@ -44,5 +47,29 @@ func TestReadLineLeavesTheRest(t *testing.T) {
 	}
 	if err := confirm(strings.NewReader(""), io.Discard, false, "test"); err == nil {
 		t.Error("confirm accepted empty input")
+	}
+}
+
+// The long help of every command that takes KEK flags names each of them
+// (kekHelp), new KEK sources included (--tang, --sss, --tpm2-device).
+func TestKEKHelpNamesEveryFlag(t *testing.T) {
+	t.Parallel()
+	var old, fresh kekFlags
+	kf := pflag.NewFlagSet("kek", pflag.ContinueOnError)
+	old.register(kf, "")
+	fresh.register(kf, "new-")
+	root := newRootCmd()
+	for _, path := range [][]string{{"rotate"}, {"keyslot", "add"}} {
+		cmd, _, err := root.Find(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kf.VisitAll(func(f *pflag.Flag) {
+			if cmd.Flags().Lookup(f.Name) == nil {
+				t.Errorf("encblk %s has no --%s", strings.Join(path, " "), f.Name)
+			} else if !regexp.MustCompile(`--` + f.Name + `\b`).MatchString(cmd.Long) {
+				t.Errorf("encblk %s --help does not mention --%s", strings.Join(path, " "), f.Name)
+			}
+		})
 	}
 }

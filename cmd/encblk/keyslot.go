@@ -113,12 +113,12 @@ func newKeyslotAddCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "add DEVICE [NEW_KEY_FILE]",
 		Short: "Add a keyslot for a new KEK, like cryptsetup luksAddKey",
-		Long: `Add unlocks the volume with an existing KEK (--key-file, --passphrase-file,
---kmip, the volume's tokens or the prompt) and wraps its data-encryption key
-for a new KEK (NEW_KEY_FILE, --new-key-file, --new-passphrase-file,
---new-kmip, --age-recipient, --tang, --sss, --tpm2-device or the prompt) in a
-new keyslot. On a served volume the running server does it (the secrets go
-over its 0600 control socket).
+		Long: `Add unlocks the volume with an existing KEK and wraps its data-encryption key
+for a new KEK in a new keyslot. On a served volume the running server does it
+(the secrets go over its 0600 control socket).
+
+` + kekHelp(true) + `
+NEW_KEY_FILE is --new-key-file's file.
 
 With --tpm2-device DEV the new keyslot is sealed to the TPM as
 systemd-cryptenroll --tpm2-device does (the systemd-tpm2 token, so that

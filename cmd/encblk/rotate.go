@@ -26,12 +26,15 @@ func newRotateCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "rotate TARGET",
 		Short: "Replace a KEK in one header commit (old keyslot out, new in), then wipe the old one; data untouched",
-		Long: `Rotate replaces the KEK that opens TARGET: the old KEK (--key-file,
---passphrase-file or the prompt) unwraps the data key, which is wrapped for the
-new KEK (--new-key-file, --new-passphrase-file, --new-kmip CONFIG, --generate-key-file PATH or the prompt) in a new keyslot; one header commit adds it and drops the old one, whose area is then wiped.
-The data key and the data do not change, so it takes the same time for any
-volume size. A served volume is rotated by its server while it keeps serving;
-otherwise the header is changed here.
+		Long: `Rotate replaces the KEK that opens TARGET: the old KEK unwraps the data key,
+which is wrapped for the new KEK in a new keyslot; one header commit adds it
+and drops the old one, whose area is then wiped. The data key and the data do
+not change, so it takes the same time for any volume size. A served volume is
+rotated by its server while it keeps serving; otherwise the header is changed
+here.
+
+` + kekHelp(true) + `
+--generate-key-file PATH makes the new KEK a new random key file.
 
 For a LUKS2 hw-opal(-crypt) volume on a self-encrypting drive (--header for a
 detached header), the key of the drive's locking range does not change: as
