@@ -1,6 +1,6 @@
 # order: 21
 # sectors: 512 4096
-# timeout: 600
+# timeout: 900
 #
 # encrypt-in-place: an ext4 image with files, shrunk by 32 MiB, is turned
 # into a LUKS2 volume in place (`encblk reencrypt --encrypt
@@ -10,6 +10,12 @@
 # and finished with --resume. Then encblk serves it over the kernel's nbd
 # driver: mounted, every file intact, fsck clean; the kernel's dm-crypt
 # opens it too and reads the same files; no plaintext is left in the image.
+# Then it is decrypted back in place (`encblk reencrypt --decrypt --header
+# NEWFILE`: the header exported, the data moved back to offset 0, as
+# cryptsetup), SIGKILLed once the first zone is hot and finished with
+# --resume: the image mounts plain through a loop device with every file
+# intact and fsck clean, and holds the filesystem it started with. A copy
+# decrypted by cryptsetup and stopped by SIGINT is finished by encblk too.
 . "$ENCBLK_VM_LIB"
 
 img=$work/plain.img
@@ -78,4 +84,62 @@ at_exit "cryptsetup close inplace"
 mount -o ro /dev/mapper/inplace "$mnt"
 check_tree "$mnt/tree" "$work/tree.sums"
 umount "$mnt"
+cryptsetup close inplace
+losetup -d "$loop"
+cp --sparse=always "$img" "$work/cs.img"
+
+# wait_zone HDR PID: wait until the decryption recorded in HDR has a zone
+# done or in progress (a linear segment), then return.
+wait_zone() {
+	for _ in $(seq 600); do
+		cryptsetup luksDump --disable-locks "$1" 2>/dev/null | grep -q '^  1: linear' && return 0
+		kill -0 "$2" 2>/dev/null || return 0
+		sleep 0.05
+	done
+}
+
+step "encblk reencrypt --decrypt --header NEWFILE, SIGKILLed once a zone is under way"
+hdr=$work/exported.hdr
+"$ENCBLK" reencrypt --decrypt --header "$hdr" --throttle 16M --key-file "$key" "$img" >"$work/decrypt.log" 2>&1 &
+pid=$!
+wait_zone "$hdr" "$pid"
+kill -KILL "$pid" 2>/dev/null || true
+set +e
+wait "$pid"
+rc=$?
+set -e
+[ "$rc" -eq 137 ] || { cat "$work/decrypt.log" >&2; fail "encblk reencrypt --decrypt was not killed (status $rc)"; }
+dump=$(cryptsetup luksDump --disable-locks "$hdr")
+grep -q 'online-reencrypt-v3' <<<"$dump" || fail "no decryption recorded in $hdr after the SIGKILL"
+cryptsetup isLuks "$img" && fail "the image still holds a LUKS header"
+if grep -q 'in-reencryption' <<<"$dump"; then
+	echo "   killed inside a zone: a hot zone is recorded"
+else
+	echo "   killed between zones"
+fi
+
+step "encblk reencrypt --resume --header finishes it: the image mounts plain"
+"$ENCBLK" reencrypt --resume --header "$hdr" --key-file "$key" "$img" >"$work/resume2.log" 2>&1 || { cat "$work/resume2.log" >&2; fail "resume failed"; }
+grep -q 'decrypted .* in place' "$work/resume2.log" || fail "resume did not report the decryption"
+cryptsetup luksDump "$hdr" | grep -q 'luks2' && fail "a keyslot is left in $hdr"
+fsck_clean "$img"
+loop=$(losetup --find --show "$img")
+mount -o ro "$loop" "$mnt"
+check_tree "$mnt/tree" "$work/tree.sums"
+umount "$mnt"
+losetup -d "$loop"
+
+step "cryptsetup reencrypt --decrypt of a copy, stopped by SIGINT; encblk finishes it"
+set +e
+strace -f -qq -o /dev/null -e trace=fdatasync -e inject=fdatasync:signal=SIGINT:when=2 \
+	cryptsetup reencrypt --decrypt --header "$work/cs.hdr" --force-offline-reencrypt --batch-mode --key-file "$key" "$work/cs.img" >/dev/null 2>&1
+set -e
+cryptsetup luksDump --disable-locks "$work/cs.hdr" | grep -q 'online-reencrypt-v3' || fail "cryptsetup's decryption is not recorded as stopped"
+"$ENCBLK" reencrypt --resume --header "$work/cs.hdr" --key-file "$key" "$work/cs.img" >"$work/resume3.log" 2>&1 || { cat "$work/resume3.log" >&2; fail "encblk did not finish cryptsetup's decryption"; }
+cmp -n $((96 << 20)) "$img" "$work/cs.img" || fail "encblk's and cryptsetup's decryptions differ"
+loop=$(losetup --find --show "$work/cs.img")
+mount -o ro "$loop" "$mnt"
+check_tree "$mnt/tree" "$work/tree.sums"
+umount "$mnt"
+losetup -d "$loop"
 step "done"
