@@ -78,6 +78,9 @@ type kekFlags struct {
 	tpm2WithPIN    bool
 	newTPM2PINFile string
 	what           string // "" for the volume's KEK, "new " for a new one
+	// unattended: no one can be asked (a server's rotation); a keyslot
+	// that needs a TPM2 PIN is unavailable.
+	unattended bool
 }
 
 // register adds the flags with an optional prefix ("new-") for commands
@@ -349,6 +352,9 @@ var tokenSources = []tokenSource{
 // prompt on a terminal) only if a PIN-protected keyslot is met.
 func tpm2Identity(_ *keyring.Keyring, f *kekFlags, stdin io.Reader, stderr io.Writer) (keyring.Identity, error) {
 	return tpm2.NewIdentity(os.Getenv(tpm2DeviceEnv)).WithPIN(func() (*keyring.Secret, error) {
+		if f.unattended {
+			return nil, errors.New("the keyslot needs its TPM2 PIN, which no one is there to give")
+		}
 		if f.tpm2PINFile == "" {
 			if in, ok := stdin.(*os.File); !ok || !passphrase.IsTerminal(in) {
 				return nil, errors.New("the keyslot needs its TPM2 PIN: give --tpm2-pin-file")

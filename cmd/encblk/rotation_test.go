@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -16,6 +18,7 @@ import (
 	"github.com/encblk/encblk/internal/daemon"
 	"github.com/encblk/encblk/internal/testutil"
 	"github.com/encblk/encblk/pkg/kek/kmipkek"
+	"github.com/encblk/encblk/pkg/kek/tpm2/tpm2test"
 	"github.com/encblk/encblk/pkg/keyring"
 	"github.com/encblk/encblk/pkg/kmip"
 	"github.com/encblk/encblk/pkg/kmip/kmiptest"
@@ -209,5 +212,50 @@ func TestRotationPolicyKMIP(t *testing.T) {
 	}
 	if bytes.Equal(dump(), firstDEK) {
 		t.Fatal("the volume key did not change")
+	}
+}
+
+// The KEKs a server obtains by itself for a rotation (rotationSources)
+// never ask for a TPM2 PIN: a keyslot systemd-cryptenroll sealed with a
+// PIN (swtpm) is unavailable with a reason that says so, which is what
+// status then shows after "needs operator"; the TPM is not asked, so its
+// dictionary-attack counter is untouched.
+func TestRotationSourcesNoTPM2PIN(t *testing.T) {
+	enroll := testutil.RequireTool(t, "systemd-cryptenroll", "systemd")
+	testutil.RequireTool(t, "cryptsetup", "cryptsetup-bin")
+	dev := tpm2test.Start(t)
+	t.Setenv(tpm2DeviceEnv, dev)
+	dir := t.TempDir()
+	key := filepath.Join(dir, "key")
+	os.WriteFile(key, []byte("rotation test key file"), 0o600)
+	path := filepath.Join(dir, "vol.img")
+	os.WriteFile(path, nil, 0o600)
+	os.Truncate(path, 20<<20)
+	if out, err := exec.Command("cryptsetup", "luksFormat", "--batch-mode", "--type", "luks2", "--pbkdf", "pbkdf2",
+		"--pbkdf-force-iterations", "1000", "--key-file", key, path).CombinedOutput(); err != nil {
+		t.Fatalf("luksFormat: %v\n%s", err, out)
+	}
+	cmd := exec.Command(enroll, "--unlock-key-file="+key, "--tpm2-device="+dev, "--tpm2-pcrs=", "--tpm2-with-pin=yes", path)
+	cmd.Env = append(os.Environ(), "NEWPIN=1234")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("systemd-cryptenroll: %v\n%s", err, out)
+	}
+	kr, err := keyring.Open(path, &keyring.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kr.Close()
+	ids, release := rotationSources{log: slog.New(slog.NewTextHandler(io.Discard, nil))}.Unattended(context.Background(), kr)
+	defer release()
+	if len(ids) == 0 {
+		t.Fatal("no token source for the systemd-tpm2 keyslot")
+	}
+	_, dek, err := kr.Match(context.Background(), ids...)
+	if err == nil {
+		dek.Destroy()
+		t.Fatal("the PIN-protected TPM2 keyslot opened with no PIN")
+	}
+	if !errors.Is(err, keyring.ErrUnavailable) || !strings.Contains(err.Error(), "keyslot 1") || !strings.Contains(err.Error(), "needs its TPM2 PIN, which no one is there to give") {
+		t.Fatalf("Match: %v", err)
 	}
 }

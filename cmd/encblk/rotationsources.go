@@ -32,7 +32,7 @@ func (noInput) Read([]byte) (int, error) {
 // flag, except that a TPM2 PIN is never asked for (such a keyslot is then
 // unavailable).
 func (s rotationSources) Unattended(ctx context.Context, kr *keyring.Keyring) ([]keyring.Identity, func()) {
-	f := kekFlags{tpm2PINFile: "/dev/null/no-pin"} // never readable
+	f := kekFlags{unattended: true}
 	ids, err := f.tokens(kr, noInput{}, io.Discard)
 	if err != nil {
 		s.log.Warn("rotation: the volume's token sources are unusable", "err", err)
