@@ -1,22 +1,19 @@
 package main
 
 import (
-	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
-	"os"
+	"io/fs"
 	"time"
 
 	"filippo.io/age"
 	"github.com/spf13/cobra"
 
-	"github.com/encblk/encblk/internal/secmem"
+	"github.com/encblk/encblk/pkg/kek/keyfile"
 )
 
 func init() { subcommands = append(subcommands, newKeyfileCmd) }
-
-// keyFileLen is the size of a generated key file: 256 random bits.
-const keyFileLen = 32
 
 func newKeyfileCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
@@ -65,33 +62,29 @@ func generateAgeIdentity(path string, out io.Writer) error {
 }
 
 func generateKeyFile(path string) error {
-	key, err := secmem.New(keyFileLen)
+	k, err := keyfile.Generate(path)
 	if err != nil {
-		return err
+		return newFileError("key file", err)
 	}
-	defer key.Destroy()
-	if _, err := rand.Read(key.Bytes()); err != nil {
-		return err
-	}
-	return writeNewFile(path, "key file", key.Bytes())
+	k.Destroy()
+	return nil
 }
 
-// writeNewFile writes data to a new file at path, mode 0600, and syncs
-// it; what names it in errors. A file that exists is left alone.
+// writeNewFile writes data to a new file at path (keyfile.Create: mode
+// 0600, synced, never over a file that exists); what names it in errors.
 func writeNewFile(path, what string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
+	return newFileError(what, keyfile.Create(path, data))
+}
+
+// newFileError is a new file's error: opening it (it exists, no such
+// directory) is the caller's mistake (exit 1), writing it an I/O error.
+func newFileError(what string, err error) error {
+	var pe *fs.PathError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &pe) && pe.Op == "open":
 		return fmt.Errorf("%s: %w", what, err)
 	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		os.Remove(path)
-		return withExit(exitIO, fmt.Errorf("%s: %w", what, err))
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		os.Remove(path)
-		return withExit(exitIO, fmt.Errorf("%s: %w", what, err))
-	}
-	return f.Close()
+	return withExit(exitIO, fmt.Errorf("%s: %w", what, err))
 }

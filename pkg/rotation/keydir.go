@@ -2,7 +2,6 @@ package rotation
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"os"
@@ -25,9 +24,6 @@ import (
 // with the files UUID-*.key (newest name first), writes a new one, commits
 // the new keyslot in place of the old, points UUID.key at the new file
 // and removes the old file.
-
-// keyFileLen is a generated key file's size: 256 random bits.
-const keyFileLen = 32
 
 // KeyDir is a volume's key files in a policy's directory.
 type KeyDir struct {
@@ -86,20 +82,12 @@ func (d KeyDir) KEKs() ([]KEK, error) {
 	return out, nil
 }
 
-// Generate writes a new random key file named for now, mode 0600, synced
-// with its directory, and returns it.
+// Generate writes a new random key file named for now (keyfile.Generate:
+// mode 0600, synced with its directory) and returns it.
 func (d KeyDir) Generate(now time.Time) (KEK, error) {
 	path := filepath.Join(d.Dir, d.UUID+"-"+now.UTC().Format("20060102T150405Z")+".key")
-	s, err := keyring.NewSecret(keyFileLen)
+	s, err := keyfile.Generate(path)
 	if err != nil {
-		return KEK{}, err
-	}
-	if _, err := rand.Read(s.Bytes()); err != nil {
-		s.Destroy()
-		return KEK{}, err
-	}
-	if err := writeSynced(path, s.Bytes()); err != nil {
-		s.Destroy()
 		return KEK{}, fmt.Errorf("key directory: %w", err)
 	}
 	return KEK{path, s}, nil
@@ -139,39 +127,9 @@ func (d KeyDir) Retire(old, new string) error {
 		err = rerr
 	}
 	if err == nil {
-		err = syncDir(d.Dir)
+		err = keyfile.SyncDir(d.Dir)
 	}
 	return err
-}
-
-func writeSynced(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = syncDir(filepath.Dir(path))
-	}
-	if err != nil {
-		os.Remove(path)
-	}
-	return err
-}
-
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
 }
 
 // Identities are ks as keyring identities.

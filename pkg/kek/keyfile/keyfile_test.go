@@ -2,7 +2,11 @@ package keyfile
 
 import (
 	"bytes"
+	"errors"
 	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -43,5 +47,33 @@ func TestReadTooLargeWipesProbe(t *testing.T) {
 		if !bytes.Equal(p, make([]byte, len(p))) {
 			t.Errorf("key file byte left in Read's %d-byte read buffer: %q", len(p), p)
 		}
+	}
+}
+
+// Generate writes 32 random bytes, mode 0600, that Open reads back; it
+// never overwrites a file, and a missing directory is open's error.
+func TestGenerate(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "k")
+	k, err := Generate(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Destroy()
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm() != 0o600 || fi.Size() != GeneratedLen {
+		t.Fatalf("generated %v %v", fi, err)
+	}
+	back, err := Open(path)
+	if err != nil || !bytes.Equal(back.Bytes(), k.Bytes()) {
+		t.Fatalf("read back: %v", err)
+	}
+	back.Destroy()
+	if _, err := Generate(path); !errors.Is(err, fs.ErrExist) {
+		t.Fatalf("over an existing file: %v", err)
+	}
+	var pe *fs.PathError
+	if err := Create(filepath.Join(dir, "none", "k"), []byte("x")); !errors.As(err, &pe) || pe.Op != "open" {
+		t.Fatalf("in a missing directory: %v", err)
 	}
 }
