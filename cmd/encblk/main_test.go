@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
 
@@ -55,6 +56,13 @@ func toolCondition(cond string) (bool, error) {
 // CODE, one of the documented exit statuses (exit.go). A failing command is
 // checked with exits, never with `! exec`, which accepts any non-zero
 // status and so passes for the wrong reason too.
+//
+//	waitstate STATE TARGET
+//
+// polls `encblk status TARGET` until its state line says STATE (locked,
+// unlocked): a server started in the background is ready. The two-minute
+// bound only catches a hang (a shell loop of 100 tries of 0.1 s was a
+// timing assumption on a loaded machine).
 func scriptCmds() map[string]func(ts *testscript.TestScript, neg bool, args []string) {
 	return map[string]func(ts *testscript.TestScript, neg bool, args []string){
 		"exits": func(ts *testscript.TestScript, neg bool, args []string) {
@@ -75,6 +83,20 @@ func scriptCmds() map[string]func(ts *testscript.TestScript, neg bool, args []st
 			}
 			if got != want {
 				ts.Fatalf("%s exited with status %d, want %d", args[1], got, want)
+			}
+		},
+		"waitstate": func(ts *testscript.TestScript, neg bool, args []string) {
+			if neg || len(args) != 2 {
+				ts.Fatalf("usage: waitstate STATE TARGET")
+			}
+			state := regexp.MustCompile(`(?m)^state: *` + regexp.QuoteMeta(args[0]) + `\b`)
+			for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
+				if ts.Exec("encblk", "status", args[1]) == nil && state.MatchString(ts.ReadFile("stdout")) {
+					return
+				}
+				if time.Now().After(deadline) {
+					ts.Fatalf("waitstate: %s is not %s after 2 minutes", args[1], args[0])
+				}
 			}
 		},
 	}
