@@ -22,7 +22,8 @@ func TestAgeScript(t *testing.T) {
 		testutil.RequireTool(t, tool[0], tool[1])
 	}
 	testscript.Run(t, testscript.Params{
-		Dir: "testdata/age",
+		Dir:       "testdata/age",
+		Condition: toolCondition,
 		Cmds: withScriptCmds(map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			// same-volume-key A B: the volume keys that the two dumps
 			// (encblk dump or cryptsetup luksDump --dump-volume-key; a

@@ -26,7 +26,8 @@ func TestClevisScript(t *testing.T) {
 		return srvs[n-1]
 	}
 	testscript.Run(t, testscript.Params{
-		Dir: "testdata/clevis",
+		Dir:       "testdata/clevis",
+		Condition: toolCondition,
 		Setup: func(env *testscript.Env) error {
 			for i, s := range srvs {
 				env.Setenv("TANG"+strconv.Itoa(i+1), s.URL)

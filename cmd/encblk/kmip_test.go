@@ -35,7 +35,8 @@ func TestKMIPScript(t *testing.T) {
 	good := writeKMIPConfig(t, srv, dir, "client", srv.Client)
 	intruder := writeKMIPConfig(t, srv, dir, "intruder", kmiptest.NewCA(t, "another CA").Issue(t, "intruder", false))
 	testscript.Run(t, testscript.Params{
-		Dir: "testdata/kmip",
+		Dir:       "testdata/kmip",
+		Condition: toolCondition,
 		Setup: func(env *testscript.Env) error {
 			env.Setenv("KMIP_CONFIG", good)
 			env.Setenv("KMIP_INTRUDER", intruder)

@@ -110,21 +110,31 @@ func withScriptCmds(cmds map[string]func(ts *testscript.TestScript, neg bool, ar
 
 // TestScriptsCheckExitStatus: no scenario checks a failing encblk with
 // `! exec`, which any non-zero status satisfies (a usage error passes where
-// a wrong key was meant); `exits CODE encblk ...` names the status.
+// a wrong key was meant); `exits CODE encblk ...` names the status. Nor
+// does one skip with testscript's [exec:NAME], which skips under
+// ENCBLK_REQUIRE_TOOLS=1 too; [tool:NAME] (toolCondition) fails there.
 func TestScriptsCheckExitStatus(t *testing.T) {
 	files, err := filepath.Glob("testdata/*/*.txt")
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no scenarios found (%v)", err)
 	}
-	negExec := regexp.MustCompile(`^\s*!\s*exec\s+encblk\b`)
+	rules := []struct {
+		re  *regexp.Regexp
+		fix string
+	}{
+		{regexp.MustCompile(`^\s*!\s*exec\s+encblk\b`), "use `exits CODE encblk ...` (the documented exit status) instead of `! exec`"},
+		{regexp.MustCompile(`\[!?exec:`), "use [tool:NAME] or [!tool:NAME]: [exec:NAME] skips even under ENCBLK_REQUIRE_TOOLS=1"},
+	}
 	for _, f := range files {
 		data, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for i, line := range strings.Split(string(data), "\n") {
-			if negExec.MatchString(line) {
-				t.Errorf("%s:%d: %q: use `exits CODE encblk ...` (the documented exit status) instead of `! exec`", f, i+1, line)
+			for _, r := range rules {
+				if r.re.MatchString(line) {
+					t.Errorf("%s:%d: %q: %s", f, i+1, line, r.fix)
+				}
 			}
 		}
 	}

@@ -26,7 +26,8 @@ func runTPM2Script(t *testing.T, dir string) {
 	testutil.RequireTool(t, "clevis-encrypt-tpm2", "clevis-tpm2")
 	dev := tpm2test.Start(t)
 	testscript.Run(t, testscript.Params{
-		Dir: dir,
+		Dir:       dir,
+		Condition: toolCondition,
 		Setup: func(env *testscript.Env) error {
 			env.Setenv("TPM", dev)
 			env.Setenv("TPM2TOOLS_TCTI", dev)
