@@ -4,10 +4,12 @@
 # qemu TCG; the host kernel has neither ublk nor nbd). Runs the ublk-bench
 # scenario and prints its table (medians of alternating rounds, ratios).
 #
-# Usage: bench/ublk.sh [--secs N] [--rounds N] [--profile] [--only RW]
+# Usage: bench/ublk.sh [--secs N] [--rounds N] [--profile] [--only RW] [--plain]
 #   --profile: the server writes a CPU profile of the run (all jobs, both
 #   frontends), saved as test/vm/out/ublk-bench.pprof (go tool pprof -top).
 #   --only RW: only the jobs of that fio --rw (randwrite, randread, write, read).
+#   --plain: an unencrypted backing (serve --plain) against the loop device
+#   itself: what the frontends achieve when encryption does not dominate.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 while [ $# -gt 0 ]; do
@@ -16,7 +18,8 @@ while [ $# -gt 0 ]; do
 	--rounds) export ENCBLK_BENCH_ROUNDS=$2; shift 2 ;;
 	--profile) export ENCBLK_BENCH_PROFILE=1; shift ;;
 	--only) export ENCBLK_BENCH_ONLY=$2; shift 2 ;;
-	*) echo "usage: $0 [--secs N] [--rounds N] [--profile] [--only RW]" >&2; exit 1 ;;
+	--plain) export ENCBLK_BENCH_PLAIN=1; shift ;;
+	*) echo "usage: $0 [--secs N] [--rounds N] [--profile] [--only RW] [--plain]" >&2; exit 1 ;;
 	esac
 done
 # The backing (272 MiB) lives on the guest's tmpfs: give it room.

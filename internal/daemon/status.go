@@ -8,6 +8,7 @@ import (
 
 	"github.com/encblk/encblk/pkg/keyring"
 	"github.com/encblk/encblk/pkg/rotation"
+	"github.com/encblk/encblk/pkg/ublk"
 )
 
 // Status is the answer of GET /v1/status.
@@ -29,6 +30,9 @@ type VolumeStatus struct {
 	LockMode string `json:"lock_mode,omitempty"`
 	// Ublk is the volume's ublk block device (/dev/ublkbN) when served so.
 	Ublk string `json:"ublk,omitempty"`
+	// UblkStats counts the requests the ublk device served and what they
+	// cost its queues (benchmarks read it).
+	UblkStats *ublk.Stats `json:"ublk_stats,omitempty"`
 	// UblkOrphans are the volume's ublk devices whose server was killed
 	// (offline status only; root).
 	UblkOrphans []UblkOrphan `json:"ublk_orphans,omitempty"`

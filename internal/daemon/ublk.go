@@ -170,6 +170,8 @@ func (d *Daemon) volumeStatus(v *Volume) VolumeStatus {
 	d.ublk.mu.Lock()
 	if dev := d.ublk.devs[v]; dev != nil {
 		s.Ublk = dev.Path()
+		st := dev.Stats()
+		s.UblkStats = &st
 	}
 	d.ublk.mu.Unlock()
 	return s

@@ -56,6 +56,8 @@ type queue struct {
 	refused chan<- error
 	served  *atomic.Bool
 
+	stats queueStats
+
 	mu       sync.Mutex
 	done     []completion
 	notified bool
@@ -190,11 +192,13 @@ func (q *queue) run(fetched chan<- error) error {
 	var quitting bool // abandoned: wait for the requests running, commit nothing
 	var failed error
 	for inflight > 0 || !quitting && aborted < q.depth {
+		q.stats.waits.Add(1)
 		if err := ring.Wait(1); err != nil {
 			return fmt.Errorf("ublk: queue %d: %w", q.id, err)
 		}
 		ring.Reap(func(c *iouring.CQE) {
 			if c.UserData == wakeTag {
+				q.stats.wakes.Add(1)
 				q.mu.Lock()
 				done := q.done
 				quitting = q.quit
@@ -220,7 +224,9 @@ func (q *queue) run(fetched chan<- error) error {
 					q.served.Store(true)
 				}
 				desc := q.descs[tag] // copy: the kernel rewrites it at the next request
+				q.stats.requests.Add(1)
 				if p := q.inline(desc); p != nil {
+					q.stats.inline.Add(1)
 					start := time.Now()
 					res := handle(q.ctx, q.dev, desc, q.buf(tag))
 					p.Record(time.Since(start), desc.NrSectors<<9)

@@ -13,6 +13,9 @@
 # medians, and the medians of the per-round ratios, are printed as "BENCH"
 # lines. Asserts nothing
 # about speed: under TCG only the ratios of one run mean anything.
+# ENCBLK_BENCH_PLAIN=1 serves a plain (unencrypted) backing instead (serve
+# --plain), with the loop device itself in dm-crypt's place: what the
+# frontends achieve when encryption does not dominate.
 . "$ENCBLK_VM_LIB"
 
 secs=${ENCBLK_BENCH_SECS:-8}
@@ -22,31 +25,51 @@ key=$work/key
 sock=$work/nbd.sock
 key_file "$key"
 truncate -s 272M "$backing"
-encblk_format "$backing" "$key"
+plain=${ENCBLK_BENCH_PLAIN:-0}
+kern=dm-crypt serve_args=(--key-file "$key")
+if [ "$plain" = 1 ]; then
+	kern=loop serve_args=(--plain)
+else
+	encblk_format "$backing" "$key"
+fi
 
-step "serve --ublk (2 queues) and NBD (2 connections); dm-crypt on a loop device of the same backing"
+step "serve --ublk (2 queues) and NBD (2 connections); $kern on a loop device of the same backing"
 # ENCBLK_BENCH_PROFILE=1: the server writes a CPU profile of the run
 # (cmd/encblk's ENCBLK_CPUPROFILE), printed base64 on "PPROF " lines at the
 # end for bench/ublk.sh to decode.
 [ "${ENCBLK_BENCH_PROFILE:-0}" = 1 ] && export ENCBLK_CPUPROFILE=$work/cpu.prof
-ublk_serve_start "$backing" "$key" --ublk-queues 2 --listen "unix:$sock"
+ublk_serve_start "$backing" "${serve_args[@]}" --ublk-queues 2 --listen "unix:$sock"
 for i in $(seq 1 100); do [ -S "$sock" ] && break; sleep 0.1; done
 nbd_attach "$sock" /dev/nbd0 -connections 2
 at_exit "nbd-client -d /dev/nbd0"
 loop=$(losetup --find --show "$backing")
 at_exit "losetup -d $loop"
-cryptsetup open --key-file "$key" "$loop" bench-dm
-at_exit "cryptsetup close bench-dm"
-declare -A devs=([ublk]=$ublk_dev [nbd]=/dev/nbd0 [dm-crypt]=/dev/mapper/bench-dm)
-for d in ublk nbd dm-crypt; do
+declare -A devs=([ublk]=$ublk_dev [nbd]=/dev/nbd0 [loop]=$loop)
+if [ "$plain" != 1 ]; then
+	cryptsetup open --key-file "$key" "$loop" bench-dm
+	at_exit "cryptsetup close bench-dm"
+	devs[dm-crypt]=/dev/mapper/bench-dm
+fi
+for d in ublk nbd "$kern"; do
 	echo "   $d: ${devs[$d]}, $(blockdev --getsize64 "${devs[$d]}") bytes, $(blockdev --getss "${devs[$d]}")-byte blocks"
 done
 
-# cpu_ticks prints the server's user+system ticks and the guest's busy ticks.
+# cpu_ticks prints the server's user+system ticks, the guest's busy ticks,
+# the server's context switches (all threads, voluntary and not) and the
+# guest's.
 cpu_ticks() {
-	local srv
+	local srv cs
 	srv=$(awk '{print $14 + $15}' "/proc/$serve_pid/stat")
-	echo "$srv $(awk '/^cpu /{print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat)"
+	cs=$(cat /proc/"$serve_pid"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {s += $2} END {print s + 0}')
+	echo "$srv $(awk '/^cpu /{print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat) $cs $(awk '/^ctxt/{print $2}' /proc/stat)"
+}
+
+# ublk_stats prints the ublk queues' counters (encblk status --json:
+# requests, inline, io_uring_enter waits, worker wake-ups).
+ublk_stats() {
+	"$ENCBLK" status --control "$control" --json | python3 -c 'import json, sys
+s = json.load(sys.stdin)["volumes"][0].get("ublk_stats", {})
+print(*(s.get(k, 0) for k in ("requests", "inline", "waits", "wakes")))'
 }
 
 jobs=("randwrite 4k 32" "randread 4k 32" "write 1M 8" "read 1M 8")
@@ -65,28 +88,37 @@ for r in $(seq 1 "$rounds"); do
 	step "round $r of $rounds"
 	for j in "${jobs[@]}"; do
 		read -r rw bs qd <<<"$j"
-		order=(ublk nbd dm-crypt)
+		order=(ublk nbd "$kern")
 		# Alternate who goes first from round to round.
-		case $((r % 3)) in 2) order=(nbd dm-crypt ublk) ;; 0) order=(dm-crypt ublk nbd) ;; esac
+		case $((r % 3)) in 2) order=(nbd "$kern" ublk) ;; 0) order=("$kern" ublk nbd) ;; esac
 		for d in "${order[@]}"; do
 			# CPU time (clock ticks) of the server and of the whole guest
 			# (everything but idle and iowait) around each job: per request,
 			# what each path costs, which the vCPUs bound.
+			stats_before="$(ublk_stats)"
 			cpu_before="$(cpu_ticks)"
 			fio --name=b --filename="${devs[$d]}" --ioengine=libaio --direct=1 --rw="$rw" --bs="$bs" \
 				--iodepth="$qd" --size=256M --time_based --runtime="$secs" --ramp_time=1 \
 				--randseed=7 --output-format=json >"$work/fio.json" || fail "fio $d $j: $(cat "$work/fio.json")"
 			cpu_after="$(cpu_ticks)"
-			python3 - "$work/fio.json" "$d" "$rw" "$bs" "$r" "$secs" $cpu_before $cpu_after >>"$work/results" <<-'PY'
+			stats_after="$(ublk_stats)"
+			python3 - "$work/fio.json" "$d" "$rw" "$bs" "$r" "$secs" $cpu_before $cpu_after $stats_before $stats_after >>"$work/results" <<-'PY'
 				import json, os, sys
 				j = json.load(open(sys.argv[1]))["jobs"][0]
 				side = j["read"] if "read" in sys.argv[3] else j["write"]
-				srv0, sys0, srv1, sys1 = map(int, sys.argv[7:11])
+				srv0, sys0, scs0, gcs0, srv1, sys1, scs1, gcs1 = map(int, sys.argv[7:15])
+				st0, st1 = list(map(int, sys.argv[15:19])), list(map(int, sys.argv[19:23]))
 				# Requests over the whole window the ticks cover (ramp included).
 				ios = max(side["iops"] * (int(sys.argv[6]) + 1), 1)
 				us = 1e6 / os.sysconf("SC_CLK_TCK") / ios
+				# Per ublk request (a 1 MiB I/O is two 512 KiB requests):
+				# inline share, io_uring_enter waits, wake-ups; "-" for the
+				# others.
+				rq = st1[0] - st0[0]
+				u = ["%.2f" % ((b - a) / rq) for a, b in zip(st0[1:], st1[1:])] if sys.argv[2] == "ublk" and rq > 0 else ["-"] * 3
 				print(sys.argv[2], sys.argv[3] + "-" + sys.argv[4], sys.argv[5], round(side["iops"], 1), round(side["bw"] / 1024, 2),
-				      round((srv1 - srv0) * us, 1), round((sys1 - sys0) * us, 1))
+				      round((srv1 - srv0) * us, 1), round((sys1 - sys0) * us, 1),
+				      round((scs1 - scs0) / ios, 2), round((gcs1 - gcs0) / ios, 2), *u)
 			PY
 			tail -1 "$work/results" | sed 's/^/   /'
 		done
@@ -94,36 +126,43 @@ for r in $(seq 1 "$rounds"); do
 done
 
 step "medians"
-python3 - "$work/results" <<-'PY'
+python3 - "$work/results" "$kern" <<-'PY'
 	import statistics, sys
+	kern = sys.argv[2]
 	rows = [l.split() for l in open(sys.argv[1])]
 	runs, rounds, jobs = {}, {}, []
-	for dev, job, rnd, iops, mib, srv, tot in rows:
-	    runs.setdefault((dev, job), []).append((float(iops), float(mib), float(srv), float(tot)))
+	for dev, job, rnd, iops, mib, srv, tot, scs, gcs, *u in rows:
+	    runs.setdefault((dev, job), []).append((float(iops), float(mib), float(srv), float(tot), float(scs), float(gcs), u))
 	    rounds.setdefault((job, rnd), {})[dev] = float(iops)
 	    if job not in jobs:
 	        jobs.append(job)
 	# Ratios are taken within each round (the three devices back to back),
 	# then their median: a median of ublk's figures over a median of nbd's
 	# would compare different rounds.
-	print("BENCH | job | ublk IOPS (MiB/s) | nbd IOPS (MiB/s) | dm-crypt IOPS (MiB/s) | ublk/nbd | ublk/dm-crypt |")
-	print("BENCH |---|---|---|---|---|---|")
+	print("BENCH | job | ublk IOPS (MiB/s) | nbd IOPS (MiB/s) | %s IOPS (MiB/s) | ublk/nbd | ublk/%s | ublk/nbd per round |" % (kern, kern))
+	print("BENCH |---|---|---|---|---|---|---|")
 	for job in jobs:
-	    m = {d: (statistics.median(v[0] for v in runs[(d, job)]), statistics.median(v[1] for v in runs[(d, job)])) for d in ("ublk", "nbd", "dm-crypt")}
-	    rs = [r for (j, _), r in rounds.items() if j == job and len(r) == 3]
+	    m = {d: (statistics.median(v[0] for v in runs[(d, job)]), statistics.median(v[1] for v in runs[(d, job)])) for d in ("ublk", "nbd", kern)}
+	    rs = [r for (j, _), r in sorted(rounds.items(), key=lambda kv: int(kv[0][1])) if j == job and len(r) == 3]
 	    cell = lambda d: "%.0f (%.1f)" % m[d]
 	    ratio = lambda d: statistics.median(r["ublk"] / r[d] for r in rs)
-	    print("BENCH | %s | %s | %s | %s | %.2fx | %.2fx |" % (job, cell("ublk"), cell("nbd"), cell("dm-crypt"), ratio("nbd"), ratio("dm-crypt")))
+	    per = " ".join("%.2f" % (r["ublk"] / r["nbd"]) for r in rs)
+	    print("BENCH | %s | %s | %s | %s | %.2fx | %.2fx | %s |" % (job, cell("ublk"), cell("nbd"), cell(kern), ratio("nbd"), ratio(kern), per))
 	# CPU per request, medians: the server's, and the whole guest's
-	# (server, kernel, fio), in microseconds.
+	# (server, kernel, fio), in microseconds; context switches per request,
+	# the server's threads' (the guest's); for ublk, per kernel request:
+	# share run inline, io_uring_enter waits and worker wake-ups.
 	print("BENCH")
-	print("BENCH | job | CPU us/request: ublk server (guest) | nbd server (guest) | dm-crypt (guest) |")
-	print("BENCH |---|---|---|---|")
+	print("BENCH | job | CPU us/request: ublk server (guest) | nbd server (guest) | %s (guest) | ctx switches/request: ublk server (guest) | nbd server (guest) | %s (guest) | ublk per kernel request: inline, enters, wakes |" % (kern, kern))
+	print("BENCH |---|---|---|---|---|---|---|---|")
 	for job in jobs:
 	    c = lambda d, i: statistics.median(v[i] for v in runs[(d, job)])
-	    print("BENCH | %s | %.0f (%.0f) | %.0f (%.0f) | - (%.0f) |" % (job, c("ublk", 2), c("ublk", 3), c("nbd", 2), c("nbd", 3), c("dm-crypt", 3)))
+	    us = [v[6] for v in runs[("ublk", job)] if v[6][0] != "-"]
+	    uc = " ".join("%.2f" % statistics.median(float(x[i]) for x in us) for i in range(3)) if us else "-"
+	    print("BENCH | %s | %.0f (%.0f) | %.0f (%.0f) | - (%.0f) | %.1f (%.1f) | %.1f (%.1f) | - (%.1f) | %s |" % (job, c("ublk", 2), c("ublk", 3), c("nbd", 2), c("nbd", 3), c(kern, 3),
+	          c("ublk", 4), c("ublk", 5), c("nbd", 4), c("nbd", 5), c(kern, 5), uc))
 PY
-cryptsetup close bench-dm
+[ "$plain" = 1 ] || cryptsetup close bench-dm
 losetup -d "$loop"
 nbd_detach /dev/nbd0
 serve_stop
