@@ -4,12 +4,16 @@
 # qemu TCG; the host kernel has neither ublk nor nbd). Runs the ublk-bench
 # scenario and prints its table (medians of alternating rounds, ratios).
 #
-# Usage: bench/ublk.sh [--secs N] [--rounds N] [--profile] [--only RW] [--plain]
+# Usage: bench/ublk.sh [--secs N] [--rounds N] [--profile] [--only RW] [--plain] [--alt BINARY]
 #   --profile: the server writes a CPU profile of the run (all jobs, both
 #   frontends), saved as test/vm/out/ublk-bench.pprof (go tool pprof -top).
-#   --only RW: only the jobs of that fio --rw (randwrite, randread, write, read).
+#   --only RW[,RW...]: only the jobs of those fio --rw (randwrite, randread,
+#   write, read).
 #   --plain: an unencrypted backing (serve --plain) against the loop device
 #   itself: what the frontends achieve when encryption does not dominate.
+#   --alt BINARY: a fourth device, a copy of the volume served over ublk by
+#   another (static) encblk build, in the same rounds: an A/B of a change,
+#   e.g. CGO_ENABLED=0 go build -o /var/tmp/encblk-main ./cmd/encblk on main.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 while [ $# -gt 0 ]; do
@@ -17,9 +21,10 @@ while [ $# -gt 0 ]; do
 	--secs) export ENCBLK_BENCH_SECS=$2; shift 2 ;;
 	--rounds) export ENCBLK_BENCH_ROUNDS=$2; shift 2 ;;
 	--profile) export ENCBLK_BENCH_PROFILE=1; shift ;;
-	--only) export ENCBLK_BENCH_ONLY=$2; shift 2 ;;
+	--only) export ENCBLK_BENCH_ONLY=${2//,/-}; shift 2 ;;
 	--plain) export ENCBLK_BENCH_PLAIN=1; shift ;;
-	*) echo "usage: $0 [--secs N] [--rounds N] [--profile] [--only RW] [--plain]" >&2; exit 1 ;;
+	--alt) export ENCBLK_BENCH_ALT=$(realpath "$2"); shift 2 ;;
+	*) echo "usage: $0 [--secs N] [--rounds N] [--profile] [--only RW] [--plain] [--alt BINARY]" >&2; exit 1 ;;
 	esac
 done
 # The backing (272 MiB) lives on the guest's tmpfs: give it room.

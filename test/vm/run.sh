@@ -282,7 +282,7 @@ run_one() {
 	cat >"$share/job.sh" <<-EOF
 		export ENCBLK_VM_DEBIAN13=$debian13 ENCBLK_VM_SEDTCMU=${sedtcmu_bin:+/run/encblk-vm/sedtcmu} ENCBLK_VM_SEDNVMET=${sedtcmu_bin:+/run/encblk-vm/sednvmet}
 		export ENCBLK_VM_SCENARIO=$name ENCBLK_VM_SECTOR=$sector ENCBLK_VM_TIMEOUT=$((tmo > 60 ? tmo - 30 : tmo * 3 / 4))
-		$(env | grep -E '^ENCBLK_BENCH_[A-Z_]+=[0-9A-Za-z._-]*$' | sed 's/^/export /')
+		$(env | grep -E '^ENCBLK_BENCH_[A-Z_]+=[0-9A-Za-z._/-]*$' | sed 's/^/export /')
 		exec /bin/bash /run/encblk-vm/guest/runner.sh
 	EOF
 	# "# tpm: yes": a fresh swtpm for this boot, its state and control

@@ -16,6 +16,9 @@
 # ENCBLK_BENCH_PLAIN=1 serves a plain (unencrypted) backing instead (serve
 # --plain), with the loop device itself in dm-crypt's place: what the
 # frontends achieve when encryption does not dominate.
+# ENCBLK_BENCH_ALT=BINARY adds a fourth device, "alt": a copy of the volume
+# served over ublk by another encblk binary (an older build), in the same
+# rounds: an A/B of a code change that the host's load does not skew.
 . "$ENCBLK_VM_LIB"
 
 secs=${ENCBLK_BENCH_SECS:-8}
@@ -33,18 +36,52 @@ else
 	encblk_format "$backing" "$key"
 fi
 
+# bench_serve BINARY CONTROL BACKING ARGS... starts BINARY serve --ublk
+# (two queues) on BACKING and sets srv_pid and srv_dev (/dev/ublkbN).
+bench_serve() {
+	local bin=$1 ctl=$2 img=$3 i unset=()
+	shift 3
+	rm -f "$ctl"
+	# Only the server under test writes the CPU profile.
+	[ "$bin" = "$ENCBLK" ] || unset=(-u ENCBLK_CPUPROFILE)
+	env "${unset[@]}" "$bin" serve --ublk --ublk-queues 2 --control "$ctl" "${serve_args[@]}" "$@" "$img" \
+		>"$img.out" 2>>"$img.log" &
+	srv_pid=$!
+	at_exit "kill $srv_pid"
+	for i in $(seq 1 600); do
+		srv_dev=$(sed -n "s|^$img: \(/dev/ublkb[0-9]*\)$|\1|p" "$img.out")
+		[ -n "$srv_dev" ] && [ -b "$srv_dev" ] && return 0
+		kill -0 "$srv_pid" 2>/dev/null || fail "$bin serve --ublk exited: $(cat "$img.log")"
+		sleep 0.1
+	done
+	fail "$bin serve --ublk printed no device after 60 s"
+}
+
 step "serve --ublk (2 queues) and NBD (2 connections); $kern on a loop device of the same backing"
 # ENCBLK_BENCH_PROFILE=1: the server writes a CPU profile of the run
 # (cmd/encblk's ENCBLK_CPUPROFILE), printed base64 on "PPROF " lines at the
 # end for bench/ublk.sh to decode.
 [ "${ENCBLK_BENCH_PROFILE:-0}" = 1 ] && export ENCBLK_CPUPROFILE=$work/cpu.prof
-ublk_serve_start "$backing" "${serve_args[@]}" --ublk-queues 2 --listen "unix:$sock"
+bench_serve "$ENCBLK" "$control" "$backing" --listen "unix:$sock"
+serve_pid=$srv_pid ublk_dev=$srv_dev
 for i in $(seq 1 100); do [ -S "$sock" ] && break; sleep 0.1; done
 nbd_attach "$sock" /dev/nbd0 -connections 2
 at_exit "nbd-client -d /dev/nbd0"
 loop=$(losetup --find --show "$backing")
 at_exit "losetup -d $loop"
 declare -A devs=([ublk]=$ublk_dev [nbd]=/dev/nbd0 [loop]=$loop)
+declare -A pids=([ublk]=$serve_pid [nbd]=$serve_pid [dm-crypt]=$serve_pid [loop]=$serve_pid)
+declare -A controls=([ublk]=$control)
+alt=${ENCBLK_BENCH_ALT:-}
+if [ -n "$alt" ]; then
+	# A volume of its own (a copy would share the LUKS UUID, and the
+	# server would take it for this one's device to recover).
+	truncate -s 272M "$work/alt.img"
+	[ "$plain" = 1 ] || encblk_format "$work/alt.img" "$key"
+	bench_serve "$alt" "$work/alt.sock" "$work/alt.img"
+	alt_pid=$srv_pid devs[alt]=$srv_dev pids[alt]=$srv_pid controls[alt]=$work/alt.sock
+	echo "   alt: ${devs[alt]}, served by $alt ($("$alt" --version 2>/dev/null || echo ?))"
+fi
 if [ "$plain" != 1 ]; then
 	cryptsetup open --key-file "$key" "$loop" bench-dm
 	at_exit "cryptsetup close bench-dm"
@@ -58,50 +95,55 @@ done
 # the server's context switches (all threads, voluntary and not) and the
 # guest's.
 cpu_ticks() {
-	local srv cs
-	srv=$(awk '{print $14 + $15}' "/proc/$serve_pid/stat")
-	cs=$(cat /proc/"$serve_pid"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {s += $2} END {print s + 0}')
+	local srv cs pid=${pids[$1]}
+	srv=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+	cs=$(cat /proc/"$pid"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {s += $2} END {print s + 0}')
 	echo "$srv $(awk '/^cpu /{print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat) $cs $(awk '/^ctxt/{print $2}' /proc/stat)"
 }
 
-# ublk_stats prints the ublk queues' counters (encblk status --json:
-# requests, inline, io_uring_enter waits, worker wake-ups).
+# ublk_stats DEV prints DEV's ublk queues' counters (encblk status --json:
+# requests, inline, io_uring_enter waits, worker wake-ups), zeros if none.
 ublk_stats() {
-	"$ENCBLK" status --control "$control" --json | python3 -c 'import json, sys
+	[ -n "${controls[$1]:-}" ] || { echo 0 0 0 0; return; }
+	"$ENCBLK" status --control "${controls[$1]}" --json | python3 -c 'import json, sys
 s = json.load(sys.stdin)["volumes"][0].get("ublk_stats", {})
 print(*(s.get(k, 0) for k in ("requests", "inline", "waits", "wakes")))'
 }
 
 jobs=("randwrite 4k 32" "randread 4k 32" "write 1M 8" "read 1M 8")
-# ENCBLK_BENCH_ONLY=RW: only the jobs of that fio --rw (e.g. randwrite:
-# a profile of 4 KiB writes alone).
+# ENCBLK_BENCH_ONLY=RW[-RW...]: only the jobs of those fio --rw (e.g.
+# randwrite: a profile of 4 KiB writes alone).
 if [ -n "${ENCBLK_BENCH_ONLY:-}" ]; then
 	for i in "${!jobs[@]}"; do
-		[ "${jobs[$i]%% *}" = "$ENCBLK_BENCH_ONLY" ] || unset "jobs[$i]"
+		case "-$ENCBLK_BENCH_ONLY-" in *"-${jobs[$i]%% *}-"*) ;; *) unset "jobs[$i]" ;; esac
 	done
 	[ ${#jobs[@]} -gt 0 ] || fail "ENCBLK_BENCH_ONLY=$ENCBLK_BENCH_ONLY: no such job"
 fi
 # Fill the range once so that reads read written data.
-case "${jobs[*]}" in *read*) dd if=/dev/urandom of="$ublk_dev" bs=1M count=256 oflag=direct status=none ;; esac
+case "${jobs[*]}" in *read*)
+	dd if=/dev/urandom of="$ublk_dev" bs=1M count=256 oflag=direct status=none
+	[ -z "$alt" ] || dd if=/dev/urandom of="${devs[alt]}" bs=1M count=256 oflag=direct status=none
+	;;
+esac
 : >"$work/results"
 for r in $(seq 1 "$rounds"); do
 	step "round $r of $rounds"
 	for j in "${jobs[@]}"; do
 		read -r rw bs qd <<<"$j"
-		order=(ublk nbd "$kern")
+		order=(ublk nbd "$kern" ${alt:+alt})
 		# Alternate who goes first from round to round.
-		case $((r % 3)) in 2) order=(nbd "$kern" ublk) ;; 0) order=("$kern" ublk nbd) ;; esac
+		for ((k = 0; k < (r - 1) % ${#order[@]}; k++)); do order=("${order[@]:1}" "${order[0]}"); done
 		for d in "${order[@]}"; do
 			# CPU time (clock ticks) of the server and of the whole guest
 			# (everything but idle and iowait) around each job: per request,
 			# what each path costs, which the vCPUs bound.
-			stats_before="$(ublk_stats)"
-			cpu_before="$(cpu_ticks)"
+			stats_before="$(ublk_stats "$d")"
+			cpu_before="$(cpu_ticks "$d")"
 			fio --name=b --filename="${devs[$d]}" --ioengine=libaio --direct=1 --rw="$rw" --bs="$bs" \
 				--iodepth="$qd" --size=256M --time_based --runtime="$secs" --ramp_time=1 \
 				--randseed=7 --output-format=json >"$work/fio.json" || fail "fio $d $j: $(cat "$work/fio.json")"
-			cpu_after="$(cpu_ticks)"
-			stats_after="$(ublk_stats)"
+			cpu_after="$(cpu_ticks "$d")"
+			stats_after="$(ublk_stats "$d")"
 			python3 - "$work/fio.json" "$d" "$rw" "$bs" "$r" "$secs" $cpu_before $cpu_after $stats_before $stats_after >>"$work/results" <<-'PY'
 				import json, os, sys
 				j = json.load(open(sys.argv[1]))["jobs"][0]
@@ -115,7 +157,7 @@ for r in $(seq 1 "$rounds"); do
 				# inline share, io_uring_enter waits, wake-ups; "-" for the
 				# others.
 				rq = st1[0] - st0[0]
-				u = ["%.2f" % ((b - a) / rq) for a, b in zip(st0[1:], st1[1:])] if sys.argv[2] == "ublk" and rq > 0 else ["-"] * 3
+				u = ["%.2f" % ((b - a) / rq) for a, b in zip(st0[1:], st1[1:])] if rq > 0 else ["-"] * 3
 				print(sys.argv[2], sys.argv[3] + "-" + sys.argv[4], sys.argv[5], round(side["iops"], 1), round(side["bw"] / 1024, 2),
 				      round((srv1 - srv0) * us, 1), round((sys1 - sys0) * us, 1),
 				      round((scs1 - scs0) / ios, 2), round((gcs1 - gcs0) / ios, 2), *u)
@@ -141,17 +183,28 @@ python3 - "$work/results" "$kern" <<-'PY'
 	# would compare different rounds.
 	print("BENCH | job | ublk IOPS (MiB/s) | nbd IOPS (MiB/s) | %s IOPS (MiB/s) | ublk/nbd | ublk/%s | ublk/nbd per round |" % (kern, kern))
 	print("BENCH |---|---|---|---|---|---|---|")
+	alts = []
 	for job in jobs:
 	    m = {d: (statistics.median(v[0] for v in runs[(d, job)]), statistics.median(v[1] for v in runs[(d, job)])) for d in ("ublk", "nbd", kern)}
-	    rs = [r for (j, _), r in sorted(rounds.items(), key=lambda kv: int(kv[0][1])) if j == job and len(r) == 3]
+	    rs = [r for (j, _), r in sorted(rounds.items(), key=lambda kv: int(kv[0][1])) if j == job and len(r) >= 3]
 	    cell = lambda d: "%.0f (%.1f)" % m[d]
 	    ratio = lambda d: statistics.median(r["ublk"] / r[d] for r in rs)
 	    per = " ".join("%.2f" % (r["ublk"] / r["nbd"]) for r in rs)
 	    print("BENCH | %s | %s | %s | %s | %.2fx | %.2fx | %s |" % (job, cell("ublk"), cell("nbd"), cell(kern), ratio("nbd"), ratio(kern), per))
+	    if ("alt", job) in runs:
+	        a = [r for r in rs if "alt" in r]
+	        alts.append("BENCH | %s | %.0f | %.2fx | %s | %s |" % (job, statistics.median(v[0] for v in runs[("alt", job)]),
+	                    statistics.median(r["ublk"] / r["alt"] for r in a), " ".join("%.2f" % (r["ublk"] / r["alt"]) for r in a),
+	                    " ".join("%.2f" % (r["alt"] / r["nbd"]) for r in a)))
 	# CPU per request, medians: the server's, and the whole guest's
 	# (server, kernel, fio), in microseconds; context switches per request,
 	# the server's threads' (the guest's); for ublk, per kernel request:
 	# share run inline, io_uring_enter waits and worker wake-ups.
+	if alts:
+	    print("BENCH")
+	    print("BENCH | job | alt IOPS | ublk/alt | ublk/alt per round | alt/nbd per round |")
+	    print("BENCH |---|---|---|---|---|")
+	    print("\n".join(alts))
 	print("BENCH")
 	print("BENCH | job | CPU us/request: ublk server (guest) | nbd server (guest) | %s (guest) | ctx switches/request: ublk server (guest) | nbd server (guest) | %s (guest) | ublk per kernel request: inline, enters, wakes |" % (kern, kern))
 	print("BENCH |---|---|---|---|---|---|---|---|")
@@ -161,8 +214,14 @@ python3 - "$work/results" "$kern" <<-'PY'
 	    uc = " ".join("%.2f" % statistics.median(float(x[i]) for x in us) for i in range(3)) if us else "-"
 	    print("BENCH | %s | %.0f (%.0f) | %.0f (%.0f) | - (%.0f) | %.1f (%.1f) | %.1f (%.1f) | - (%.1f) | %s |" % (job, c("ublk", 2), c("ublk", 3), c("nbd", 2), c("nbd", 3), c(kern, 3),
 	          c("ublk", 4), c("ublk", 5), c("nbd", 4), c("nbd", 5), c(kern, 5), uc))
+	    if ("alt", job) in runs:
+	        print("BENCH | %s (alt) | %.0f (%.0f) | | | %.1f (%.1f) | | | |" % (job, c("alt", 2), c("alt", 3), c("alt", 4), c("alt", 5)))
 PY
 [ "$plain" = 1 ] || cryptsetup close bench-dm
+if [ -n "$alt" ]; then
+	kill "$alt_pid"
+	wait "$alt_pid" || fail "$alt serve exited with status $? on SIGTERM"
+fi
 losetup -d "$loop"
 nbd_detach /dev/nbd0
 serve_stop
