@@ -29,8 +29,10 @@ const wakeTag = 1 << 32
 // Each tag owns a data buffer (its address goes to the kernel with every
 // FETCH and COMMIT_AND_FETCH): the kernel copies a write's data into it
 // before completing the fetch, and a read's data out of it when the
-// result is committed. A request runs on its own goroutine; results come
-// back through done and an eventfd whose read sits in the ring.
+// result is committed. A request runs on a worker goroutine, or on the
+// ring thread (see run and inline); workers' results come back through
+// done, and through an eventfd whose read sits in the ring when the ring
+// thread sleeps.
 type queue struct {
 	id    uint16
 	depth int
@@ -59,8 +61,10 @@ type queue struct {
 	stats queueStats
 
 	mu       sync.Mutex
-	done     []completion
-	notified bool
+	done     []completion   // results for the ring thread to commit
+	spare    []completion   // the ring thread's previous done, for reuse
+	notified bool           // the eventfd is written, its read not reaped yet
+	awake    bool           // the ring thread is not waiting in io_uring_enter
 	quit     bool           // abandon: leave the ring at the next wake-up
 	idle     []chan request // parked workers (see serve)
 	ended    bool           // run has returned: workers do not park
@@ -191,25 +195,51 @@ func (q *queue) run(fetched chan<- error) error {
 	var served bool
 	var quitting bool // abandoned: wait for the requests running, commit nothing
 	var failed error
-	for inflight > 0 || !quitting && aborted < q.depth {
+	var fresh []uint16 // the requests of one batch of completions
+	// commit queues the results workers handed back; they reach the
+	// kernel with the next io_uring_enter, all in one.
+	commit := func(done []completion) {
+		for _, d := range done {
+			inflight--
+			if !quitting {
+				q.prep(ring, ioCommitFetchReq, d.tag, d.res)
+			}
+		}
+	}
+	for {
+		// Before sleeping, take what workers finished while this thread
+		// was busy: they did not wake it (see serve), and their commits
+		// go out with the wait's submission.
+		q.mu.Lock()
+		done := q.done
+		q.done = q.spare[:0]
+		q.spare = done
+		quitting = q.quit
+		q.awake = false
+		q.mu.Unlock()
+		commit(done)
+		if inflight == 0 && (quitting || aborted >= q.depth) {
+			break
+		}
 		q.stats.waits.Add(1)
 		if err := ring.Wait(1); err != nil {
 			return fmt.Errorf("ublk: queue %d: %w", q.id, err)
 		}
+		q.mu.Lock()
+		q.awake = true
+		q.mu.Unlock()
+		fresh = fresh[:0]
 		ring.Reap(func(c *iouring.CQE) {
 			if c.UserData == wakeTag {
 				q.stats.wakes.Add(1)
 				q.mu.Lock()
 				done := q.done
+				q.done = q.spare[:0]
+				q.spare = done
 				quitting = q.quit
-				q.done, q.notified = nil, false
+				q.notified = false
 				q.mu.Unlock()
-				for _, d := range done {
-					inflight--
-					if !quitting {
-						q.prep(ring, ioCommitFetchReq, d.tag, d.res)
-					}
-				}
+				commit(done)
 				if inflight > 0 || !quitting && aborted < q.depth {
 					q.armWake(ring)
 				}
@@ -219,22 +249,7 @@ func (q *queue) run(fetched chan<- error) error {
 			switch {
 			case quitting:
 			case c.Res == ioResOK:
-				if !served && q.served != nil {
-					served = true
-					q.served.Store(true)
-				}
-				desc := q.descs[tag] // copy: the kernel rewrites it at the next request
-				q.stats.requests.Add(1)
-				if p := q.inline(desc); p != nil {
-					q.stats.inline.Add(1)
-					start := time.Now()
-					res := handle(q.ctx, q.dev, desc, q.buf(tag))
-					p.Record(time.Since(start), desc.NrSectors<<9)
-					q.prep(ring, ioCommitFetchReq, tag, res)
-					return
-				}
-				inflight++
-				q.dispatch(tag, desc)
+				fresh = append(fresh, tag)
 			case c.Res == ioResAbort:
 				aborted++
 			default:
@@ -252,6 +267,30 @@ func (q *queue) run(fetched chan<- error) error {
 				}
 			}
 		})
+		if len(fresh) > 0 && !served && q.served != nil {
+			served = true
+			q.served.Store(true)
+		}
+		// The batch's requests go to workers, all but the last, which
+		// this thread may run itself (see inline) once the others are on
+		// their way: a lone request is served without a handoff, and a
+		// burst keeps every core busy.
+		for i, tag := range fresh {
+			desc := q.descs[tag] // copy: the kernel rewrites it at the next request
+			q.stats.requests.Add(1)
+			if i == len(fresh)-1 {
+				if p := q.inline(desc); p != nil {
+					q.stats.inline.Add(1)
+					start := time.Now()
+					res := handle(q.ctx, q.dev, desc, q.buf(tag))
+					p.Record(time.Since(start), desc.NrSectors<<9)
+					q.prep(ring, ioCommitFetchReq, tag, res)
+					continue
+				}
+			}
+			inflight++
+			q.dispatch(tag, desc)
+		}
 	}
 	return failed
 }
@@ -319,6 +358,10 @@ func (q *queue) serve(tag uint16, d ioDesc) {
 		res := handle(q.ctx, q.dev, d, q.buf(tag))
 		q.mu.Lock()
 		q.done = append(q.done, completion{tag, res})
+		// A ring thread that is awake takes the result before it sleeps
+		// again; one that sleeps needs the eventfd, once per batch.
+		wake := !q.awake && !q.notified
+		q.notified = q.notified || wake
 		park := !q.ended && len(q.idle) < maxIdleWorkers
 		if park {
 			if ch == nil {
@@ -327,7 +370,9 @@ func (q *queue) serve(tag uint16, d ioDesc) {
 			q.idle = append(q.idle, ch)
 		}
 		q.mu.Unlock()
-		q.wake()
+		if wake {
+			q.writeEventfd()
+		}
 		if !park {
 			return
 		}
@@ -377,21 +422,20 @@ func (q *queue) endWorkers() {
 func (q *queue) abandon() {
 	q.mu.Lock()
 	q.quit = true
-	q.mu.Unlock()
-	q.wake()
-}
-
-func (q *queue) wake() {
-	q.mu.Lock()
 	wake := !q.notified
 	q.notified = true
 	q.mu.Unlock()
 	if wake {
-		one := [8]byte{1}
-		for {
-			if _, err := unix.Write(q.efd, one[:]); err != unix.EINTR {
-				break
-			}
+		q.writeEventfd()
+	}
+}
+
+// writeEventfd wakes the ring thread: the eventfd's read completes.
+func (q *queue) writeEventfd() {
+	one := [8]byte{1}
+	for {
+		if _, err := unix.Write(q.efd, one[:]); err != unix.EINTR {
+			break
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"syscall"
 	"testing"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -30,6 +31,7 @@ type fakeKernel struct {
 	active  map[uint16]bool   // fetched, waiting for a request
 	owned   map[uint16]fakeRq // handed to the server
 	inject  chan fakeRq
+	burst   chan []fakeRq // requests completed in one batch of CQEs
 	results chan fakeResult
 	abort   chan struct{}
 	aborted bool
@@ -51,7 +53,7 @@ type fakeResult struct {
 
 func newFakeKernel(t *testing.T, q *queue) *fakeKernel {
 	k := &fakeKernel{t: t, q: q, active: map[uint16]bool{}, owned: map[uint16]fakeRq{},
-		inject: make(chan fakeRq), results: make(chan fakeResult, 64), abort: make(chan struct{}),
+		inject: make(chan fakeRq), burst: make(chan []fakeRq), results: make(chan fakeResult, 64), abort: make(chan struct{}),
 		wake: make(chan struct{}, 1)}
 	q.newRing = func(uint32) (ring, error) { return k, nil }
 	return k
@@ -131,23 +133,20 @@ func (k *fakeKernel) Wait(n uint32) error {
 	k.Submit()
 	for uint32(len(k.cqes)) < n {
 		var inject chan fakeRq
+		var burst chan []fakeRq
 		if len(k.active) > 0 {
-			inject = k.inject
+			inject, burst = k.inject, k.burst
 		}
 		select {
 		case rq := <-inject:
-			tags := make([]int, 0, len(k.active))
-			for t := range k.active {
-				tags = append(tags, int(t))
+			k.hand(rq)
+		case rqs := <-burst:
+			if len(rqs) > len(k.active) {
+				k.t.Fatalf("burst of %d requests, %d tags fetched", len(rqs), len(k.active))
 			}
-			sort.Ints(tags)
-			tag := uint16(tags[0])
-			delete(k.active, tag)
-			k.owned[tag] = rq
-			rq.d.Addr = uint64(uintptr(unsafe.Pointer(&k.q.buf(tag)[0])))
-			k.q.descs[tag] = rq.d
-			copy(k.q.buf(tag), rq.data)
-			k.cqes = append(k.cqes, iouring.CQE{UserData: uint64(tag), Res: ioResOK})
+			for _, rq := range rqs {
+				k.hand(rq)
+			}
 		case <-k.wake:
 			k.armed = false
 			k.cqes = append(k.cqes, iouring.CQE{UserData: wakeTag, Res: 8})
@@ -161,6 +160,22 @@ func (k *fakeKernel) Wait(n uint32) error {
 		}
 	}
 	return nil
+}
+
+// hand gives rq to the lowest fetched tag and queues its completion.
+func (k *fakeKernel) hand(rq fakeRq) {
+	tags := make([]int, 0, len(k.active))
+	for t := range k.active {
+		tags = append(tags, int(t))
+	}
+	sort.Ints(tags)
+	tag := uint16(tags[0])
+	delete(k.active, tag)
+	k.owned[tag] = rq
+	rq.d.Addr = uint64(uintptr(unsafe.Pointer(&k.q.buf(tag)[0])))
+	k.q.descs[tag] = rq.d
+	copy(k.q.buf(tag), rq.data)
+	k.cqes = append(k.cqes, iouring.CQE{UserData: uint64(tag), Res: ioResOK})
 }
 
 func (k *fakeKernel) Reap(f func(*iouring.CQE)) int {
@@ -254,6 +269,67 @@ func TestQueueFakeKernel(t *testing.T) {
 	case r := <-k.results:
 		t.Fatalf("extra commit %+v", r)
 	default:
+	}
+}
+
+// TestQueueBatchInline: of the requests that arrive in one batch of
+// completions, the ring thread runs only the last itself, once the others
+// are on their way to workers; a request that arrives alone runs on the
+// ring thread (with an inline policy that always allows it).
+func TestQueueBatchInline(t *testing.T) {
+	t.Parallel()
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(efd)
+	const depth, bufSz = 8, 4096
+	m := newMem(1<<20, 512)
+	q := &queue{id: 0, depth: depth, cdev: 42, dev: m, ctx: context.Background(), bufSz: bufSz,
+		descs: make([]ioDesc, depth), bufs: make([]byte, depth*bufSz), efd: efd, efdB: new([8]byte),
+		inlineReads: blockdev.InlinePolicy{Slow: time.Hour}, inlineWrites: blockdev.InlinePolicy{Slow: time.Hour}}
+	k := newFakeKernel(t, q)
+	fetched := make(chan error, 1)
+	done := make(chan error, 1)
+	go func() { done <- q.run(fetched) }()
+	if err := <-fetched; err != nil {
+		t.Fatal(err)
+	}
+	write := func(i uint64) fakeRq {
+		return fakeRq{d: ioDesc{OpFlags: opWrite, NrSectors: 8, StartSector: i * 8}, data: bytes.Repeat([]byte{byte(i + 1)}, 4096)}
+	}
+	var rqs []fakeRq
+	for i := uint64(0); i < depth; i++ {
+		rqs = append(rqs, write(i))
+	}
+	k.burst <- rqs
+	for range depth {
+		if r := <-k.results; r.res != 4096 {
+			t.Fatalf("write %+v: result %d", r.rq.d, r.res)
+		}
+	}
+	for i := uint64(0); i < 3; i++ {
+		k.inject <- write(depth + i)
+		if r := <-k.results; r.res != 4096 {
+			t.Fatalf("write %+v: result %d", r.rq.d, r.res)
+		}
+	}
+	close(k.abort)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for i := uint64(0); i < depth+3; i++ {
+		if !bytes.Equal(m.data[i*4096:(i+1)*4096], write(i).data) {
+			t.Fatalf("block %d not written", i)
+		}
+	}
+	// The burst: one inline, seven on workers; then three lone requests,
+	// all inline.
+	if got := q.stats.inline.Load(); got != 4 {
+		t.Errorf("%d requests ran inline, want 4 (the burst's last and three lone ones)", got)
+	}
+	if got := q.stats.requests.Load(); got != depth+3 {
+		t.Errorf("%d requests counted, want %d", got, depth+3)
 	}
 }
 
