@@ -205,13 +205,7 @@ func TestRotationPolicyNeedsOperator(t *testing.T) {
 	}
 	seq := seqID(t, v)
 	clock.Advance(t, 8*24*time.Hour)
-	status := func() *RotationStatus {
-		st, err := r.ctl.Status(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st.Volumes[0].Rotation
-	}
+	status := func() *RotationStatus { return r.rotation(t) }
 	testutil.WaitFor(t, "the rotations to be reported blocked", func() bool {
 		st := status()
 		return st.KEK.Blocked != "" && st.Reencrypt.Blocked != ""
@@ -315,13 +309,7 @@ func TestRotationObservesCryptsetupReencrypt(t *testing.T) {
 	}
 	clock := testutil.NewManualClock(t0.Add(40 * 24 * time.Hour))
 	r := startConfig(t, dir, Config{Volumes: []*Volume{v}, Clock: clock, Logger: log})
-	status := func() *RotationStatus {
-		st, err := r.ctl.Status(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st.Volumes[0].Rotation
-	}
+	status := func() *RotationStatus { return r.rotation(t) }
 	testutil.WaitFor(t, "the server to record the observed reencryption", func() bool {
 		re := status().Reencrypt
 		return re.Blocked != "" || re.Observed && !re.Unrecorded
@@ -345,6 +333,16 @@ func TestRotationObservesCryptsetupReencrypt(t *testing.T) {
 	if !rec.ReencryptObserved || !rec.LastReencrypt.Equal(clock.Now()) || rec.VolumeKey != newID {
 		t.Fatalf("rotation token after the server's check: %+v", rec)
 	}
+}
+
+// rotation is the served volume's rotation status.
+func (r *running) rotation(t *testing.T) *RotationStatus {
+	t.Helper()
+	st, err := r.ctl.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Volumes[0].Rotation
 }
 
 func seqID(t *testing.T, v *Volume) uint64 {

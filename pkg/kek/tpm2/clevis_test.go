@@ -36,16 +36,7 @@ func TestClevisTPM2PinBothWays(t *testing.T) {
 	configs := []string{`{}`, `{"pcr_ids":"7","pcr_bank":"sha256"}`, `{"pcr_ids":[7,11],"pcr_bank":"sha256","key":"rsa"}`}
 	var theirs, ours []*clevis.JWE
 	for _, cfg := range configs {
-		cmd := exec.Command(clevisBin, "encrypt", "tpm2", cfg)
-		cmd.Stdin = bytes.NewReader(plaintext)
-		out, err := cmd.Output()
-		if err != nil {
-			t.Fatalf("clevis encrypt tpm2 %s: %v", cfg, err)
-		}
-		jwe, err := clevis.ParseCompact(string(out))
-		if err != nil {
-			t.Fatal(err)
-		}
+		jwe := clevisEncrypt(t, clevisBin, cfg, plaintext)
 		got, err := pin.Decrypt(ctx, jwe)
 		if err != nil {
 			t.Fatalf("clevis's %s: %v", cfg, err)
@@ -60,7 +51,7 @@ func TestClevisTPM2PinBothWays(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Encrypt %s: %v", cfg, err)
 		}
-		cmd = exec.Command(clevisBin, "decrypt")
+		cmd := exec.Command(clevisBin, "decrypt")
 		cmd.Stdin = strings.NewReader(mine.Compact())
 		if out, err := cmd.Output(); err != nil || !bytes.Equal(out, plaintext) {
 			t.Fatalf("clevis decrypt of encblk's %s: %v %q", cfg, err, out)
@@ -150,16 +141,7 @@ func TestClevisTPM2PCRDigest(t *testing.T) {
 	next := sha256.Sum256(append(bytes.Clone(now), ext...))
 	cfg := `{"pcr_ids":"7","pcr_bank":"sha256","pcr_digest":"` + base64.RawURLEncoding.EncodeToString(next[:]) + `"}`
 
-	cmd := exec.Command(clevisBin, "encrypt", "tpm2", cfg)
-	cmd.Stdin = bytes.NewReader(plaintext)
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("clevis encrypt tpm2 %s: %v", cfg, err)
-	}
-	theirs, err := clevis.ParseCompact(string(out))
-	if err != nil {
-		t.Fatal(err)
-	}
+	theirs := clevisEncrypt(t, clevisBin, cfg, plaintext)
 	ours, err := pin.Encrypt(ctx, json.RawMessage(cfg), plaintext)
 	if err != nil {
 		t.Fatalf("Encrypt %s: %v", cfg, err)
@@ -200,4 +182,20 @@ func TestClevisTPM2PCRDigest(t *testing.T) {
 			t.Errorf("Encrypt %s: %v, want one line saying %q", c.cfg, err, c.want)
 		}
 	}
+}
+
+// clevisEncrypt is clevis encrypt tpm2 cfg of plaintext.
+func clevisEncrypt(t *testing.T, clevisBin, cfg string, plaintext []byte) *clevis.JWE {
+	t.Helper()
+	cmd := exec.Command(clevisBin, "encrypt", "tpm2", cfg)
+	cmd.Stdin = bytes.NewReader(plaintext)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("clevis encrypt tpm2 %s: %v", cfg, err)
+	}
+	jwe, err := clevis.ParseCompact(string(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return jwe
 }
