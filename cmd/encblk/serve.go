@@ -57,8 +57,9 @@ func newServeCmd(a *app) *cobra.Command {
 		Long: `Serve opens each BACKING (a LUKS2 file or block device, locked with flock
 against a second server), unlocks it with the KEK given by --key-file,
 --passphrase-file, --kmip or --age-identity, or, with none named, through
-the LUKS2 tokens bound to its keyslots, as unlock does (systemd-tpm2,
-clevis Tang/sss, KMIP, age); if none opens it, or with --locked, it starts
+the LUKS2 tokens bound to its keyslots, as unlock does (systemd-tpm2, with
+--tpm2-pin-file for a PIN; clevis Tang/sss/tpm2, KMIP, age); if none opens
+it, or with --locked, it starts
 locked (the reason logged): clients may connect, their I/O waits for
 "encblk unlock") and serves it over NBD as the export named by
 the matching --export (default: the default export "" for one backing, the

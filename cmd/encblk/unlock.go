@@ -19,18 +19,18 @@ func newUnlockCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "unlock TARGET",
 		Short: "Unlock a served volume with a KEK; waiting I/O resumes",
-		Long: `Unlock sends the KEK (--key-file, --passphrase-file or the prompt) to the
-server of TARGET over its control socket; the server opens a keyslot with it
-and resumes the I/O that waited. A wrong KEK exits with status 2 and leaves
-the volume locked. With no KEK named and KMIP keyslots in TARGET's header, the
-key server releases the keyslot secret (--kmip CONFIG names the client
-configuration); if it refuses or cannot be reached, the volume stays locked
-and the exit status is 3. Age keyslots (keyslot add --age-recipient) open
-with --age-identity FILE, or with no KEK named through the default identity
-($ENCBLK_AGE_IDENTITY, else /etc/encblk/age.key). For a LUKS2 hw-opal(-crypt) volume on a
-self-encrypting drive (TARGET is the drive; --header for a detached header),
-the keyslot opened by the KEK yields the key of the drive's locking range,
-which is unlocked.`,
+		Long: `Unlock sends the KEK to the server of TARGET over its control socket; the
+server opens a keyslot with it and resumes the I/O that waited. A wrong KEK
+(a TPM2 keyslot whose PCRs changed, a wrong PIN) exits with status 2 and
+leaves the volume locked; a source that cannot answer now (a key server or
+Tang server down, no TPM) leaves its keyslot locked with the reason, and
+the exit status is 3 if no keyslot opens.
+
+` + kekHelp(false) + `
+
+For a LUKS2 hw-opal(-crypt) volume on a self-encrypting drive (TARGET is the
+drive; --header for a detached header), the keyslot opened by the KEK yields
+the key of the drive's locking range, which is unlocked.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			kr, ov, err := ot.open(argOr(args, 0))
