@@ -508,10 +508,9 @@ func (rc *Reencryptor) unshiftStep() error {
 	if err := readFull(rc.data, buf, 0); err != nil {
 		return fmt.Errorf("read the moved segment: %w", err)
 	}
-	if _, err := rc.k.dev.WriteAt(rc.checksums(buf), int64(rc.r.AreaOffset)); err != nil {
-		return fmt.Errorf("%w: write resilience area: %w", ErrIO, err)
+	if err := rc.writeResilience(rc.checksums(buf)); err != nil {
+		return err
 	}
-	// The commit syncs the header device, and with it the checksums.
 	if err := rc.commitUnshift(0, st.moved); err != nil {
 		return err
 	}

@@ -218,7 +218,7 @@ func TestDecryptShiftCrashSafety(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	dataPath, hdrPath := filepath.Join(dir, "data.img"), filepath.Join(dir, "new.hdr")
-	for _, torn := range []float64{0, 0.5, 1} {
+	for _, torn := range crashTorns {
 		for budget := 0; ; budget++ {
 			copyFile(t, golden, dataPath)
 			os.Remove(hdrPath)
@@ -437,7 +437,8 @@ func TestInteropDecryptShiftResumedByCryptsetup(t *testing.T) {
 	testutil.RequireTool(t, "cryptsetup", "cryptsetup-bin")
 	// Start: header file (write, sync), wipe (2 writes, sync), move
 	// (write, sync), commit (4). Each zone: hot commit (4), data write,
-	// sync, commit (4); the moved segment's: checksums write first.
+	// sync, commit (4); the moved segment's: checksums write and sync
+	// first.
 	for _, c := range []struct {
 		name   string
 		steps  int
@@ -450,8 +451,8 @@ func TestInteropDecryptShiftResumedByCryptsetup(t *testing.T) {
 		{"all-plain", 3, -1, 0},
 		{"zone-hot", 2, 10 + 9 + 4, 0},
 		{"zone-half-written", 2, 10 + 9 + 4, 0.5},
-		{"moved-hot", 3, 10 + 9 + 9 + 5, 0},
-		{"moved-half-written", 3, 10 + 9 + 9 + 5, 0.5},
+		{"moved-hot", 3, 10 + 9 + 9 + 6, 0},
+		{"moved-half-written", 3, 10 + 9 + 9 + 6, 0.5},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
