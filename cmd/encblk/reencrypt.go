@@ -252,7 +252,8 @@ func reencryptOffline(cmd *cobra.Command, a *app, target string, data *backing.F
 // openUnserved sorts the error of targetFlags.client for an offline
 // operation: nil (not served) opens the backing, exclusively, for direct
 // writes (zones go to the disk without filling the page cache; each is
-// synced at once anyway); a backing another process holds is ErrBusy.
+// synced at once anyway); a backing another process holds is ErrBusy, a
+// block device mounted or mapped (device-mapper) is ErrInUse.
 func openUnserved(err error, target string) (*backing.File, error) {
 	switch {
 	case errors.Is(err, backing.ErrBusy):
@@ -260,7 +261,7 @@ func openUnserved(err error, target string) (*backing.File, error) {
 	case !errors.Is(err, daemon.ErrNotServed):
 		return nil, err
 	}
-	return backing.Open(target, backing.Options{Direct: true})
+	return backing.Open(target, backing.Options{Direct: true, Exclusive: true})
 }
 
 // openOffline opens the recorded reencryption of k for running here: reads

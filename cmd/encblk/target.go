@@ -16,7 +16,7 @@ import (
 func init() {
 	exitCodeMappers = append(exitCodeMappers, func(err error) (int, bool) {
 		switch {
-		case errors.Is(err, backing.ErrBusy), errors.Is(err, volume.ErrLocked):
+		case errors.Is(err, backing.ErrBusy), errors.Is(err, backing.ErrInUse), errors.Is(err, volume.ErrLocked):
 			return exitBusy, true
 		case errors.Is(err, backing.ErrLUKSHeader), errors.Is(err, daemon.ErrTooSmall):
 			return exitCorrupt, true

@@ -16,6 +16,10 @@ import (
 // lock: it is already served.
 var ErrBusy = errors.New("backing is busy: another encblk process serves it")
 
+// ErrInUse is returned by Open with Options.Exclusive when the block
+// device is mounted, mapped or claimed by another program.
+var ErrInUse = errors.New("block device is in use (mounted, mapped by device-mapper, or opened exclusively by another program)")
+
 // Options say how Open opens a backing.
 type Options struct {
 	// ReadOnly opens the backing O_RDONLY; writes fail with EPERM.
@@ -27,6 +31,12 @@ type Options struct {
 	// NoLock skips the exclusive flock (for read-only inspection by tools
 	// that do not serve the backing).
 	NoLock bool
+	// Exclusive also claims a block device (O_EXCL): the open fails with
+	// ErrInUse while the kernel has it mounted, mapped by device-mapper,
+	// or claimed by another program, as cryptsetup's offline operations
+	// refuse it. Rewriting a device in place under a mounted filesystem
+	// would corrupt both.
+	Exclusive bool
 }
 
 // File is an open backing: a regular file or a block device. Its methods
@@ -51,7 +61,15 @@ func Open(path string, opts Options) (*File, error) {
 	if opts.ReadOnly {
 		flags = os.O_RDONLY
 	}
+	if opts.Exclusive {
+		if fi, err := os.Stat(path); err == nil && fi.Mode()&os.ModeDevice != 0 && fi.Mode()&os.ModeCharDevice == 0 {
+			flags |= unix.O_EXCL // a block device: claim it
+		}
+	}
 	f, err := os.OpenFile(path, flags|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.EBUSY) && flags&unix.O_EXCL != 0 {
+		return nil, fmt.Errorf("%s: %w", path, ErrInUse)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open backing: %w", err)
 	}

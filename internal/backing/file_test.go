@@ -206,7 +206,10 @@ func TestDiscardAndAllocation(t *testing.T) {
 
 // TestBlockDevice opens a loop device with 4096-byte logical blocks and
 // checks size and block size come from the kernel.
-func TestBlockDevice(t *testing.T) {
+// loopDevice is a loop device of 8 MiB with 4096-byte sectors over a
+// sparse file, detached when the test ends.
+func loopDevice(t *testing.T) string {
+	t.Helper()
 	testutil.RequireRoot(t)
 	losetup := testutil.RequireTool(t, "losetup", "mount")
 	path := newSparse(t, 8<<20)
@@ -219,6 +222,45 @@ func TestBlockDevice(t *testing.T) {
 	}
 	dev := strings.TrimSpace(string(out))
 	t.Cleanup(func() { exec.Command(losetup, "-d", dev).Run() })
+	return dev
+}
+
+// Exclusive refuses a block device that is mounted, mapped or claimed
+// (here: opened O_EXCL by another descriptor), as cryptsetup's offline
+// operations do, with ErrInUse; without Exclusive it opens.
+func TestExclusiveBlockDevice(t *testing.T) {
+	dev := loopDevice(t)
+	holder, err := os.OpenFile(dev, os.O_RDWR|syscall.O_EXCL, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f, err := Open(dev, Options{Exclusive: true, Direct: true}); !errors.Is(err, ErrInUse) {
+		if err == nil {
+			f.Close()
+		}
+		t.Fatalf("exclusive open of a claimed device: %v", err)
+	}
+	f, err := Open(dev, Options{})
+	if err != nil {
+		t.Fatalf("shared open of a claimed device: %v", err)
+	}
+	f.Close()
+	holder.Close()
+	f, err = Open(dev, Options{Exclusive: true, Direct: true})
+	if err != nil {
+		t.Fatalf("exclusive open: %v", err)
+	}
+	f.Close()
+	// A regular file is not claimed: Exclusive changes nothing for it.
+	if f, err := Open(newSparse(t, 1<<20), Options{Exclusive: true}); err != nil {
+		t.Fatal(err)
+	} else {
+		f.Close()
+	}
+}
+
+func TestBlockDevice(t *testing.T) {
+	dev := loopDevice(t)
 	f, err := Open(dev, Options{Direct: true})
 	if err != nil {
 		t.Fatal(err)
