@@ -11,11 +11,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/encblk/encblk/internal/daemon"
+	"github.com/encblk/encblk/internal/secmem"
 	"github.com/encblk/encblk/internal/testutil"
 	"github.com/encblk/encblk/pkg/kek/kmipkek"
 	"github.com/encblk/encblk/pkg/kek/tpm2/tpm2test"
@@ -38,29 +40,10 @@ func TestRotationPolicyKMIP(t *testing.T) {
 	bin := testutil.RequireTool(t, "cryptsetup", "cryptsetup-bin")
 	srv := kmiptest.Start(t)
 	dir := t.TempDir()
-	cfgPath := writeKMIPConfig(t, srv, dir, "client", srv.Client)
-	cfg, err := kmip.LoadConfig(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx := context.Background()
-	path := filepath.Join(dir, "vol.img")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.Truncate(16<<20 + 8<<20)
-	k0, err := kmipkek.NewKEK(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kr, dek, err := keyring.Format(ctx, f, k0, &keyring.FormatOptions{SectorSize: 4096, KDF: kmipkek.KeyslotOptions().KDF})
-	if err != nil {
-		t.Fatal(err)
-	}
+	path, cfg, cfgPath, _, kr, dek := kmipVolume(t, srv, dir)
 	dek.Destroy()
 	kr.Close()
-	f.Close()
 	tokenKey := func() string {
 		kr, err := keyring.Open(path, &keyring.Options{ReadOnly: true})
 		if err != nil {
@@ -122,33 +105,8 @@ func TestRotationPolicyKMIP(t *testing.T) {
 	if err := v.Device().WriteAt(ctx, bytes.Clone(data), 0, false); err != nil {
 		t.Fatal(err)
 	}
-	runCtx, cancel := context.WithCancel(ctx)
-	l, err := nbd.ListenUnix(runCtx, filepath.Join(dir, "nbd.sock"), -1)
-	if err != nil {
-		t.Fatal(err)
-	}
 	clock := testutil.NewManualClock(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
-	ctl := filepath.Join(dir, "ctl.sock")
-	ready := make(chan struct{})
-	d, err := daemon.New(daemon.Config{Volumes: []*daemon.Volume{v}, Listeners: []net.Listener{l}, ControlPaths: []string{ctl},
-		NoWellKnownControl: true, Logger: log, Clock: clock, RotationSources: rotationSources{log: log}, Ready: func() { close(ready) }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- d.Run(runCtx) }()
-	stop := func() {
-		if cancel != nil {
-			cancel()
-			cancel = nil
-			if err := <-done; err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		}
-	}
-	defer stop()
-	<-ready
-	c := daemon.NewClient(ctl)
+	c, stop := serveRotating(t, dir, v, clock, log)
 	pol := rotation.Policy{KEKEvery: rotation.Period(7 * 24 * time.Hour), ReencryptEvery: rotation.Period(10 * 24 * time.Hour), KMIPConfig: cfgPath}
 	if _, err := c.SetRotationPolicy(ctx, "", pol, rotation.All); err != nil {
 		t.Fatal(err)
@@ -258,4 +216,141 @@ func TestRotationSourcesNoTPM2PIN(t *testing.T) {
 	if !errors.Is(err, keyring.ErrUnavailable) || !strings.Contains(err.Error(), "keyslot 1") || !strings.Contains(err.Error(), "needs its TPM2 PIN, which no one is there to give") {
 		t.Fatalf("Match: %v", err)
 	}
+}
+
+// The revocation after a policy's KMIP rotation follows kmip rotate
+// --revoke-old's rule: a key another keyslot still uses is not revoked.
+// Two KMIP keyslots share one key on PyKMIP; the rotation moves one of
+// them to a new key, and the shared key stays Active for the other,
+// which still opens the volume.
+func TestRotationPolicyKMIPKeepsSharedKey(t *testing.T) {
+	srv := kmiptest.Start(t)
+	dir := t.TempDir()
+	ctx := context.Background()
+	path, cfg, cfgPath, k0, kr, dek := kmipVolume(t, srv, dir)
+	shared := *cfg
+	shared.KeyUID = k0.CreatedUID()
+	k1, err := kmipkek.NewKEK(&shared, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kr.AddKeyslot(ctx, dek, k1, kmipkek.KeyslotOptions()); err != nil {
+		t.Fatal(err)
+	}
+	dek.Destroy()
+	kr.Close()
+	if n := len(kmipkek.Slots(openRO(t, path))); n != 2 {
+		t.Fatalf("%d KMIP keyslots, want 2", n)
+	}
+
+	var logs testutil.SyncBuffer
+	log := slog.New(slog.NewJSONHandler(&logs, nil))
+	v, err := daemon.OpenVolume(ctx, daemon.VolumeSpec{Backing: path, Logger: log}, k1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := testutil.NewManualClock(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
+	c, stop := serveRotating(t, dir, v, clock, log)
+	if _, err := c.SetRotationPolicy(ctx, "", rotation.Policy{KEKEvery: rotation.Period(7 * 24 * time.Hour), KMIPConfig: cfgPath}, rotation.All); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(t, 8*24*time.Hour)
+	testutil.WaitFor(t, "the KMIP KEK rotation", func() bool {
+		st, err := c.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kek := st.Volumes[0].Rotation.KEK
+		return kek.Last != nil || kek.Blocked != ""
+	})
+	stop()
+	var uids []string
+	for _, st := range kmipkek.Slots(openRO(t, path)) {
+		uids = append(uids, st.KeyUID)
+	}
+	if len(uids) != 2 || uids[0] == uids[1] || !slices.Contains(uids, k0.CreatedUID()) {
+		t.Fatalf("KMIP keys after the rotation: %v (the shared key %s should be left to one keyslot)\n%s", uids, k0.CreatedUID(), logs.String())
+	}
+	cl, err := cfg.Client(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := cl.KeyState(ctx, k0.CreatedUID()); err != nil || st != kmip.StateActive {
+		t.Fatalf("the shared key is %v (%v), want Active: another keyslot still uses it\n%s", st, err, logs.String())
+	}
+	if strings.Contains(logs.String(), `"event":"kmip-revoke"`) || !strings.Contains(logs.String(), "still used by another keyslot") {
+		t.Fatalf("logs:\n%s", logs.String())
+	}
+}
+
+func openRO(t *testing.T, path string) *keyring.Keyring {
+	t.Helper()
+	kr, err := keyring.Open(path, &keyring.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { kr.Close() })
+	return kr
+}
+
+// kmipVolume formats dir/vol.img (24 MiB, 4096-byte sectors) with one
+// KMIP keyslot, for a new key on srv, and returns its path, the client
+// configuration and its path, the keyslot's KEK, and the open header and
+// volume key (the caller closes and destroys them).
+func kmipVolume(t *testing.T, srv *kmiptest.Server, dir string) (string, *kmip.FileConfig, string, *kmipkek.KEK, *keyring.Keyring, *secmem.Buffer) {
+	t.Helper()
+	cfgPath := writeKMIPConfig(t, srv, dir, "client", srv.Client)
+	cfg, err := kmip.LoadConfig(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "vol.img")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	f.Truncate(16<<20 + 8<<20)
+	k0, err := kmipkek.NewKEK(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, dek, err := keyring.Format(context.Background(), f, k0, &keyring.FormatOptions{SectorSize: 4096, KDF: kmipkek.KeyslotOptions().KDF})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path, cfg, cfgPath, k0, kr, dek
+}
+
+// serveRotating runs a server of v with serve's rotation sources and the
+// given clock; it returns its control client and a stop (idempotent,
+// also called at the test's end).
+func serveRotating(t *testing.T, dir string, v *daemon.Volume, clock daemon.Clock, log *slog.Logger) (*daemon.Client, func()) {
+	t.Helper()
+	runCtx, cancel := context.WithCancel(context.Background())
+	l, err := nbd.ListenUnix(runCtx, filepath.Join(dir, "nbd.sock"), -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctl := filepath.Join(dir, "ctl.sock")
+	ready := make(chan struct{})
+	d, err := daemon.New(daemon.Config{Volumes: []*daemon.Volume{v}, Listeners: []net.Listener{l}, ControlPaths: []string{ctl},
+		NoWellKnownControl: true, Logger: log, Clock: clock, RotationSources: rotationSources{log: log}, Ready: func() { close(ready) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- d.Run(runCtx) }()
+	stop := func() {
+		if cancel != nil {
+			cancel()
+			cancel = nil
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		}
+	}
+	t.Cleanup(stop)
+	<-ready
+	return daemon.NewClient(ctl), stop
 }
