@@ -1,11 +1,13 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
 	"github.com/spf13/cobra"
 
+	"github.com/encblk/encblk/internal/backing"
 	"github.com/encblk/encblk/internal/secmem"
 	"github.com/encblk/encblk/pkg/keyring"
 )
@@ -70,8 +72,12 @@ Everything on the header area is destroyed. cryptsetup opens the result.`,
 			if hdr.path != "" {
 				flag |= os.O_CREATE
 			}
-			f, err := os.OpenFile(target, flag, 0o600)
-			if err != nil {
+			// Not under a server (flock) nor a mounted or mapped device.
+			f, err := backing.Claim(target, flag, 0o600)
+			switch {
+			case errors.Is(err, backing.ErrBusy), errors.Is(err, backing.ErrInUse):
+				return fmt.Errorf("%w; nothing written", err)
+			case err != nil:
 				return withExit(exitIO, err)
 			}
 			defer f.Close()

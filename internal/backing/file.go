@@ -62,16 +62,11 @@ func Open(path string, opts Options) (*File, error) {
 		flags = os.O_RDONLY
 	}
 	if opts.Exclusive {
-		if fi, err := os.Stat(path); err == nil && fi.Mode()&os.ModeDevice != 0 && fi.Mode()&os.ModeCharDevice == 0 {
-			flags |= unix.O_EXCL // a block device: claim it
-		}
+		flags |= claimFlag(path)
 	}
-	f, err := os.OpenFile(path, flags|unix.O_CLOEXEC, 0)
-	if errors.Is(err, unix.EBUSY) && flags&unix.O_EXCL != 0 {
-		return nil, fmt.Errorf("%s: %w", path, ErrInUse)
-	}
+	f, err := openFile(path, flags, 0)
 	if err != nil {
-		return nil, fmt.Errorf("open backing: %w", err)
+		return nil, err
 	}
 	b := &File{path: path, f: f, readOnly: opts.ReadOnly, blockSize: 512}
 	if err := b.init(opts); err != nil {
@@ -79,6 +74,49 @@ func Open(path string, opts Options) (*File, error) {
 		return nil, err
 	}
 	return b, nil
+}
+
+// Claim opens path as os.OpenFile does (flag, perm) for an offline change
+// that no one may use meanwhile: a block device is claimed (O_EXCL:
+// ErrInUse while it is mounted or mapped) and the file is flocked
+// (ErrBusy while an encblk server holds it), as Open with Exclusive.
+func Claim(path string, flag int, perm os.FileMode) (*os.File, error) {
+	if c := claimFlag(path); c != 0 {
+		flag = flag&^os.O_CREATE | c // the device exists: O_EXCL claims it
+	}
+	f, err := openFile(path, flag, perm)
+	if err != nil {
+		return nil, err
+	}
+	if err := lock(int(f.Fd())); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%s: %w", path, ErrBusy)
+		}
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return f, nil
+}
+
+// claimFlag is O_EXCL for a block device (the kernel's exclusive claim),
+// else 0 (O_EXCL without O_CREAT means nothing for other files).
+func claimFlag(path string) int {
+	if fi, err := os.Stat(path); err == nil && fi.Mode()&os.ModeDevice != 0 && fi.Mode()&os.ModeCharDevice == 0 {
+		return unix.O_EXCL
+	}
+	return 0
+}
+
+// openFile is os.OpenFile, close-on-exec, with a failed claim as ErrInUse.
+func openFile(path string, flag int, perm os.FileMode) (*os.File, error) {
+	f, err := os.OpenFile(path, flag|unix.O_CLOEXEC, perm)
+	if errors.Is(err, unix.EBUSY) && flag&unix.O_EXCL != 0 {
+		return nil, fmt.Errorf("%s: %w", path, ErrInUse)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open backing: %w", err)
+	}
+	return f, nil
 }
 
 // lockPatience is how long Open waits for a backing's lock. A server holds

@@ -240,6 +240,12 @@ func TestExclusiveBlockDevice(t *testing.T) {
 		}
 		t.Fatalf("exclusive open of a claimed device: %v", err)
 	}
+	if c, err := Claim(dev, os.O_RDWR, 0); !errors.Is(err, ErrInUse) {
+		if err == nil {
+			c.Close()
+		}
+		t.Fatalf("Claim of a claimed device: %v", err)
+	}
 	f, err := Open(dev, Options{})
 	if err != nil {
 		t.Fatalf("shared open of a claimed device: %v", err)
@@ -257,6 +263,28 @@ func TestExclusiveBlockDevice(t *testing.T) {
 	} else {
 		f.Close()
 	}
+}
+
+// Claim refuses a file an encblk server holds (its flock): ErrBusy.
+func TestClaimServed(t *testing.T) {
+	t.Parallel()
+	path := newSparse(t, 1<<20)
+	served, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := Claim(path, os.O_RDWR, 0); !errors.Is(err, ErrBusy) {
+		if err == nil {
+			c.Close()
+		}
+		t.Fatalf("Claim of a served file: %v", err)
+	}
+	served.Close()
+	c, err := Claim(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
 }
 
 func TestBlockDevice(t *testing.T) {
