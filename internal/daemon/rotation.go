@@ -195,6 +195,7 @@ func (v *Volume) checkRotation(ctx context.Context, now time.Time) time.Time {
 		v.setBlocked(ctx, kekRotation, needsOperator(err))
 		return time.Time{}
 	}
+	rec.LastKEK = v.lastKEK(rec.LastKEK)
 	if changed && !v.spec.ReadOnly {
 		v.recordObserved(ctx, rec, now)
 	}
@@ -211,6 +212,7 @@ func (v *Volume) checkRotation(ctx context.Context, now time.Time) time.Time {
 	if rec, err = rotation.Load(v.kr); err != nil {
 		return time.Time{}
 	}
+	rec.LastKEK = v.lastKEK(rec.LastKEK)
 	var next time.Time
 	for _, t := range []time.Time{rec.NextKEK(), rec.NextReencrypt()} {
 		if !t.IsZero() && !rotation.Due(t, now) && (next.IsZero() || t.Before(next)) {
@@ -278,7 +280,15 @@ func (v *Volume) rotateKEKDue(ctx context.Context, rec rotation.Record, now time
 		}
 		return err
 	}
-	v.rotatedAt, _ = recordKEKRotation(v.kr, now)
+	at, recErr := recordKEK(v.kr, now)
+	v.rotatedAt = at
+	if recErr != nil {
+		// The new keyslot is committed; only its time is missing from the
+		// token. This server counts the next rotation from v.rotatedAt
+		// (see lastKEK) instead of rotating again at every check.
+		v.log().Error("KEK rotated, but its time could not be recorded in the encblk-rotation token; this server counts the next rotation from now, a restarted one from the token's time",
+			"volume", v.id, "new_keyslot", newSlot, "err", recErr)
+	}
 	rr.KEK = v.kekKind(newSlot)
 	audit.Log(ctx, v.log(), audit.Record{Event: audit.RotateKEKDue, Volume: v.kr.UUID(), Backing: v.spec.Backing, Keyslot: oldSlot, KEK: kind, PeerUID: -1, PeerPID: -1})
 	audit.Log(ctx, v.log(), rr)
@@ -431,9 +441,17 @@ func (v *Volume) recordObserved(ctx context.Context, rec rotation.Record, now ti
 		"volume", v.id, "observed", rec.LastReencrypt)
 }
 
-// recordKEKRotation records a KEK rotation at now in the rotation token.
-func recordKEKRotation(kr *keyring.Keyring, now time.Time) (time.Time, error) {
-	return rotation.RecordKEK(kr, now)
+// recordKEK records a KEK rotation at now in the rotation token
+// (rotation.RecordKEK; a test makes it fail).
+var recordKEK = rotation.RecordKEK
+
+// lastKEK is the later of the token's last KEK rotation and the one this
+// server did (which the token may lack if recording it failed).
+func (v *Volume) lastKEK(token time.Time) time.Time {
+	if v.rotatedAt.After(token) {
+		return v.rotatedAt
+	}
+	return token
 }
 
 // recordReencrypt records that a reencryption finished now.
@@ -513,10 +531,13 @@ func RotationItems(rec rotation.Record, now time.Time) *RotationStatus {
 // loadRotationStatus describes kr's rotation record at now, with a
 // reencryption by another tool observed (unrecorded if the header does
 // not say so yet); nil without a record.
-func loadRotationStatus(kr *keyring.Keyring, now time.Time, blocked [2]string) (rotation.Record, *RotationStatus) {
+func loadRotationStatus(kr *keyring.Keyring, now time.Time, blocked [2]string, lastKEK func(time.Time) time.Time) (rotation.Record, *RotationStatus) {
 	rec, changed, err := rotation.LoadAt(kr, now)
 	if err != nil {
 		return rotation.Record{}, nil
+	}
+	if lastKEK != nil && rec != (rotation.Record{}) {
+		rec.LastKEK = lastKEK(rec.LastKEK)
 	}
 	return rec, rotationStatus(rec, now, blocked, changed)
 }

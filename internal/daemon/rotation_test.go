@@ -423,3 +423,59 @@ func TestReencryptRate(t *testing.T) {
 		t.Fatalf("cap %d, want %d", got, 64<<20)
 	}
 }
+
+// A KEK rotation whose time cannot be recorded in the token (the keyslot
+// is committed, the token write fails) is not done again at every check:
+// the server counts the next one from the rotation it did, and status
+// shows that time.
+func TestRotationKEKUnrecorded(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	keyDir := filepath.Join(dir, "keys")
+	path, _, uuid := rotationVolume(t, dir, keyDir)
+	var logs testutil.SyncBuffer
+	log := slog.New(slog.NewJSONHandler(&logs, nil))
+	secret, _ := os.ReadFile(filepath.Join(keyDir, uuid+"-initial.key"))
+	v, err := OpenVolume(ctx, VolumeSpec{Backing: path, Logger: log, ReencryptRate: -1}, keyFile(t, secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := newFakeClock()
+	r := startConfig(t, dir, Config{Volumes: []*Volume{v}, Clock: clock, Logger: log})
+	pol := rotation.Policy{KEKEvery: rotation.Period(30 * 24 * time.Hour), KeyDir: keyDir}
+	if _, err := r.ctl.SetRotationPolicy(ctx, "", pol, rotation.All); err != nil {
+		t.Fatal(err)
+	}
+	recordKEK = func(*keyring.Keyring, time.Time) (time.Time, error) {
+		return clock.Now().UTC().Truncate(time.Second), errors.New("injected: the token could not be written")
+	}
+	t.Cleanup(func() { recordKEK = rotation.RecordKEK })
+
+	clock.Advance(t, 31*24*time.Hour)
+	rotated := clock.Now()
+	keyFiles := func() []string {
+		files, _ := filepath.Glob(filepath.Join(keyDir, uuid+"-*.key"))
+		return files
+	}
+	want := filepath.Join(keyDir, uuid+"-"+rotated.Format("20060102T150405Z")+".key")
+	testutil.WaitFor(t, "the KEK rotation", func() bool { return slices.Equal(keyFiles(), []string{want}) })
+
+	// Two more hours: the scheduler checks at least twice more.
+	for range 2 {
+		clock.Advance(t, time.Hour)
+	}
+	clock.Advance(t, 0)
+	if n := strings.Count(logs.String(), `"event":"rotate-kek","result":"ok"`); n != 1 {
+		t.Fatalf("%d KEK rotations, want 1; key files %v\n%s", n, keyFiles(), logs.String())
+	}
+	if !strings.Contains(logs.String(), "could not be recorded") {
+		t.Fatalf("the failed record is not logged:\n%s", logs.String())
+	}
+	st, err := r.ctl.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k := st.Volumes[0].Rotation.KEK; k.Last == nil || !k.Last.Equal(rotated) || k.Overdue {
+		t.Fatalf("status: %+v, want last %v and not overdue", k, rotated)
+	}
+}

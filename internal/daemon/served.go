@@ -276,7 +276,7 @@ func (v *Volume) RotateKEK(ctx context.Context, old keyring.Identity, new keyrin
 	}
 	// The rotation is committed; failing to record its time must not make
 	// the caller think otherwise (it might discard the new KEK).
-	v.rotatedAt, _ = recordKEKRotation(v.kr, v.clock().Now())
+	v.rotatedAt, _ = recordKEK(v.kr, v.clock().Now())
 	return oldSlot, newSlot, nil
 }
 

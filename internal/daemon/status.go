@@ -148,7 +148,7 @@ func (v *Volume) Status() VolumeStatus {
 		t := v.rotatedAt
 		s.LastRotation = &t
 	}
-	_, s.Rotation = loadRotationStatus(v.kr, v.clock().Now(), v.blocked)
+	_, s.Rotation = loadRotationStatus(v.kr, v.clock().Now(), v.blocked, v.lastKEK)
 	v.keyMu.Unlock()
 	cfg := v.vol.Config()
 	s.State = v.vol.State().String()
@@ -183,7 +183,7 @@ func HeaderStatus(path string, kr *keyring.Keyring) (VolumeStatus, error) {
 	s.UblkOrphans = ublkOrphans(kr.UUID())
 	s.Reencryption = reencryptionStatus(kr, path)
 	var rec rotation.Record
-	if rec, s.Rotation = loadRotationStatus(kr, time.Now(), [2]string{}); !rec.LastKEK.IsZero() {
+	if rec, s.Rotation = loadRotationStatus(kr, time.Now(), [2]string{}, nil); !rec.LastKEK.IsZero() {
 		s.LastRotation = &rec.LastKEK
 	}
 	return s, nil

@@ -175,7 +175,7 @@ func (t *Target) RotateKEK(ctx context.Context, old keyring.Identity, nk keyring
 			t.audit(ctx, audit.RotateKEK, -1, err)
 			return 0, 0, err
 		}
-		recordKEKRotation(t.kr, time.Now()) // committed either way; see Volume.RotateKEK
+		recordKEK(t.kr, time.Now()) // committed either way; see Volume.RotateKEK
 		t.audit(ctx, audit.RotateKEK, newSlot, nil)
 		return oldSlot, newSlot, nil
 	}
