@@ -90,7 +90,19 @@ recommends, and it must leave room for the header (576K is the least
 with the default 512-bit key). Offline only: the target must not be in use.
 A crash or SIGKILL at any moment leaves a volume that --resume (or
 cryptsetup reencrypt --resume-only) finishes; encblk --resume likewise
-finishes cryptsetup's. A detached --header is not supported for --encrypt.
+finishes cryptsetup's.
+
+--encrypt --header FILE (no --reduce-device-size) encrypts the plaintext
+on TARGET where it is, with a new detached header in FILE (created, mode
+0600; it must not exist), as cryptsetup reencrypt --encrypt --header FILE
+does: forward, zone by zone (--hotzone-size, default 64M), each zone's
+plaintext hashed into FILE before it is rewritten (checksum resilience).
+Either tool resumes the other's run (encblk reencrypt --resume --header
+FILE TARGET; cryptsetup reencrypt --resume-only --header FILE TARGET).
+Serve it with --header FILE:
+
+  encblk reencrypt --encrypt --header disk.hdr --key-file k1 disk.img
+  encblk serve --header disk.hdr --key-file k1 disk.img
 
 --decrypt --header FILE turns TARGET back into plain data, in place, as
 cryptsetup reencrypt --decrypt --header FILE does:
@@ -122,8 +134,8 @@ exit 3):
 			switch {
 			case decrypt && encrypt:
 				return withExit(exitUsage, errors.New("--encrypt and --decrypt are exclusive"))
-			case encrypt && (hotZone != "" || extras):
-				return withExit(exitUsage, errors.New("--hotzone-size, --extra-key-file and --extra-passphrase-file do not apply to --encrypt (its zones are the data shift; the new volume has one keyslot)"))
+			case encrypt && (hotZone != "" && hdr.path == "" || extras):
+				return withExit(exitUsage, errors.New("--hotzone-size, --extra-key-file and --extra-passphrase-file do not apply to --encrypt (its zones are the data shift; the new volume has one keyslot; --hotzone-size goes with --encrypt --header only)"))
 			case decrypt && (keyBits != 0 || sectorSize != 0 || reduce != "" || kdf.changed() || extras):
 				return withExit(exitUsage, errors.New("--key-size, --sector-size, --reduce-device-size, the PBKDF flags and --extra-key-file/--extra-passphrase-file do not apply to --decrypt (the result is plain data)"))
 			}
@@ -131,7 +143,7 @@ exit 3):
 				return decryptInPlace(cmd, a, target, t, hdr, kf, resume, initOnly, throttle, hotZone)
 			}
 			if encrypt {
-				return encryptInPlace(cmd, a, target, t, hdr, kf, kdf, reduce, keyBits, sectorSize, resume, initOnly, throttle)
+				return encryptInPlace(cmd, a, target, t, hdr, kf, kdf, reduce, keyBits, sectorSize, resume, initOnly, throttle, hotZone)
 			}
 			if reduce != "" || kdf.changed() {
 				return withExit(exitUsage, errors.New("--reduce-device-size and the PBKDF flags go with --encrypt (a reencryption keeps each keyslot's KDF)"))
@@ -183,7 +195,7 @@ exit 3):
 	fs.BoolVar(&initOnly, "init-only", false, "only record the reencryption in the metadata (and re-wrap the keyslots)")
 	fs.StringVar(&throttle, "throttle", "", "cap the rewrite rate, bytes per second (K, M, G suffixes; 0: no cap); on a served volume it replaces the server's --reencrypt-rate for this reencryption")
 	fs.StringVar(&hotZone, "hotzone-size", "", "largest zone rewritten per metadata commit (default 64M)")
-	fs.BoolVar(&encrypt, "encrypt", false, "encrypt the plaintext on TARGET in place into a new LUKS2 volume (needs --reduce-device-size)")
+	fs.BoolVar(&encrypt, "encrypt", false, "encrypt the plaintext on TARGET in place into a new LUKS2 volume (with --reduce-device-size: header on TARGET, data shifted; with --header FILE: header in FILE, data in place)")
 	fs.BoolVar(&decrypt, "decrypt", false, "with --header FILE: decrypt TARGET in place (FILE new: TARGET's header is exported to it and the data moved to offset 0; FILE a detached header: the data stays)")
 	fs.StringVar(&reduce, "reduce-device-size", "", "with --encrypt: bytes given up at the end of TARGET, half for the header, half the data shift (e.g. 32M)")
 	kdf.register(fs)
@@ -307,25 +319,33 @@ func runOffline(ctx context.Context, cmd *cobra.Command, a *app, k *keyring.Keyr
 // LUKS2 volume in place (datashift, as cryptsetup). With --resume, or on
 // a TARGET that records an encryption already, see reencrypt --resume.
 func encryptInPlace(cmd *cobra.Command, a *app, target string, t targetFlags, hdr headerFlag, kf kekFlags, kdf kdfFlags,
-	reduce string, keyBits, sectorSize int, resume, initOnly bool, throttle string) error {
+	reduce string, keyBits, sectorSize int, resume, initOnly bool, throttle, hotZone string) error {
 	switch {
-	case hdr.path != "":
-		return withExit(exitUsage, errors.New("--encrypt with a detached --header is not supported (cryptsetup reencrypt --encrypt --header does it)"))
+	case hdr.path != "" && reduce != "":
+		return withExit(exitUsage, errors.New("--reduce-device-size with a detached --header: the data stays where it is, nothing is given up (leave --reduce-device-size out)"))
 	case resume:
 		return withExit(exitUsage, errors.New("--resume continues an encryption without --encrypt: encblk reencrypt --resume TARGET"))
-	case reduce == "":
+	case reduce == "" && hdr.path == "":
 		return withExit(exitUsage, errors.New("--encrypt needs --reduce-device-size (e.g. 32M): the header takes half of it, the data moves by the other half"))
 	case keyBits != 0 && keyBits != 256 && keyBits != 512:
 		return withExit(exitUsage, fmt.Errorf("--key-size %d: aes-xts-plain64 takes 256 or 512 bits", keyBits))
 	}
-	red, err := parseSize(reduce)
-	if err != nil || red <= 0 {
-		return withExit(exitUsage, fmt.Errorf("--reduce-device-size %q: want a size such as 32M", reduce))
+	var red int64
+	var err error
+	if hdr.path == "" {
+		if red, err = parseSize(reduce); err != nil || red <= 0 {
+			return withExit(exitUsage, fmt.Errorf("--reduce-device-size %q: want a size such as 32M", reduce))
+		}
 	}
-	var throttleRate int64
+	var throttleRate, zone int64
 	if throttle != "" {
 		if throttleRate, err = parseSize(throttle); err != nil {
 			return withExit(exitUsage, fmt.Errorf("--throttle: %w", err))
+		}
+	}
+	if hotZone != "" {
+		if zone, err = parseSize(hotZone); err != nil {
+			return withExit(exitUsage, fmt.Errorf("--hotzone-size: %w", err))
 		}
 	}
 	params, err := kdf.params()
@@ -354,20 +374,27 @@ func encryptInPlace(cmd *cobra.Command, a *app, target string, t targetFlags, hd
 	defer key.Destroy()
 	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	k, err := keyring.EncryptInPlace(ctx, data, uint64(data.Size()), key, &keyring.EncryptOptions{
-		ReduceSize: uint64(red),
-		Format:     keyring.FormatOptions{KeySize: keyBits / 8, SectorSize: sectorSize, KDF: params},
-	})
+	format := keyring.FormatOptions{KeySize: keyBits / 8, SectorSize: sectorSize, KDF: params}
+	var k *keyring.Keyring
+	if hdr.path != "" {
+		k, err = encryptDetached(ctx, data, hdr.path, key, &format)
+	} else {
+		k, err = keyring.EncryptInPlace(ctx, data, uint64(data.Size()), key, &keyring.EncryptOptions{ReduceSize: uint64(red), Format: format})
+	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", target, err)
 	}
 	defer k.Close()
 	a.log.Info("encryption in place recorded", "volume", k.UUID())
 	if initOnly {
-		fmt.Fprintf(cmd.OutOrStdout(), "encryption of %s recorded; encblk reencrypt --resume (or cryptsetup reencrypt --resume-only) runs it\n", target)
+		with := ""
+		if hdr.path != "" {
+			with = " --header " + hdr.path
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "encryption of %s recorded; encblk reencrypt --resume%s (or cryptsetup reencrypt --resume-only%s) runs it\n", target, with, with)
 		return nil
 	}
-	rc, err := openOffline(ctx, k, []keyring.Identity{key}, target, data, nil)
+	rc, err := openOffline(ctx, k, []keyring.Identity{key}, target, data, &keyring.ReencryptOptions{HotZone: uint64(zone)})
 	if err != nil {
 		return err
 	}
@@ -376,6 +403,29 @@ func encryptInPlace(cmd *cobra.Command, a *app, target string, t targetFlags, hd
 		return err
 	}
 	return reportInPlace(cmd, keyring.ReencryptModeEncrypt, target, hdr)
+}
+
+// encryptDetached creates the header file path (mode 0600; it must not
+// exist) and records in it the encryption of data where it is
+// (keyring.EncryptDetached); the file is removed again when that fails.
+func encryptDetached(ctx context.Context, data *backing.File, path string, key keyring.Recipient, format *keyring.FormatOptions) (*keyring.Keyring, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return nil, withExit(exitUsage, fmt.Errorf("%s exists: --encrypt --header FILE writes a new header there", path))
+	} else if err != nil {
+		return nil, fmt.Errorf("create the header file: %w", err)
+	}
+	// f stays open for the keyring's life (the command's).
+	k, err := keyring.EncryptDetached(ctx, f, data, uint64(data.Size()), key, format)
+	if err == nil {
+		err = syncDir(filepath.Dir(path))
+	}
+	if err != nil {
+		f.Close()
+		os.Remove(path)
+		return nil, err
+	}
+	return k, nil
 }
 
 // openToStart opens TARGET's header to start an operation on it: refused

@@ -386,25 +386,37 @@ func (k *Keyring) OpenReencryption(ctx context.Context, ids []Identity, data Dat
 	if r == nil {
 		return nil, ErrReencryptNotStarted
 	}
-	switch r.Mode {
-	case ReencryptModeEncrypt:
+	// An encryption of the data where it is (a detached header, no data
+	// shift) runs as a reencryption whose old side is plaintext.
+	plainOld := r.Mode == ReencryptModeEncrypt && r.Moved == nil && !strings.HasPrefix(r.Resilience, "datashift")
+	switch {
+	case plainOld:
+	case r.Mode == ReencryptModeEncrypt:
 		return k.openShiftEncrypt(ctx, m, r, ids, data, dataEnd)
-	case ReencryptModeDecrypt:
+	case r.Mode == ReencryptModeDecrypt:
 		if r.Moved != nil || strings.HasPrefix(r.Resilience, "datashift") {
 			return k.openUnshift(ctx, m, r, ids, data, dataEnd)
 		}
 		return k.openDecrypt(ctx, m, r, ids, data, dataEnd, o)
 	}
-	if r.Mode != ReencryptModeReencrypt {
+	if r.Mode != ReencryptModeReencrypt && !plainOld {
 		// Refusing needs no verification: nothing is written.
 		return nil, fmt.Errorf("%w: reencryption mode %q (encblk resumes %q and %q; cryptsetup reencrypt --resume-only finishes it)", ErrUnsupported, r.Mode, ReencryptModeReencrypt, ReencryptModeEncrypt)
 	}
 	oldD, newD := m.Digests[r.OldDigest], m.Digests[r.NewDigest]
-	if oldD == nil || newD == nil || r.OldDigest == r.NewDigest {
+	switch {
+	case plainOld && (r.OldDigest >= 0 || newD == nil || r.Old.Type != "linear"):
+		return nil, fmt.Errorf("%w: encryption needs a plain old segment and the new key's digest", ErrCorrupt)
+	case !plainOld && (oldD == nil || newD == nil || r.OldDigest == r.NewDigest):
 		return nil, fmt.Errorf("%w: reencryption needs distinct old and new digests", ErrCorrupt)
 	}
 	rc := &Reencryptor{k: k, data: data, r: r, oldSS: r.Old.SectorSize, newSS: r.New.SectorSize,
-		block: uint64(r.HashBlock), oldSlots: slices.Clone(oldD.Keyslots)}
+		block: uint64(r.HashBlock)}
+	if plainOld {
+		rc.oldSS = 512 // plaintext: any whole sectors
+	} else {
+		rc.oldSlots = slices.Clone(oldD.Keyslots)
+	}
 	ok := false
 	defer func() {
 		if !ok {
@@ -412,11 +424,13 @@ func (k *Keyring) OpenReencryption(ctx context.Context, ids []Identity, data Dat
 		}
 	}()
 	var secrets []keyslotSecret
-	if secrets, rc.oldKey, err = k.unlockSlots(ctx, m, oldD, ids, false); err != nil {
-		return nil, fmt.Errorf("old key: %w", err)
-	}
-	for _, s := range secrets {
-		s.secret.Destroy()
+	if !plainOld {
+		if secrets, rc.oldKey, err = k.unlockSlots(ctx, m, oldD, ids, false); err != nil {
+			return nil, fmt.Errorf("old key: %w", err)
+		}
+		for _, s := range secrets {
+			s.secret.Destroy()
+		}
 	}
 	if secrets, rc.newKey, err = k.unlockSlots(ctx, m, newD, ids, false); err != nil {
 		return nil, fmt.Errorf("new key: %w", err)
@@ -424,29 +438,31 @@ func (k *Keyring) OpenReencryption(ctx context.Context, ids []Identity, data Dat
 	for _, s := range secrets {
 		s.secret.Destroy()
 	}
-	if err := m.verifyReencryptDigest(r, rc.oldKey.Bytes(), rc.newKey.Bytes()); err != nil {
+	var oldBytes []byte
+	if rc.oldKey != nil {
+		oldBytes = rc.oldKey.Bytes()
+	}
+	if err := m.verifyReencryptDigest(r, oldBytes, rc.newKey.Bytes()); err != nil {
 		return nil, err
 	}
 	switch {
-	case r.Mode != ReencryptModeReencrypt:
-		return nil, fmt.Errorf("%w: reencryption mode %q (encblk resumes %q)", ErrUnsupported, r.Mode, ReencryptModeReencrypt)
 	case r.Direction != "forward":
 		return nil, fmt.Errorf("%w: reencryption direction %q (encblk resumes forward)", ErrUnsupported, r.Direction)
 	case r.Resilience != "checksum" && r.Resilience != "journal":
 		return nil, fmt.Errorf("%w: reencryption resilience %q (encblk resumes checksum and journal; cryptsetup reencrypt --resume-only finishes it)", ErrUnsupported, r.Resilience)
 	case r.Resilience == "checksum" && r.Hash != "sha256":
 		return nil, fmt.Errorf("%w: reencryption checksum hash %q (encblk resumes sha256)", ErrUnsupported, r.Hash)
-	case r.Old.Type != "crypt" || r.New.Type != "crypt" || r.Old.Encryption != "aes-xts-plain64" || r.New.Encryption != "aes-xts-plain64":
+	case !plainOld && (r.Old.Type != "crypt" || r.Old.Encryption != "aes-xts-plain64") || r.New.Type != "crypt" || r.New.Encryption != "aes-xts-plain64":
 		return nil, fmt.Errorf("%w: reencryption between %s and %s (encblk resumes aes-xts-plain64)", ErrUnsupported, r.Old.Encryption, r.New.Encryption)
 	case r.Old.Offset != r.New.Offset || r.Old.IVTweak != 0 || r.New.IVTweak != 0 || !r.Old.Dynamic || !r.New.Dynamic:
 		return nil, fmt.Errorf("%w: reencryption that moves data or has fixed sizes", ErrUnsupported)
-	case r.Resilience == "checksum" && (r.HashBlock%r.Old.SectorSize != 0 || r.HashBlock%r.New.SectorSize != 0):
+	case r.Resilience == "checksum" && (r.HashBlock%rc.oldSS != 0 || r.HashBlock%rc.newSS != 0):
 		return nil, fmt.Errorf("%w: checksum block %d is not a multiple of the sector sizes", ErrCorrupt, r.HashBlock)
 	}
 	if r.Resilience == "journal" {
 		// The journal holds the hot zone's old bytes as they were; its
 		// zones are whole sectors of both sizes.
-		rc.block = uint64(max(4096, r.Old.SectorSize, r.New.SectorSize))
+		rc.block = uint64(max(4096, rc.oldSS, rc.newSS))
 	}
 	if dataEnd <= r.New.Offset {
 		return nil, fmt.Errorf("data device of %d bytes ends before the data offset %d", dataEnd, r.New.Offset)
@@ -456,8 +472,10 @@ func (k *Keyring) OpenReencryption(ctx context.Context, ids []Identity, data Dat
 		return nil, fmt.Errorf("%w: data size %d is not a multiple of the %d-byte reencryption block", ErrUnsupported, size, rc.block)
 	}
 	rc.layout = m.layoutOf(r, size)
-	if rc.oldC, err = xts.New(rc.oldKey.Bytes()); err != nil {
-		return nil, err
+	if !plainOld {
+		if rc.oldC, err = xts.New(rc.oldKey.Bytes()); err != nil {
+			return nil, err
+		}
 	}
 	if rc.newC, err = xts.New(rc.newKey.Bytes()); err != nil {
 		return nil, err
@@ -574,11 +592,13 @@ func (rc *Reencryptor) checksums(buf []byte) []byte {
 	return sums
 }
 
-// crypt turns the old ciphertext of data bytes at progress offset p into
-// the new ciphertext, in place.
+// crypt turns the old ciphertext (or plaintext, for an encryption) of
+// data bytes at progress offset p into the new ciphertext, in place.
 func (rc *Reencryptor) crypt(buf []byte, p uint64) error {
-	if err := rc.oldC.DecryptSectors(buf, buf, rc.oldSS, p/512, uint64(rc.oldSS/512)); err != nil {
-		return err
+	if rc.oldC != nil {
+		if err := rc.oldC.DecryptSectors(buf, buf, rc.oldSS, p/512, uint64(rc.oldSS/512)); err != nil {
+			return err
+		}
 	}
 	return rc.newC.EncryptSectors(buf, buf, rc.newSS, p/512, uint64(rc.newSS/512))
 }
