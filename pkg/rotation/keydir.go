@@ -37,8 +37,8 @@ func (d KeyDir) Link() string { return filepath.Join(d.Dir, d.UUID+".key") }
 
 // Files lists the volume's key files, newest name first (not the link).
 func (d KeyDir) Files() ([]string, error) {
-	if d.UUID == "" {
-		return nil, errors.New("key directory: the volume has no UUID")
+	if err := d.checkUUID(); err != nil {
+		return nil, err
 	}
 	ents, err := os.ReadDir(d.Dir)
 	if err != nil {
@@ -54,6 +54,19 @@ func (d KeyDir) Files() ([]string, error) {
 	slices.Sort(out)
 	slices.Reverse(out)
 	return out, nil
+}
+
+// checkUUID refuses a UUID that is not a plain file name: it comes from
+// the header, which anyone who can write the device may have forged, and
+// it becomes part of the key files' paths.
+func (d KeyDir) checkUUID() error {
+	switch {
+	case d.UUID == "":
+		return errors.New("key directory: the volume has no UUID")
+	case d.UUID == "." || d.UUID == ".." || strings.ContainsAny(d.UUID, "/\x00"):
+		return fmt.Errorf("key directory: the volume's UUID %q is not a plain file name", d.UUID)
+	}
+	return nil
 }
 
 // KEK is a key file of the directory, as a KEK.
@@ -85,6 +98,9 @@ func (d KeyDir) KEKs() ([]KEK, error) {
 // Generate writes a new random key file named for now (keyfile.Generate:
 // mode 0600, synced with its directory) and returns it.
 func (d KeyDir) Generate(now time.Time) (KEK, error) {
+	if err := d.checkUUID(); err != nil {
+		return KEK{}, err
+	}
 	path := filepath.Join(d.Dir, d.UUID+"-"+now.UTC().Format("20060102T150405Z")+".key")
 	s, err := keyfile.Generate(path)
 	if err != nil {

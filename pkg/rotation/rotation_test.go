@@ -324,3 +324,25 @@ func TestKeyDirDiscard(t *testing.T) {
 		t.Fatalf("the only KEK of keyslot %d was removed: %v", slot, err)
 	}
 }
+
+// The UUID comes from the header: one that is not a plain file name
+// (a forged header) writes and reads no file outside the directory.
+func TestKeyDirForgedUUID(t *testing.T) {
+	base := t.TempDir()
+	dir := filepath.Join(base, "keys")
+	os.Mkdir(dir, 0o700)
+	os.WriteFile(filepath.Join(base, "x-initial.key"), []byte("seed"), 0o600)
+	for _, uuid := range []string{"../x", "..", ".", "a/b", "a\x00b"} {
+		d := KeyDir{Dir: dir, UUID: uuid}
+		if _, err := d.KEKs(); err == nil || !strings.Contains(err.Error(), "not a plain file name") {
+			t.Errorf("KEKs with UUID %q: %v", uuid, err)
+		}
+		if k, err := d.Generate(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)); err == nil {
+			k.Destroy()
+			t.Errorf("Generate with UUID %q wrote %s", uuid, k.Path)
+		}
+	}
+	if ents, _ := os.ReadDir(base); len(ents) != 2 {
+		t.Fatalf("files beside the key directory: %v", ents)
+	}
+}
