@@ -2,14 +2,11 @@ package keyring
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -412,82 +409,10 @@ func (m *rwMem) Sync() error { return nil }
 // encrypt-init fixture, whose key is known) must be refused or resumed,
 // never crash or write outside the device.
 func FuzzEncryptResumeSegments(f *testing.F) {
-	zf, err := os.Open(filepath.Join(reencryptFixtures, "encrypt-init.img.gz"))
-	if err != nil {
-		f.Fatal(err)
-	}
-	zr, err := gzip.NewReader(zf)
-	if err != nil {
-		f.Fatal(err)
-	}
-	img, err := io.ReadAll(zr)
-	zf.Close()
-	if err != nil {
-		f.Fatal(err)
-	}
+	img := gunzipFixture(f, "encrypt-init.img.gz")
 	keyBytes, err := os.ReadFile(filepath.Join(reencryptFixtures, "key"))
 	if err != nil {
 		f.Fatal(err)
 	}
-	ctx := context.Background()
-	open := func(dev *rwMem) (*Keyring, *Secret) {
-		k, err := openDevice(dev, false)
-		if err != nil {
-			f.Fatal(err)
-		}
-		id, err := secretOf(keyBytes)
-		if err != nil {
-			f.Fatal(err)
-		}
-		return k, id
-	}
-	// Seeds: the segments of each state of a run (start, after each zone).
-	dev := &rwMem{b: bytes.Clone(img)}
-	k, id := open(dev)
-	rc, err := k.OpenReencryption(ctx, []Identity{id}, dev, uint64(len(img)), nil)
-	if err != nil {
-		f.Fatal(err)
-	}
-	for {
-		text, _ := json.Marshal(k.meta.segments)
-		f.Add(text)
-		if rc.Done() {
-			break
-		}
-		if err := rc.Step(); err != nil {
-			f.Fatal(err)
-		}
-	}
-	rc.Close()
-	id.Destroy()
-	f.Fuzz(func(t *testing.T, text []byte) {
-		var segs map[string]json.RawMessage
-		if json.Unmarshal(text, &segs) != nil {
-			return
-		}
-		dev := &rwMem{b: bytes.Clone(img)}
-		k, id := open(dev)
-		defer id.Destroy()
-		e := k.meta.clone()
-		e.segments = segs
-		raw, err := e.marshal()
-		if err != nil {
-			return
-		}
-		m, err := parseMetadata(raw, k.bin.HdrSize)
-		if err != nil {
-			return
-		}
-		k.meta = m
-		rc, err := k.OpenReencryption(ctx, []Identity{id}, dev, uint64(len(img)), nil)
-		if err != nil {
-			return
-		}
-		defer rc.Close()
-		for i := 0; i < 8 && !rc.Done(); i++ {
-			if rc.Step() != nil {
-				return
-			}
-		}
-	})
+	fuzzResumeSegments(f, nil, img, keyBytes)
 }
