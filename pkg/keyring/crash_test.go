@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 )
 
@@ -294,5 +296,28 @@ func TestConcurrentUse(t *testing.T) {
 	case err := <-errs:
 		t.Fatal(err)
 	default:
+	}
+}
+
+// TestCrashHarnessesUseCrashTorns: every crash harness loops over
+// crashTorns, so each runs the reordered mode too (a missing sync between
+// two writes that must be ordered is seen only there; two harnesses
+// written with their own list missed one).
+func TestCrashHarnessesUseCrashTorns(t *testing.T) {
+	files, err := filepath.Glob("*_test.go")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no test files (%v)", err)
+	}
+	own := regexp.MustCompile(`^\s*for _, torn := range \[\]float64\{`)
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, line := range strings.Split(string(data), "\n") {
+			if own.MatchString(line) {
+				t.Errorf("%s:%d: %q: range over crashTorns", f, i+1, strings.TrimSpace(line))
+			}
+		}
 	}
 }

@@ -119,7 +119,7 @@ func TestEncryptDetachedCrashSafety(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	dataPath, hdrPath := filepath.Join(dir, "data.img"), filepath.Join(dir, "hdr")
-	for _, torn := range []float64{0, 0.5, 1} {
+	for _, torn := range crashTorns {
 		for budget := 0; ; budget++ {
 			copyFile(t, golden, dataPath)
 			os.Remove(hdrPath)
