@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -221,6 +222,9 @@ func printRotation(w io.Writer, r *daemon.RotationStatus, indent string) {
 	line("KEK rotation", r.KEK)
 	if r.KEKSource != "" {
 		fmt.Fprintf(w, "%snew KEKs from:\t%s\n", indent, r.KEKSource)
+	}
+	if len(r.KMIPRevokePending) > 0 {
+		fmt.Fprintf(w, "%sreplaced KMIP keys still active:\t%s (revocation failed; the server retries)\n", indent, strings.Join(r.KMIPRevokePending, ", "))
 	}
 	line("DEK rotation", r.Reencrypt)
 }

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -106,7 +107,7 @@ func TestRotationPolicyKMIP(t *testing.T) {
 		t.Fatal(err)
 	}
 	clock := testutil.NewManualClock(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
-	c, stop := serveRotating(t, dir, v, clock, log)
+	c, stop := serveRotating(t, dir, v, clock, log, rotationSources{log: log})
 	pol := rotation.Policy{KEKEvery: rotation.Period(7 * 24 * time.Hour), ReencryptEvery: rotation.Period(10 * 24 * time.Hour), KMIPConfig: cfgPath}
 	if _, err := c.SetRotationPolicy(ctx, "", pol, rotation.All); err != nil {
 		t.Fatal(err)
@@ -250,7 +251,7 @@ func TestRotationPolicyKMIPKeepsSharedKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	clock := testutil.NewManualClock(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
-	c, stop := serveRotating(t, dir, v, clock, log)
+	c, stop := serveRotating(t, dir, v, clock, log, rotationSources{log: log})
 	if _, err := c.SetRotationPolicy(ctx, "", rotation.Policy{KEKEvery: rotation.Period(7 * 24 * time.Hour), KMIPConfig: cfgPath}, rotation.All); err != nil {
 		t.Fatal(err)
 	}
@@ -322,10 +323,10 @@ func kmipVolume(t *testing.T, srv *kmiptest.Server, dir string) (string, *kmip.F
 	return path, cfg, cfgPath, k0, kr, dek
 }
 
-// serveRotating runs a server of v with serve's rotation sources and the
-// given clock; it returns its control client and a stop (idempotent,
+// serveRotating runs a server of v with the rotation sources src (serve's:
+// rotationSources) and the given clock; it returns its control client and a stop (idempotent,
 // also called at the test's end).
-func serveRotating(t *testing.T, dir string, v *daemon.Volume, clock daemon.Clock, log *slog.Logger) (*daemon.Client, func()) {
+func serveRotating(t *testing.T, dir string, v *daemon.Volume, clock daemon.Clock, log *slog.Logger, src daemon.RotationSources) (*daemon.Client, func()) {
 	t.Helper()
 	runCtx, cancel := context.WithCancel(context.Background())
 	l, err := nbd.ListenUnix(runCtx, filepath.Join(dir, "nbd.sock"), -1)
@@ -335,7 +336,7 @@ func serveRotating(t *testing.T, dir string, v *daemon.Volume, clock daemon.Cloc
 	ctl := filepath.Join(dir, "ctl.sock")
 	ready := make(chan struct{})
 	d, err := daemon.New(daemon.Config{Volumes: []*daemon.Volume{v}, Listeners: []net.Listener{l}, ControlPaths: []string{ctl},
-		NoWellKnownControl: true, Logger: log, Clock: clock, RotationSources: rotationSources{log: log}, Ready: func() { close(ready) }})
+		NoWellKnownControl: true, Logger: log, Clock: clock, RotationSources: src, Ready: func() { close(ready) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -353,4 +354,103 @@ func serveRotating(t *testing.T, dir string, v *daemon.Volume, clock daemon.Cloc
 	t.Cleanup(stop)
 	<-ready
 	return daemon.NewClient(ctl), stop
+}
+
+// revokeFailsOnce is serve's rotation sources, except that the first
+// rotation's revocation of the replaced key goes to the key server with
+// a client configuration that trusts another CA: the TLS handshake fails,
+// as with a key server that cannot be reached then.
+type revokeFailsOnce struct {
+	rotationSources
+	badCA string
+	used  atomic.Bool
+}
+
+func (s *revokeFailsOnce) KMIP(kr *keyring.Keyring, path string) (*daemon.KMIPRotation, error) {
+	cfg, err := kmip.LoadConfig(path)
+	if err != nil {
+		return nil, err
+	}
+	revokeCfg := cfg
+	if !s.used.Swap(true) {
+		bad := *cfg
+		bad.CA = s.badCA
+		revokeCfg = &bad
+	}
+	return s.kmipRotation(kr, cfg, revokeCfg)
+}
+
+// A replaced KMIP key whose revocation fails after the policy's rotation
+// (PyKMIP, the TLS handshake refused) is kept in the rotation token and
+// shown by status; the server's next check (an hour later on the
+// injected clock) revokes it, drops it from the token, and audits it.
+func TestRotationPolicyKMIPRevokeRetried(t *testing.T) {
+	srv := kmiptest.Start(t)
+	dir := t.TempDir()
+	ctx := context.Background()
+	path, cfg, cfgPath, k0, kr, dek := kmipVolume(t, srv, dir)
+	dek.Destroy()
+	kr.Close()
+	first := k0.CreatedUID()
+	badCA := filepath.Join(dir, "other-ca.pem")
+	if err := os.WriteFile(badCA, kmiptest.NewCA(t, "not the key server's CA").PEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var logs testutil.SyncBuffer
+	log := slog.New(slog.NewJSONHandler(&logs, nil))
+	v, err := daemon.OpenVolume(ctx, daemon.VolumeSpec{Backing: path, Logger: log}, k0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := testutil.NewManualClock(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
+	c, stop := serveRotating(t, dir, v, clock, log, &revokeFailsOnce{rotationSources: rotationSources{log: log}, badCA: badCA})
+	if _, err := c.SetRotationPolicy(ctx, "", rotation.Policy{KEKEvery: rotation.Period(7 * 24 * time.Hour), KMIPConfig: cfgPath}, rotation.All); err != nil {
+		t.Fatal(err)
+	}
+	status := func() *daemon.RotationStatus {
+		st, err := c.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Volumes[0].Rotation
+	}
+	state := func(uid string) kmip.State {
+		cl, err := cfg.Client(nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := cl.KeyState(ctx, uid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+
+	clock.Advance(t, 8*24*time.Hour)
+	testutil.WaitFor(t, "the KMIP KEK rotation", func() bool { st := status(); return st.KEK.Last != nil || st.KEK.Blocked != "" })
+	if st := status(); st.KEK.Last == nil || !slices.Equal(st.KMIPRevokePending, []string{first}) {
+		t.Fatalf("after the rotation whose revocation failed: %+v\n%s", st, logs.String())
+	}
+	if st := state(first); st != kmip.StateActive {
+		t.Fatalf("the replaced key is %v before the retry", st)
+	}
+	if !strings.Contains(logs.String(), `"event":"kmip-revoke","result":"failed"`) {
+		t.Fatalf("no failed kmip-revoke audit record\n%s", logs.String())
+	}
+	if rec, err := rotation.Load(openRO(t, path)); err != nil || len(rec.RevokePending) != 1 || rec.RevokePending[0].UID != first {
+		t.Fatalf("rotation token: %+v %v", rec, err)
+	}
+
+	clock.Advance(t, time.Hour)
+	testutil.WaitFor(t, "the revocation to be retried", func() bool { return len(status().KMIPRevokePending) == 0 })
+	stop()
+	if st := state(first); st != kmip.StateDeactivated {
+		t.Fatalf("the replaced key is %v after the retry, want Deactivated\n%s", st, logs.String())
+	}
+	if !strings.Contains(logs.String(), `"event":"kmip-revoke","result":"ok"`) || !strings.Contains(logs.String(), "revoked now") {
+		t.Fatalf("no kmip-revoke ok audit record after the retry\n%s", logs.String())
+	}
+	if rec, err := rotation.Load(openRO(t, path)); err != nil || len(rec.RevokePending) != 0 {
+		t.Fatalf("rotation token after the retry: %+v %v", rec, err)
+	}
 }

@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 
 	"github.com/encblk/encblk/internal/daemon"
 	"github.com/encblk/encblk/pkg/kek/kmipkek"
 	"github.com/encblk/encblk/pkg/keyring"
 	"github.com/encblk/encblk/pkg/kmip"
+	"github.com/encblk/encblk/pkg/rotation"
 )
 
 // rotationSources are the KEKs encblk serve may obtain by itself when a
@@ -45,12 +47,17 @@ func (s rotationSources) Unattended(ctx context.Context, kr *keyring.Keyring) ([
 // client configuration at path, and the revocation of the replaced key
 // once the rotation is committed (as encblk kmip rotate --revoke-old).
 func (s rotationSources) KMIP(kr *keyring.Keyring, path string) (*daemon.KMIPRotation, error) {
-	if !kmipkek.HasTokens(kr) {
-		return nil, errors.New("the volume has no KMIP keyslot to rotate")
-	}
 	cfg, err := kmip.LoadConfig(path)
 	if err != nil {
 		return nil, err
+	}
+	return s.kmipRotation(kr, cfg, cfg)
+}
+
+// kmipRotation is KMIP with cfg, and revokeCfg for the revocation.
+func (s rotationSources) kmipRotation(kr *keyring.Keyring, cfg, revokeCfg *kmip.FileConfig) (*daemon.KMIPRotation, error) {
+	if !kmipkek.HasTokens(kr) {
+		return nil, errors.New("the volume has no KMIP keyslot to rotate")
 	}
 	old, err := kmipkek.NewKEK(cfg, s.log)
 	if err != nil {
@@ -63,16 +70,53 @@ func (s rotationSources) KMIP(kr *keyring.Keyring, path string) (*daemon.KMIPRot
 		return nil, err
 	}
 	before := kmipkek.Slots(kr)
-	retire := func(ctx context.Context, kr *keyring.Keyring, oldSlot int) ([]int, []string, error) {
+	retire := func(ctx context.Context, kr *keyring.Keyring, oldSlot int) daemon.Retirement {
 		retired, kept := kmipkek.Retired(before, kr, oldSlot)
-		revoked, err := kmipkek.Revoke(ctx, cfg, retired, kmip.RevocationSuperseded, "encblk rotation policy", s.log)
-		slots := make([]int, len(revoked))
-		for i, st := range revoked {
-			slots[i] = st.Keyslot
+		revoked, err := kmipkek.Revoke(ctx, revokeCfg, retired, kmip.RevocationSuperseded, "encblk rotation policy", s.log)
+		r := daemon.Retirement{Kept: kept, Err: err}
+		for _, st := range retired {
+			if slices.ContainsFunc(revoked, func(d kmipkek.SlotStatus) bool { return d.KeyUID == st.KeyUID }) {
+				r.Revoked = append(r.Revoked, st.Keyslot)
+			} else if st.KeyUID != "" {
+				r.Failed = append(r.Failed, rotation.RetiredKey{UID: st.KeyUID, Servers: st.Servers})
+			}
 		}
-		return slots, kept, err
+		return r
 	}
 	return &daemon.KMIPRotation{Old: old, Next: next, Options: kmipkek.KeyslotOptions(), Retire: retire}, nil
+}
+
+// RevokeKMIP revokes keys, replaced by a KEK rotation, on their servers
+// with the client configuration at path; a key that is no longer active
+// (revoked meanwhile by someone else) counts as done.
+func (s rotationSources) RevokeKMIP(ctx context.Context, path string, keys []rotation.RetiredKey) ([]rotation.RetiredKey, error) {
+	cfg, err := kmip.LoadConfig(path)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		done []rotation.RetiredKey
+		errs []error
+	)
+	for _, k := range keys {
+		c, err := cfg.Client(k.Servers, s.log)
+		if err == nil {
+			var st kmip.State
+			if st, err = c.KeyState(ctx, k.UID); err == nil && st != kmip.StateActive && st != kmip.StatePreActive {
+				done = append(done, k)
+				continue
+			}
+		}
+		if err == nil {
+			err = c.Revoke(ctx, k.UID, kmip.RevocationSuperseded, "encblk rotation policy")
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("revoking key %s: %w", k.UID, err))
+			continue
+		}
+		done = append(done, k)
+	}
+	return done, errors.Join(errs...)
 }
 
 // reencryptRate reads serve --reencrypt-rate for daemon.VolumeSpec: 0 is

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/encblk/encblk/internal/audit"
@@ -63,6 +64,10 @@ type RotationSources interface {
 	// KMIP prepares the move of kr's KMIP keyslot to a new key on the
 	// key server named by config (a client configuration file).
 	KMIP(kr *keyring.Keyring, config string) (*KMIPRotation, error)
+	// RevokeKMIP revokes keys (superseded) with the client configuration
+	// config, for a retry of a KMIPRotation's Retire that failed; a key
+	// no longer active counts as revoked. It returns the keys done.
+	RevokeKMIP(ctx context.Context, config string, keys []rotation.RetiredKey) ([]rotation.RetiredKey, error)
 }
 
 // KMIPRotation is a KEK rotation of a volume's KMIP keyslot onto a new
@@ -75,10 +80,16 @@ type KMIPRotation struct {
 	// committed in kr: it revokes on the key server (reason superseded)
 	// each key the old keyslot used that no keyslot of kr uses any more,
 	// as encblk kmip rotate --revoke-old does, so that the replaced key
-	// opens nothing again (not even a header backup taken before). It
-	// returns the keyslots whose key it revoked and the keys it kept
-	// because another keyslot still uses them.
-	Retire func(ctx context.Context, kr *keyring.Keyring, old int) (revoked []int, kept []string, err error)
+	// opens nothing again (not even a header backup taken before).
+	Retire func(ctx context.Context, kr *keyring.Keyring, old int) Retirement
+}
+
+// Retirement is what KMIPRotation.Retire did.
+type Retirement struct {
+	Revoked []int                 // the keyslots whose key was revoked
+	Kept    []string              // keys another keyslot still uses: not revoked
+	Failed  []rotation.RetiredKey // keys whose revocation failed, Err says why
+	Err     error
 }
 
 // maxRotationWait is how long the scheduler sleeps at most: a blocked
@@ -198,6 +209,12 @@ func (v *Volume) checkRotation(ctx context.Context, now time.Time) time.Time {
 	rec.LastKEK = v.lastKEK(rec.LastKEK)
 	if changed && !v.spec.ReadOnly {
 		v.recordObserved(ctx, rec, now)
+	}
+	if len(rec.RevokePending) > 0 && !v.spec.ReadOnly {
+		v.retryRevoke(ctx, rec, now)
+		if rec, _, err = rotation.LoadAt(v.kr, now); err != nil {
+			return time.Time{}
+		}
 	}
 	if rotation.Due(rec.NextKEK(), now) {
 		v.setBlocked(ctx, kekRotation, v.rotateKEKDue(ctx, rec, now))
@@ -364,21 +381,72 @@ func (v *Volume) rotateKMIP(ctx context.Context, config string) (int, int, error
 
 // retireKMIP revokes the KMIP key that a committed rotation away from
 // keyslot old replaced, with an audit record kmip-revoke for each key
-// revoked and one for a failure. A failure does not undo the rotation;
-// the old key stays active on the server until someone revokes it.
+// revoked and one for a failure. A failure does not undo the rotation:
+// the key is recorded in the rotation token, and the server retries its
+// revocation at every check until it succeeds (retryRevoke).
 func (v *Volume) retireKMIP(ctx context.Context, rot *KMIPRotation, old int) {
-	revoked, kept, err := rot.Retire(ctx, v.kr, old)
+	r := rot.Retire(ctx, v.kr, old)
 	rec := audit.Record{Event: audit.KMIPRevoke, Volume: v.kr.UUID(), Backing: v.spec.Backing, KEK: "encblk-kmip", PeerUID: -1, PeerPID: -1}
-	for _, slot := range revoked {
+	for _, slot := range r.Revoked {
 		rec.Keyslot = slot
 		audit.Log(ctx, v.log(), rec)
 	}
-	for _, uid := range kept {
+	for _, uid := range r.Kept {
 		v.log().Info("rotation: the old KMIP key is still used by another keyslot; not revoked", "volume", v.id, "key", uid)
 	}
-	if err != nil {
-		rec.Keyslot, rec.Err = old, fmt.Errorf("the KEK rotation is done, but the replaced KMIP key is still active: %w", err)
-		audit.Log(ctx, v.log(), rec)
+	if r.Err == nil {
+		return
+	}
+	rec.Keyslot, rec.Err = old, fmt.Errorf("the KEK rotation is done, but the replaced KMIP key is still active (the server retries): %w", r.Err)
+	audit.Log(ctx, v.log(), rec)
+	v.revokeErr = r.Err.Error()
+	if len(r.Failed) == 0 {
+		return
+	}
+	if _, err := rotation.Update(v.kr, v.clock().Now(), func(rec *rotation.Record) {
+		rec.RevokePending = append(rec.RevokePending, r.Failed...)
+	}); err != nil {
+		v.log().Warn("rotation: recording the KMIP keys still to revoke failed", "volume", v.id, "err", err)
+	}
+}
+
+// retryRevoke tries again to revoke the KMIP keys the rotation token
+// lists as replaced but not revoked, and drops those done from it. A
+// failure is audited once per reason. keyMu is held.
+func (v *Volume) retryRevoke(ctx context.Context, rec rotation.Record, now time.Time) {
+	var (
+		done []rotation.RetiredKey
+		err  error
+	)
+	switch {
+	case v.sched == nil || v.sched.src == nil:
+		err = errors.New("this server cannot reach KMIP key servers")
+	case rec.KMIPConfig == "":
+		err = errors.New("the policy names no KMIP client configuration to revoke them with")
+	default:
+		done, err = v.sched.src.RevokeKMIP(ctx, rec.KMIPConfig, rec.RevokePending)
+	}
+	if len(done) > 0 {
+		if _, uerr := rotation.Update(v.kr, now, func(r *rotation.Record) {
+			r.RevokePending = slices.DeleteFunc(r.RevokePending, func(k rotation.RetiredKey) bool {
+				return slices.ContainsFunc(done, func(d rotation.RetiredKey) bool { return d.UID == k.UID })
+			})
+		}); uerr != nil {
+			v.log().Warn("rotation: recording the revoked KMIP keys failed", "volume", v.id, "err", uerr)
+		}
+		for _, k := range done {
+			audit.Log(ctx, v.log(), audit.Record{Event: audit.KMIPRevoke, Volume: v.kr.UUID(), Backing: v.spec.Backing, Keyslot: -1, KEK: "encblk-kmip", PeerUID: -1, PeerPID: -1})
+			v.log().Info("rotation: a replaced KMIP key is revoked now", "volume", v.id, "key", k.UID)
+		}
+	}
+	if err == nil {
+		v.revokeErr = ""
+		return
+	}
+	if err.Error() != v.revokeErr {
+		v.revokeErr = err.Error()
+		audit.Log(ctx, v.log(), audit.Record{Event: audit.KMIPRevoke, Volume: v.kr.UUID(), Backing: v.spec.Backing, Keyslot: -1, KEK: "encblk-kmip",
+			Err: fmt.Errorf("replaced KMIP keys still active: %w", err), PeerUID: -1, PeerPID: -1})
 	}
 }
 
@@ -504,6 +572,9 @@ type RotationStatus struct {
 	// KEKSource is where a new KEK comes from: "key directory DIR" or
 	// "kmip CONFIG" ("" without).
 	KEKSource string `json:"kek_source,omitempty"`
+	// KMIPRevokePending are the UIDs of KMIP keys a KEK rotation replaced
+	// that are still active: their revocation failed and is retried.
+	KMIPRevokePending []string `json:"kmip_revoke_pending,omitempty"`
 }
 
 // RotationItem is one kind of rotation in RotationStatus.
@@ -545,7 +616,7 @@ func loadRotationStatus(kr *keyring.Keyring, now time.Time, blocked [2]string, l
 // rotationStatus describes rec at now, nil when there is nothing to say;
 // unsaved: rec differs from the header's.
 func rotationStatus(rec rotation.Record, now time.Time, blocked [2]string, unsaved bool) *RotationStatus {
-	if rec == (rotation.Record{}) {
+	if rec.IsZero() {
 		return nil
 	}
 	item := func(every rotation.Period, last, next time.Time, blocked string) RotationItem {
@@ -564,6 +635,9 @@ func rotationStatus(rec rotation.Record, now time.Time, blocked [2]string, unsav
 		Reencrypt: item(rec.ReencryptEvery, rec.LastReencrypt, rec.NextReencrypt(), blocked[dekRotation]),
 	}
 	s.Reencrypt.Observed = rec.ReencryptObserved
+	for _, k := range rec.RevokePending {
+		s.KMIPRevokePending = append(s.KMIPRevokePending, k.UID)
+	}
 	s.Reencrypt.Unrecorded = rec.ReencryptObserved && unsaved
 	switch {
 	case rec.KeyDir != "":

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -296,7 +297,7 @@ func TestRotationObservesCryptsetupReencrypt(t *testing.T) {
 	if re := off.Rotation.Reencrypt; !re.Observed || !re.Unrecorded || re.Last == nil || re.Overdue {
 		t.Fatalf("offline status after cryptsetup reencrypt: %+v", re)
 	}
-	if rec2, _ := header(); rec2 != rec {
+	if rec2, _ := header(); !reflect.DeepEqual(rec2, rec) {
 		t.Fatalf("offline status changed the header: %+v -> %+v", rec, rec2)
 	}
 

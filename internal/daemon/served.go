@@ -69,8 +69,9 @@ type Volume struct {
 	reenc     *reencryptRun // online reencryption in the background (keyMu)
 	// sched is the daemon's rotation scheduler (clock, KEK sources, what
 	// is blocked); nil outside a Daemon (see rotation.go).
-	sched   *scheduler
-	blocked [2]string // why a due KEK / DEK rotation was not done (keyMu)
+	sched     *scheduler
+	blocked   [2]string // why a due KEK / DEK rotation was not done (keyMu)
+	revokeErr string    // why revoking a replaced KMIP key failed, audited once (keyMu)
 }
 
 // OpenVolume opens the backing of spec (failing with an error wrapping

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -192,7 +193,7 @@ func TestTokenSurvivesCryptsetup(t *testing.T) {
 		}
 		defer kr.Close()
 		got, err := Load(kr)
-		if err != nil || got != want {
+		if err != nil || !reflect.DeepEqual(got, want) {
 			t.Fatalf("after %s: %+v, %v; want %+v", when, got, err, want)
 		}
 		seen, changed, err := LoadAt(kr, later)

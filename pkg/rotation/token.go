@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"reflect"
 	"time"
 
 	"github.com/encblk/encblk/pkg/keyring"
@@ -72,6 +73,23 @@ type Record struct {
 	// ReencryptObserved says that LastReencrypt is when encblk noticed
 	// such a reencryption, not when it finished (encblk did not do it).
 	ReencryptObserved bool `json:"reencrypt_observed,omitempty"`
+	// RevokePending are KMIP keys that a KEK rotation replaced and whose
+	// revocation on the key server failed: the server retries it.
+	RevokePending []RetiredKey `json:"kmip_revoke_pending,omitempty"`
+}
+
+// RetiredKey is a KMIP key a KEK rotation replaced: its UID and the
+// servers the keyslot's token named.
+type RetiredKey struct {
+	UID     string   `json:"uid"`
+	Servers []string `json:"servers,omitempty"`
+}
+
+// IsZero reports whether r is the zero record (no token).
+func (r Record) IsZero() bool {
+	c := r
+	c.RevokePending = nil
+	return len(r.RevokePending) == 0 && reflect.DeepEqual(c, Record{})
 }
 
 type token struct {
@@ -132,7 +150,7 @@ func Load(kr *keyring.Keyring) (Record, error) {
 // Save makes r the volume's rotation record (one header commit); a zero
 // record removes it.
 func Save(kr *keyring.Keyring, r Record) error {
-	if r == (Record{}) {
+	if r.IsZero() {
 		return kr.SetUnboundToken(TokenType, nil)
 	}
 	if err := r.Policy.Check(); err != nil {
@@ -151,7 +169,7 @@ func Save(kr *keyring.Keyring, r Record) error {
 // recorded (not finished), are left alone.
 func (r Record) Observe(kr *keyring.Keyring, now time.Time) (Record, bool) {
 	id := kr.VolumeKeyID()
-	if r == (Record{}) || id == "" || id == r.VolumeKey {
+	if r.IsZero() || id == "" || id == r.VolumeKey {
 		return r, false
 	}
 	if rr, _ := kr.Reencryption(); rr != nil {
@@ -184,7 +202,7 @@ func Update(kr *keyring.Keyring, now time.Time, edit func(*Record)) (Record, err
 	}
 	r, _ = r.Observe(kr, now)
 	edit(&r)
-	if r != (Record{}) && r.VolumeKey == "" {
+	if !r.IsZero() && r.VolumeKey == "" {
 		r.VolumeKey = kr.VolumeKeyID()
 	}
 	return r, Save(kr, r)
