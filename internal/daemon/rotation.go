@@ -215,6 +215,7 @@ func (v *Volume) checkRotation(ctx context.Context, now time.Time) time.Time {
 		if rec, _, err = rotation.LoadAt(v.kr, now); err != nil {
 			return time.Time{}
 		}
+		rec.LastKEK = v.lastKEK(rec.LastKEK)
 	}
 	if rotation.Due(rec.NextKEK(), now) {
 		v.setBlocked(ctx, kekRotation, v.rotateKEKDue(ctx, rec, now))
@@ -607,7 +608,7 @@ func loadRotationStatus(kr *keyring.Keyring, now time.Time, blocked [2]string, l
 	if err != nil {
 		return rotation.Record{}, nil
 	}
-	if lastKEK != nil && rec != (rotation.Record{}) {
+	if lastKEK != nil && !rec.IsZero() {
 		rec.LastKEK = lastKEK(rec.LastKEK)
 	}
 	return rec, rotationStatus(rec, now, blocked, changed)
