@@ -125,7 +125,6 @@ func (c *Control) runCancelable(prep func(*iouring.SQE), stop <-chan struct{}) (
 	if err != nil {
 		return 0, err
 	}
-	defer unix.Close(efd)
 	s := c.ring.GetSQE()
 	prep(s)
 	s.UserData = reqTag
@@ -136,9 +135,12 @@ func (c *Control) runCancelable(prep func(*iouring.SQE), stop <-chan struct{}) (
 	w.Len = 8
 	w.UserData = wakeTag
 	// The eventfd is written when stop is closed or the request is done,
-	// so that its read completes in either case.
+	// so that its read completes in either case. The goroutine closes it
+	// after its write: closed here, a write after an early return (ring
+	// error) could land on a descriptor reused by then.
 	finished := make(chan struct{})
 	go func() {
+		defer unix.Close(efd)
 		select {
 		case <-stop:
 		case <-finished:
