@@ -272,10 +272,10 @@ func TestQueueFakeKernel(t *testing.T) {
 	}
 }
 
-// TestQueueBatchInline: of the requests that arrive in one batch of
-// completions, the ring thread runs only the last itself, once the others
-// are on their way to workers; a request that arrives alone runs on the
-// ring thread (with an inline policy that always allows it).
+// TestQueueBatchInline: the requests of one batch of completions that the
+// inline policy allows run on the ring thread, the others (FUA writes
+// here) on workers; a request that arrives alone runs on the ring thread
+// too (with an inline policy that always allows it).
 func TestQueueBatchInline(t *testing.T) {
 	t.Parallel()
 	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC)
@@ -300,7 +300,11 @@ func TestQueueBatchInline(t *testing.T) {
 	}
 	var rqs []fakeRq
 	for i := uint64(0); i < depth; i++ {
-		rqs = append(rqs, write(i))
+		rq := write(i)
+		if i%2 == 1 {
+			rq.d.OpFlags |= ioFlagFUA // never inline
+		}
+		rqs = append(rqs, rq)
 	}
 	k.burst <- rqs
 	for range depth {
@@ -323,10 +327,10 @@ func TestQueueBatchInline(t *testing.T) {
 			t.Fatalf("block %d not written", i)
 		}
 	}
-	// The burst: one inline, seven on workers; then three lone requests,
-	// all inline.
-	if got := q.stats.inline.Load(); got != 4 {
-		t.Errorf("%d requests ran inline, want 4 (the burst's last and three lone ones)", got)
+	// The burst: four inline, four (FUA) on workers; then three lone
+	// requests, all inline.
+	if got := q.stats.inline.Load(); got != 7 {
+		t.Errorf("%d requests ran inline, want 7 (the burst's four plain writes and three lone ones)", got)
 	}
 	if got := q.stats.requests.Load(); got != depth+3 {
 		t.Errorf("%d requests counted, want %d", got, depth+3)
