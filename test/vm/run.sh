@@ -36,7 +36,7 @@ repo=$(cd "$here/../.." && pwd)
 out=$here/out
 export PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin
 
-quick=(nbd-attach:4096 dm-crypt-compat:4096 sed-opal-scsi:512 ublk-attach:4096 tpm2-interop:4096 encrypt-in-place:4096 reencrypt-fio:4096)
+quick=(nbd-attach:4096 dm-crypt-compat:4096 sed-opal-scsi:512 ublk-attach:4096 tpm2-interop:4096 encrypt-in-place:4096 reencrypt-fio:4096 reencrypt-online:4096)
 
 log() { printf 'test/vm: %s\n' "$*" >&2; }
 die() { log "FAIL: $*"; exit 1; }
