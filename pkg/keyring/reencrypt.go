@@ -540,6 +540,26 @@ func (rc *Reencryptor) commitSegments(p, hot uint64, final bool) error {
 	return k.commit(n)
 }
 
+// commitState commits, under the lock, the state withState makes of
+// segs: the segments at the indexes bind bound to digest d.
+func (rc *Reencryptor) commitState(segs []json.RawMessage, d int, bind []int) error {
+	k := rc.k
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err := k.beginUpdate(); err != nil {
+		return err
+	}
+	e, err := k.meta.withState(segs, d, bind)
+	if err != nil {
+		return err
+	}
+	n, err := e.reparse(k.bin.HdrSize)
+	if err != nil {
+		return err
+	}
+	return k.commit(n)
+}
+
 // endReencryption returns a copy of e (its segments already final)
 // without the keyslots drop (the old ones and the reencrypt keyslot), the
 // digests left bound to nothing, and the reencryption requirement.

@@ -257,12 +257,6 @@ func (rc *Reencryptor) backStep() error {
 // commitBack commits the segments of the current position, with the zone
 // [x, x+l) hot when l > 0.
 func (rc *Reencryptor) commitBack(x, l uint64) error {
-	k := rc.k
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if err := k.beginUpdate(); err != nil {
-		return err
-	}
 	st := rc.back
 	var segs []json.RawMessage
 	var crypt []int
@@ -300,26 +294,7 @@ func (rc *Reencryptor) commitBack(x, l uint64) error {
 	}
 	crypt = append(crypt, len(segs))
 	segs = append(segs, rc.r.Old.Raw, rc.r.New.Raw)
-	e := k.meta.clone()
-	e.segments = map[string]json.RawMessage{}
-	for i, s := range segs {
-		e.segments[strconv.Itoa(i)] = s
-	}
-	for id := range k.meta.Digests {
-		var bind []int
-		if id == rc.r.OldDigest {
-			bind = crypt
-		}
-		var err error
-		if e.digests[strconv.Itoa(id)], err = setField(e.digests[strconv.Itoa(id)], "segments", idStrings(bind)); err != nil {
-			return err
-		}
-	}
-	n, err := e.reparse(k.bin.HdrSize)
-	if err != nil {
-		return err
-	}
-	return k.commit(n)
+	return rc.commitState(segs, rc.r.OldDigest, crypt)
 }
 
 // finishBack ends a decryption whose data is all plaintext: one commit
@@ -350,12 +325,9 @@ func (rc *Reencryptor) finishBack() error {
 	if err != nil {
 		return err
 	}
-	e := m.clone()
-	e.segments = map[string]json.RawMessage{"0": seg}
-	for id := range m.Digests {
-		if e.digests[strconv.Itoa(id)], err = setField(e.digests[strconv.Itoa(id)], "segments", []string{}); err != nil {
-			return err
-		}
+	e, err := m.withState([]json.RawMessage{seg}, rc.r.OldDigest, nil)
+	if err != nil {
+		return err
 	}
 	if e, err = e.endReencryption(k.bin.HdrSize, drop); err != nil {
 		return err

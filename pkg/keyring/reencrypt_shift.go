@@ -486,14 +486,7 @@ func (rc *Reencryptor) shiftStep() error {
 // commitShift commits the segments of the current position, with the
 // zone [x, x+l) hot when l > 0.
 func (rc *Reencryptor) commitShift(x, l uint64) error {
-	k := rc.k
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if err := k.beginUpdate(); err != nil {
-		return err
-	}
 	st := rc.shift
-	e := k.meta.clone()
 	var segs []json.RawMessage
 	var crypt []int
 	u := func(v uint64) *uint64 { return &v }
@@ -542,26 +535,7 @@ func (rc *Reencryptor) commitShift(x, l uint64) error {
 		}
 		segs = append(segs, b.Raw)
 	}
-	e.segments = map[string]json.RawMessage{}
-	for i, s := range segs {
-		e.segments[strconv.Itoa(i)] = s
-	}
-	for id := range k.meta.Digests {
-		key := strconv.Itoa(id)
-		var bind []int
-		if id == rc.r.NewDigest {
-			bind = crypt
-		}
-		var err error
-		if e.digests[key], err = setField(e.digests[key], "segments", idStrings(bind)); err != nil {
-			return err
-		}
-	}
-	n, err := e.reparse(k.bin.HdrSize)
-	if err != nil {
-		return err
-	}
-	return k.commit(n)
+	return rc.commitState(segs, rc.r.NewDigest, crypt)
 }
 
 // encryptParallel encrypts buf (plaintext of the data at x) in place on
@@ -598,20 +572,13 @@ func (rc *Reencryptor) finishShift() error {
 	if err := k.beginUpdate(); err != nil {
 		return err
 	}
-	e := k.meta.clone()
 	seg, err := segmentJSON(st.newTmpl, st.offset, 0, nil, nil)
 	if err != nil {
 		return err
 	}
-	e.segments = map[string]json.RawMessage{"0": seg}
-	for id := range k.meta.Digests {
-		var bind []int
-		if id == rc.r.NewDigest {
-			bind = []int{0}
-		}
-		if e.digests[strconv.Itoa(id)], err = setField(e.digests[strconv.Itoa(id)], "segments", idStrings(bind)); err != nil {
-			return err
-		}
+	e, err := k.meta.withState([]json.RawMessage{seg}, rc.r.NewDigest, []int{0})
+	if err != nil {
+		return err
 	}
 	if e, err = e.endReencryption(k.bin.HdrSize, []int{rc.r.Keyslot}); err != nil {
 		return err

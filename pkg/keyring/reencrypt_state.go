@@ -127,6 +127,31 @@ func (m *metadata) withSegments(l reencryptLayout, p, hot uint64, final bool) (*
 	return e, nil
 }
 
+// withState returns a copy of m whose segments are segs, numbered in
+// this order, with the segments at the indexes bind bound to digest d and
+// every other digest bound to none: a state of an encryption or a
+// decryption, which has one key. (withSegments, for two keys, binds the
+// old and the new digest and leaves any other alone.)
+func (m *metadata) withState(segs []json.RawMessage, d int, bind []int) (*metadata, error) {
+	e := m.clone()
+	e.segments = map[string]json.RawMessage{}
+	for i, s := range segs {
+		e.segments[strconv.Itoa(i)] = s
+	}
+	for id := range m.Digests {
+		var b []int
+		if id == d {
+			b = bind
+		}
+		key := strconv.Itoa(id)
+		var err error
+		if e.digests[key], err = setField(e.digests[key], "segments", idStrings(b)); err != nil {
+			return nil, err
+		}
+	}
+	return e, nil
+}
+
 // setRequirement adds (on) or removes the reencryption requirement,
 // keeping any other requirement.
 func (e *metadata) setRequirement(on bool) error {

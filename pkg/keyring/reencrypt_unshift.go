@@ -523,12 +523,6 @@ func (rc *Reencryptor) unshiftStep() error {
 // commitUnshift commits the segments of the current position, with the
 // zone [x, x+l) hot when l > 0 (x = 0: the moved segment).
 func (rc *Reencryptor) commitUnshift(x, l uint64) error {
-	k := rc.k
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if err := k.beginUpdate(); err != nil {
-		return err
-	}
 	st := rc.unshift
 	var segs []json.RawMessage
 	var crypt []int
@@ -586,25 +580,7 @@ func (rc *Reencryptor) commitUnshift(x, l uint64) error {
 	bind := []int{len(segs), len(segs) + 2}
 	segs = append(segs, rc.r.Old.Raw, rc.r.New.Raw, rc.r.Moved.Raw)
 	bind = append(bind, crypt...)
-	e := k.meta.clone()
-	e.segments = map[string]json.RawMessage{}
-	for i, s := range segs {
-		e.segments[strconv.Itoa(i)] = s
-	}
-	for id := range k.meta.Digests {
-		var b []int
-		if id == rc.r.OldDigest {
-			b = bind
-		}
-		if e.digests[strconv.Itoa(id)], err = setField(e.digests[strconv.Itoa(id)], "segments", idStrings(b)); err != nil {
-			return err
-		}
-	}
-	n, err := e.reparse(k.bin.HdrSize)
-	if err != nil {
-		return err
-	}
-	return k.commit(n)
+	return rc.commitState(segs, rc.r.OldDigest, bind)
 }
 
 // finishUnshift ends a decryption with a data shift whose data is all
