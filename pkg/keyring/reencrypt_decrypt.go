@@ -134,18 +134,7 @@ func (k *Keyring) openDecrypt(ctx context.Context, m *metadata, r *Reencryption,
 			rc.Close()
 		}
 	}()
-	secrets, key, err := k.unlockSlots(ctx, m, m.Digests[r.OldDigest], ids, false)
-	if err != nil {
-		return nil, err
-	}
-	for _, s := range secrets {
-		s.secret.Destroy()
-	}
-	rc.oldKey = key
-	if err := m.verifyReencryptDigest(r, rc.oldKey.Bytes(), nil); err != nil {
-		return nil, err
-	}
-	if rc.oldC, err = xts.New(rc.oldKey.Bytes()); err != nil {
+	if err := rc.openOldKey(ctx, m, ids); err != nil {
 		return nil, err
 	}
 	hz := o.HotZone
@@ -187,20 +176,49 @@ func (k *Keyring) openDecrypt(ctx context.Context, m *metadata, r *Reencryption,
 	return rc, nil
 }
 
+// openOldKey opens the old key of a decryption (its only key) from ids,
+// checks the verification digest with it and makes the old cipher.
+func (rc *Reencryptor) openOldKey(ctx context.Context, m *metadata, ids []Identity) error {
+	secrets, key, err := rc.k.unlockSlots(ctx, m, m.Digests[rc.r.OldDigest], ids, false)
+	if err != nil {
+		return err
+	}
+	for _, s := range secrets {
+		s.secret.Destroy()
+	}
+	rc.oldKey = key
+	if err := m.verifyReencryptDigest(rc.r, rc.oldKey.Bytes(), nil); err != nil {
+		return err
+	}
+	rc.oldC, err = xts.New(rc.oldKey.Bytes())
+	return err
+}
+
 // recoverBack finishes the hot zone [x, x+l) a crash left: blocks whose
 // hash is the recorded one still hold ciphertext and are decrypted; the
 // others are plaintext already. Then the zone is committed done.
 func (rc *Reencryptor) recoverBack(x, l uint64) error {
-	sums := make([]byte, l/rc.block*sha256.Size)
-	if err := readFull(rc.k.dev, sums, rc.r.AreaOffset); err != nil {
-		return fmt.Errorf("read resilience area: %w", err)
-	}
 	buf := alignedBuffer(int(l))
 	if err := readFull(rc.data, buf, rc.back.offset+x); err != nil {
 		return fmt.Errorf("read data at %d: %w", x, err)
 	}
+	if err := rc.decryptRecorded(buf, x); err != nil {
+		return err
+	}
+	return rc.backWrite(buf, x)
+}
+
+// decryptRecorded decrypts in place the blocks of buf, the hot zone at x
+// as a crash left it, whose hash is still the one the resilience area
+// records: they hold ciphertext; the others are plaintext already.
+func (rc *Reencryptor) decryptRecorded(buf []byte, x uint64) error {
+	n := uint64(len(buf)) / rc.block
+	sums := make([]byte, n*sha256.Size)
+	if err := readFull(rc.k.dev, sums, rc.r.AreaOffset); err != nil {
+		return fmt.Errorf("read resilience area: %w", err)
+	}
 	now := rc.checksums(buf)
-	for i := uint64(0); i < l/rc.block; i++ {
+	for i := uint64(0); i < n; i++ {
 		if !bytes.Equal(now[i*sha256.Size:(i+1)*sha256.Size], sums[i*sha256.Size:(i+1)*sha256.Size]) {
 			continue // plaintext already
 		}
@@ -209,7 +227,7 @@ func (rc *Reencryptor) recoverBack(x, l uint64) error {
 			return err
 		}
 	}
-	return rc.backWrite(buf, x)
+	return nil
 }
 
 // backWrite writes the plaintext of the zone at x, syncs it and commits
@@ -246,9 +264,7 @@ func (rc *Reencryptor) backStep() error {
 	if err := rc.commitBack(x, l); err != nil {
 		return err
 	}
-	if err := parallelChunks(buf, func(b []byte, off uint64) error {
-		return rc.oldC.DecryptSectors(b, b, rc.oldSS, (x+off)/512, uint64(rc.oldSS/512))
-	}); err != nil {
+	if err := rc.decryptParallel(buf, x); err != nil {
 		return err
 	}
 	return rc.backWrite(buf, x)

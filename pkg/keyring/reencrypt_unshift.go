@@ -1,7 +1,6 @@
 package keyring
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -10,8 +9,6 @@ import (
 	"maps"
 	"slices"
 	"strconv"
-
-	"github.com/encblk/encblk/pkg/xts"
 )
 
 // Decryption in place of a volume whose header is on its data device, as
@@ -290,18 +287,7 @@ func (k *Keyring) openUnshift(ctx context.Context, m *metadata, r *Reencryption,
 			rc.Close()
 		}
 	}()
-	secrets, key, err := k.unlockSlots(ctx, m, m.Digests[r.OldDigest], ids, false)
-	if err != nil {
-		return nil, err
-	}
-	for _, s := range secrets {
-		s.secret.Destroy()
-	}
-	rc.oldKey = key
-	if err := m.verifyReencryptDigest(r, rc.oldKey.Bytes(), nil); err != nil {
-		return nil, err
-	}
-	if rc.oldC, err = xts.New(rc.oldKey.Bytes()); err != nil {
+	if err := rc.openOldKey(ctx, m, ids); err != nil {
 		return nil, err
 	}
 	x, l, err := st.position(m)
@@ -450,24 +436,12 @@ func (rc *Reencryptor) decryptParallel(buf []byte, x uint64) error {
 // whose hash is the recorded one still hold ciphertext and are
 // decrypted; the others are plaintext already.
 func (rc *Reencryptor) recoverMoved() error {
-	st := rc.unshift
-	sums := make([]byte, st.moved/rc.block*sha256.Size)
-	if err := readFull(rc.k.dev, sums, rc.r.AreaOffset); err != nil {
-		return fmt.Errorf("read resilience area: %w", err)
-	}
-	buf := alignedBuffer(int(st.moved))
+	buf := alignedBuffer(int(rc.unshift.moved))
 	if err := readFull(rc.data, buf, 0); err != nil {
 		return fmt.Errorf("read the moved segment: %w", err)
 	}
-	now := rc.checksums(buf)
-	for i := uint64(0); i < st.moved/rc.block; i++ {
-		if !bytes.Equal(now[i*sha256.Size:(i+1)*sha256.Size], sums[i*sha256.Size:(i+1)*sha256.Size]) {
-			continue // plaintext already
-		}
-		b := buf[i*rc.block : (i+1)*rc.block]
-		if err := rc.oldC.DecryptSectors(b, b, rc.oldSS, i*rc.block/512, uint64(rc.oldSS/512)); err != nil {
-			return err
-		}
+	if err := rc.decryptRecorded(buf, 0); err != nil {
+		return err
 	}
 	return rc.movedWrite(buf)
 }
