@@ -554,18 +554,8 @@ func (rc *Reencryptor) encryptParallel(buf []byte, x uint64) error {
 func (rc *Reencryptor) finishShift() error {
 	st := rc.shift
 	k := rc.k
-	buf := make([]byte, min(st.shift, 1<<20))
-	for off := uint64(0); off < st.shift; off += uint64(len(buf)) {
-		c := min(uint64(len(buf)), st.shift-off)
-		if _, err := rand.Read(buf[:c]); err != nil {
-			return err
-		}
-		if _, err := rc.data.WriteAt(buf[:c], int64(st.moved+off)); err != nil {
-			return fmt.Errorf("%w: wipe the moved copy: %w", ErrIO, err)
-		}
-	}
-	if err := rc.data.Sync(); err != nil {
-		return fmt.Errorf("%w: sync data: %w", ErrIO, err)
+	if err := rc.wipeRandom(st.moved, st.shift, "the moved copy"); err != nil {
+		return err
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -593,4 +583,23 @@ func (rc *Reencryptor) finishShift() error {
 		return err
 	}
 	return k.commit(n)
+}
+
+// wipeRandom overwrites the n bytes of data at off (what: their name in
+// an error) with random bytes and syncs them.
+func (rc *Reencryptor) wipeRandom(off, n uint64, what string) error {
+	buf := alignedBuffer(int(min(n, 1<<20)))
+	for done := uint64(0); done < n; done += uint64(len(buf)) {
+		c := min(uint64(len(buf)), n-done)
+		if _, err := rand.Read(buf[:c]); err != nil {
+			return err
+		}
+		if _, err := rc.data.WriteAt(buf[:c], int64(off+done)); err != nil {
+			return fmt.Errorf("%w: wipe %s: %w", ErrIO, what, err)
+		}
+	}
+	if err := rc.data.Sync(); err != nil {
+		return fmt.Errorf("%w: sync data: %w", ErrIO, err)
+	}
+	return nil
 }

@@ -2,7 +2,6 @@ package keyring
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
@@ -566,18 +565,8 @@ func (rc *Reencryptor) commitUnshift(x, l uint64) error {
 // any more; the device holds the plaintext from offset 0.
 func (rc *Reencryptor) finishUnshift() error {
 	st := rc.unshift
-	buf := alignedBuffer(int(min(st.shift, 1<<20)))
-	for off := uint64(0); off < st.shift; off += uint64(len(buf)) {
-		c := min(uint64(len(buf)), st.shift-off)
-		if _, err := rand.Read(buf[:c]); err != nil {
-			return err
-		}
-		if _, err := rc.data.WriteAt(buf[:c], int64(st.size+off)); err != nil {
-			return fmt.Errorf("%w: wipe the old ciphertext at the end: %w", ErrIO, err)
-		}
-	}
-	if err := rc.data.Sync(); err != nil {
-		return fmt.Errorf("%w: sync data: %w", ErrIO, err)
+	if err := rc.wipeRandom(st.size, st.shift, "the old ciphertext at the end"); err != nil {
+		return err
 	}
 	return rc.finishBack()
 }
