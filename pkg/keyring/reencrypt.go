@@ -227,23 +227,11 @@ func (k *Keyring) StartReencrypt(ctx context.Context, ids []Identity, opts *Reen
 	}
 	// The reencrypt keyslot, whose area (the largest gap left) holds the
 	// hot zone's checksums.
-	reSlot, err := cur.freeKeyslotID(nil)
+	reSlot, reKeyslot, err := cur.checksumKeyslot(k.bin.HdrSize, ReencryptModeReencrypt, "forward", max(4096, seg.SectorSize, ss), "reencryption")
 	if err != nil {
 		return err
 	}
-	areaOff, areaSize := cur.maxGap(k.bin.HdrSize)
-	areaSize -= areaSize % 4096
-	if areaSize < 4096 {
-		return fmt.Errorf("%w: no room left in the keyslots area for the reencryption's resilience area", ErrNoSpace)
-	}
-	block := max(4096, seg.SectorSize, ss)
-	if e.keyslots[strconv.Itoa(reSlot)], err = json.Marshal(map[string]any{
-		"type": "reencrypt", "key_size": 1, "priority": 0, "mode": ReencryptModeReencrypt, "direction": "forward",
-		"area": map[string]any{"type": "checksum", "offset": strconv.FormatUint(areaOff, 10),
-			"size": strconv.FormatUint(areaSize, 10), "hash": "sha256", "sector_size": block},
-	}); err != nil {
-		return err
-	}
+	e.keyslots[reSlot] = reKeyslot
 	// Backup segments and the new key's digest.
 	oldBackup, err := segmentJSON(seg.Raw, seg.Offset, 0, nil, []string{"backup-previous"})
 	if err != nil {
@@ -285,6 +273,33 @@ func (k *Keyring) StartReencrypt(ctx context.Context, ids []Identity, opts *Reen
 	}
 	written = nil
 	return nil
+}
+
+// checksumKeyslot returns the id (the lowest free one in m) and the JSON
+// of a reencrypt keyslot of mode and direction with checksum resilience:
+// the sha256 of each block bytes, in an area that is the largest gap of
+// m's keyslots area in whole 4 KiB (at least one). what names the
+// operation in an error.
+func (m *metadata) checksumKeyslot(hdrSize uint64, mode, direction string, block int, what string) (string, json.RawMessage, error) {
+	id, err := m.freeKeyslotID(nil)
+	if err != nil {
+		return "", nil, err
+	}
+	off, size := m.maxGap(hdrSize)
+	size -= size % 4096
+	if size < 4096 {
+		return "", nil, fmt.Errorf("%w: no room left in the keyslots area for the %s's resilience area", ErrNoSpace, what)
+	}
+	raw, err := reencryptKeyslot(mode, direction, map[string]any{"type": "checksum", "offset": strconv.FormatUint(off, 10),
+		"size": strconv.FormatUint(size, 10), "hash": "sha256", "sector_size": block})
+	return strconv.Itoa(id), raw, err
+}
+
+// reencryptKeyslot returns the JSON of a reencrypt keyslot of mode and
+// direction whose resilience area is the object area (its key_size is 1
+// and its priority 0, as cryptsetup writes them).
+func reencryptKeyslot(mode, direction string, area map[string]any) (json.RawMessage, error) {
+	return json.Marshal(map[string]any{"type": "reencrypt", "key_size": 1, "priority": 0, "mode": mode, "direction": direction, "area": area})
 }
 
 // withVerificationDigest returns e, validated, with the reencryption's

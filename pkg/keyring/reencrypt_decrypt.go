@@ -67,22 +67,11 @@ func (k *Keyring) StartDecrypt(ctx context.Context, ids []Identity) error {
 		s.secret.Destroy()
 	}
 	e := m.clone()
-	reSlot, err := m.freeKeyslotID(nil)
+	reSlot, reKeyslot, err := m.checksumKeyslot(k.bin.HdrSize, ReencryptModeDecrypt, "backward", max(4096, seg.SectorSize), "decryption")
 	if err != nil {
 		return err
 	}
-	areaOff, areaSize := m.maxGap(k.bin.HdrSize)
-	areaSize -= areaSize % 4096
-	if areaSize < 4096 {
-		return fmt.Errorf("%w: no room left in the keyslots area for the decryption's resilience area", ErrNoSpace)
-	}
-	if e.keyslots[strconv.Itoa(reSlot)], err = json.Marshal(map[string]any{
-		"type": "reencrypt", "key_size": 1, "priority": 0, "mode": ReencryptModeDecrypt, "direction": "backward",
-		"area": map[string]any{"type": "checksum", "offset": strconv.FormatUint(areaOff, 10),
-			"size": strconv.FormatUint(areaSize, 10), "hash": "sha256", "sector_size": max(4096, seg.SectorSize)},
-	}); err != nil {
-		return err
-	}
+	e.keyslots[reSlot] = reKeyslot
 	previous, err := segmentJSON(seg.Raw, seg.Offset, 0, nil, []string{"backup-previous"})
 	if err != nil {
 		return err

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strconv"
 
 	"github.com/encblk/encblk/internal/secmem"
 )
@@ -115,22 +114,11 @@ func (k *Keyring) recordEncryptDetached(dek *secmem.Buffer) error {
 	if err != nil {
 		return err
 	}
-	reSlot, err := cur.freeKeyslotID(nil)
+	reSlot, reKeyslot, err := cur.checksumKeyslot(k.bin.HdrSize, ReencryptModeEncrypt, "forward", max(4096, seg.SectorSize), "encryption")
 	if err != nil {
 		return err
 	}
-	areaOff, areaSize := cur.maxGap(k.bin.HdrSize)
-	areaSize -= areaSize % 4096
-	if areaSize < 4096 {
-		return fmt.Errorf("%w: no room left in the keyslots area for the encryption's resilience area", ErrNoSpace)
-	}
-	if e.keyslots[strconv.Itoa(reSlot)], err = json.Marshal(map[string]any{
-		"type": "reencrypt", "key_size": 1, "priority": 0, "mode": ReencryptModeEncrypt, "direction": "forward",
-		"area": map[string]any{"type": "checksum", "offset": strconv.FormatUint(areaOff, 10),
-			"size": strconv.FormatUint(areaSize, 10), "hash": "sha256", "sector_size": max(4096, seg.SectorSize)},
-	}); err != nil {
-		return err
-	}
+	e.keyslots[reSlot] = reKeyslot
 	if err := e.setRequirement(true); err != nil {
 		return err
 	}

@@ -257,11 +257,9 @@ func (k *Keyring) recordEncrypt(dek *secmem.Buffer, size, shift uint64) error {
 	if err != nil {
 		return err
 	}
-	if e.keyslots[strconv.Itoa(reSlot)], err = json.Marshal(map[string]any{
-		"type": "reencrypt", "key_size": 1, "priority": 0, "mode": ReencryptModeEncrypt, "direction": "backward",
-		"area": map[string]any{"type": "datashift", "offset": strconv.FormatUint(areaOff, 10), "size": "4096",
-			"shift_size": strconv.FormatUint(shift, 10)},
-	}); err != nil {
+	if e.keyslots[strconv.Itoa(reSlot)], err = reencryptKeyslot(ReencryptModeEncrypt, "backward", map[string]any{
+		"type": "datashift", "offset": strconv.FormatUint(areaOff, 10), "size": "4096",
+		"shift_size": strconv.FormatUint(shift, 10)}); err != nil {
 		return err
 	}
 	if err := e.setRequirement(true); err != nil {

@@ -138,17 +138,17 @@ func (k *Keyring) StartDecryptShift(ctx context.Context, ids []Identity, data Da
 	if err != nil {
 		return nil, err
 	}
+	// Not checksumKeyslot's area: this one must hold the checksums of the
+	// whole moved segment, and it records the shift.
 	areaOff, areaSize := m.maxGap(k.bin.HdrSize)
 	areaSize -= areaSize % 4096
 	if areaSize < 4096 || M/block*sha256.Size > areaSize {
 		return nil, fmt.Errorf("%w: the keyslots area has no room for the checksums of a %d-byte moved segment", ErrNoSpace, M)
 	}
-	if e.keyslots[strconv.Itoa(reSlot)], err = json.Marshal(map[string]any{
-		"type": "reencrypt", "key_size": 1, "priority": 0, "mode": ReencryptModeDecrypt, "direction": "forward",
-		"area": map[string]any{"type": "datashift-checksum", "offset": strconv.FormatUint(areaOff, 10),
-			"size": strconv.FormatUint(areaSize, 10), "hash": "sha256", "sector_size": block,
-			"shift_size": strconv.FormatUint(S, 10)},
-	}); err != nil {
+	if e.keyslots[strconv.Itoa(reSlot)], err = reencryptKeyslot(ReencryptModeDecrypt, "forward", map[string]any{
+		"type": "datashift-checksum", "offset": strconv.FormatUint(areaOff, 10),
+		"size": strconv.FormatUint(areaSize, 10), "hash": "sha256", "sector_size": block,
+		"shift_size": strconv.FormatUint(S, 10)}); err != nil {
 		return nil, err
 	}
 	u := func(v uint64) *uint64 { return &v }
