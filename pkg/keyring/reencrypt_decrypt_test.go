@@ -33,15 +33,8 @@ func detachedVolume(t *testing.T, ss int) (hdrPath, dataPath, keyPath string, pl
 	_, dek := formatPath(t, hdrPath, kf, &FormatOptions{KDF: fastKDF, Detached: true, SectorSize: ss, KeySize: 32})
 	plain = make([]byte, decryptData)
 	rand.Read(plain)
-	c, err := xts.New(dek)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
 	ct := bytes.Clone(plain)
-	if err := c.EncryptSectors(ct, ct, ss, 0, uint64(ss/512)); err != nil {
-		t.Fatal(err)
-	}
+	xtsSectors(t, dek, ss, ct, (*xts.Cipher).EncryptSectors)
 	if err := os.WriteFile(dataPath, ct, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -98,16 +91,7 @@ func TestDecryptInPlace(t *testing.T) {
 		t.Run(strconv.Itoa(ss), func(t *testing.T) {
 			t.Parallel()
 			hdrPath, dataPath, keyPath, plain := detachedVolume(t, ss)
-			hf, err := os.OpenFile(hdrPath, os.O_RDWR, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer hf.Close()
-			df, err := os.OpenFile(dataPath, os.O_RDWR, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer df.Close()
+			hf, df := openRW(t, hdrPath, 0), openRW(t, dataPath, 0)
 			if err := decryptAll(context.Background(), hf, df, keyFileAt(t, keyPath), decryptZone); err != nil {
 				t.Fatal(err)
 			}
@@ -215,10 +199,7 @@ func TestInteropDecrypt(t *testing.T) {
 				t.Fatalf("after %s: %+v, %v", c.sig, r, err)
 			}
 			k.Close()
-			hf, _ := os.OpenFile(hdrPath, os.O_RDWR, 0)
-			defer hf.Close()
-			df, _ := os.OpenFile(dataPath, os.O_RDWR, 0)
-			defer df.Close()
+			hf, df := openRW(t, hdrPath, 0), openRW(t, dataPath, 0)
 			if err := decryptAll(context.Background(), hf, df, keyFileAt(t, keyPath), nil); err != nil {
 				t.Fatal(err)
 			}
@@ -232,8 +213,7 @@ func TestInteropDecrypt(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			hdrPath, dataPath, keyPath, plain := detachedVolume(t, 4096)
-			hf, _ := os.OpenFile(hdrPath, os.O_RDWR, 0)
-			df, _ := os.OpenFile(dataPath, os.O_RDWR, 0)
+			hf, df := openRW(t, hdrPath, 0), openRW(t, dataPath, 0)
 			var hdr, data device = hf, df
 			if c.budget >= 0 {
 				s := &crashDevice{budget: c.budget}
@@ -248,29 +228,10 @@ func TestInteropDecrypt(t *testing.T) {
 			if err := k.StartDecrypt(ctx, []Identity{id}); err != nil {
 				t.Fatal(err)
 			}
-			rc, err := k.OpenReencryption(ctx, []Identity{id}, data, decryptData, decryptZone)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for i := 0; i < 2 && err == nil; i++ {
-				err = rc.Step()
-			}
-			rc.Close()
+			stepN(t, k, id, data, decryptData, decryptZone, 2, c.budget >= 0)
 			hf.Close()
 			df.Close()
-			if c.budget < 0 && err != nil || c.budget >= 0 && !errors.Is(err, errCrash) {
-				t.Fatalf("steps: %v", err)
-			}
-			dump := cryptsetup(t, "", "luksDump", hdrPath)
-			if crashed := strings.Contains(dump, "in-reencryption"); crashed != (c.budget >= 0) {
-				t.Fatalf("hot zone flagged %v:\n%s", crashed, dump)
-			}
-			if c.budget >= 0 {
-				cryptsetup(t, "", "repair", "--batch-mode", "--header", hdrPath, "--key-file", keyPath, dataPath)
-			}
-			if strings.Contains(cryptsetup(t, "", "luksDump", hdrPath), "online-reencrypt") {
-				cryptsetup(t, "", "reencrypt", "--resume-only", "--header", hdrPath, "--force-offline-reencrypt", "--batch-mode", "--key-file", keyPath, dataPath)
-			}
+			cryptsetupFinishes(t, hdrPath, dataPath, keyPath, c.budget >= 0)
 			got, err := os.ReadFile(dataPath)
 			if err != nil || !bytes.Equal(got, plain) {
 				t.Fatalf("data is not the plaintext (%v)", err)

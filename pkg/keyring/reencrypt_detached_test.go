@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/encblk/encblk/internal/testutil"
@@ -75,14 +74,7 @@ func checkEncryptedDetached(t *testing.T, hdrPath, dataPath string, id *Secret, 
 	if bytes.Equal(data[:4096], plain[:4096]) {
 		t.Fatal("data not encrypted")
 	}
-	c, err := xts.New(dek)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.DecryptSectors(data, data, seg.SectorSize, 0, uint64(seg.SectorSize/512)); err != nil {
-		t.Fatal(err)
-	}
+	xtsSectors(t, dek, seg.SectorSize, data, (*xts.Cipher).DecryptSectors)
 	if !bytes.Equal(data, plain) {
 		t.Fatal("plaintext changed")
 	}
@@ -92,16 +84,7 @@ func TestEncryptDetached(t *testing.T) {
 	t.Parallel()
 	dataPath, keyPath, plain := plainData(t)
 	hdrPath := filepath.Join(t.TempDir(), "hdr")
-	hf, err := os.OpenFile(hdrPath, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hf.Close()
-	df, err := os.OpenFile(dataPath, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer df.Close()
+	hf, df := openRW(t, hdrPath, os.O_CREATE|os.O_EXCL), openRW(t, dataPath, 0)
 	if err := encryptDetachedAll(context.Background(), hf, df, keyFileAt(t, keyPath)); err != nil {
 		t.Fatal(err)
 	}
@@ -228,10 +211,7 @@ func TestInteropEncryptDetachedResume(t *testing.T) {
 				t.Fatalf("after %s: %+v, %v", sig, r, err)
 			}
 			k.Close()
-			hf, _ := os.OpenFile(hdrPath, os.O_RDWR, 0)
-			defer hf.Close()
-			df, _ := os.OpenFile(dataPath, os.O_RDWR, 0)
-			defer df.Close()
+			hf, df := openRW(t, hdrPath, 0), openRW(t, dataPath, 0)
 			if err := encryptDetachedAll(context.Background(), hf, df, keyFileAt(t, keyPath)); err != nil {
 				t.Fatal(err)
 			}
@@ -246,8 +226,7 @@ func TestInteropEncryptDetachedResume(t *testing.T) {
 			t.Parallel()
 			dataPath, keyPath, plain := plainData(t)
 			hdrPath := filepath.Join(t.TempDir(), "hdr")
-			hf, _ := os.OpenFile(hdrPath, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
-			df, _ := os.OpenFile(dataPath, os.O_RDWR, 0)
+			hf, df := openRW(t, hdrPath, os.O_CREATE|os.O_EXCL), openRW(t, dataPath, 0)
 			ctx := context.Background()
 			id := keyFileAt(t, keyPath)
 			k, err := EncryptDetached(ctx, hf, df, detachedData, id, detachedFormat())
@@ -262,29 +241,10 @@ func TestInteropEncryptDetachedResume(t *testing.T) {
 			if k, err = openDevice(hdr, false); err != nil {
 				t.Fatal(err)
 			}
-			rc, err := k.OpenReencryption(ctx, []Identity{id}, data, detachedData, detachedZone)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for i := 0; i < 2 && err == nil; i++ {
-				err = rc.Step()
-			}
-			rc.Close()
+			stepN(t, k, id, data, detachedData, detachedZone, 2, c.budget >= 0)
 			hf.Close()
 			df.Close()
-			if c.budget < 0 && err != nil || c.budget >= 0 && !errors.Is(err, errCrash) {
-				t.Fatalf("steps: %v", err)
-			}
-			dump := cryptsetup(t, "", "luksDump", hdrPath)
-			if crashed := strings.Contains(dump, "in-reencryption"); crashed != (c.budget >= 0) {
-				t.Fatalf("hot zone flagged %v:\n%s", crashed, dump)
-			}
-			if c.budget >= 0 {
-				cryptsetup(t, "", "repair", "--batch-mode", "--header", hdrPath, "--key-file", keyPath, dataPath)
-			}
-			if strings.Contains(cryptsetup(t, "", "luksDump", hdrPath), "online-reencrypt") {
-				cryptsetup(t, "", "reencrypt", "--resume-only", "--header", hdrPath, "--force-offline-reencrypt", "--batch-mode", "--key-file", keyPath, dataPath)
-			}
+			cryptsetupFinishes(t, hdrPath, dataPath, keyPath, c.budget >= 0)
 			checkEncryptedDetached(t, hdrPath, dataPath, keyFileAt(t, keyPath), plain)
 		})
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -80,19 +81,9 @@ func checkEncrypted(t *testing.T, path string, id *Secret, plain []byte) []byte 
 		t.Fatalf("segment %+v", seg)
 	}
 	dek := unlockBytes(t, k, id)
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := readFile(t, path)
 	buf := data[seg.Offset : seg.Offset+uint64(len(plain))]
-	c, err := xts.New(dek)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.DecryptSectors(buf, buf, seg.SectorSize, 0, uint64(seg.SectorSize/512)); err != nil {
-		t.Fatal(err)
-	}
+	xtsSectors(t, dek, seg.SectorSize, buf, (*xts.Cipher).DecryptSectors)
 	if !bytes.Equal(buf, plain) {
 		t.Fatal("plaintext changed")
 	}
@@ -108,11 +99,7 @@ func TestEncryptInPlace(t *testing.T) {
 		t.Run(strconv.Itoa(ss), func(t *testing.T) {
 			t.Parallel()
 			path, plain, keyPath := plainDevice(t, shiftData, shiftReduce)
-			f, err := os.OpenFile(path, os.O_RDWR, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
+			f := openRW(t, path, 0)
 			id := keyFileAt(t, keyPath)
 			if err := encryptAll(context.Background(), f, shiftData+shiftReduce, id, shiftOptions(ss)); err != nil {
 				t.Fatal(err)
@@ -177,6 +164,47 @@ func TestEncryptRefusals(t *testing.T) {
 	}
 	if fileSHA(t, path) != before {
 		t.Fatal("LUKS volume written")
+	}
+}
+
+// stepN opens the reencryption k records and runs n steps of it, fewer if
+// one fails: with crashes, the last must end in the simulated crash;
+// without, none may fail.
+func stepN(t *testing.T, k *Keyring, id Identity, data device, size uint64, opts *ReencryptOptions, n int, crashes bool) {
+	t.Helper()
+	rc, err := k.OpenReencryption(context.Background(), []Identity{id}, data, size, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < n && err == nil; i++ {
+		err = rc.Step()
+	}
+	rc.Close()
+	if !crashes && err != nil || crashes && !errors.Is(err, errCrash) {
+		t.Fatalf("steps: %v", err)
+	}
+}
+
+// cryptsetupFinishes checks that the header at hdr flags a hot zone
+// exactly when hot, then has cryptsetup finish the operation it records
+// on the data at data (hdr == data: the header is on the device):
+// cryptsetup repair recovers a hot zone (after the last zone it finishes
+// the operation too), reencrypt --resume-only does the rest.
+func cryptsetupFinishes(t *testing.T, hdr, data, keyPath string, hot bool) {
+	t.Helper()
+	var header []string
+	if hdr != data {
+		header = []string{"--header", hdr}
+	}
+	dump := cryptsetup(t, "", "luksDump", hdr)
+	if crashed := strings.Contains(dump, "in-reencryption"); crashed != hot {
+		t.Fatalf("hot zone flagged %v:\n%s", crashed, dump)
+	}
+	if hot {
+		cryptsetup(t, "", slices.Concat([]string{"repair", "--batch-mode"}, header, []string{"--key-file", keyPath, data})...)
+	}
+	if strings.Contains(cryptsetup(t, "", "luksDump", hdr), "online-reencrypt") {
+		cryptsetup(t, "", slices.Concat([]string{"reencrypt", "--resume-only"}, header, []string{"--force-offline-reencrypt", "--batch-mode", "--key-file", keyPath, data})...)
 	}
 }
 
@@ -265,9 +293,7 @@ func TestEncryptCryptsetupFixture(t *testing.T) {
 	}
 	data, _ := os.ReadFile(path)
 	buf := data[seg.Offset : seg.Offset+2<<20]
-	c, _ := xts.New(dek)
-	defer c.Close()
-	c.DecryptSectors(buf, buf, seg.SectorSize, 0, uint64(seg.SectorSize/512))
+	xtsSectors(t, dek, seg.SectorSize, buf, (*xts.Cipher).DecryptSectors)
 	if s := sha256.Sum256(buf); hex.EncodeToString(s[:]) != fixtureSHA(t, "encrypt-plaintext.sha256") {
 		t.Fatal("plaintext changed")
 	}
@@ -333,10 +359,7 @@ func TestInteropEncryptResumedByCryptsetup(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			path, plain, keyPath := plainDevice(t, shiftData, shiftReduce)
-			f, err := os.OpenFile(path, os.O_RDWR, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
+			f := openRW(t, path, 0)
 			var dev device = f
 			if c.budget >= 0 {
 				dev = &crashDevice{f: f, budget: c.budget, tornFraction: c.torn}
@@ -347,33 +370,13 @@ func TestInteropEncryptResumedByCryptsetup(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			rc, err := k.OpenReencryption(ctx, []Identity{id}, dev, size, nil)
-			if err != nil {
-				t.Fatal(err)
+			steps := 4 // until the crash
+			if c.budget < 0 {
+				steps = 2
 			}
-			for i := 0; i < 4 && err == nil; i++ {
-				err = rc.Step()
-				if c.budget < 0 && i == 1 {
-					break
-				}
-			}
-			rc.Close()
-			if c.budget < 0 && err != nil || c.budget >= 0 && !errors.Is(err, errCrash) {
-				t.Fatalf("steps: %v", err)
-			}
+			stepN(t, k, id, dev, size, nil, steps, c.budget >= 0)
 			f.Close()
-			dump := cryptsetup(t, "", "luksDump", path)
-			if crashed := strings.Contains(dump, "in-reencryption"); crashed != (c.budget >= 0) {
-				t.Fatalf("hot zone flagged %v:\n%s", crashed, dump)
-			}
-			if c.budget >= 0 {
-				cryptsetup(t, "", "repair", "--batch-mode", "--key-file", keyPath, path)
-			}
-			// cryptsetup repair recovers the hot zone; after the last
-			// one it also finishes the encryption.
-			if strings.Contains(cryptsetup(t, "", "luksDump", path), "online-reencrypt") {
-				cryptsetup(t, "", "reencrypt", "--resume-only", "--force-offline-reencrypt", "--batch-mode", "--key-file", keyPath, path)
-			}
+			cryptsetupFinishes(t, path, path, keyPath, c.budget >= 0)
 			key := dumpVolumeKey(t, path, keyPath)
 			s := sha256.Sum256(plain)
 			if got := opensslSHA(t, py, path, key, shiftReduce/2, 4096, shiftData); got != hex.EncodeToString(s[:]) {

@@ -42,15 +42,8 @@ func shiftedVolume(t *testing.T, ss int) (path, keyPath string, plain []byte) {
 		DataOffset: unshiftOffset, MetadataSize: 16 << 10, KeyslotsSize: unshiftOffset - 32<<10})
 	plain = make([]byte, unshiftData)
 	rand.Read(plain)
-	c, err := xts.New(dek)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
 	ct := bytes.Clone(plain)
-	if err := c.EncryptSectors(ct, ct, ss, 0, uint64(ss/512)); err != nil {
-		t.Fatal(err)
-	}
+	xtsSectors(t, dek, ss, ct, (*xts.Cipher).EncryptSectors)
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -126,16 +119,7 @@ func TestDecryptShift(t *testing.T) {
 			path, keyPath, plain := shiftedVolume(t, ss)
 			oldCT := readFile(t, path)[unshiftOffset:]
 			hdrPath := filepath.Join(t.TempDir(), "new.hdr")
-			hf, err := os.OpenFile(hdrPath, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer hf.Close()
-			df, err := os.OpenFile(path, os.O_RDWR, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer df.Close()
+			hf, df := openRW(t, hdrPath, os.O_CREATE|os.O_EXCL), openRW(t, path, 0)
 			if err := decryptShiftAll(context.Background(), df, hf, keyFileAt(t, keyPath), nil); err != nil {
 				t.Fatal(err)
 			}
@@ -417,10 +401,7 @@ func TestInteropDecryptShiftCryptsetupKilled(t *testing.T) {
 				t.Fatalf("after %s: %+v, %v\n%s", c.sig, r, err, out)
 			}
 			k.Close()
-			df, _ := os.OpenFile(path, os.O_RDWR, 0)
-			defer df.Close()
-			hf, _ := os.OpenFile(hdrPath, os.O_RDWR, 0)
-			defer hf.Close()
+			df, hf := openRW(t, path, 0), openRW(t, hdrPath, 0)
 			if err := decryptShiftAll(context.Background(), df, hf, keyFileAt(t, keyPath), nil); err != nil {
 				t.Fatal(err)
 			}
@@ -458,8 +439,7 @@ func TestInteropDecryptShiftResumedByCryptsetup(t *testing.T) {
 			t.Parallel()
 			path, keyPath, plain := shiftedVolume(t, 4096)
 			hdrPath := filepath.Join(t.TempDir(), "new.hdr")
-			df, _ := os.OpenFile(path, os.O_RDWR, 0)
-			hf, _ := os.OpenFile(hdrPath, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+			df, hf := openRW(t, path, 0), openRW(t, hdrPath, os.O_CREATE|os.O_EXCL)
 			var data, hdr device = df, hf
 			if c.budget >= 0 {
 				s := &crashDevice{budget: c.budget, tornFraction: c.torn}
@@ -475,30 +455,10 @@ func TestInteropDecryptShiftResumedByCryptsetup(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			rc, err := k.OpenReencryption(ctx, []Identity{id}, data, unshiftSize, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for i := 0; i < c.steps && err == nil; i++ {
-				err = rc.Step()
-			}
-			rc.Close()
+			stepN(t, k, id, data, unshiftSize, nil, c.steps, c.budget >= 0)
 			df.Close()
 			hf.Close()
-			if c.budget < 0 && err != nil || c.budget >= 0 && !errors.Is(err, errCrash) {
-				t.Fatalf("steps: %v", err)
-			}
-			dump := cryptsetup(t, "", "luksDump", hdrPath)
-			hot := c.budget >= 0 || c.steps == 3
-			if crashed := strings.Contains(dump, "in-reencryption"); crashed != hot {
-				t.Fatalf("hot zone flagged %v:\n%s", crashed, dump)
-			}
-			if hot {
-				cryptsetup(t, "", "repair", "--batch-mode", "--header", hdrPath, "--key-file", keyPath, path)
-			}
-			if strings.Contains(cryptsetup(t, "", "luksDump", hdrPath), "online-reencrypt") {
-				cryptsetup(t, "", "reencrypt", "--resume-only", "--header", hdrPath, "--force-offline-reencrypt", "--batch-mode", "--key-file", keyPath, path)
-			}
+			cryptsetupFinishes(t, hdrPath, path, keyPath, c.budget >= 0 || c.steps == 3)
 			checkUnshifted(t, path, hdrPath, plain, nil)
 		})
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/encblk/encblk/internal/secmem"
 	"github.com/encblk/encblk/internal/testutil"
+	"github.com/encblk/encblk/pkg/xts"
 )
 
 // fastKDF keeps crypto-heavy tests quick on a 2-core CI box.
@@ -67,6 +68,35 @@ func openPath(t testing.TB, path string) *Keyring {
 	}
 	t.Cleanup(func() { k.Close() })
 	return k
+}
+
+// openRW opens the file at path for reading and writing, with flag added
+// (os.O_CREATE|os.O_EXCL for a new header file); it is closed at the
+// test's end.
+func openRW(t testing.TB, path string, flag int) *os.File {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR|flag, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+// xtsSectors runs op, (*xts.Cipher).EncryptSectors or DecryptSectors,
+// with key on buf in place: ss-byte sectors, the first one's tweak 0. The
+// cipher is closed at once (its key schedule holds a page of locked
+// memory, and the crash harnesses check hundreds of results).
+func xtsSectors(t testing.TB, key []byte, ss int, buf []byte, op func(c *xts.Cipher, dst, src []byte, sectorSize int, firstTweak, tweakStep uint64) error) {
+	t.Helper()
+	c, err := xts.New(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := op(c, buf, buf, ss, 0, uint64(ss/512)); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func unlockBytes(t testing.TB, k *Keyring, id Identity) []byte {
