@@ -112,48 +112,30 @@ func TestRotationPolicyKMIP(t *testing.T) {
 	if _, err := c.SetRotationPolicy(ctx, "", pol, rotation.All); err != nil {
 		t.Fatal(err)
 	}
-	status := func() *daemon.RotationStatus {
-		st, err := c.Status(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st.Volumes[0].Rotation
-	}
 
 	clock.Advance(t, 8*24*time.Hour)
-	testutil.WaitFor(t, "the KMIP KEK rotation", func() bool { st := status(); return st.KEK.Last != nil || st.KEK.Blocked != "" })
-	if st := status(); st.KEK.Blocked != "" || st.KEK.Overdue || st.KEK.Last == nil {
+	testutil.WaitFor(t, "the KMIP KEK rotation", func() bool { st := rotationStatus(t, c); return st.KEK.Last != nil || st.KEK.Blocked != "" })
+	if st := rotationStatus(t, c); st.KEK.Blocked != "" || st.KEK.Overdue || st.KEK.Last == nil {
 		t.Fatalf("after the KEK rotation: %+v", st.KEK)
 	}
 	secondKey := tokenKey()
 	if secondKey == firstKey {
 		t.Fatal("the KMIP keyslot still uses the first key")
 	}
-	keyState := func(uid string) kmip.State {
-		c, err := cfg.Client(nil, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		st, err := c.KeyState(ctx, uid)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st
-	}
-	if st := keyState(firstKey); st != kmip.StateDeactivated {
+	if st := serverKeyState(t, cfg, firstKey); st != kmip.StateDeactivated {
 		t.Fatalf("the replaced KMIP key %s is %v on the server, want Deactivated (revoked, superseded)\n%s", firstKey, st, logs.String())
 	}
-	if st := keyState(secondKey); st != kmip.StateActive {
+	if st := serverKeyState(t, cfg, secondKey); st != kmip.StateActive {
 		t.Fatalf("the new KMIP key %s is %v", secondKey, st)
 	}
 
 	// Day 11: the reencryption (the next KEK rotation is on day 15).
 	clock.Advance(t, 3*24*time.Hour)
-	testutil.WaitFor(t, "the reencryption", func() bool { st := status(); return st.Reencrypt.Last != nil || st.Reencrypt.Blocked != "" })
+	testutil.WaitFor(t, "the reencryption", func() bool { st := rotationStatus(t, c); return st.Reencrypt.Last != nil || st.Reencrypt.Blocked != "" })
 	if err := v.WaitReencryption(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if st := status(); st.Reencrypt.Blocked != "" || st.Reencrypt.Overdue || st.Reencrypt.Last == nil {
+	if st := rotationStatus(t, c); st.Reencrypt.Blocked != "" || st.Reencrypt.Overdue || st.Reencrypt.Last == nil {
 		t.Fatalf("after the reencryption: %+v\n%s", st.Reencrypt, logs.String())
 	}
 	got := make([]byte, len(data))
@@ -256,14 +238,7 @@ func TestRotationPolicyKMIPKeepsSharedKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	clock.Advance(t, 8*24*time.Hour)
-	testutil.WaitFor(t, "the KMIP KEK rotation", func() bool {
-		st, err := c.Status(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		kek := st.Volumes[0].Rotation.KEK
-		return kek.Last != nil || kek.Blocked != ""
-	})
+	testutil.WaitFor(t, "the KMIP KEK rotation", func() bool { st := rotationStatus(t, c); return st.KEK.Last != nil || st.KEK.Blocked != "" })
 	stop()
 	var uids []string
 	for _, st := range kmipkek.Slots(openRO(t, path)) {
@@ -272,16 +247,37 @@ func TestRotationPolicyKMIPKeepsSharedKey(t *testing.T) {
 	if len(uids) != 2 || uids[0] == uids[1] || !slices.Contains(uids, k0.CreatedUID()) {
 		t.Fatalf("KMIP keys after the rotation: %v (the shared key %s should be left to one keyslot)\n%s", uids, k0.CreatedUID(), logs.String())
 	}
-	cl, err := cfg.Client(nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st, err := cl.KeyState(ctx, k0.CreatedUID()); err != nil || st != kmip.StateActive {
-		t.Fatalf("the shared key is %v (%v), want Active: another keyslot still uses it\n%s", st, err, logs.String())
+	if st := serverKeyState(t, cfg, k0.CreatedUID()); st != kmip.StateActive {
+		t.Fatalf("the shared key is %v, want Active: another keyslot still uses it\n%s", st, logs.String())
 	}
 	if strings.Contains(logs.String(), `"event":"kmip-revoke"`) || !strings.Contains(logs.String(), "still used by another keyslot") {
 		t.Fatalf("logs:\n%s", logs.String())
 	}
+}
+
+// rotationStatus is the rotation status the server of c reports for its
+// one volume.
+func rotationStatus(t *testing.T, c *daemon.Client) *daemon.RotationStatus {
+	t.Helper()
+	st, err := c.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Volumes[0].Rotation
+}
+
+// serverKeyState is the state of the key uid on the key server of cfg.
+func serverKeyState(t *testing.T, cfg *kmip.FileConfig, uid string) kmip.State {
+	t.Helper()
+	c, err := cfg.Client(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := c.KeyState(context.Background(), uid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
 }
 
 func openRO(t *testing.T, path string) *keyring.Keyring {
@@ -407,31 +403,13 @@ func TestRotationPolicyKMIPRevokeRetried(t *testing.T) {
 	if _, err := c.SetRotationPolicy(ctx, "", rotation.Policy{KEKEvery: rotation.Period(7 * 24 * time.Hour), KMIPConfig: cfgPath}, rotation.All); err != nil {
 		t.Fatal(err)
 	}
-	status := func() *daemon.RotationStatus {
-		st, err := c.Status(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st.Volumes[0].Rotation
-	}
-	state := func(uid string) kmip.State {
-		cl, err := cfg.Client(nil, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		st, err := cl.KeyState(ctx, uid)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st
-	}
 
 	clock.Advance(t, 8*24*time.Hour)
-	testutil.WaitFor(t, "the KMIP KEK rotation", func() bool { st := status(); return st.KEK.Last != nil || st.KEK.Blocked != "" })
-	if st := status(); st.KEK.Last == nil || !slices.Equal(st.KMIPRevokePending, []string{first}) {
+	testutil.WaitFor(t, "the KMIP KEK rotation", func() bool { st := rotationStatus(t, c); return st.KEK.Last != nil || st.KEK.Blocked != "" })
+	if st := rotationStatus(t, c); st.KEK.Last == nil || !slices.Equal(st.KMIPRevokePending, []string{first}) {
 		t.Fatalf("after the rotation whose revocation failed: %+v\n%s", st, logs.String())
 	}
-	if st := state(first); st != kmip.StateActive {
+	if st := serverKeyState(t, cfg, first); st != kmip.StateActive {
 		t.Fatalf("the replaced key is %v before the retry", st)
 	}
 	if !strings.Contains(logs.String(), `"event":"kmip-revoke","result":"failed"`) {
@@ -442,9 +420,9 @@ func TestRotationPolicyKMIPRevokeRetried(t *testing.T) {
 	}
 
 	clock.Advance(t, time.Hour)
-	testutil.WaitFor(t, "the revocation to be retried", func() bool { return len(status().KMIPRevokePending) == 0 })
+	testutil.WaitFor(t, "the revocation to be retried", func() bool { return len(rotationStatus(t, c).KMIPRevokePending) == 0 })
 	stop()
-	if st := state(first); st != kmip.StateDeactivated {
+	if st := serverKeyState(t, cfg, first); st != kmip.StateDeactivated {
 		t.Fatalf("the replaced key is %v after the retry, want Deactivated\n%s", st, logs.String())
 	}
 	if !strings.Contains(logs.String(), `"event":"kmip-revoke","result":"ok"`) || !strings.Contains(logs.String(), "revoked now") {
