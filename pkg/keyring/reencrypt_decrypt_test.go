@@ -73,11 +73,8 @@ func checkDecrypted(t *testing.T, hdrPath, dataPath string, plain []byte) {
 	if !bytes.Equal(got, plain) {
 		t.Fatal("data is not the plaintext")
 	}
-	k := openPath(t, hdrPath)
+	k := openFinished(t, hdrPath)
 	defer k.Close()
-	if r, err := k.Reencryption(); r != nil || err != nil {
-		t.Fatalf("reencryption left: %+v, %v", r, err)
-	}
 	if len(k.meta.Keyslots) != 0 || len(k.meta.Segments) != 1 || k.meta.Segments[0].Type != "linear" {
 		t.Fatalf("header after decryption: %d keyslots, segments %v", len(k.meta.Keyslots), k.meta.Segments)
 	}

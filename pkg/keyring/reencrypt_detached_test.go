@@ -57,11 +57,8 @@ func encryptDetachedAll(ctx context.Context, hdr, data device, id *Secret) error
 // records no reencryption, and that the data decrypts to plain.
 func checkEncryptedDetached(t *testing.T, hdrPath, dataPath string, id *Secret, plain []byte) {
 	t.Helper()
-	k := openPath(t, hdrPath)
+	k := openFinished(t, hdrPath)
 	defer k.Close()
-	if r, err := k.Reencryption(); r != nil || err != nil {
-		t.Fatalf("reencryption left: %+v, %v", r, err)
-	}
 	seg, err := k.DataSegment()
 	if err != nil {
 		t.Fatal(err)

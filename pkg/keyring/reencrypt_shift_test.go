@@ -63,16 +63,24 @@ func encryptAll(ctx context.Context, dev device, size uint64, id *Secret, opts *
 	return stepAll(ctx, k, []Identity{id}, dev, size, nil)
 }
 
+// openFinished opens the header at path, which must record no
+// reencryption any more.
+func openFinished(t *testing.T, path string) *Keyring {
+	t.Helper()
+	k := openPath(t, path)
+	if r, err := k.Reencryption(); r != nil || err != nil {
+		t.Fatalf("reencryption left: %+v, %v", r, err)
+	}
+	return k
+}
+
 // checkEncrypted checks that the volume at path opens with id and holds
 // plain (the data at the shift, encrypted with the key id opens) and
 // records no reencryption.
 func checkEncrypted(t *testing.T, path string, id *Secret, plain []byte) []byte {
 	t.Helper()
-	k := openPath(t, path)
+	k := openFinished(t, path)
 	defer k.Close()
-	if r, err := k.Reencryption(); r != nil || err != nil {
-		t.Fatalf("reencryption left: %+v, %v", r, err)
-	}
 	seg, err := k.DataSegment()
 	if err != nil {
 		t.Fatal(err)
