@@ -277,9 +277,9 @@ func (k *Keyring) StartReencrypt(ctx context.Context, ids []Identity, opts *Reen
 
 // checksumKeyslot returns the id (the lowest free one in m) and the JSON
 // of a reencrypt keyslot of mode and direction with checksum resilience:
-// the sha256 of each block bytes, in an area that is the largest gap of
-// m's keyslots area in whole 4 KiB (at least one). what names the
-// operation in an error.
+// the sha256 of each block of block bytes, in an area that is the
+// largest gap of m's keyslots area in whole 4 KiB (at least one). what
+// names the operation in an error.
 func (m *metadata) checksumKeyslot(hdrSize uint64, mode, direction string, block int, what string) (string, json.RawMessage, error) {
 	id, err := m.freeKeyslotID(nil)
 	if err != nil {
