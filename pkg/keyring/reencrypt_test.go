@@ -22,22 +22,8 @@ const reencryptFixtures = "testdata/reencrypt"
 // fixtureImage unpacks a cryptsetup-made fixture into a temporary file.
 func fixtureImage(t *testing.T, name string) string {
 	t.Helper()
-	f, err := os.Open(filepath.Join(reencryptFixtures, name+".img.gz"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
 	path := filepath.Join(t.TempDir(), name+".img")
-	out, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer out.Close()
-	if _, err := io.Copy(out, zr); err != nil {
+	if err := os.WriteFile(path, gunzipFixture(t, name+".img.gz"), 0o666); err != nil {
 		t.Fatal(err)
 	}
 	return path
