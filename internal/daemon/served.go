@@ -76,13 +76,17 @@ type Volume struct {
 
 // OpenVolume opens the backing of spec (failing with an error wrapping
 // backing.ErrBusy if another process serves it) and its LUKS2 header, and
-// unlocks it with kek, or leaves it locked when kek is nil.
+// unlocks it with kek, or leaves it locked when kek is nil. A block device
+// served read-write is claimed (O_EXCL: backing.ErrInUse while it is
+// mounted, mapped by device-mapper or claimed by another program), so the
+// server never writes under a filesystem or a dm-crypt mapping of the same
+// device, and neither can start on it while it serves.
 func OpenVolume(ctx context.Context, spec VolumeSpec, kek keyring.Identity) (*Volume, error) {
 	id, err := VolumeID(spec.Backing)
 	if err != nil {
 		return nil, err
 	}
-	f, err := backing.Open(spec.Backing, backing.Options{ReadOnly: spec.ReadOnly, Direct: spec.Direct})
+	f, err := backing.Open(spec.Backing, backing.Options{ReadOnly: spec.ReadOnly, Direct: spec.Direct, Exclusive: !spec.ReadOnly})
 	if err != nil {
 		return nil, err
 	}
