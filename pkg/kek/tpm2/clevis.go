@@ -1,6 +1,7 @@
 package tpm2
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -239,19 +240,40 @@ func (p *ClevisPin) Decrypt(ctx context.Context, jwe *clevis.JWE) (*keyring.Secr
 		return nil, tpmError(err)
 	}
 	defer clear(jwk)
-	var k struct {
-		Kty string `json:"kty"`
-		K   string `json:"k"`
-	}
-	if err := json.Unmarshal(jwk, &k); err != nil || k.Kty != "oct" {
-		return nil, fmt.Errorf("%w: the TPM's object holds no symmetric JWK", clevis.ErrMalformed)
-	}
-	cek, err := clevis.B64Decode(k.K)
-	if err != nil || len(cek) != 32 {
-		return nil, fmt.Errorf("%w: the sealed JWK's key is not 32 bytes of base64url", clevis.ErrMalformed)
+	cek, err := jwkKey(jwk)
+	if err != nil {
+		return nil, err
 	}
 	defer clear(cek)
 	return jwe.Open(cek)
+}
+
+// jwkKey returns the 32-byte key of the symmetric JWK jwk ({"kty":"oct",
+// "k":"..."}, as clevis seals it). The key never becomes a Go string,
+// which could not be wiped: "k" is taken as raw JSON bytes, decoded from
+// base64url into a slice, and both are cleared; the caller clears the key.
+func jwkKey(jwk []byte) ([]byte, error) {
+	var k struct {
+		Kty string          `json:"kty"`
+		K   json.RawMessage `json:"k"`
+	}
+	defer func() { clear(k.K) }()
+	if err := json.Unmarshal(jwk, &k); err != nil || k.Kty != "oct" {
+		return nil, fmt.Errorf("%w: the TPM's object holds no symmetric JWK", clevis.ErrMalformed)
+	}
+	bad := fmt.Errorf("%w: the sealed JWK's key is not 32 bytes of base64url", clevis.ErrMalformed)
+	// A JSON string of base64url characters: no escapes to undo.
+	if len(k.K) < 2 || k.K[0] != '"' || k.K[len(k.K)-1] != '"' {
+		return nil, bad
+	}
+	b64 := bytes.TrimRight(k.K[1:len(k.K)-1], "=")
+	key := make([]byte, base64.RawURLEncoding.DecodedLen(len(b64)))
+	n, err := base64.RawURLEncoding.Decode(key, b64)
+	if err != nil || n != 32 {
+		clear(key)
+		return nil, bad
+	}
+	return key[:n], nil
 }
 
 // object is the sealed object h describes.
