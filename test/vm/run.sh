@@ -25,6 +25,8 @@
 #   ENCBLK_VM_CACHE=dir     where built initramfs images are cached (default ~/.cache/encblk/vm)
 #   ENCBLK_VM_MEM, ENCBLK_VM_SMP  guest memory (default 1G) and CPUs (default 2)
 #   ENCBLK_VM_ENCBLK=path   test this (static) encblk binary instead of building ./cmd/encblk
+#   ENCBLK_VM_QEMU=path     run the guest with this qemu-system-x86_64 (default: the one on PATH;
+#                           bench/ublk.sh --qemu debian13 uses Debian 13's, scripts/debian13.sh qemu)
 #   ENCBLK_BENCH_*=value    passed to the guest (benchmark scenarios' knobs)
 #
 # Console logs go to test/vm/out/<scenario>-<sector>.log (gitignored); on a
@@ -66,7 +68,8 @@ newest_kernel() {
 	printf '%s' "$best"
 }
 
-need qemu-system-x86_64 qemu-system-x86
+qemu=${ENCBLK_VM_QEMU:-qemu-system-x86_64}
+need "$qemu" qemu-system-x86
 need cpio cpio
 need modprobe kmod
 need nbd-client nbd-client
@@ -307,7 +310,7 @@ run_one() {
 	# no_timer_check: under emulation on a loaded host the kernel's IO-APIC
 	# timer check can fail and panic the boot ("IO-APIC + timer doesn't
 	# work", seen once at load 16); VMs skip it as cloud images do.
-	timeout --kill-after=10 "$tmo" qemu-system-x86_64 \
+	timeout --kill-after=10 "$tmo" "$qemu" \
 		-machine q35 -cpu max -smp "${ENCBLK_VM_SMP:-2}" -m "${ENCBLK_VM_MEM:-1G}" \
 		-display none -monitor none -serial "file:$logf" -no-reboot \
 		-nic none \
@@ -342,6 +345,7 @@ run_one() {
 }
 
 log "kernel $kver, initramfs $initrd, scenarios: ${specs[*]}"
+[ -z "${ENCBLK_VM_QEMU:-}" ] || log "qemu: $ENCBLK_VM_QEMU ($("$qemu" --version | sed -n 1p))"
 failed=()
 suite_start=$(date +%s)
 for spec in "${specs[@]}"; do
