@@ -8,9 +8,9 @@
 // is encrypted with the key ("dir", A256GCM). Any t children that
 // decrypt give t points, and Lagrange interpolation at 0 gives the key.
 //
-// The arithmetic is math/big's (as clevis uses OpenSSL's BIGNUM): not
-// constant-time, on values that live only while a share is made or
-// recovered.
+// The arithmetic on secrets (the key, the polynomial, the points) is
+// field.go's: fixed-size limbs that are cleared after use, constant-time
+// in the values; math/big only handles the public prime.
 package sss
 
 import (
@@ -125,15 +125,20 @@ func (p *Pin) Encrypt(ctx context.Context, config json.RawMessage, plaintext []b
 	if err != nil {
 		return nil, err
 	}
-	coef := make([]*big.Int, t) // coef[0] is the key
+	fd, err := newField(prime)
+	if err != nil {
+		return nil, err
+	}
+	coef := make([]elem, t) // coef[0] is the key
+	defer clear(coef)
 	for i := range coef {
-		if coef[i], err = rand.Int(rand.Reader, prime); err != nil {
+		if coef[i], err = fd.random(rand.Reader); err != nil {
 			return nil, err
 		}
 	}
 	h := header{T: t, P: enc(prime)}
 	for _, c := range children {
-		pt, err := sharePoint(prime, coef)
+		pt, err := fd.sharePoint(coef)
 		if err != nil {
 			return nil, err
 		}
@@ -148,24 +153,30 @@ func (p *Pin) Encrypt(ctx context.Context, config json.RawMessage, plaintext []b
 	if err != nil {
 		return nil, err
 	}
-	key := fixed(coef[0])
+	key := make([]byte, keyBytes)
 	defer clear(key)
+	fd.store(&coef[0], key)
 	return clevis.Seal(&clevis.Header{Alg: "dir", Clevis: pin}, key, plaintext)
 }
 
-// sharePoint is a random point of the polynomial coef: x || y.
-func sharePoint(prime *big.Int, coef []*big.Int) ([]byte, error) {
-	x, err := rand.Int(rand.Reader, prime)
+// sharePoint is a random point of the polynomial coef: x || y, each
+// keyBytes big-endian; the caller clears it.
+func (f *field) sharePoint(coef []elem) ([]byte, error) {
+	x, err := f.random(rand.Reader)
 	if err != nil {
 		return nil, err
 	}
-	y, xi := new(big.Int), big.NewInt(1)
-	for _, c := range coef {
-		y.Add(y, new(big.Int).Mul(c, xi))
-		y.Mod(y, prime)
-		xi.Mul(xi, x).Mod(xi, prime)
+	y := coef[len(coef)-1] // Horner's rule
+	for i := len(coef) - 2; i >= 0; i-- {
+		y = f.mul(&y, &x)
+		y = f.add(&y, &coef[i])
 	}
-	return append(fixed(x), fixed(y)...), nil
+	pt := make([]byte, 2*keyBytes)
+	f.store(&x, pt[:keyBytes])
+	f.store(&y, pt[keyBytes:])
+	clear(x[:])
+	clear(y[:])
+	return pt, nil
 }
 
 // Decrypt implements clevis.Pin: the children are tried together; the
@@ -182,8 +193,11 @@ func (p *Pin) Decrypt(ctx context.Context, jwe *clevis.JWE) (*keyring.Secret, er
 	if err != nil || len(pb) != keyBytes {
 		return nil, fmt.Errorf("%w: clevis.sss.p", clevis.ErrMalformed)
 	}
-	prime := new(big.Int).SetBytes(pb)
-	if len(h.JWE) == 0 || len(h.JWE) > maxShares || h.T < 1 || h.T > len(h.JWE) || prime.Sign() == 0 {
+	fd, err := newField(new(big.Int).SetBytes(pb))
+	if err != nil {
+		return nil, fmt.Errorf("%w: clevis.sss.p: %v", clevis.ErrMalformed, err)
+	}
+	if len(h.JWE) == 0 || len(h.JWE) > maxShares || h.T < 1 || h.T > len(h.JWE) {
 		return nil, fmt.Errorf("%w: clevis.sss: threshold %d of %d shares", clevis.ErrMalformed, h.T, len(h.JWE))
 	}
 	ctx, cancel := context.WithCancel(ctx)
@@ -244,7 +258,7 @@ func (p *Pin) Decrypt(ctx context.Context, jwe *clevis.JWE) (*keyring.Secret, er
 		sort.Strings(errs)
 		return nil, fmt.Errorf("%w: %d of %d needed (%s)", ErrTooFewShares, len(points), h.T, strings.Join(errs, "; "))
 	}
-	key, err := recoverKey(prime, points)
+	key, err := fd.recoverKey(points)
 	if err != nil {
 		return nil, err
 	}
@@ -252,34 +266,47 @@ func (p *Pin) Decrypt(ctx context.Context, jwe *clevis.JWE) (*keyring.Secret, er
 	return jwe.Open(key)
 }
 
-// recoverKey interpolates the points at 0 (clevis's sss_recover).
-func recoverKey(prime *big.Int, points []*keyring.Secret) ([]byte, error) {
-	xs := make([]*big.Int, len(points))
-	ys := make([]*big.Int, len(points))
+// recoverKey interpolates the points at 0 (clevis's sss_recover); the
+// caller clears the key.
+func (f *field) recoverKey(points []*keyring.Secret) ([]byte, error) {
+	xs := make([]elem, len(points))
+	ys := make([]elem, len(points))
+	var k, num, den, t elem
+	defer func() {
+		clear(xs)
+		clear(ys)
+		clear(k[:])
+		clear(num[:])
+		clear(den[:])
+		clear(t[:])
+	}()
 	for i, pt := range points {
-		xs[i] = new(big.Int).SetBytes(pt.Bytes()[:keyBytes])
-		ys[i] = new(big.Int).SetBytes(pt.Bytes()[keyBytes:])
+		xs[i] = f.load(pt.Bytes()[:keyBytes])
+		ys[i] = f.load(pt.Bytes()[keyBytes:])
 	}
-	k := new(big.Int)
+	var zero elem
 	for i := range xs {
-		acc := big.NewInt(1)
+		num, den = f.one, f.one
 		for j := range xs {
 			if i == j {
 				continue
 			}
-			num := new(big.Int).Sub(prime, xs[j]) // 0 - xj
-			den := new(big.Int).Sub(xs[i], xs[j])
-			den.Mod(den, prime)
-			if den.ModInverse(den, prime) == nil {
+			t = f.sub(&zero, &xs[j])
+			num = f.mul(&num, &t)
+			t = f.sub(&xs[i], &xs[j])
+			if isZero(&t) {
 				return nil, fmt.Errorf("%w: two shares with the same x", clevis.ErrMalformed)
 			}
-			acc.Mul(acc, num).Mod(acc, prime)
-			acc.Mul(acc, den).Mod(acc, prime)
+			den = f.mul(&den, &t)
 		}
-		acc.Mul(acc, ys[i]).Mod(acc, prime)
-		k.Add(k, acc).Mod(k, prime)
+		t = f.inv(&den)
+		t = f.mul(&num, &t)
+		t = f.mul(&t, &ys[i])
+		k = f.add(&k, &t)
 	}
-	return fixed(k), nil
+	key := make([]byte, keyBytes)
+	f.store(&k, key)
+	return key, nil
 }
 
 // Describe implements clevis.Pin: "sss t of n: child, child…".
@@ -324,9 +351,7 @@ func Threshold(jwe *clevis.JWE) (t int, children []*clevis.JWE) {
 	return h.T, children
 }
 
-// fixed is x as keyBytes big-endian bytes.
-func fixed(x *big.Int) []byte { return x.FillBytes(make([]byte, keyBytes)) }
-
-func enc(x *big.Int) string { return clevis.B64(fixed(x)) }
+// enc is x as keyBytes big-endian bytes, base64url.
+func enc(x *big.Int) string { return clevis.B64(x.FillBytes(make([]byte, keyBytes))) }
 
 func b64dec(s string) ([]byte, error) { return clevis.B64Decode(s) }
