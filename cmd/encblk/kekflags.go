@@ -86,14 +86,7 @@ type kekFlags struct {
 // register adds the flags with an optional prefix ("new-") for commands
 // that take two KEKs.
 func (f *kekFlags) register(fs *pflag.FlagSet, prefix string) {
-	what := "the KEK"
-	if prefix != "" {
-		what = "the new KEK"
-		f.what = "new "
-	}
-	fs.StringVar(&f.keyFile, prefix+"key-file", "", "read "+what+" from this key file, every byte counts (- for stdin)")
-	fs.StringVar(&f.passphraseFile, prefix+"passphrase-file", "", "read "+what+" passphrase from the first line of this file (- for stdin)")
-	fs.StringVar(&f.kmipConfig, prefix+"kmip", "", what+" is held by a KMIP key server; this file is the client configuration (see encblk kmip --help)")
+	f.registerFirst(fs, prefix)
 	// An age recipient only makes keyslots and an identity only opens
 	// them, so neither needs the "new-" prefix to say which KEK it is.
 	if prefix == "" {
@@ -113,6 +106,21 @@ func (f *kekFlags) register(fs *pflag.FlagSet, prefix string) {
 	})
 	fs.BoolVar(&f.tpm2WithPIN, "tpm2-with-pin", false, "with --tpm2-device: the keyslot also needs a PIN (asked twice on a terminal, or --new-tpm2-pin-file)")
 	fs.StringVar(&f.newTPM2PINFile, "new-tpm2-pin-file", "", "with --tpm2-with-pin: the new keyslot's PIN is the first line of this file (- for stdin)")
+}
+
+// registerFirst adds only the flags of a KEK given directly: key file,
+// passphrase file, KMIP. Commands that make a volume (format, sed setup)
+// take its first KEK with these and nothing else: there are no keyslots
+// to open yet, so --tpm2-pin-file and --age-identity would mean nothing.
+func (f *kekFlags) registerFirst(fs *pflag.FlagSet, prefix string) {
+	what := "the KEK"
+	if prefix != "" {
+		what = "the new KEK"
+		f.what = "new "
+	}
+	fs.StringVar(&f.keyFile, prefix+"key-file", "", "read "+what+" from this key file, every byte counts (- for stdin)")
+	fs.StringVar(&f.passphraseFile, prefix+"passphrase-file", "", "read "+what+" passphrase from the first line of this file (- for stdin)")
+	fs.StringVar(&f.kmipConfig, prefix+"kmip", "", what+" is held by a KMIP key server; this file is the client configuration (see encblk kmip --help)")
 }
 
 // kekHelp is the paragraph of a command's long help that says where its

@@ -75,3 +75,27 @@ func TestKEKHelpNamesEveryFlag(t *testing.T) {
 		})
 	}
 }
+
+// Commands that make a volume take its first KEK directly (key file,
+// passphrase file, KMIP): flags that only open existing keyslots are not
+// theirs.
+func TestMakingCommandsTakeNoOpeningFlags(t *testing.T) {
+	t.Parallel()
+	root := newRootCmd()
+	for _, path := range [][]string{{"format"}, {"sed", "setup"}} {
+		cmd, _, err := root.Find(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range []string{"key-file", "passphrase-file", "kmip"} {
+			if cmd.Flags().Lookup(name) == nil {
+				t.Errorf("encblk %s has no --%s", strings.Join(path, " "), name)
+			}
+		}
+		for _, name := range []string{"age-identity", "tpm2-pin-file"} {
+			if cmd.Flags().Lookup(name) != nil {
+				t.Errorf("encblk %s takes --%s, which opens keyslots it does not have", strings.Join(path, " "), name)
+			}
+		}
+	}
+}

@@ -236,7 +236,7 @@ plus the data offset, as with cryptsetup.`,
 	}
 	fs := cmd.Flags()
 	sf.register(fs, true)
-	kek.register(fs, "")
+	kek.registerFirst(fs, "")
 	kdf.register(fs)
 	hdr.register(fs)
 	fs.Uint8Var(&segment, "range", 1, "locking range (LUKS2 opal_segment_number), 1..8")
