@@ -27,6 +27,8 @@
 #   ENCBLK_VM_ENCBLK=path   test this (static) encblk binary instead of building ./cmd/encblk
 #   ENCBLK_VM_QEMU=path     run the guest with this qemu-system-x86_64 (default: the one on PATH;
 #                           bench/ublk.sh --qemu debian13 uses Debian 13's, scripts/debian13.sh qemu)
+#   ENCBLK_VM_QEMU_ARGS=... more qemu arguments, split on blanks, after the harness's own (a later
+#                           option wins): on a host with KVM, "-accel kvm -cpu host"
 #   ENCBLK_BENCH_*=value    passed to the guest (benchmark scenarios' knobs)
 #
 # Console logs go to test/vm/out/<scenario>-<sector>.log (gitignored); on a
@@ -192,6 +194,10 @@ if grep -qs '^# tpm: *yes' $(printf "$here/scenarios/%s.sh " "${specs[@]%%:*}");
 fi
 if grep -qs 'ENCBLK_VM_DEBIAN13' $(printf "$here/scenarios/%s.sh " "${specs[@]%%:*}"); then
 	debian13=$("$repo/scripts/debian13.sh") || die "scripts/debian13.sh failed"
+	# The guest sees the host's root, but its own tmpfs on /tmp and /run.
+	case $(realpath "$debian13") in
+	/tmp/* | /run/*) die "the Debian 13 root $debian13 is under /tmp or /run, which the guest does not see: set ENCBLK_DEBIAN13_CACHE elsewhere" ;;
+	esac
 fi
 
 # --- initramfs -------------------------------------------------------------
@@ -310,6 +316,8 @@ run_one() {
 	# no_timer_check: under emulation on a loaded host the kernel's IO-APIC
 	# timer check can fail and panic the boot ("IO-APIC + timer doesn't
 	# work", seen once at load 16); VMs skip it as cloud images do.
+	# ENCBLK_VM_QEMU_ARGS is split on blanks on purpose.
+	# shellcheck disable=SC2086
 	timeout --kill-after=10 "$tmo" "$qemu" \
 		-machine q35 -cpu max -smp "${ENCBLK_VM_SMP:-2}" -m "${ENCBLK_VM_MEM:-1G}" \
 		-display none -monitor none -serial "file:$logf" -no-reboot \
@@ -318,7 +326,7 @@ run_one() {
 		-append "console=ttyS0 panic=-1 loglevel=4 no_timer_check rdinit=/init" \
 		-virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
 		-virtfs "local,path=$share,mount_tag=results,security_model=none,multidevs=remap" \
-		"${tpm_args[@]}" >"$out/$name-$sector.qemu" 2>&1 || rc=$?
+		"${tpm_args[@]}" ${ENCBLK_VM_QEMU_ARGS:-} >"$out/$name-$sector.qemu" 2>&1 || rc=$?
 	if [ -n "$tpm_pid" ]; then
 		kill "$tpm_pid" 2>/dev/null || true
 		wait "$tpm_pid" 2>/dev/null || true
@@ -346,6 +354,7 @@ run_one() {
 
 log "kernel $kver, initramfs $initrd, scenarios: ${specs[*]}"
 [ -z "${ENCBLK_VM_QEMU:-}" ] || log "qemu: $ENCBLK_VM_QEMU ($("$qemu" --version | sed -n 1p))"
+[ -z "${ENCBLK_VM_QEMU_ARGS:-}" ] || log "qemu arguments added: $ENCBLK_VM_QEMU_ARGS"
 failed=()
 suite_start=$(date +%s)
 for spec in "${specs[@]}"; do
