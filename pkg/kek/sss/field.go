@@ -132,6 +132,17 @@ func sub4(a, b *[4]uint64) ([4]uint64, uint64) {
 	return d, c
 }
 
+// add4 returns a+b and the carry.
+func add4(a, b *[4]uint64) ([4]uint64, uint64) {
+	var s [4]uint64
+	var c uint64
+	s[0], c = bits.Add64(a[0], b[0], 0)
+	s[1], c = bits.Add64(a[1], b[1], c)
+	s[2], c = bits.Add64(a[2], b[2], c)
+	s[3], c = bits.Add64(a[3], b[3], c)
+	return s, c
+}
+
 // reduce returns (carry·2^256 + t) - p if that is not negative, else t;
 // t + carry·2^256 < 2p.
 func (f *field) reduce(t *[4]uint64, carry uint64) elem {
@@ -186,12 +197,7 @@ func (f *field) mul(a, b *elem) elem {
 
 // add returns a+b mod p.
 func (f *field) add(a, b *elem) elem {
-	var s [4]uint64
-	var c uint64
-	s[0], c = bits.Add64(a[0], b[0], 0)
-	s[1], c = bits.Add64(a[1], b[1], c)
-	s[2], c = bits.Add64(a[2], b[2], c)
-	s[3], c = bits.Add64(a[3], b[3], c)
+	s, c := add4((*[4]uint64)(a), (*[4]uint64)(b))
 	r := f.reduce(&s, c)
 	clear(s[:])
 	return r
@@ -201,14 +207,10 @@ func (f *field) add(a, b *elem) elem {
 func (f *field) sub(a, b *elem) elem {
 	d, borrow := sub4((*[4]uint64)(a), (*[4]uint64)(b))
 	mask := -borrow
-	var r elem
-	var c uint64
-	r[0], c = bits.Add64(d[0], f.p[0]&mask, 0)
-	r[1], c = bits.Add64(d[1], f.p[1]&mask, c)
-	r[2], c = bits.Add64(d[2], f.p[2]&mask, c)
-	r[3], _ = bits.Add64(d[3], f.p[3]&mask, c)
+	p := [4]uint64{f.p[0] & mask, f.p[1] & mask, f.p[2] & mask, f.p[3] & mask}
+	r, _ := add4(&d, &p) // + p if it borrowed
 	clear(d[:])
-	return r
+	return elem(r)
 }
 
 // inv returns a^-1 (a^(p-2)); the inverse of 0 is 0. The exponent is
