@@ -77,6 +77,8 @@ type kekFlags struct {
 	tpm2PCRsGiven  bool
 	tpm2WithPIN    bool
 	newTPM2PINFile string
+	extraKeyFiles  []string // registerExtras: KEKs of further keyslots
+	extraPassFiles []string
 	what           string // "" for the volume's KEK, "new " for a new one
 	// unattended: no one can be asked (a server's rotation); a keyslot
 	// that needs a TPM2 PIN is unavailable.
@@ -121,6 +123,52 @@ func (f *kekFlags) registerFirst(fs *pflag.FlagSet, prefix string) {
 	fs.StringVar(&f.keyFile, prefix+"key-file", "", "read "+what+" from this key file, every byte counts (- for stdin)")
 	fs.StringVar(&f.passphraseFile, prefix+"passphrase-file", "", "read "+what+" passphrase from the first line of this file (- for stdin)")
 	fs.StringVar(&f.kmipConfig, prefix+"kmip", "", what+" is held by a KMIP key server; this file is the client configuration (see encblk kmip --help)")
+}
+
+// registerExtras adds --extra-key-file and --extra-passphrase-file: KEKs
+// of further keyslots, for a command that must open all of them
+// (reencrypt re-wraps every keyslot it can open); readAll reads them.
+func (f *kekFlags) registerExtras(fs *pflag.FlagSet) {
+	fs.StringArrayVar(&f.extraKeyFiles, "extra-key-file", nil, "a key file that opens another keyslot (repeatable)")
+	fs.StringArrayVar(&f.extraPassFiles, "extra-passphrase-file", nil, "a passphrase file (first line) that opens another keyslot (repeatable)")
+}
+
+// readAll makes the process non-dumpable and reads the KEK (with no KEK
+// flag, the volume's tokens first: KMIP keyslots open through their
+// tokens) and the extra ones (registerExtras); destroy wipes them.
+func (kf *kekFlags) readAll(kr *keyring.Keyring, stdin io.Reader, stderr io.Writer) (ids []keyring.Identity, destroy func(), err error) {
+	if err := secmem.SetNonDumpable(); err != nil {
+		return nil, nil, err
+	}
+	destroy = func() {
+		for _, id := range ids {
+			id.(interface{ Destroy() }).Destroy()
+		}
+	}
+	fail := func(err error) ([]keyring.Identity, func(), error) {
+		destroy()
+		return nil, nil, err
+	}
+	first, err := kf.readFor(kr, stdin, stderr, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	ids = append(ids, first)
+	for _, f := range kf.extraKeyFiles {
+		k, err := keyfile.Open(f)
+		if err != nil {
+			return fail(err)
+		}
+		ids = append(ids, k)
+	}
+	for _, f := range kf.extraPassFiles {
+		p, err := passphrase.Read(f, "extra passphrase file", stdin, stderr, "", false)
+		if err != nil {
+			return fail(err)
+		}
+		ids = append(ids, p)
+	}
+	return ids, destroy, nil
 }
 
 // kekHelp is the paragraph of a command's long help that says where its

@@ -19,7 +19,6 @@ import (
 	"github.com/encblk/encblk/internal/backing"
 	"github.com/encblk/encblk/internal/daemon"
 	"github.com/encblk/encblk/internal/secmem"
-	"github.com/encblk/encblk/pkg/kek/keyfile"
 	"github.com/encblk/encblk/pkg/kek/passphrase"
 	"github.com/encblk/encblk/pkg/keyring"
 	"github.com/encblk/encblk/pkg/rotation"
@@ -43,8 +42,6 @@ func newReencryptCmd(a *app) *cobra.Command {
 		hdr        headerFlag
 		t          targetFlags
 		kf         kekFlags
-		extraKeys  []string
-		extraPass  []string
 		keyBits    int
 		sectorSize int
 		resume     bool
@@ -130,7 +127,7 @@ exit 3):
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			target := args[0]
-			extras := len(extraKeys)+len(extraPass) > 0
+			extras := len(kf.extraKeyFiles)+len(kf.extraPassFiles) > 0
 			switch {
 			case decrypt && encrypt:
 				return withExit(exitUsage, errors.New("--encrypt and --decrypt are exclusive"))
@@ -174,12 +171,12 @@ exit 3):
 				if throttle != "" {
 					rate = &throttleRate
 				}
-				return reencryptServed(cmd, a, c, vol, target, hdr, kf, extraKeys, extraPass, keyBits, rate)
+				return reencryptServed(cmd, a, c, vol, target, hdr, kf, keyBits, rate)
 			} else if data, err := openUnserved(err, target); err != nil {
 				return err
 			} else {
 				defer data.Close()
-				return reencryptOffline(cmd, a, target, data, hdr, kf, extraKeys, extraPass, keyBits, sectorSize, resume, initOnly, throttleRate, zone)
+				return reencryptOffline(cmd, a, target, data, hdr, kf, keyBits, sectorSize, resume, initOnly, throttleRate, zone)
 			}
 		},
 	}
@@ -187,8 +184,7 @@ exit 3):
 	hdr.register(fs)
 	t.register(fs)
 	kf.register(fs, "")
-	fs.StringArrayVar(&extraKeys, "extra-key-file", nil, "a key file that opens another keyslot (repeatable)")
-	fs.StringArrayVar(&extraPass, "extra-passphrase-file", nil, "a passphrase file (first line) that opens another keyslot (repeatable)")
+	kf.registerExtras(fs)
 	fs.IntVarP(&keyBits, "key-size", "s", 0, "new volume key size in bits: 256 or 512 (default: unchanged)")
 	fs.IntVar(&sectorSize, "sector-size", 0, "new encryption sector size: 512, 1024, 2048 or 4096 (default: unchanged)")
 	fs.BoolVar(&resume, "resume", false, "continue an interrupted reencryption (encblk's or cryptsetup's)")
@@ -205,7 +201,7 @@ exit 3):
 // reencryptOffline runs or resumes a reencryption (or an encryption in
 // place, resumed) of an unserved TARGET here, on data (opened for direct
 // writes).
-func reencryptOffline(cmd *cobra.Command, a *app, target string, data *backing.File, hdr headerFlag, kf kekFlags, extraKeys, extraPass []string,
+func reencryptOffline(cmd *cobra.Command, a *app, target string, data *backing.File, hdr headerFlag, kf kekFlags,
 	keyBits, sectorSize int, resume, initOnly bool, throttleRate, zone int64) error {
 	k, err := hdr.open(target, false)
 	if err != nil {
@@ -224,7 +220,7 @@ func reencryptOffline(cmd *cobra.Command, a *app, target string, data *backing.F
 	case resume && (keyBits != 0 || sectorSize != 0):
 		return withExit(exitUsage, errors.New("--key-size and --sector-size are set when the reencryption starts, not on --resume"))
 	}
-	ids, destroy, err := readKEKs(k, kf, extraKeys, extraPass, cmd.InOrStdin(), cmd.ErrOrStderr())
+	ids, destroy, err := kf.readAll(k, cmd.InOrStdin(), cmd.ErrOrStderr())
 	if err != nil {
 		return err
 	}
@@ -430,8 +426,8 @@ func encryptDetached(ctx context.Context, data *backing.File, path string, key k
 
 // openToStart opens TARGET's header to start an operation on it: refused
 // (ErrReencryptInProgress, with where) when one is recorded already; then
-// the KEKs are read (readKEKs). The caller closes k and calls destroy.
-func openToStart(cmd *cobra.Command, target string, hdr headerFlag, kf kekFlags, extraKeys, extraPass []string, where string) (*keyring.Keyring, []keyring.Identity, func(), error) {
+// the KEKs are read (kekFlags.readAll). The caller closes k and calls destroy.
+func openToStart(cmd *cobra.Command, target string, hdr headerFlag, kf kekFlags, where string) (*keyring.Keyring, []keyring.Identity, func(), error) {
 	k, err := hdr.open(target, false)
 	if err != nil {
 		return nil, nil, nil, err
@@ -445,7 +441,7 @@ func openToStart(cmd *cobra.Command, target string, hdr headerFlag, kf kekFlags,
 	} else if r != nil {
 		return fail(fmt.Errorf("%w on %s %s", keyring.ErrReencryptInProgress, target, where))
 	}
-	ids, destroy, err := readKEKs(k, kf, extraKeys, extraPass, cmd.InOrStdin(), cmd.ErrOrStderr())
+	ids, destroy, err := kf.readAll(k, cmd.InOrStdin(), cmd.ErrOrStderr())
 	if err != nil {
 		return fail(err)
 	}
@@ -512,7 +508,7 @@ func decryptInPlace(cmd *cobra.Command, a *app, target string, t targetFlags, hd
 	if r == nil && len(segs) > 0 && segs[0].Offset > 0 {
 		return withExit(exitUsage, fmt.Errorf("%s exists and is a LUKS2 header whose data starts at %d, not a detached header (data at 0): to decrypt %s with its header exported, name a new file (cryptsetup refuses this too)", hdr.path, segs[0].Offset, target))
 	}
-	k, ids, destroy, err := openToStart(cmd, target, hdr, kf, nil, nil, "(--resume continues it)")
+	k, ids, destroy, err := openToStart(cmd, target, hdr, kf, "(--resume continues it)")
 	if err != nil {
 		return err
 	}
@@ -545,7 +541,7 @@ func decryptInPlace(cmd *cobra.Command, a *app, target string, t targetFlags, hd
 // data decrypted and moved to the start of TARGET.
 func decryptShift(cmd *cobra.Command, a *app, target string, data *backing.File, hdr headerFlag, kf kekFlags,
 	initOnly bool, throttle uint64, opts *keyring.ReencryptOptions) error {
-	k, ids, destroy, err := openToStart(cmd, target, headerFlag{}, kf, nil, nil, "(--resume continues it)")
+	k, ids, destroy, err := openToStart(cmd, target, headerFlag{}, kf, "(--resume continues it)")
 	if err != nil {
 		return err
 	}
@@ -599,44 +595,6 @@ func syncDir(dir string) error {
 		return fmt.Errorf("sync %s: %w", dir, err)
 	}
 	return nil
-}
-
-// readKEKs makes the process non-dumpable and reads the KEK (with no KEK
-// flag, the volume's tokens first: KMIP keyslots open through their
-// tokens) and the extra ones; destroy wipes them.
-func readKEKs(kr *keyring.Keyring, kf kekFlags, keyFiles, passFiles []string, stdin io.Reader, stderr io.Writer) (ids []keyring.Identity, destroy func(), err error) {
-	if err := secmem.SetNonDumpable(); err != nil {
-		return nil, nil, err
-	}
-	destroy = func() {
-		for _, id := range ids {
-			id.(interface{ Destroy() }).Destroy()
-		}
-	}
-	fail := func(err error) ([]keyring.Identity, func(), error) {
-		destroy()
-		return nil, nil, err
-	}
-	first, err := kf.readFor(kr, stdin, stderr, false)
-	if err != nil {
-		return nil, nil, err
-	}
-	ids = append(ids, first)
-	for _, f := range keyFiles {
-		k, err := keyfile.Open(f)
-		if err != nil {
-			return fail(err)
-		}
-		ids = append(ids, k)
-	}
-	for _, f := range passFiles {
-		p, err := passphrase.Read(f, "extra passphrase file", stdin, stderr, "", false)
-		if err != nil {
-			return fail(err)
-		}
-		ids = append(ids, p)
-	}
-	return ids, destroy, nil
 }
 
 // newProgress returns the progress callback of Run: a progress bar when
@@ -700,9 +658,9 @@ func (p *progressPrinter) update(done, total uint64) {
 // background while it serves. The command then follows the progress
 // until the end (Ctrl-C leaves the server running it).
 func reencryptServed(cmd *cobra.Command, a *app, c *daemon.Client, vol, target string, hdr headerFlag, kf kekFlags,
-	extraKeys, extraPass []string, keyBits int, rate *int64) error {
+	keyBits int, rate *int64) error {
 	ctx := cmd.Context()
-	k, ids, destroy, err := openToStart(cmd, target, hdr, kf, extraKeys, extraPass, "run by its server")
+	k, ids, destroy, err := openToStart(cmd, target, hdr, kf, "run by its server")
 	if err != nil {
 		return err
 	}
