@@ -1,6 +1,7 @@
 package clevis
 
 import (
+	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/ecdh"
@@ -43,9 +44,7 @@ func malformed(format string, args ...any) error {
 
 // b64Decode decodes base64url without padding (some encoders add '='; it
 // is tolerated).
-func b64Decode(s string) ([]byte, error) {
-	return b64.DecodeString(strings.TrimRight(s, "="))
-}
+func b64Decode(s string) ([]byte, error) { return B64DecodeSecret([]byte(s)) }
 
 // JWE is a JWE in its five parts (RFC 7516 §7.1), the protected header
 // both as sent (its base64url text is the additional authenticated data)
@@ -450,6 +449,20 @@ func signedBy(k *JWK, payload string, sigs []struct {
 
 // B64 is base64url without padding, as JOSE writes it.
 func B64(b []byte) string { return b64.EncodeToString(b) }
+
+// B64DecodeSecret is B64Decode from bytes into a new slice, for a secret
+// that must never become a Go string (which could not be wiped): the
+// caller clears src and the result; nothing is left behind on error.
+func B64DecodeSecret(src []byte) ([]byte, error) {
+	src = bytes.TrimRight(src, "=")
+	dst := make([]byte, b64.DecodedLen(len(src)))
+	n, err := b64.Decode(dst, src)
+	if err != nil {
+		clear(dst)
+		return nil, err
+	}
+	return dst[:n], nil
+}
 
 // B64Decode decodes base64url (padding tolerated).
 func B64Decode(s string) ([]byte, error) { return b64Decode(s) }

@@ -1,7 +1,6 @@
 package tpm2
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -191,7 +190,7 @@ func (p *ClevisPin) Encrypt(ctx context.Context, config json.RawMessage, plainte
 // JWE does not record them: clevis decrypt, like Decrypt, needs only
 // pcr_ids and pcr_bank.
 func pcrValues(b64 string, bank tpm2.TPMIAlgHash, n int) ([]byte, error) {
-	vals, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(b64, "="))
+	vals, err := clevis.B64Decode(b64)
 	if err != nil {
 		return nil, fmt.Errorf("tpm2 pin: pcr_digest is not base64url: %v", err)
 	}
@@ -250,8 +249,8 @@ func (p *ClevisPin) Decrypt(ctx context.Context, jwe *clevis.JWE) (*keyring.Secr
 
 // jwkKey returns the 32-byte key of the symmetric JWK jwk ({"kty":"oct",
 // "k":"..."}, as clevis seals it). The key never becomes a Go string,
-// which could not be wiped: "k" is taken as raw JSON bytes, decoded from
-// base64url into a slice, and both are cleared; the caller clears the key.
+// which could not be wiped: "k" is taken as raw JSON bytes and decoded
+// with clevis.B64DecodeSecret; the caller clears the key.
 func jwkKey(jwk []byte) ([]byte, error) {
 	var k struct {
 		Kty string          `json:"kty"`
@@ -266,14 +265,12 @@ func jwkKey(jwk []byte) ([]byte, error) {
 	if len(k.K) < 2 || k.K[0] != '"' || k.K[len(k.K)-1] != '"' {
 		return nil, bad
 	}
-	b64 := bytes.TrimRight(k.K[1:len(k.K)-1], "=")
-	key := make([]byte, base64.RawURLEncoding.DecodedLen(len(b64)))
-	n, err := base64.RawURLEncoding.Decode(key, b64)
-	if err != nil || n != 32 {
+	key, err := clevis.B64DecodeSecret(k.K[1 : len(k.K)-1])
+	if err != nil || len(key) != 32 {
 		clear(key)
 		return nil, bad
 	}
-	return key[:n], nil
+	return key, nil
 }
 
 // object is the sealed object h describes.
