@@ -7,8 +7,8 @@ import (
 	"math/bits"
 )
 
-// elem is a value of GF(p) in Montgomery form (x·2^256 mod p), four
-// little-endian 64-bit limbs. Secrets (the key, the polynomial, the
+// elem is four little-endian 64-bit limbs: a value of GF(p) in Montgomery
+// form (x·2^256 mod p), or (field.p, field.pm2) a plain number. Secrets (the key, the polynomial, the
 // shares) live only in elems and byte slices, which the code clears; a
 // math/big value could not be wiped (its arithmetic leaves copies on the
 // heap). The arithmetic is constant-time in the values; only the public
@@ -18,25 +18,25 @@ type elem [4]uint64
 // field is GF(p) for a prime p below 2^256: p is public (it is in the
 // JWE's header), so setting it up may use math/big.
 type field struct {
-	p    [4]uint64 // p, little-endian limbs
-	pinv uint64    // -p^-1 mod 2^64
-	r2   elem      // 2^512 mod p: mul(x, r2) brings x into Montgomery form
-	one  elem      // 2^256 mod p: 1 in Montgomery form
-	pm2  [4]uint64 // p-2: x^(p-2) is x's inverse
-	bits int       // p's bit length
+	p    elem   // p
+	pinv uint64 // -p^-1 mod 2^64
+	r2   elem   // 2^512 mod p: mul(x, r2) brings x into Montgomery form
+	one  elem   // 2^256 mod p: 1 in Montgomery form
+	pm2  elem   // p-2: x^(p-2) is x's inverse
+	bits int    // p's bit length
 }
 
 var errPrime = errors.New("the prime must be odd, above 2 and below 2^256")
 
 func newField(prime *big.Int) (*field, error) {
-	if prime.Sign() <= 0 || prime.Bit(0) == 0 || prime.BitLen() > 256 || prime.Cmp(big.NewInt(3)) < 0 {
+	if prime.Bit(0) == 0 || prime.BitLen() > 256 || prime.Cmp(big.NewInt(3)) < 0 {
 		return nil, errPrime
 	}
 	f := &field{bits: prime.BitLen()}
 	limbs(&f.p, prime)
 	limbs(&f.pm2, new(big.Int).Sub(prime, big.NewInt(2)))
-	limbs((*[4]uint64)(&f.r2), new(big.Int).Mod(new(big.Int).Lsh(big.NewInt(1), 512), prime))
-	limbs((*[4]uint64)(&f.one), new(big.Int).Mod(new(big.Int).Lsh(big.NewInt(1), 256), prime))
+	limbs(&f.r2, new(big.Int).Mod(new(big.Int).Lsh(big.NewInt(1), 512), prime))
+	limbs(&f.one, new(big.Int).Mod(new(big.Int).Lsh(big.NewInt(1), 256), prime))
 	// Newton's iteration for p^-1 mod 2^64: each step doubles the bits
 	// that are right (p·p = 1 mod 8 gives three).
 	inv := f.p[0]
@@ -48,14 +48,14 @@ func newField(prime *big.Int) (*field, error) {
 }
 
 // limbs sets l to x (0 <= x < 2^256), little-endian.
-func limbs(l *[4]uint64, x *big.Int) {
+func limbs(l *elem, x *big.Int) {
 	var b [32]byte
 	x.FillBytes(b[:])
 	*l = fromBE(&b)
 }
 
-func fromBE(b *[32]byte) [4]uint64 {
-	var l [4]uint64
+func fromBE(b *[32]byte) elem {
+	var l elem
 	for i := range l {
 		for _, c := range b[24-8*i : 32-8*i] {
 			l[i] = l[i]<<8 | uint64(c)
@@ -64,7 +64,7 @@ func fromBE(b *[32]byte) [4]uint64 {
 	return l
 }
 
-func toBE(l *[4]uint64, b []byte) {
+func toBE(l *elem, b []byte) {
 	for i := range l {
 		for j := range 8 {
 			b[31-8*i-j] = byte(l[i] >> (8 * j))
@@ -77,7 +77,7 @@ func toBE(l *[4]uint64, b []byte) {
 func (f *field) load(b []byte) elem {
 	var a [32]byte
 	copy(a[:], b)
-	x := elem(fromBE(&a))
+	x := fromBE(&a)
 	clear(a[:])
 	r := f.mul(&x, &f.r2)
 	clear(x[:])
@@ -88,7 +88,7 @@ func (f *field) load(b []byte) elem {
 func (f *field) store(x *elem, b []byte) {
 	unit := elem{1}
 	y := f.mul(x, &unit)
-	toBE((*[4]uint64)(&y), b)
+	toBE(&y, b)
 	clear(y[:])
 }
 
@@ -102,7 +102,7 @@ func (f *field) random(r io.Reader) (elem, error) {
 		if _, err := io.ReadFull(r, b[:]); err != nil {
 			return elem{}, err
 		}
-		x := elem(fromBE(&b))
+		x := fromBE(&b)
 		for i := range x { // clear the bits from n up
 			switch lo := 64 * i; {
 			case n <= lo:
@@ -111,7 +111,7 @@ func (f *field) random(r io.Reader) (elem, error) {
 				x[i] &= 1<<(n-lo) - 1
 			}
 		}
-		_, borrow := sub4((*[4]uint64)(&x), &f.p)
+		_, borrow := sub4(&x, &f.p)
 		if borrow == 1 {
 			e := f.mul(&x, &f.r2)
 			clear(x[:])
@@ -122,8 +122,8 @@ func (f *field) random(r io.Reader) (elem, error) {
 }
 
 // sub4 returns a-b and the borrow.
-func sub4(a, b *[4]uint64) ([4]uint64, uint64) {
-	var d [4]uint64
+func sub4(a, b *elem) (elem, uint64) {
+	var d elem
 	var c uint64
 	d[0], c = bits.Sub64(a[0], b[0], 0)
 	d[1], c = bits.Sub64(a[1], b[1], c)
@@ -133,8 +133,8 @@ func sub4(a, b *[4]uint64) ([4]uint64, uint64) {
 }
 
 // add4 returns a+b and the carry.
-func add4(a, b *[4]uint64) ([4]uint64, uint64) {
-	var s [4]uint64
+func add4(a, b *elem) (elem, uint64) {
+	var s elem
 	var c uint64
 	s[0], c = bits.Add64(a[0], b[0], 0)
 	s[1], c = bits.Add64(a[1], b[1], c)
@@ -145,7 +145,7 @@ func add4(a, b *[4]uint64) ([4]uint64, uint64) {
 
 // reduce returns (carry·2^256 + t) - p if that is not negative, else t;
 // t + carry·2^256 < 2p.
-func (f *field) reduce(t *[4]uint64, carry uint64) elem {
+func (f *field) reduce(t *elem, carry uint64) elem {
 	d, borrow := sub4(t, &f.p)
 	// keep t when the subtraction borrowed and there is no carry to pay it
 	keep := borrow &^ carry
@@ -190,14 +190,14 @@ func (f *field) mul(a, b *elem) elem {
 		t[3], k = bits.Add64(t[4], c, 0)
 		t[4] = t[5] + k
 	}
-	r := f.reduce((*[4]uint64)(t[:4]), t[4])
+	r := f.reduce((*elem)(t[:4]), t[4])
 	clear(t[:])
 	return r
 }
 
 // add returns a+b mod p.
 func (f *field) add(a, b *elem) elem {
-	s, c := add4((*[4]uint64)(a), (*[4]uint64)(b))
+	s, c := add4(a, b)
 	r := f.reduce(&s, c)
 	clear(s[:])
 	return r
@@ -205,12 +205,12 @@ func (f *field) add(a, b *elem) elem {
 
 // sub returns a-b mod p.
 func (f *field) sub(a, b *elem) elem {
-	d, borrow := sub4((*[4]uint64)(a), (*[4]uint64)(b))
+	d, borrow := sub4(a, b)
 	mask := -borrow
-	p := [4]uint64{f.p[0] & mask, f.p[1] & mask, f.p[2] & mask, f.p[3] & mask}
+	p := elem{f.p[0] & mask, f.p[1] & mask, f.p[2] & mask, f.p[3] & mask}
 	r, _ := add4(&d, &p) // + p if it borrowed
 	clear(d[:])
-	return elem(r)
+	return r
 }
 
 // inv returns a^-1 (a^(p-2)); the inverse of 0 is 0. The exponent is
