@@ -94,7 +94,7 @@ Everything on the header area is destroyed. cryptsetup opens the result.`,
 		},
 	}
 	fs := cmd.Flags()
-	kek.registerFirst(fs, "")
+	kek.registerDirect(fs, "")
 	kdf.register(fs)
 	hdr.register(fs)
 	fs.BoolVarP(&batch, "batch-mode", "q", false, "do not ask for confirmation")

@@ -88,7 +88,7 @@ type kekFlags struct {
 // register adds the flags with an optional prefix ("new-") for commands
 // that take two KEKs.
 func (f *kekFlags) register(fs *pflag.FlagSet, prefix string) {
-	f.registerFirst(fs, prefix)
+	f.registerDirect(fs, prefix)
 	// An age recipient only makes keyslots and an identity only opens
 	// them, so neither needs the "new-" prefix to say which KEK it is.
 	if prefix == "" {
@@ -110,11 +110,12 @@ func (f *kekFlags) register(fs *pflag.FlagSet, prefix string) {
 	fs.StringVar(&f.newTPM2PINFile, "new-tpm2-pin-file", "", "with --tpm2-with-pin: the new keyslot's PIN is the first line of this file (- for stdin)")
 }
 
-// registerFirst adds only the flags of a KEK given directly: key file,
-// passphrase file, KMIP. Commands that make a volume (format, sed setup)
-// take its first KEK with these and nothing else: there are no keyslots
-// to open yet, so --tpm2-pin-file and --age-identity would mean nothing.
-func (f *kekFlags) registerFirst(fs *pflag.FlagSet, prefix string) {
+// registerDirect adds only the flags of a KEK given directly (key file,
+// passphrase file, KMIP), with register's prefix; register adds the rest.
+// Commands that make a volume (format, sed setup) take its first KEK with
+// these alone: there are no keyslots to open yet, so --tpm2-pin-file and
+// --age-identity would mean nothing.
+func (f *kekFlags) registerDirect(fs *pflag.FlagSet, prefix string) {
 	what := "the KEK"
 	if prefix != "" {
 		what = "the new KEK"

@@ -236,7 +236,7 @@ plus the data offset, as with cryptsetup.`,
 	}
 	fs := cmd.Flags()
 	sf.register(fs, true)
-	kek.registerFirst(fs, "")
+	kek.registerDirect(fs, "")
 	kdf.register(fs)
 	hdr.register(fs)
 	fs.Uint8Var(&segment, "range", 1, "locking range (LUKS2 opal_segment_number), 1..8")
