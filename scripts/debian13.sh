@@ -34,17 +34,37 @@ if [ "${1:-}" = --print-root ]; then
 	shift
 fi
 set_=${1:-judges}
+# Each set: its packages, the binaries wrapped (name:path), the root's
+# name prefix, what its wrappers add (wrap_env: a line of shell before the
+# exec; wrap_args: arguments before the caller's; $r is the root), and a
+# smoke test of the finished root ($1).
+wrap_env= wrap_args=
 case $set_ in
 judges)
-	# name:path of each wrapped binary
 	debs=(sedutil cryptsetup-bin)
 	bins=(sedutil-cli:usr/sbin/sedutil-cli cryptsetup:usr/sbin/cryptsetup)
 	prefix=root
+	smoke() {
+		"$1/bin/cryptsetup" --version >&2 || die "Debian 13's cryptsetup does not run"
+		# sedutil-cli has no --version; its help (exit status 136) names it.
+		local help
+		help=$("$1/bin/sedutil-cli" -h 2>&1 || true)
+		[[ $help == *'sedutil-cli <-v> <-n> <action>'* ]] ||
+			die "Debian 13's sedutil-cli does not run"
+	}
 	;;
 qemu)
 	debs=(qemu-system-x86)
 	bins=(qemu-system-x86_64:usr/bin/qemu-system-x86_64)
 	prefix=qemu
+	# Firmware and modules from the root, never the host qemu 7.2's: qemu
+	# aborts on a module of another build, and looks for one when it
+	# probes audio drivers (none is in the root): -audio none.
+	wrap_env='export QEMU_MODULE_DIR="$r/usr/lib/x86_64-linux-gnu/qemu"'
+	wrap_args='-L "$r/usr/share/qemu" -L "$r/usr/share/seabios" -audio none '
+	smoke() {
+		"$1/bin/qemu-system-x86_64" --version >&2 || die "Debian 13's qemu-system-x86_64 does not run"
+	}
 	;;
 *)
 	echo "usage: $0 [--print-root] [judges|qemu]" >&2
@@ -125,37 +145,18 @@ for pair in "${bins[@]}"; do
 	name=${pair%%:*} path=${pair#*:}
 	[ -x "$r/$path" ] || path=${path#usr/}
 	[ -x "$r/$path" ] || die "no $name in the unpacked root"
-	# qemu takes its firmware and modules from the root, never the host
-	# qemu 7.2's: it aborts on a module of another build, and it looks for
-	# one when it probes audio drivers (none is in the root): -audio none.
-	env= args=
-	if [ "$name" = qemu-system-x86_64 ]; then
-		env='export QEMU_MODULE_DIR="$r/usr/lib/x86_64-linux-gnu/qemu"'
-		args='-L "$r/usr/share/qemu" -L "$r/usr/share/seabios" -audio none '
-	fi
 	# The wrapper finds the root from its own place, so the cache can move.
 	cat >"$r/bin/$name" <<EOF
 #!/bin/sh
 # Debian 13's $name, run with the root's own loader and libraries (scripts/debian13.sh).
 r=\$(cd "\$(dirname "\$0")/.." && pwd)
-$env
-exec "\$r/${ld#"$r"/}" --library-path "\$r/usr/lib/x86_64-linux-gnu:\$r/lib/x86_64-linux-gnu" "\$r/$path" $args"\$@"
+$wrap_env
+exec "\$r/${ld#"$r"/}" --library-path "\$r/usr/lib/x86_64-linux-gnu:\$r/lib/x86_64-linux-gnu" "\$r/$path" $wrap_args"\$@"
 EOF
 	chmod 755 "$r/bin/$name"
 done
 # Smoke test: each tool starts and says who it is.
-case $set_ in
-judges)
-	"$r/bin/cryptsetup" --version >&2 || die "Debian 13's cryptsetup does not run"
-	# sedutil-cli has no --version; its help (exit status 136) names it.
-	help=$("$r/bin/sedutil-cli" -h 2>&1 || true)
-	[[ $help == *'sedutil-cli <-v> <-n> <action>'* ]] ||
-		die "Debian 13's sedutil-cli does not run"
-	;;
-qemu)
-	"$r/bin/qemu-system-x86_64" --version >&2 || die "Debian 13's qemu-system-x86_64 does not run"
-	;;
-esac
+smoke "$r"
 printf '%s\n' $pkgs >"$r/PACKAGES"
 rm -rf "$root"
 mv "$r" "$root"
