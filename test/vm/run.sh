@@ -275,7 +275,22 @@ touch "$initrd" # in use: keeps another checkout's cleanup away from it
 
 # --- boot ------------------------------------------------------------------
 
-# run_one NAME SECTOR boots the guest for one scenario and reports the result.
+# died_booting LOG: the guest kernel oopsed or panicked before the scenario
+# started (no ENCBLK-VM-START on the console). Seen once in CI (session 8,
+# nbd-attach): "Oops: int3" in sched_clock_cpu at 1.6 s, on the vCPU taking
+# the IPI of a static-key patch (text_poke_bp) at late init, which the
+# kernel's int3 handler no longer recognised: the guest kernel's live code
+# patching racing qemu TCG's translated code on the other vCPU thread,
+# before any of our code ran. Such a boot is retried once, and said so;
+# a scenario that started is never retried.
+died_booting() {
+	! grep -aq 'ENCBLK-VM-START' "$1" 2>/dev/null &&
+		grep -aqE 'Kernel panic|Oops: ' "$1" 2>/dev/null
+}
+
+# run_one NAME SECTOR boots the guest for one scenario and reports the
+# result: 0 passed, 1 failed, 2 the guest died booting (died_booting; its
+# console is kept as NAME-SECTOR.boot-failed.log).
 run_one() {
 	local name=$1 sector=$2 f tmo share logf start rc=0 result
 	f=$here/scenarios/$name.sh
@@ -347,6 +362,11 @@ run_one() {
 		log "FAIL $name sector=$sector (${secs}s, qemu exit $rc, result ${result:-none})"
 	fi
 	[ -s "$out/$name-$sector.qemu" ] && sed 's/^/  qemu: /' "$out/$name-$sector.qemu" >&2
+	if died_booting "$logf"; then
+		mv "$logf" "$out/$name-$sector.boot-failed.log"
+		log "the guest kernel died while booting, before the scenario started (console kept in $out/$name-$sector.boot-failed.log)"
+		return 2
+	fi
 	log "console log: $logf (share kept in $share); last lines:"
 	tail -n 60 "$logf" | tr -d '\r' | sed 's/^/  | /' >&2
 	return 1
@@ -357,31 +377,15 @@ log "kernel $kver, initramfs $initrd, scenarios: ${specs[*]}"
 [ -z "${ENCBLK_VM_QEMU_ARGS:-}" ] || log "qemu arguments added: $ENCBLK_VM_QEMU_ARGS"
 failed=()
 suite_start=$(date +%s)
-# died_booting LOG: the guest kernel oopsed or panicked before the scenario
-# started (no ENCBLK-VM-START on the console). Seen once in CI (session 8,
-# nbd-attach): "Oops: int3" in sched_clock_cpu at 1.6 s, on the vCPU taking
-# the IPI of a static-key patch (text_poke_bp) at late init, which the
-# kernel's int3 handler no longer recognised: the guest kernel's live code
-# patching racing qemu TCG's translated code on the other vCPU thread,
-# before any of our code ran. Such a boot is retried once, and said so;
-# a scenario that started is never retried.
-died_booting() {
-	! grep -aq 'ENCBLK-VM-START' "$1" 2>/dev/null &&
-		grep -aqE 'Kernel panic|Oops: ' "$1" 2>/dev/null
-}
-
 for spec in "${specs[@]}"; do
-	name=${spec%%:*} sector=${spec#*:}
-	if ! run_one "$name" "$sector"; then
-		boot_log=$out/$name-$sector.log
-		if died_booting "$boot_log"; then
-			mv "$boot_log" "$out/$name-$sector.boot-failed.log"
-			log "RETRY $name sector=$sector: the guest kernel died while booting, before the scenario started (console kept in $out/$name-$sector.boot-failed.log)"
-			run_one "$name" "$sector" || failed+=("$spec")
-		else
-			failed+=("$spec")
-		fi
+	rc=0
+	run_one "${spec%%:*}" "${spec#*:}" || rc=$?
+	if [ "$rc" -eq 2 ]; then
+		log "RETRY $spec once"
+		rc=0
+		run_one "${spec%%:*}" "${spec#*:}" || rc=$?
 	fi
+	[ "$rc" -eq 0 ] || failed+=("$spec")
 done
 log "suite took $(($(date +%s) - suite_start))s"
 if [ ${#failed[@]} -gt 0 ]; then
